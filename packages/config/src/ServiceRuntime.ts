@@ -1,0 +1,31 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Cause, Config, Effect, Layer, Logger, References } from "effect"
+
+const LogLevel = Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault("Info"))
+
+/** One JSON object per log line on stdout; `LOG_LEVEL` sets the minimum level. */
+export const JsonLogging = Layer.mergeAll(
+  Logger.layer([Logger.consoleJson]),
+  Layer.effect(References.MinimumLogLevel, LogLevel)
+).pipe(Layer.orDie)
+
+/**
+ * Runs a service's layer until SIGINT/SIGTERM, then closes it gracefully (scopes finalize in
+ * reverse order). A failure at start-up - a missing or bad setting, an unreachable
+ * Postgres - is printed as one line that names the problem, and the process exits 1.
+ */
+export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void =>
+  Layer.launch(layer).pipe(
+    Effect.annotateLogs({ service: name }),
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}`)
+    ),
+    Effect.provide(JsonLogging),
+    (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true })
+  )
+
+export const startupMessage = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  if (error && typeof error === "object" && "message" in error) return String(error.message)
+  return String(error)
+}

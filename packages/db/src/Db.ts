@@ -1,0 +1,94 @@
+import { readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
+import postgres from "postgres"
+
+export class DbUnavailable extends Schema.TaggedError<DbUnavailable>()("DbUnavailable", {
+  message: Schema.String
+}) {}
+
+export class DbStartupError extends Schema.TaggedError<DbStartupError>()("DbStartupError", {
+  message: Schema.String
+}) {}
+
+export type Sql = postgres.Sql<{}>
+export type Tx = postgres.TransactionSql<{}>
+/** Either the pool or a transaction: anything that runs tagged queries. */
+export type Queryable = Sql | Tx
+
+export const DbConfig = Config.all({
+  url: Config.Redacted("DATABASE_URL").pipe(
+    Config.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/postgres"))
+  ),
+  // Every deployment (and every test run) can live in its own schema of one database.
+  schema: Config.schema(Schema.String.check(Schema.isPattern(/^[a-z_][a-z0-9_]{0,62}$/)), "ORBIT_DB_SCHEMA").pipe(
+    Config.withDefault("orbit")
+  ),
+  poolSize: Config.Int("ORBIT_DB_POOL_SIZE").pipe(Config.withDefault(10))
+})
+
+const MIGRATIONS_DIR = join(import.meta.dirname, "..", "migrations")
+
+/** Maps any driver failure to DbUnavailable: callers answer 503, never 500. */
+export const query = <A>(f: () => PromiseLike<A>): Effect.Effect<A, DbUnavailable> =>
+  Effect.tryPromise({
+    try: () => Promise.resolve(f()),
+    catch: (e) => new DbUnavailable({ message: e instanceof Error ? e.message : String(e) })
+  })
+
+/**
+ * The Postgres connection pool (porsager/postgres), scoped to the configured schema, with the
+ * plain-SQL migrations in ../migrations applied at start under an advisory lock.
+ */
+export class Db extends Context.Service<Db, {
+  readonly sql: Sql
+  readonly schema: string
+  readonly url: string
+}>()("@orbit/db/Db") {
+  static readonly layer = Layer.effect(
+    Db,
+    Effect.gen(function*() {
+      const config = yield* DbConfig
+      const url = Redacted.value(config.url)
+      const sql = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          postgres(url, {
+            max: config.poolSize,
+            connect_timeout: 5,
+            idle_timeout: 60,
+            onnotice: () => undefined,
+            connection: { search_path: config.schema, application_name: "orbit-webhooks" }
+          })
+        ),
+        (sql) => Effect.promise(() => sql.end({ timeout: 5 }))
+      )
+      yield* migrate(sql, config.schema).pipe(
+        Effect.mapError((e) =>
+          new DbStartupError({
+            message: `cannot reach or migrate Postgres at DATABASE_URL (${redactUrl(url)}): ${e.message}`
+          })
+        )
+      )
+      return Db.of({ sql, schema: config.schema, url })
+    })
+  )
+}
+
+const redactUrl = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")
+
+export const migrate = (sql: Sql, schema: string) =>
+  query(() =>
+    sql.begin(async (tx) => {
+      // Transaction-level advisory lock: concurrent service starts migrate one at a time.
+      await tx`SELECT pg_advisory_xact_lock(hashtext(${"orbit-migrations:" + schema}))`
+      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
+      await tx.unsafe(`SET LOCAL search_path TO "${schema}"`)
+      await tx`CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`
+      const done = new Set((await tx<Array<{ name: string }>>`SELECT name FROM schema_migrations`).map((r) => r.name))
+      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith(".sql")).sort()) {
+        if (done.has(file)) continue
+        await tx.unsafe(readFileSync(join(MIGRATIONS_DIR, file), "utf8"))
+        await tx`INSERT INTO schema_migrations (name) VALUES (${file})`
+      }
+    })
+  )

@@ -1,0 +1,16 @@
+import { Schema } from "effect"
+import { EventType } from "./EventTypes.ts"
+import { Mode, TenantId } from "./Mode.ts"
+
+/** What upstream producers publish on `orbit.events` (API.md §8). */
+export const DomainEvent = Schema.Struct({
+  id: Schema.String.check(Schema.isPattern(/^evt_[0-9a-f]{32}$/)),
+  type: EventType,
+  tenant_id: TenantId,
+  mode: Schema.optionalKey(Mode),
+  created_at: Schema.String.check(Schema.isPattern(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/)),
+  data: Schema.Record(Schema.String, Schema.Unknown)
+})
+export type DomainEvent = typeof DomainEvent.Type
+
+export const DomainEventJson = Schema.fromJsonString(DomainEvent)

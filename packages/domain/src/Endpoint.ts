@@ -1,0 +1,77 @@
+import type { EndpointEvent } from "./EndpointEvents.ts"
+import type { EventSubscription } from "./EventTypes.ts"
+import type { Mode } from "./Mode.ts"
+import type { RetryPolicy } from "./RetryPolicy.ts"
+
+/** The endpoint aggregate's state, as every read model (Postgres, dispatcher index) sees it. */
+export interface Endpoint {
+  readonly id: string
+  readonly tenant_id: string
+  readonly mode: Mode
+  readonly url: string
+  readonly events: ReadonlyArray<EventSubscription>
+  readonly description: string | null
+  readonly active: boolean
+  readonly timeout_seconds: number
+  readonly retry_policy: RetryPolicy
+  readonly secret_box: string
+  readonly previous_secret_box: string | null
+  readonly previous_expires_at: string | null
+  readonly created_at: string
+  readonly updated_at: string
+}
+
+/**
+ * Pure fold of one event onto the state. `undefined` means "does not exist" (never registered
+ * or deleted). Events for an unknown or deleted endpoint leave it absent, so replays are safe.
+ */
+export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpoint | undefined => {
+  switch (event._tag) {
+    case "EndpointRegistered":
+      if (state !== undefined) return state
+      return {
+        id: event.endpoint_id,
+        tenant_id: event.tenant_id,
+        mode: event.mode,
+        url: event.url,
+        events: event.events,
+        description: event.description,
+        active: event.active,
+        timeout_seconds: event.timeout_seconds,
+        retry_policy: event.retry_policy,
+        secret_box: event.secret_box,
+        previous_secret_box: null,
+        previous_expires_at: null,
+        created_at: event.occurred_at,
+        updated_at: event.occurred_at
+      }
+    case "EndpointUpdated":
+      if (state === undefined) return undefined
+      return {
+        ...state,
+        url: event.url,
+        events: event.events,
+        description: event.description,
+        active: event.active,
+        timeout_seconds: event.timeout_seconds,
+        retry_policy: event.retry_policy,
+        updated_at: event.occurred_at
+      }
+    case "EndpointSecretRotated":
+      if (state === undefined) return undefined
+      return {
+        ...state,
+        secret_box: event.secret_box,
+        previous_secret_box: event.previous_secret_box,
+        previous_expires_at: event.previous_expires_at,
+        updated_at: event.occurred_at
+      }
+    case "EndpointDeleted":
+      return undefined
+  }
+}
+
+/** Does this endpoint want an event of `type` for (tenant, mode)? */
+export const subscribes = (endpoint: Endpoint, tenantId: string, mode: Mode, type: string): boolean =>
+  endpoint.active && endpoint.tenant_id === tenantId && endpoint.mode === mode &&
+  (endpoint.events.includes("*") || endpoint.events.includes(type as EventSubscription))

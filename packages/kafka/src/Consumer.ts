@@ -1,0 +1,83 @@
+import { Deferred, Effect, Queue, Scope, Stream } from "effect"
+import type { Batch, Consumer as KafkaConsumer } from "kafkajs"
+import { KafkaClient } from "./KafkaClient.ts"
+
+/**
+ * One fetched batch of one partition. The kafkajs callback waits until `done` is completed,
+ * so the next batch of that partition is only fetched after this one is handled.
+ */
+export interface ConsumedBatch {
+  readonly batch: Batch
+  /** Keep the group membership alive during long work (between records). */
+  readonly heartbeat: Effect.Effect<void>
+  /** Commit `offset` (the next offset to read) for this batch's partition. */
+  commit(offset: string): Effect.Effect<void, unknown>
+  readonly done: Deferred.Deferred<void, unknown>
+}
+
+export interface ConsumeOptions {
+  readonly groupId: string
+  readonly topics: ReadonlyArray<string>
+  readonly fromBeginning?: boolean
+  readonly sessionTimeout?: number
+  readonly partitionsConsumedConcurrently?: number
+  readonly maxBytesPerPartition?: number
+}
+
+/**
+ * kafkajs' consumer as a Stream of batches. Offsets are never committed automatically: the
+ * stream's consumer decides when a batch's effects are durable and commits then. Closing the
+ * scope stops the consumer (leaving the group cleanly).
+ */
+export const consumeBatches = (
+  options: ConsumeOptions
+): Stream.Stream<ConsumedBatch, unknown, KafkaClient> =>
+  Stream.callback<ConsumedBatch, unknown, KafkaClient | Scope.Scope>((queue) =>
+    Effect.gen(function*() {
+      const { kafka } = yield* KafkaClient
+      const consumer: KafkaConsumer = kafka.consumer({
+        groupId: options.groupId,
+        sessionTimeout: options.sessionTimeout ?? 30000,
+        heartbeatInterval: 3000,
+        maxWaitTimeInMs: 100,
+        allowAutoTopicCreation: false,
+        ...(options.maxBytesPerPartition ? { maxBytesPerPartition: options.maxBytesPerPartition } : {}),
+        retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 }
+      })
+      // Batches handed out but not yet done; failed on shutdown so kafkajs can leave the group.
+      const pending = new Set<Deferred.Deferred<void, unknown>>()
+      yield* Effect.acquireRelease(
+        Effect.tryPromise(async () => {
+          await consumer.connect()
+          await consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? true })
+          await consumer.run({
+            autoCommit: false,
+            eachBatchAutoResolve: false,
+            partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+            eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+              if (!isRunning() || isStale() || batch.messages.length === 0) return
+              const done = Deferred.makeUnsafe<void, unknown>()
+              Queue.offerUnsafe(queue, {
+                batch,
+                heartbeat: Effect.promise(() => heartbeat().catch(() => undefined)),
+                commit: (offset) =>
+                  Effect.tryPromise(() =>
+                    consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }])
+                  ),
+                done
+              })
+              pending.add(done)
+              try {
+                await Effect.runPromise(Deferred.await(done))
+              } finally {
+                pending.delete(done)
+              }
+            }
+          })
+        }),
+        () =>
+          Effect.forEach([...pending], (d) => Deferred.fail(d, new Error("consumer stopped")), { discard: true }).pipe(
+            Effect.andThen(Effect.promise(() => consumer.disconnect().catch(() => undefined)))
+          )
+      )
+    }), { bufferSize: 64 })

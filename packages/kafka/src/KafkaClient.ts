@@ -1,0 +1,52 @@
+import { Config, Context, Effect, Layer, Schema } from "effect"
+import { Kafka, logLevel, type LogEntry } from "kafkajs"
+
+export class KafkaUnavailable extends Schema.TaggedError<KafkaUnavailable>()("KafkaUnavailable", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+export const unavailable = (operation: string) => (cause: unknown) =>
+  new KafkaUnavailable({ operation, message: cause instanceof Error ? cause.message : String(cause) })
+
+/** kafkajs logs go out as one JSON line each, like every other log of the platform. */
+const jsonLogCreator = () => ({ namespace, level, log }: LogEntry) => {
+  const { message, timestamp: _t, logger: _l, ...extra } = log
+  const name = level === logLevel.ERROR ? "ERROR" : level === logLevel.WARN ? "WARN" : "INFO"
+  process.stderr.write(
+    JSON.stringify({ level: name, time: new Date().toISOString(), logger: `kafkajs.${namespace}`, message, ...extra }) + "\n"
+  )
+}
+
+export const KafkaConfig = Config.all({
+  brokers: Config.String("KAFKA_BROKERS").pipe(
+    Config.withDefault("127.0.0.1:9092"),
+    Config.map((s) => s.split(",").map((b) => b.trim()).filter((b) => b.length > 0))
+  ),
+  clientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("orbit-webhooks")),
+  topicPrefix: Config.String("ORBIT_TOPIC_PREFIX").pipe(Config.withDefault(""))
+})
+
+/** The shared kafkajs client. Connections are opened by the producer/consumer/admin services. */
+export class KafkaClient extends Context.Service<KafkaClient, {
+  readonly kafka: Kafka
+  readonly brokers: ReadonlyArray<string>
+  readonly topicPrefix: string
+}>()("@orbit/kafka/KafkaClient") {
+  static readonly layer = Layer.effect(
+    KafkaClient,
+    Effect.gen(function*() {
+      const config = yield* KafkaConfig
+      const kafka = new Kafka({
+        clientId: config.clientId,
+        brokers: config.brokers,
+        logLevel: logLevel.WARN,
+        logCreator: jsonLogCreator,
+        connectionTimeout: 3000,
+        requestTimeout: 10000,
+        retry: { initialRetryTime: 100, retries: 3, maxRetryTime: 2000 }
+      })
+      return KafkaClient.of({ kafka, brokers: config.brokers, topicPrefix: config.topicPrefix })
+    })
+  )
+}

@@ -1,0 +1,53 @@
+import type { TopicSpec } from "@orbit/domain"
+import { Context, Effect, Layer } from "effect"
+import { KafkaClient, type KafkaUnavailable, unavailable } from "./KafkaClient.ts"
+
+/** Creates topics idempotently with explicit partitions and retention, and reads watermarks. */
+export class TopicAdmin extends Context.Service<TopicAdmin, {
+  ensureTopics(specs: ReadonlyArray<TopicSpec>): Effect.Effect<void, KafkaUnavailable>
+  /** Next offset to be written, per partition (the "high watermark"). */
+  endOffsets(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; offset: string }>, KafkaUnavailable>
+  ping: Effect.Effect<void, KafkaUnavailable>
+}>()("@orbit/kafka/TopicAdmin") {
+  static readonly layer = Layer.effect(
+    TopicAdmin,
+    Effect.gen(function*() {
+      const { kafka } = yield* KafkaClient
+      const admin = kafka.admin()
+      // Connect lazily (and reconnect) so a service can start while the broker is down.
+      const withAdmin = <A>(operation: string, f: () => Promise<A>) =>
+        Effect.tryPromise({ try: async () => { await admin.connect(); return await f() }, catch: unavailable(operation) })
+      yield* Effect.addFinalizer(() => Effect.promise(() => admin.disconnect().catch(() => undefined)))
+
+      const ensureTopics = Effect.fn("TopicAdmin.ensureTopics")(function*(specs: ReadonlyArray<TopicSpec>) {
+        const existing = new Set(yield* withAdmin("listTopics", () => admin.listTopics()))
+        const missing = specs.filter((s) => !existing.has(s.name))
+        if (missing.length === 0) return
+        yield* withAdmin("createTopics", () =>
+          admin.createTopics({
+            waitForLeaders: true,
+            topics: missing.map((s) => ({
+              topic: s.name,
+              numPartitions: s.partitions,
+              replicationFactor: 1,
+              configEntries: [{ name: "retention.ms", value: String(s.retentionMs) }]
+            }))
+          }).catch((e: unknown) => {
+            // Another service may have created it between list and create: that is fine.
+            if (e instanceof Error && /already exists/i.test(e.message)) return false
+            throw e
+          }))
+        yield* Effect.logInfo("created topics", { topics: missing.map((s) => s.name) })
+      })
+
+      const endOffsets = Effect.fn("TopicAdmin.endOffsets")(function*(topic: string) {
+        const offsets = yield* withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic))
+        return offsets.map((o) => ({ partition: o.partition, offset: o.high }))
+      })
+
+      const ping = withAdmin("describeCluster", () => admin.describeCluster()).pipe(Effect.asVoid)
+
+      return TopicAdmin.of({ ensureTopics, endOffsets, ping })
+    })
+  )
+}

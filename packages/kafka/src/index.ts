@@ -1,0 +1,5 @@
+export * from "./Consumer.ts"
+export * from "./KafkaClient.ts"
+export * from "./Producer.ts"
+export * from "./TopicAdmin.ts"
+export * from "./EnsureTopics.ts"

@@ -1,0 +1,128 @@
+/**
+ * Effect services for the SSRF rule (API.md §6): the operator policy (from
+ * Config), an injectable DNS resolver, and `NetGuard.vetForRegistration`.
+ */
+import { lookup } from "node:dns/promises"
+import { Config, ConfigProvider, Context, Effect, Layer, Option, Schema } from "effect"
+import { classifyAddress, parseCidrList } from "./IpClassifier.ts"
+import type { IpFamily, ParsedHost } from "./IpClassifier.ts"
+import { checkWebhookUrl } from "./UrlPolicy.ts"
+import type { UrlPolicy } from "./UrlPolicy.ts"
+
+// ---------------------------------------------------------------- policy --
+
+export type Policy = UrlPolicy
+
+/** Builds a ConfigError whose message names the variable at fault. */
+export const configError = (variable: string, problem: string): Config.ConfigError =>
+  new Config.ConfigError(new ConfigProvider.SourceError({ message: `${variable}: ${problem}` }))
+
+/** `ORBIT_ALLOW_PRIVATE_CIDRS` (comma-separated, default none) and `ORBIT_ALLOW_INSECURE_HTTP` (default false). */
+export const PolicyConfig: Config.Config<Policy> = Config.all({
+  allowCidrs: Config.String("ORBIT_ALLOW_PRIVATE_CIDRS").pipe(
+    Config.withDefault(""),
+    Config.mapEffect((text) =>
+      Effect.try({
+        try: () => parseCidrList(text),
+        catch: (e) => configError("ORBIT_ALLOW_PRIVATE_CIDRS", (e as Error).message)
+      })
+    )
+  ),
+  allowInsecureHttp: Config.Boolean("ORBIT_ALLOW_INSECURE_HTTP").pipe(Config.withDefault(false))
+})
+
+export class NetGuardPolicy extends Context.Service<NetGuardPolicy, Policy>()("@orbit/net-guard/NetGuardPolicy") {
+  static readonly layer = Layer.effect(NetGuardPolicy, PolicyConfig)
+  /** A fixed policy, for tests. */
+  static readonly layerWith = (policy: Partial<Policy> = {}) =>
+    Layer.succeed(NetGuardPolicy, { allowInsecureHttp: false, allowCidrs: [], ...policy })
+}
+
+// -------------------------------------------------------------- resolver --
+
+export interface ResolvedAddress {
+  readonly address: string
+  readonly family: number
+}
+
+/** Every A and AAAA answer for a host name. Also what `makePinnedDispatcher` takes. */
+export type ResolveHost = (host: string) => Promise<ReadonlyArray<ResolvedAddress>>
+
+/** The system resolver (getaddrinfo: /etc/hosts, then DNS), all families, in resolver order. */
+export const systemResolve: ResolveHost = (host) => lookup(host, { all: true, order: "verbatim" })
+
+export class Resolver extends Context.Service<Resolver, { readonly resolve: ResolveHost }>()(
+  "@orbit/net-guard/Resolver"
+) {
+  static readonly layer = Layer.succeed(Resolver, { resolve: systemResolve })
+  /** A scripted resolver, for tests (e.g. public at registration, private at delivery). */
+  static readonly layerFrom = (resolve: ResolveHost) => Layer.succeed(Resolver, { resolve })
+}
+
+// -------------------------------------------------------------- NetGuard --
+
+export class ForbiddenUrl extends Schema.TaggedError<ForbiddenUrl>()("ForbiddenUrl", {
+  /** A short sentence safe to show to the API caller. */
+  reason: Schema.String
+}) {
+  // So logs and `String(error)` say why, not just the tag.
+  override get message(): string {
+    return this.reason
+  }
+}
+
+export interface VettedUrl {
+  readonly url: URL
+  readonly host: Exclude<ParsedHost, { kind: "invalid" }>
+  /** false when DNS failed or timed out: the dispatcher re-checks at every delivery anyway. */
+  readonly resolved: boolean
+  /** The addresses that were checked (the literal IP, or every DNS answer). */
+  readonly addresses: ReadonlyArray<string>
+}
+
+/** Registration must not hang on slow DNS (API.md §6: delivery re-checks). */
+export const REGISTRATION_DNS_TIMEOUT = "2 seconds"
+
+export class NetGuard extends Context.Service<NetGuard, {
+  readonly policy: Policy
+  vetForRegistration(url: string): Effect.Effect<VettedUrl, ForbiddenUrl>
+}>()("@orbit/net-guard/NetGuard") {
+  /** Needs `NetGuardPolicy` and `Resolver`. */
+  static readonly layerNoDeps = Layer.effect(
+    NetGuard,
+    Effect.gen(function*() {
+      const policy = yield* NetGuardPolicy
+      const { resolve } = yield* Resolver
+
+      const vetForRegistration = Effect.fn("NetGuard.vetForRegistration")(function*(raw: string) {
+        const checked = checkWebhookUrl(raw, policy)
+        if (!checked.ok) return yield* new ForbiddenUrl({ reason: checked.reason })
+        const { url, host } = checked
+        if (host.kind === "ip") return { url, host, resolved: true, addresses: [host.address] }
+
+        const answers = yield* Effect.tryPromise(() => resolve(host.name)).pipe(
+          Effect.timeoutOption(REGISTRATION_DNS_TIMEOUT),
+          Effect.orElseSucceed(() => Option.none<ReadonlyArray<ResolvedAddress>>())
+        )
+        if (Option.isNone(answers) || answers.value.length === 0) {
+          yield* Effect.logDebug("registration DNS lookup failed or timed out; deferring to delivery")
+          return { url, host, resolved: false, addresses: [] }
+        }
+        for (const { address, family } of answers.value) {
+          const verdict = classifyAddress(address, family as IpFamily, policy.allowCidrs)
+          if (!verdict.allowed) {
+            return yield* new ForbiddenUrl({ reason: `URL host resolves to a forbidden ${verdict.reason}.` })
+          }
+        }
+        return { url, host, resolved: true, addresses: answers.value.map((a) => a.address) }
+      })
+
+      return NetGuard.of({ policy, vetForRegistration })
+    })
+  )
+
+  /** Policy from Config, system DNS; also exposes `NetGuardPolicy` and `Resolver` to the dispatcher. */
+  static readonly layer = NetGuard.layerNoDeps.pipe(
+    Layer.provideMerge(Layer.mergeAll(NetGuardPolicy.layer, Resolver.layer))
+  )
+}

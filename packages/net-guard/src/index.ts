@@ -1,0 +1,30 @@
+export {
+  classifyAddress,
+  isForbiddenName,
+  parseCidr,
+  parseCidrList,
+  parseHost
+} from "./IpClassifier.ts"
+export type { Cidr, Classification, IpFamily, ParsedHost } from "./IpClassifier.ts"
+export { checkWebhookUrl, MAX_URL_LENGTH } from "./UrlPolicy.ts"
+export type { UrlCheck, UrlPolicy } from "./UrlPolicy.ts"
+export {
+  configError,
+  ForbiddenUrl,
+  NetGuard,
+  NetGuardPolicy,
+  PolicyConfig,
+  REGISTRATION_DNS_TIMEOUT,
+  Resolver,
+  systemResolve
+} from "./NetGuard.ts"
+export type { Policy, ResolvedAddress, ResolveHost, VettedUrl } from "./NetGuard.ts"
+export {
+  ExtraCaConfig,
+  isSsrfBlocked,
+  makePinnedDispatcher,
+  SSRF_BLOCKED,
+  SsrfBlockedError,
+  vetTarget
+} from "./PinnedAgent.ts"
+export type { PinnedDispatcherOptions } from "./PinnedAgent.ts"

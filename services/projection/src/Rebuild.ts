@@ -1,0 +1,99 @@
+import { Db, query } from "@orbit/db"
+import { topicsFor } from "@orbit/domain"
+import { consumeBatches, KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { Deferred, Effect, Fiber, Ref, Stream } from "effect"
+import { applyBatch, PROJECTION, projectionLock } from "./EndpointProjection.ts"
+
+const REBUILD = "endpoints_rebuild"
+
+/**
+ * Rebuilds the endpoint read model from offset 0 into a fresh table, then swaps it in.
+ *
+ * The API keeps reading the old table throughout. The swap runs under the projection's
+ * advisory lock, so the live projection is paused for that one transaction, and only once the
+ * rebuilt table has reached the live projection's offsets: no event is lost or applied twice
+ * across the swap. Rebuilding twice gives identical tables (a test compares them).
+ */
+export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
+  const { sql } = yield* Db
+  const { topicPrefix } = yield* KafkaClient
+  const admin = yield* TopicAdmin
+  const topic = topicsFor(topicPrefix).endpointEvents.name
+
+  yield* query(() =>
+    sql.begin(async (tx) => {
+      await tx`DROP TABLE IF EXISTS endpoints_rebuild`
+      await tx`CREATE TABLE endpoints_rebuild (LIKE endpoints INCLUDING ALL)`
+      await tx`DELETE FROM projection_offsets WHERE projection = ${REBUILD}`
+    })
+  )
+
+  const rebuilt = yield* Ref.make(new Map<number, bigint>())
+  const swapped = yield* Deferred.make<void>()
+  const applied = yield* Ref.make(0)
+
+  const consumer = yield* consumeBatches({
+    groupId: `${topicPrefix}orbit-rebuild-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    topics: [topic],
+    fromBeginning: true
+  }).pipe(
+    Stream.runForEach((consumed) =>
+      query(() =>
+        sql.begin(async (tx) => {
+          await projectionLock(tx)
+          if (await Effect.runPromise(Deferred.isDone(swapped))) return undefined
+          return await applyBatch({
+            tx,
+            projection: REBUILD,
+            table: "endpoints_rebuild",
+            topic: consumed.batch.topic,
+            partition: consumed.batch.partition,
+            messages: consumed.batch.messages,
+            onPoison: () => undefined
+          })
+        })
+      ).pipe(
+        Effect.tap((next) =>
+          next === undefined
+            ? Effect.void
+            : Ref.update(rebuilt, (m) => new Map(m).set(consumed.batch.partition, next)).pipe(
+              Effect.andThen(Ref.update(applied, (n) => n + consumed.batch.messages.length))
+            )
+        ),
+        Effect.andThen(Deferred.succeed(consumed.done, undefined)),
+        Effect.catchCause((cause) => Deferred.failCause(consumed.done, cause))
+      )
+    ),
+    Effect.forkScoped
+  )
+
+  let ends = yield* admin.endOffsets(topic)
+  // Try the swap whenever the rebuilt offsets have reached the live projection's.
+  while (true) {
+    const mine = yield* Ref.get(rebuilt)
+    const caughtUpToEnds = ends.every(({ partition, offset }) => (mine.get(partition) ?? 0n) >= BigInt(offset))
+    if (caughtUpToEnds) {
+      const done = yield* query(() =>
+        sql.begin(async (tx) => {
+          await projectionLock(tx)
+          const live = await tx<Array<{ partition: number; next_offset: string }>>`
+            SELECT partition, next_offset FROM projection_offsets WHERE projection = ${PROJECTION} AND topic = ${topic}`
+          const behind = live.some((l) => (mine.get(l.partition) ?? 0n) < BigInt(l.next_offset))
+          if (behind) return false
+          await tx`DROP TABLE endpoints`
+          await tx`ALTER TABLE endpoints_rebuild RENAME TO endpoints`
+          await tx`DELETE FROM projection_offsets WHERE projection = ${PROJECTION} AND topic = ${topic}`
+          await tx`UPDATE projection_offsets SET projection = ${PROJECTION} WHERE projection = ${REBUILD}`
+          return true
+        })
+      )
+      if (done) break
+      // The live projection moved on meanwhile: catch up to its new position and try again.
+      ends = yield* admin.endOffsets(topic)
+    }
+    yield* Effect.sleep("50 millis")
+  }
+  yield* Deferred.succeed(swapped, undefined)
+  yield* Fiber.interrupt(consumer)
+  return { events: yield* Ref.get(applied) }
+})

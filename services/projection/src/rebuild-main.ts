@@ -1,0 +1,19 @@
+/** `npm run orbit -- replay endpoints`: rebuild the endpoint read model from offset 0, then exit. */
+import { JsonLogging } from "@orbit/config"
+import { Db } from "@orbit/db"
+import { KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { Cause, Effect, Exit, Layer } from "effect"
+import { rebuildEndpoints } from "./Rebuild.ts"
+
+const exit = await Effect.runPromiseExit(
+  Effect.scoped(rebuildEndpoints()).pipe(
+    Effect.tap(({ events }) => Effect.logInfo("endpoint read model rebuilt", { events })),
+    Effect.provide(Layer.mergeAll(Db.layer, TopicAdmin.layer).pipe(Layer.provideMerge(KafkaClient.layer))),
+    Effect.provide(JsonLogging)
+  )
+)
+if (Exit.isFailure(exit)) {
+  process.stderr.write(`replay failed: ${Cause.pretty(exit.cause)}\n`)
+  process.exit(1)
+}
+process.exit(0)

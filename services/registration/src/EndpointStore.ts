@@ -1,0 +1,90 @@
+import { Db, type DbUnavailable, query } from "@orbit/db"
+import type { EventSubscription, Mode, RetryPolicy } from "@orbit/domain"
+import { Context, Effect, Layer } from "effect"
+import type { CursorPosition } from "./Cursor.ts"
+
+/** The endpoint resource of API.md §3: never carries a secret. */
+export interface EndpointResource {
+  readonly id: string
+  readonly url: string
+  readonly events: ReadonlyArray<EventSubscription>
+  readonly description: string | null
+  readonly active: boolean
+  readonly timeout_seconds: number
+  readonly retry_policy: RetryPolicy
+  readonly created_at: string
+  readonly updated_at: string
+}
+
+interface Row extends Omit<EndpointResource, "created_at" | "updated_at"> {
+  readonly created_at: Date
+  readonly updated_at: Date
+  /** Full-precision created_at, for cursors. */
+  readonly created_key: string
+}
+
+const toResource = (r: Row): EndpointResource => ({
+  id: r.id,
+  url: r.url,
+  events: r.events,
+  description: r.description,
+  active: r.active,
+  timeout_seconds: r.timeout_seconds,
+  retry_policy: r.retry_policy,
+  created_at: r.created_at.toISOString(),
+  updated_at: r.updated_at.toISOString()
+})
+
+export interface Page {
+  readonly items: ReadonlyArray<EndpointResource>
+  readonly next: CursorPosition | undefined
+}
+
+/** Reads of the endpoint read model (the projection owns every write). */
+export class EndpointStore extends Context.Service<EndpointStore, {
+  list(scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined): Effect.Effect<Page, DbUnavailable>
+  get(scope: { tenantId: string; mode: Mode }, id: string): Effect.Effect<EndpointResource | undefined, DbUnavailable>
+}>()("@orbit/registration/EndpointStore") {
+  static readonly layer = Layer.effect(
+    EndpointStore,
+    Effect.gen(function*() {
+      const { sql } = yield* Db
+      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy, created_at, updated_at,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
+
+      const list = (scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined) =>
+        query(() =>
+          after === undefined
+            ? sql<Array<Row>>`
+                SELECT ${columns} FROM endpoints
+                WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
+                ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`
+            : sql<Array<Row>>`
+                SELECT ${columns} FROM endpoints
+                WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
+                  AND (created_at, id) < (${after.createdAt}::timestamptz, ${after.id})
+                ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`
+        ).pipe(
+          Effect.map((rows): Page => {
+            const page = rows.slice(0, limit)
+            const last = page[page.length - 1]
+            return {
+              items: page.map(toResource),
+              next: rows.length > limit && last ? { createdAt: last.created_key, id: last.id } : undefined
+            }
+          })
+        )
+
+      const get = (scope: { tenantId: string; mode: Mode }, id: string) =>
+        query(() =>
+          sql<Array<Row>>`
+            SELECT ${columns} FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
+        ).pipe(Effect.map((rows) => (rows[0] ? toResource(rows[0]) : undefined)))
+
+      return EndpointStore.of({
+        list: Effect.fn("EndpointStore.list")(list),
+        get: Effect.fn("EndpointStore.get")(get)
+      })
+    })
+  )
+}

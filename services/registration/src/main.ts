@@ -1,0 +1,48 @@
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { runService } from "@orbit/config"
+import { SecretBox } from "@orbit/crypto"
+import { Db } from "@orbit/db"
+import { EnsureTopics, KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
+import { NetGuard } from "@orbit/net-guard"
+import { Config, Effect, Layer } from "effect"
+import { HttpRouter } from "effect/http"
+import { ApiKeys } from "./ApiKeys.ts"
+import { CursorKey } from "./CursorKey.ts"
+import { EndpointCommands } from "./EndpointCommands.ts"
+import { EndpointStore } from "./EndpointStore.ts"
+import { Idempotency } from "./Idempotency.ts"
+import { ProjectionWatcher } from "./ProjectionWatcher.ts"
+import { DocsRoutes } from "./server/DocsRoutes.ts"
+import { HealthRoutes } from "./server/HealthRoutes.ts"
+import { envelopeMiddleware } from "./server/Middleware.ts"
+import { WebhooksRoutes } from "./server/WebhooksRoutes.ts"
+
+const HttpServerLive = Layer.unwrap(
+  Effect.map(Config.Port("PORT").pipe(Config.withDefault(8080)), (port) =>
+    NodeHttpServer.layer(createServer, { port, host: "0.0.0.0" }))
+)
+
+const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes)
+
+const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
+  Layer.provideMerge(KafkaClient.layer)
+)
+
+const Services = Layer.mergeAll(
+  ApiKeys.layer,
+  EndpointStore.layer,
+  EndpointCommands.layer,
+  Idempotency.layer,
+  NetGuard.layer,
+  CursorKey.layer
+).pipe(Layer.provideMerge(ProjectionWatcher.layer))
+
+const Main = HttpRouter.serve(Routes, { middleware: envelopeMiddleware, disableLogger: true }).pipe(
+  Layer.provide(EnsureTopics),
+  Layer.provide(Services),
+  Layer.provide(Infrastructure),
+  Layer.provide(HttpServerLive)
+)
+
+runService("registration", Main)

@@ -1,0 +1,53 @@
+import { randomBytes } from "node:crypto"
+import { Context } from "effect"
+import { HttpServerResponse } from "effect/http"
+import type { ApiError } from "../api/ApiErrors.ts"
+
+/** The current request's id, set by the middleware for every request. */
+export const CurrentRequestId = Context.Reference<string>("@orbit/registration/CurrentRequestId", {
+  defaultValue: () => "req_unknown"
+})
+
+export const newRequestId = () => `req_${randomBytes(12).toString("base64url")}`
+
+const meta = (requestId: string) => ({ request_id: requestId, timestamp: new Date().toISOString() })
+
+export interface Pagination {
+  readonly cursor: string | null
+  readonly has_more: boolean
+}
+
+/** `{ data, meta }` (API.md §2), with `X-Request-Id` equal to `meta.request_id`. */
+export const success = (
+  requestId: string,
+  data: unknown,
+  options: { status?: number; pagination?: Pagination; headers?: Record<string, string> } = {}
+) =>
+  HttpServerResponse.jsonUnsafe(
+    {
+      data,
+      meta: options.pagination ? { ...meta(requestId), pagination: options.pagination } : meta(requestId)
+    },
+    { status: options.status ?? 200, headers: { "x-request-id": requestId, ...options.headers } }
+  )
+
+/** The single place where an ApiError becomes the error envelope. */
+export const failure = (requestId: string, error: ApiError) =>
+  HttpServerResponse.jsonUnsafe(
+    {
+      error: {
+        code: error.code,
+        message: error.message,
+        status: error.status,
+        ...(error.details ? { details: error.details } : {})
+      },
+      meta: meta(requestId)
+    },
+    {
+      status: error.status,
+      headers: { "x-request-id": requestId, ...(error.code === "RATE_LIMITED" ? { "retry-after": "1" } : {}) }
+    }
+  )
+
+export const noContent = (requestId: string) =>
+  HttpServerResponse.empty({ status: 204, headers: { "x-request-id": requestId } })

@@ -1,0 +1,80 @@
+import { ByteSize, Effect, Schema, SchemaIssue } from "effect"
+import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
+import { type ErrorDetail, invalidJson, payloadTooLarge, validationError } from "../api/ApiErrors.ts"
+
+export const MAX_BODY_BYTES = 64 * 1024
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
+  let current = input
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined
+    current = (current as Record<PropertyKey, unknown>)[key]
+  }
+  return current
+}
+
+const fieldName = (path: ReadonlyArray<PropertyKey>) =>
+  path.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), "")
+
+/** Echoed values are capped so an error response never grows with hostile input. */
+const preview = (value: unknown): unknown => {
+  if (typeof value === "string") return value.length > 256 ? `${value.slice(0, 256)}…` : value
+  if (value !== null && typeof value === "object") {
+    const json = JSON.stringify(value)
+    return json.length > 256 ? `${json.slice(0, 256)}…` : value
+  }
+  return value
+}
+
+/** Schema issues → one `details` entry per problem: field path, the value sent, what was expected. */
+export const issueDetails = (issue: SchemaIssue.Issue, input: unknown): Array<ErrorDetail> => {
+  const seen = new Set<string>()
+  const details: Array<ErrorDetail> = []
+  for (const { path, message } of formatter(issue).issues) {
+    const keys = (path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? p.key : p)) as Array<PropertyKey>
+    const field = fieldName(keys) || "body"
+    if (seen.has(field)) continue
+    seen.add(field)
+    const value = valueAt(input, keys)
+    const expected = message === "Missing key"
+      ? "a value (this field is required)"
+      : message === "Expected no excess property"
+      ? "no such field (unknown fields are not accepted)"
+      : message.replace(/^Expected /, "")
+    details.push(value === undefined ? { field, expected } : { field, value: preview(value), expected })
+  }
+  return details
+}
+
+/** Decodes strictly: every problem is reported, unknown fields are errors. */
+export const decodeStrict = <S extends Schema.Decoder<unknown>>(schema: S, input: unknown) =>
+  Schema.decodeUnknownEffect(schema)(input, { errors: "all", onExcessProperty: "error" }).pipe(
+    Effect.mapError((e) => validationError(issueDetails(e.issue, input)))
+  )
+
+/** Reads a JSON body: JSON content type, at most 64 KiB, well-formed. */
+export const readJsonBody = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const contentType = request.headers["content-type"] ?? ""
+    if (!/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(contentType)) {
+      return yield* invalidJson("The request body must be JSON, sent with Content-Type: application/json.")
+    }
+    const length = Number(request.headers["content-length"] ?? "0")
+    if (length > MAX_BODY_BYTES) return yield* payloadTooLarge()
+    const text = yield* request.text.pipe(
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(MAX_BODY_BYTES)),
+      Effect.mapError((e) =>
+        e.reason._tag === "RequestParseError" && e.reason.reason === "BodyTooLarge"
+          ? payloadTooLarge()
+          : invalidJson("The request body could not be read.")
+      )
+    )
+    if (Buffer.byteLength(text) > MAX_BODY_BYTES) return yield* payloadTooLarge()
+    try {
+      return JSON.parse(text) as unknown
+    } catch {
+      return yield* invalidJson("The request body is not valid JSON.")
+    }
+  })
