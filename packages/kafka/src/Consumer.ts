@@ -54,7 +54,7 @@ export const consumeBatches = (
             autoCommit: false,
             eachBatchAutoResolve: false,
             partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-            eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+            eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
               if (!isRunning() || isStale() || batch.messages.length === 0) return
               const done = Deferred.makeUnsafe<void, unknown>()
               Queue.offerUnsafe(queue, {
@@ -69,6 +69,9 @@ export const consumeBatches = (
               pending.add(done)
               try {
                 await Effect.runPromise(Deferred.await(done))
+                // Advance the fetch position: with auto-resolve off, kafkajs would otherwise fetch
+                // this same batch again (committing does not move it). A failed batch is re-fetched.
+                resolveOffset(batch.lastOffset())
               } finally {
                 pending.delete(done)
               }

@@ -1,4 +1,5 @@
 import { Config, Context, Effect, Layer, Schema } from "effect"
+import "./KafkajsPatch.ts"
 import { Kafka, logLevel, type LogEntry } from "kafkajs"
 
 export class KafkaUnavailable extends Schema.TaggedError<KafkaUnavailable>()("KafkaUnavailable", {

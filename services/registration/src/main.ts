@@ -15,7 +15,7 @@ import { Idempotency } from "./Idempotency.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { DocsRoutes } from "./server/DocsRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
-import { envelopeMiddleware } from "./server/Middleware.ts"
+import { NotFoundRoutes } from "./server/Middleware.ts"
 import { WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
 const HttpServerLive = Layer.unwrap(
@@ -23,7 +23,7 @@ const HttpServerLive = Layer.unwrap(
     NodeHttpServer.layer(createServer, { port, host: "0.0.0.0" }))
 )
 
-const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes)
+const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes, NotFoundRoutes)
 
 const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
   Layer.provideMerge(KafkaClient.layer)
@@ -38,7 +38,7 @@ const Services = Layer.mergeAll(
   CursorKey.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
-const Main = HttpRouter.serve(Routes, { middleware: envelopeMiddleware, disableLogger: true }).pipe(
+const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(
   Layer.provide(EnsureTopics),
   Layer.provide(Services),
   Layer.provide(Infrastructure),

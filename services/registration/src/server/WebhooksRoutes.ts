@@ -22,6 +22,7 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { CurrentRequestId, noContent, success } from "./Envelope.ts"
+import { enveloped } from "./Middleware.ts"
 import { decodeStrict, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -146,10 +147,10 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     return noContent(requestId)
   }, unavailableAs503)
 
-  yield* router.add("GET", BASE, list)
-  yield* router.add("POST", BASE, create)
-  yield* router.add("GET", `${BASE}/:id`, get)
-  yield* router.add("PUT", `${BASE}/:id`, update)
-  yield* router.add("DELETE", `${BASE}/:id`, remove)
+  yield* router.add("GET", BASE, enveloped(list))
+  yield* router.add("POST", BASE, enveloped(create))
+  yield* router.add("GET", `${BASE}/:id`, enveloped(get))
+  yield* router.add("PUT", `${BASE}/:id`, enveloped(update))
+  yield* router.add("DELETE", `${BASE}/:id`, enveloped(remove))
 }))
 

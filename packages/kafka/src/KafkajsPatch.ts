@@ -1,0 +1,29 @@
+import { createRequire } from "node:module"
+
+/**
+ * kafkajs 2.2.4 re-arms a 1 ms timer forever on every broker connection when nothing is
+ * pending and no throttle is set (`throttledUntil - Date.now()` is negative): an idle consumer
+ * burns ~20 % of a core, and Node 24 warns "TimeoutNegativeWarning". kafkajs is unmaintained,
+ * so we replace that one method: schedule a check only when requests are actually waiting.
+ */
+const require = createRequire(import.meta.url)
+const RequestQueue = require("kafkajs/src/network/requestQueue/index.js") as {
+  prototype: {
+    throttledUntil: number
+    throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
+    pending: Array<unknown>
+    checkPendingRequests(): void
+    scheduleCheckPendingRequests(): void
+  }
+}
+
+const CHECK_PENDING_REQUESTS_INTERVAL_MS = 10
+
+RequestQueue.prototype.scheduleCheckPendingRequests = function() {
+  if (this.throttleCheckTimeoutId || this.pending.length === 0) return
+  const throttledFor = this.throttledUntil - Date.now()
+  this.throttleCheckTimeoutId = setTimeout(() => {
+    this.throttleCheckTimeoutId = null
+    this.checkPendingRequests()
+  }, throttledFor > 0 ? throttledFor : CHECK_PENDING_REQUESTS_INTERVAL_MS)
+}
