@@ -19,9 +19,34 @@ export const topicsFor = (prefix = "") => ({
   sourceEvents: spec(`${prefix}orbit.events`, 6, 7 * DAY_MS),
   invalidEvents: spec(`${prefix}orbit.events.invalid`, 1, 7 * DAY_MS),
   deliveries: spec(`${prefix}webhooks.deliveries`, 6, 7 * DAY_MS),
-  retries: spec(`${prefix}webhooks.deliveries.retry`, 6, 7 * DAY_MS),
+  // Delay tiers for durable retries (see services/dispatcher/README.md): a record waits in the
+  // tier whose delay is the largest one not exceeding its remaining wait, then hops or is delivered.
+  retry1s: spec(`${prefix}webhooks.deliveries.retry.1s`, 6, 7 * DAY_MS),
+  retry5s: spec(`${prefix}webhooks.deliveries.retry.5s`, 6, 7 * DAY_MS),
+  retry30s: spec(`${prefix}webhooks.deliveries.retry.30s`, 6, 7 * DAY_MS),
+  retry2m: spec(`${prefix}webhooks.deliveries.retry.2m`, 6, 7 * DAY_MS),
+  retry10m: spec(`${prefix}webhooks.deliveries.retry.10m`, 6, 7 * DAY_MS),
+  retry1h: spec(`${prefix}webhooks.deliveries.retry.1h`, 6, 7 * DAY_MS),
+  retry4h: spec(`${prefix}webhooks.deliveries.retry.4h`, 6, 7 * DAY_MS),
   dead: spec(`${prefix}webhooks.deliveries.dead`, 3, 30 * DAY_MS),
   attempts: spec(`${prefix}webhooks.delivery-attempts`, 3, 30 * DAY_MS)
 })
 
 export type Topics = ReturnType<typeof topicsFor>
+
+export interface RetryTier {
+  readonly topic: string
+  /** How long a record waits in this tier after it was appended. */
+  readonly delayMs: number
+}
+
+/** The retry tiers, shortest first. */
+export const retryTiersOf = (topics: Topics): ReadonlyArray<RetryTier> => [
+  { topic: topics.retry1s.name, delayMs: 1_000 },
+  { topic: topics.retry5s.name, delayMs: 5_000 },
+  { topic: topics.retry30s.name, delayMs: 30_000 },
+  { topic: topics.retry2m.name, delayMs: 120_000 },
+  { topic: topics.retry10m.name, delayMs: 600_000 },
+  { topic: topics.retry1h.name, delayMs: 3_600_000 },
+  { topic: topics.retry4h.name, delayMs: 14_400_000 }
+]

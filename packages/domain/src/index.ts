@@ -1,3 +1,4 @@
+export * from "./Delivery.ts"
 export * from "./DomainEvent.ts"
 export * from "./Endpoint.ts"
 export * from "./EndpointEvents.ts"

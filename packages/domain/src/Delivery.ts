@@ -1,0 +1,100 @@
+import { Schema } from "effect"
+import { Mode } from "./Mode.ts"
+
+/**
+ * The dispatcher's messages (DESIGN.md "Topics"). Each has its own `event_id` (unique per record),
+ * `occurred_at` and `schema_version`; the upstream domain event they are about is `source_event_*`.
+ * A published shape is never edited: a change adds a new `schema_version` and an upcaster.
+ */
+const envelope = {
+  schema_version: Schema.Literal(1),
+  event_id: Schema.String,
+  occurred_at: Schema.String
+}
+
+/** Identifies one (event, endpoint) delivery; shared by tasks, attempts and dead letters. */
+const delivery = {
+  /** `deliveryIdFor(source_event_id, endpoint_id)`: the `X-Devotel-Delivery-Id` of every attempt. */
+  delivery_id: Schema.String,
+  endpoint_id: Schema.String,
+  tenant_id: Schema.String,
+  mode: Mode,
+  source_event_id: Schema.String,
+  source_event_type: Schema.String
+}
+
+/**
+ * One attempt to make, on `webhooks.deliveries` (attempt 1) and the retry tiers (later attempts),
+ * key = endpoint id. `body` is the exact request body (API.md §7), so every attempt sends the same bytes.
+ */
+export const DeliveryTask = Schema.TaggedStruct("DeliveryTask", {
+  ...envelope,
+  ...delivery,
+  body: Schema.String,
+  /** 1-based number of the attempt this task will make. */
+  attempt: Schema.Int,
+  /** The attempt must not start before this instant (ISO 8601). */
+  not_before: Schema.String
+})
+export type DeliveryTask = typeof DeliveryTask.Type
+
+export const AttemptOutcome = Schema.Literals(["succeeded", "failed"])
+export type AttemptOutcome = typeof AttemptOutcome.Type
+
+/** Why an attempt failed; null on success. */
+export const AttemptErrorClass = Schema.Literals([
+  "http_status",
+  "redirect",
+  "timeout",
+  "ssrf_blocked",
+  "dns",
+  "tls",
+  "connection",
+  "signing",
+  "internal"
+])
+export type AttemptErrorClass = typeof AttemptErrorClass.Type
+
+/** One event per attempt, on `webhooks.delivery-attempts` (key = endpoint id). */
+export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
+  ...envelope,
+  ...delivery,
+  attempt: Schema.Int,
+  outcome: AttemptOutcome,
+  http_status: Schema.NullOr(Schema.Int),
+  duration_ms: Schema.Int,
+  error_class: Schema.NullOr(AttemptErrorClass),
+  /** A short description for operators; never contains the secret or the body. */
+  error_message: Schema.NullOr(Schema.String),
+  /** When the next attempt is scheduled, or null (succeeded, or exhausted). */
+  next_attempt_at: Schema.NullOr(Schema.String),
+  /** True when this was the last attempt and the delivery went to the dead-letter topic. */
+  dead_lettered: Schema.Boolean
+})
+export type DeliveryAttempted = typeof DeliveryAttempted.Type
+
+/**
+ * A delivery whose attempts are exhausted, on `webhooks.deliveries.dead` (key = endpoint id).
+ * It carries the body, so a replay can produce a fresh `DeliveryTask` (attempt 1) from it alone.
+ */
+export const DeliveryDeadLettered = Schema.TaggedStruct("DeliveryDeadLettered", {
+  ...envelope,
+  ...delivery,
+  body: Schema.String,
+  attempts: Schema.Int,
+  last_http_status: Schema.NullOr(Schema.Int),
+  last_error_class: Schema.NullOr(AttemptErrorClass)
+})
+export type DeliveryDeadLettered = typeof DeliveryDeadLettered.Type
+
+export const DeliveryTaskJson = Schema.fromJsonString(DeliveryTask)
+export const decodeDeliveryTask = Schema.decodeUnknownSync(DeliveryTaskJson)
+export const encodeDeliveryTask = Schema.encodeSync(DeliveryTaskJson)
+
+export const DeliveryAttemptedJson = Schema.fromJsonString(DeliveryAttempted)
+export const decodeDeliveryAttempted = Schema.decodeUnknownSync(DeliveryAttemptedJson)
+export const encodeDeliveryAttempted = Schema.encodeSync(DeliveryAttemptedJson)
+
+export const DeliveryDeadLetteredJson = Schema.fromJsonString(DeliveryDeadLettered)
+export const decodeDeliveryDeadLettered = Schema.decodeUnknownSync(DeliveryDeadLetteredJson)
+export const encodeDeliveryDeadLettered = Schema.encodeSync(DeliveryDeadLetteredJson)

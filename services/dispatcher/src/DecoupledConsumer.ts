@@ -1,0 +1,170 @@
+import type { EachBatchPayload, Kafka, KafkaMessage, Consumer } from "kafkajs"
+import { OffsetTracker } from "./OffsetTracker.ts"
+
+/** Thrown by a handler that gives a record back unfinished (shutdown): its offset is not committed. */
+export class Abandoned extends Error {
+  override readonly name = "Abandoned"
+}
+
+export interface DecoupledConsumerOptions {
+  readonly kafka: Kafka
+  readonly groupId: string
+  readonly topics: ReadonlyArray<string>
+  /** Starts handling a record; resolves once its outcome is durable. Rejecting leaves it uncommitted. */
+  readonly handle: (topic: string, message: KafkaMessage, signal: AbortSignal) => Promise<void>
+  /**
+   * Epoch ms before which `message` must not be taken, or undefined. The record's partition is
+   * paused until then (and re-fetched from that record), so nothing behind it is taken either.
+   */
+  readonly notBefore?: ((topic: string, message: KafkaMessage) => number | undefined) | undefined
+  /** Records handed out and not finished, across partitions, before fetching stops (back-pressure). */
+  readonly maxOutstanding: number
+  readonly partitionsConsumedConcurrently?: number
+  readonly commitIntervalMs?: number
+  readonly sessionTimeoutMs?: number
+  readonly onError?: (message: string, error: unknown) => void
+}
+
+interface PartitionState {
+  readonly topic: string
+  readonly partition: number
+  readonly tracker: OffsetTracker
+  committed: bigint
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * A kafkajs consumer whose callback only hands records to `handle` and returns: slow work (HTTP)
+ * never runs inside the callback, so heartbeats and rebalances are never starved. Each partition's
+ * offset is committed up to the contiguous prefix of records whose handling has finished.
+ */
+export class DecoupledConsumer {
+  private readonly options: DecoupledConsumerOptions
+  private readonly consumer: Consumer
+  /** Per topic-partition of the current group generation; replaced on every (re)join. */
+  private trackers = new Map<string, PartitionState>()
+  private readonly inflight = new Set<Promise<void>>()
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly shutdown = new AbortController()
+  private commitTimer: NodeJS.Timeout | undefined
+  private committing: Promise<void> = Promise.resolve()
+
+  constructor(options: DecoupledConsumerOptions) {
+    this.options = options
+    this.consumer = options.kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: 3_000,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5_000 }
+    })
+    // A new generation fetches from the committed offsets; old trackers must not commit for it.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      this.trackers = new Map()
+    })
+  }
+
+  get outstanding(): number {
+    return this.inflight.size
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect()
+    await this.consumer.subscribe({ topics: [...this.options.topics], fromBeginning: true })
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
+      eachBatch: (payload) => this.eachBatch(payload)
+    })
+    this.commitTimer = setInterval(() => void this.commit(), this.options.commitIntervalMs ?? 200)
+  }
+
+  /** Stops taking records, waits up to `graceMs` for in-flight ones, commits, leaves the group. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.shutdown.signal.aborted) return
+    this.consumer.pause(this.options.topics.map((topic) => ({ topic })))
+    for (const t of this.timers) clearTimeout(t)
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled([...this.inflight]),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs) })
+    ])
+    clearTimeout(timer)
+    // Whatever has not finished is handed back: uncommitted, another member will take it.
+    this.shutdown.abort()
+    clearInterval(this.commitTimer)
+    await this.commit()
+    await this.consumer.disconnect().catch(() => undefined)
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload) {
+    const key = `${batch.topic}\u0000${batch.partition}`
+    let entry = this.trackers.get(key)
+    if (entry === undefined) {
+      entry = { topic: batch.topic, partition: batch.partition, tracker: new OffsetTracker(), committed: -1n }
+      this.trackers.set(key, entry)
+    }
+    const { tracker } = entry
+    const stopped = () => !isRunning() || isStale() || this.shutdown.signal.aborted
+    let lastBeat = Date.now()
+    for (const message of batch.messages) {
+      if (stopped()) return
+      const due = this.options.notBefore?.(batch.topic, message)
+      if (due !== undefined && due > Date.now()) {
+        // Unresolved records of this batch are fetched again after the resume.
+        const resume = pause()
+        const t = setTimeout(() => {
+          this.timers.delete(t)
+          if (!this.shutdown.signal.aborted) resume()
+        }, due - Date.now())
+        this.timers.add(t)
+        return
+      }
+      while (this.inflight.size >= this.options.maxOutstanding) {
+        if (stopped()) return
+        await sleep(10)
+        if (Date.now() - lastBeat > 1_000) {
+          await heartbeat()
+          lastBeat = Date.now()
+        }
+      }
+      const offset = BigInt(message.offset)
+      tracker.start(offset)
+      const work: Promise<void> = this.options.handle(batch.topic, message, this.shutdown.signal).then(
+        () => tracker.finish(offset),
+        (error: unknown) => {
+          if (!(error instanceof Abandoned)) this.options.onError?.("record handler failed; left uncommitted", error)
+        }
+      ).finally(() => this.inflight.delete(work))
+      this.inflight.add(work)
+      resolveOffset(message.offset)
+    }
+  }
+
+  /** Commits every partition whose finished prefix moved; serialised so commits never go backwards. */
+  private commit(): Promise<void> {
+    this.committing = this.committing.then(async () => {
+      const offsets: Array<{ topic: string; partition: number; offset: string }> = []
+      const moved: Array<[PartitionState, bigint]> = []
+      for (const entry of this.trackers.values()) {
+        const next = entry.tracker.committable()
+        if (next !== undefined && next > entry.committed) {
+          offsets.push({ topic: entry.topic, partition: entry.partition, offset: next.toString() })
+          moved.push([entry, next])
+        }
+      }
+      if (offsets.length === 0) return
+      try {
+        await this.consumer.commitOffsets(offsets)
+        for (const [e, next] of moved) e.committed = next
+      } catch (error) {
+        // Typically a rebalance: the new owner starts from the last commit (at-least-once).
+        this.options.onError?.("offset commit failed", error)
+      }
+    })
+    return this.committing
+  }
+}

@@ -1,0 +1,177 @@
+import { randomUUID } from "node:crypto"
+import {
+  decodeDeliveryTask,
+  type DeliveryTask,
+  encodeDeliveryAttempted,
+  encodeDeliveryDeadLettered,
+  encodeDeliveryTask,
+  retryTiersOf,
+  subscribes,
+  topicsFor
+} from "@orbit/domain"
+import { KafkaClient, type TopicMessages } from "@orbit/kafka"
+import { Context, Effect, Layer, Schedule } from "effect"
+import type { KafkaMessage } from "kafkajs"
+import { Abandoned, DecoupledConsumer } from "./DecoupledConsumer.ts"
+import { Deliverer } from "./Deliverer.ts"
+import { DispatcherConfig } from "./DispatcherConfig.ts"
+import { EndpointIndex } from "./EndpointIndex.ts"
+import { KeyedLimiter } from "./KeyedLimiter.ts"
+import { Publisher } from "./Publisher.ts"
+import { planAfterAttempt, ripeAt, tierFor } from "./RetrySchedule.ts"
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(new Abandoned())
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      reject(new Abandoned())
+    }
+    signal.addEventListener("abort", onAbort, { once: true })
+  })
+
+/**
+ * Takes delivery tasks from `webhooks.deliveries` and the retry tiers, makes the attempts in an
+ * in-process pool (bounded overall and per endpoint), and records each outcome durably (attempt
+ * event, plus the next attempt in a retry tier or a dead letter) before the task's offset is
+ * committed. A crash re-runs unfinished tasks (at-least-once); it can neither lose a scheduled
+ * retry (it is in Kafka before the task is committed) nor fire one early (`not_before` is checked
+ * whenever a task is taken).
+ */
+export class DeliveryWorker extends Context.Service<DeliveryWorker, {
+  /** Attempts running or waiting for a slot (for tests and metrics). */
+  readonly outstanding: () => number
+}>()("@orbit/dispatcher/DeliveryWorker") {
+  static readonly layer = Layer.effect(
+    DeliveryWorker,
+    Effect.gen(function*() {
+      const { kafka, topicPrefix } = yield* KafkaClient
+      const config = yield* DispatcherConfig
+      const index = yield* EndpointIndex
+      const deliverer = yield* Deliverer
+      const publisher = yield* Publisher
+      const run = Effect.runPromiseWith(yield* Effect.context<never>())
+      const topics = topicsFor(topicPrefix)
+      const tiers = retryTiersOf(topics)
+      const tierByTopic = new Map(tiers.map((t) => [t.topic, t]))
+      const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
+      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
+        void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
+
+      /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
+      const durably = async <A>(what: string, effect: Effect.Effect<A, unknown>, signal: AbortSignal): Promise<A> => {
+        for (let delay = 200;; delay = Math.min(delay * 2, 5_000)) {
+          try {
+            return await run(effect)
+          } catch (error) {
+            if (signal.aborted) throw new Abandoned()
+            log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) })
+            await sleep(delay, signal)
+          }
+        }
+      }
+
+      const toTier = (task: DeliveryTask, remainingMs: number): TopicMessages => ({
+        topic: (tierFor(tiers, remainingMs) ?? tiers[0]!).topic,
+        messages: [{ key: task.endpoint_id, value: encodeDeliveryTask(task) }]
+      })
+
+      const process = async (task: DeliveryTask, signal: AbortSignal): Promise<void> => {
+        const takenAt = Date.now()
+        const remaining = Date.parse(task.not_before) - takenAt
+        if (remaining > 0) {
+          // Not due: park it in a tier (durable) or, under the shortest tier, wait here.
+          if (tierFor(tiers, remaining) !== undefined) {
+            return durably("parking a task", publisher.publish([toTier(task, remaining)]), signal)
+          }
+          await sleep(remaining, signal)
+        }
+        let endpoint = index.get(task.endpoint_id)
+        if (endpoint === undefined) {
+          // Maybe registered a moment ago and not yet seen by this process's index.
+          await durably("endpoint index sync", index.sync(takenAt), signal)
+          endpoint = index.get(task.endpoint_id)
+        }
+        if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type)) {
+          log("Info", "delivery cancelled: endpoint deleted, inactive or unsubscribed", {
+            delivery_id: task.delivery_id,
+            endpoint_id: task.endpoint_id,
+            attempt: task.attempt
+          })
+          return
+        }
+        const target = endpoint
+        const result = await limiter.run(target.id, () => {
+          if (signal.aborted) return Promise.reject(new Abandoned())
+          return run(deliverer.attempt(task, target))
+        })
+        const now = Date.now()
+        const plan = planAfterAttempt({
+          task,
+          policy: target.retry_policy,
+          result,
+          now,
+          random: Math.random(),
+          newId: randomUUID
+        })
+        const out: Array<TopicMessages> = [{
+          topic: topics.attempts.name,
+          messages: [{ key: task.endpoint_id, value: encodeDeliveryAttempted(plan.attempted) }]
+        }]
+        if (plan.retry !== undefined) out.push(toTier(plan.retry, Date.parse(plan.retry.not_before) - now))
+        if (plan.dead !== undefined) {
+          out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
+        }
+        await durably("recording an attempt", publisher.publish(out), signal)
+      }
+
+      // A record fetched again (rebalance back to us) while its first copy is still running joins it.
+      const running = new Map<string, Promise<void>>()
+      const handle = (_topic: string, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
+        let task: DeliveryTask
+        try {
+          task = decodeDeliveryTask(message.value?.toString("utf8") ?? "")
+        } catch (error) {
+          log("Warning", "skipped an unreadable delivery task", { offset: message.offset, error: String(error).slice(0, 300) })
+          return Promise.resolve()
+        }
+        const key = `${task.delivery_id}#${task.attempt}`
+        const existing = running.get(key)
+        if (existing !== undefined) return existing
+        const work = process(task, signal).finally(() => running.delete(key))
+        running.set(key, work)
+        return work
+      }
+
+      const consumer = new DecoupledConsumer({
+        kafka,
+        groupId: `${topicPrefix}orbit-dispatcher-delivery`,
+        topics: [topics.deliveries.name, ...tiers.map((t) => t.topic)],
+        handle,
+        notBefore: (topic, message) => {
+          const tier = tierByTopic.get(topic)
+          return tier === undefined ? undefined : ripeAt(tier, Number(message.timestamp))
+        },
+        maxOutstanding: config.maxBuffered,
+        sessionTimeoutMs: config.sessionTimeoutMs,
+        onError: (message, error) => log("Warning", message, { error: String(error).slice(0, 300) })
+      })
+      yield* Effect.acquireRelease(
+        Effect.tryPromise(() => consumer.start()).pipe(
+          Effect.tapError((e) => Effect.logWarning("delivery consumer cannot start yet; retrying", { error: String(e) })),
+          Effect.retry(Schedule.spaced("1 second"))
+        ),
+        () =>
+          Effect.logInfo("delivery worker stopping", { outstanding: consumer.outstanding }).pipe(
+            Effect.andThen(Effect.promise(() => consumer.stop(config.shutdownGraceMs)))
+          )
+      )
+      yield* Effect.logInfo("delivery worker started", { concurrency: config.concurrency, perEndpoint: config.perEndpointConcurrency })
+      return DeliveryWorker.of({ outstanding: () => consumer.outstanding })
+    })
+  )
+}

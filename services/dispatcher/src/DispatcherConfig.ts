@@ -1,0 +1,20 @@
+import { Config, Option } from "effect"
+
+/** The dispatcher's own settings (Kafka, secrets and SSRF settings are read by their packages). */
+export const DispatcherConfig = Config.all({
+  /** Comma-separated source topics; default: the prefixed `orbit.events`. */
+  sourceTopics: Config.option(Config.String("ORBIT_SOURCE_TOPICS")).pipe(
+    Config.map(Option.map((s) => s.split(",").map((t) => t.trim()).filter((t) => t.length > 0)))
+  ),
+  /** HTTP attempts in flight per process. */
+  concurrency: Config.Int("DISPATCHER_CONCURRENCY").pipe(Config.withDefault(256)),
+  /** HTTP attempts in flight per endpoint per process. */
+  perEndpointConcurrency: Config.Int("DISPATCHER_PER_ENDPOINT_CONCURRENCY").pipe(Config.withDefault(8)),
+  /** Delivery records taken from Kafka and not finished, before fetching pauses (back-pressure). */
+  maxBuffered: Config.Int("DISPATCHER_MAX_BUFFERED").pipe(Config.withDefault(10_000)),
+  /** On SIGTERM, how long in-flight attempts may finish before they are handed back uncommitted. */
+  shutdownGraceMs: Config.Int("DISPATCHER_SHUTDOWN_GRACE_MS").pipe(Config.withDefault(20_000)),
+  /** Consumer-group session timeout: how soon the partitions of a crashed process move to another. */
+  sessionTimeoutMs: Config.Int("DISPATCHER_SESSION_TIMEOUT_MS").pipe(Config.withDefault(30_000))
+})
+export type DispatcherConfig = typeof DispatcherConfig extends Config.Config<infer A> ? A : never

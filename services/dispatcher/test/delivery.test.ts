@@ -1,0 +1,153 @@
+/** End to end: source event → fan-out → signed HTTPS delivery, against the real broker. */
+import { createHmac, randomUUID } from "node:crypto"
+import { encrypt, parseKeyRing } from "@orbit/crypto"
+import { deliveryIdFor } from "@orbit/domain"
+import { Webhook } from "standardwebhooks"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { INVALID_REASON_HEADER } from "../src/FanOut.ts"
+import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, waitFor } from "./support.ts"
+
+let tls: ReturnType<typeof makeCert>
+let receiver: Receiver
+let h: Harness
+const url = (path: string) => `https://hooks.test:${receiver.port}${path}`
+
+beforeAll(async () => {
+  tls = makeCert()
+  receiver = await startReceiver(tls)
+  h = await makeHarness("delivery")
+  await h.startDispatcher({ ORBIT_EXTRA_CA_FILE: tls.caFile, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8" })
+})
+
+afterAll(async () => {
+  await h?.close()
+  await receiver?.close()
+  tls?.cleanup()
+})
+
+/** From scratch: t=<ts>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>, any number of v1 values. */
+const devotelSignatures = (header: string) => {
+  const parts = header.split(",").map((p) => p.split("="))
+  return { t: parts.find(([k]) => k === "t")![1]!, v1: parts.filter(([k]) => k === "v1").map(([, v]) => v!) }
+}
+const hmacHex = (secret: string, t: string, body: string) => createHmac("sha256", Buffer.from(secret, "utf8")).update(`${t}.${body}`).digest("hex")
+
+describe("dispatcher delivery", () => {
+  it("delivers a signed webhook that independent verifiers accept", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const endpoint = await h.register({ url: url("/e2e"), tenantId: tenant, events: ["message.delivered"] })
+    const event = domainEvent(tenant, "message.delivered", { message_id: "m1", status: "delivered", n: 1 })
+    await h.publish(event)
+
+    const got = await waitFor("delivery", () => receiver.received.find((r) => r.path === "/e2e"))
+    expect(JSON.parse(got.body)).toEqual({ id: event.id, type: event.type, created_at: event.created_at, data: event.data })
+    expect(got.headers["content-type"]).toBe("application/json; charset=utf-8")
+    expect(got.headers["user-agent"]).toBe("Devotel-Webhooks/1.0")
+    expect(got.headers["x-devotel-event-id"]).toBe(event.id)
+    expect(got.headers["x-devotel-event-type"]).toBe("message.delivered")
+    expect(got.headers["x-devotel-delivery-id"]).toBe(deliveryIdFor(event.id, endpoint.id))
+    expect(got.headers["host"]).toBe(`hooks.test:${receiver.port}`)
+
+    // Standard Webhooks, verified by the npm package with the generated whsec_ secret as-is.
+    expect(new Webhook(endpoint.secret).verify(got.body, got.headers)).toEqual(JSON.parse(got.body))
+    // X-Devotel-Signature, recomputed from scratch.
+    const sig = devotelSignatures(got.headers["x-devotel-signature"]!)
+    expect(Math.abs(Number(sig.t) - Date.now() / 1000)).toBeLessThan(60)
+    expect(sig.v1).toEqual([hmacHex(endpoint.secret, sig.t, got.body)])
+
+    const attempt = await waitFor("attempt event", () => h.attempts.find((a) => a.endpoint_id === endpoint.id))
+    expect(attempt).toMatchObject({
+      delivery_id: deliveryIdFor(event.id, endpoint.id),
+      source_event_id: event.id,
+      attempt: 1,
+      outcome: "succeeded",
+      http_status: 200,
+      error_class: null,
+      dead_lettered: false
+    })
+  })
+
+  it("signs with both secrets during a rotation grace window (new first); caller-chosen secrets work", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const oldSecret = "my-own-secret-of-24-chars-or-more"
+    const endpoint = await h.register({ url: url("/rotated"), tenantId: tenant, secret: oldSecret })
+    const newSecret = "the-new-secret-after-rotation-xyz"
+    const ring = parseKeyRing(h.keyRing)
+    await h.emit({
+      _tag: "EndpointSecretRotated",
+      schema_version: 1,
+      event_id: randomUUID(),
+      occurred_at: new Date().toISOString(),
+      endpoint_id: endpoint.id,
+      tenant_id: tenant,
+      mode: "live",
+      secret_box: encrypt(ring, newSecret),
+      previous_secret_box: encrypt(ring, oldSecret),
+      previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
+    })
+    await h.publish(domainEvent(tenant, "call.completed"))
+    const got = await waitFor("delivery", () => receiver.received.find((r) => r.path === "/rotated"))
+    const sig = devotelSignatures(got.headers["x-devotel-signature"]!)
+    expect(sig.v1).toEqual([hmacHex(newSecret, sig.t, got.body), hmacHex(oldSecret, sig.t, got.body)])
+    for (const secret of [newSecret, oldSecret]) {
+      const wh = new Webhook("whsec_" + Buffer.from(secret, "utf8").toString("base64"))
+      expect(() => wh.verify(got.body, got.headers)).not.toThrow()
+    }
+  })
+
+  it("matches tenant, mode, type and active; one task per subscribed endpoint", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const all = await h.register({ url: url("/m-all"), tenantId: tenant, events: ["*"] })
+    await h.register({ url: url("/m-other-type"), tenantId: tenant, events: ["call.failed"] })
+    await h.register({ url: url("/m-test-mode"), tenantId: tenant, mode: "test" })
+    await h.register({ url: url("/m-inactive"), tenantId: tenant, active: false })
+    await h.register({ url: url("/m-other-tenant"), tenantId: `${tenant}_x` })
+    const typed = await h.register({ url: url("/m-typed"), tenantId: tenant, events: ["contact.created", "message.sent"] })
+    const event = domainEvent(tenant, "message.sent")
+    await h.publish(event)
+    await waitFor("both deliveries", () =>
+      receiver.received.some((r) => r.path === "/m-all") && receiver.received.some((r) => r.path === "/m-typed"))
+    await new Promise((r) => setTimeout(r, 1000))
+    const paths = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.path).sort()
+    expect(paths).toEqual(["/m-all", "/m-typed"])
+    const ids = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.headers["x-devotel-delivery-id"])
+    expect(new Set(ids)).toEqual(new Set([deliveryIdFor(event.id, all.id), deliveryIdFor(event.id, typed.id)]))
+  })
+
+  it("moves poison records to orbit.events.invalid and keeps consuming", async () => {
+    const tenant = `ten_${randomUUID()}`
+    await h.register({ url: url("/after-poison"), tenantId: tenant })
+    await h.publishRaw("{not json", "p1")
+    await h.publishRaw(JSON.stringify({ ...domainEvent(tenant), type: "message.exploded" }), "p2")
+    await h.publishRaw(JSON.stringify({ ...domainEvent(tenant), id: "nope" }), "p3")
+    await h.publishRaw(null, "p4")
+    const good = domainEvent(tenant)
+    await h.publish(good)
+    await waitFor("valid event after poison", () => receiver.received.find((r) => r.headers["x-devotel-event-id"] === good.id))
+    const invalid = await waitFor("4 invalid records", () => {
+      const mine = h.invalid.filter((r) => r.key?.startsWith("p"))
+      return mine.length >= 4 ? mine : undefined
+    })
+    const reasons = Object.fromEntries(invalid.map((r) => [r.key, r.headers[INVALID_REASON_HEADER]]))
+    expect(reasons).toEqual({ p1: "invalid_json", p2: "unknown_type", p3: "invalid_shape", p4: "empty" })
+    expect(invalid.find((r) => r.key === "p1")!.value).toBe("{not json")
+  })
+
+  it("truncates data over 256 KiB, keeping the identifier fields", async () => {
+    const tenant = `ten_${randomUUID()}`
+    await h.register({ url: url("/big"), tenantId: tenant })
+    const data = { message_id: "m-big", contact_id: "c1", channel: "sms", blob: "x".repeat(300 * 1024) }
+    const event = domainEvent(tenant, "message.received", data)
+    await h.publish(event)
+    const got = await waitFor("truncated delivery", () => receiver.received.find((r) => r.path === "/big"))
+    const body = JSON.parse(got.body)
+    expect(body.truncated).toBe(true)
+    expect(body.data).toEqual({
+      _truncated: true,
+      _original_bytes: Buffer.byteLength(JSON.stringify(data)),
+      message_id: "m-big",
+      contact_id: "c1",
+      channel: "sms"
+    })
+  })
+})

@@ -1,0 +1,116 @@
+/** Pure building blocks: no broker, no network. */
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, topicsFor, retryTiersOf } from "@orbit/domain"
+import { describe, expect, it } from "vitest"
+import { KeyedLimiter } from "../src/KeyedLimiter.ts"
+import { OffsetTracker } from "../src/OffsetTracker.ts"
+import { parseRetryAfter, planAfterAttempt, tierFor } from "../src/RetrySchedule.ts"
+import { classifySourceRecord } from "../src/SourceRecord.ts"
+import { buildWebhookBody } from "../src/WebhookBody.ts"
+
+const tiers = retryTiersOf(topicsFor("x_"))
+
+describe("OffsetTracker", () => {
+  it("commits only the contiguous finished prefix", () => {
+    const t = new OffsetTracker()
+    for (const o of [5n, 6n, 7n, 8n]) t.start(o)
+    t.finish(6n)
+    t.finish(8n)
+    expect(t.committable()).toBeUndefined()
+    t.finish(5n)
+    expect(t.committable()).toBe(7n)
+    t.finish(7n)
+    expect(t.committable()).toBe(9n)
+    expect(t.inFlight).toBe(0)
+  })
+})
+
+describe("KeyedLimiter", () => {
+  it("bounds per key and overall, and lets other keys pass a saturated one", async () => {
+    const limiter = new KeyedLimiter({ global: 3, perKey: 2 })
+    const release: Array<() => void> = []
+    const order: Array<string> = []
+    const job = (name: string) => () => new Promise<void>((r) => { order.push(name); release.push(r) })
+    const all = [
+      limiter.run("slow", job("s1")), limiter.run("slow", job("s2")), limiter.run("slow", job("s3")),
+      limiter.run("fast", job("f1")), limiter.run("fast", job("f2"))
+    ]
+    await new Promise((r) => setTimeout(r, 0))
+    expect(order).toEqual(["s1", "s2", "f1"])
+    expect(limiter.active).toBe(3)
+    release[2]!() // f1 done: f2 goes before s3 (slow is at its own limit)
+    await new Promise((r) => setTimeout(r, 0))
+    expect(order).toEqual(["s1", "s2", "f1", "f2"])
+    release[0]!()
+    await new Promise((r) => setTimeout(r, 0))
+    expect(order).toEqual(["s1", "s2", "f1", "f2", "s3"])
+    for (const r of release) r()
+    await Promise.all(all)
+    expect(limiter.active).toBe(0)
+  })
+})
+
+describe("retry schedule", () => {
+  const task: DeliveryTask = {
+    _tag: "DeliveryTask", schema_version: 1, event_id: "e", occurred_at: "2026-01-01T00:00:00.000Z",
+    delivery_id: "d", endpoint_id: "wh_x", tenant_id: "t", mode: "live", source_event_id: "evt_1",
+    source_event_type: "message.sent", body: "{}", attempt: 1, not_before: "2026-01-01T00:00:00.000Z"
+  }
+  const failure = { ok: false, httpStatus: 500, durationMs: 12, errorClass: "http_status" as const, errorMessage: "HTTP 500", retryAfterSeconds: undefined }
+  let n = 0
+  const newId = () => `id${n++}`
+
+  it("schedules the next attempt per policy, never early", () => {
+    const plan = planAfterAttempt({ task, policy: DEFAULT_RETRY_POLICY, result: failure, now: 1_000_000, random: 0.99, newId })
+    expect(plan.retry?.attempt).toBe(2)
+    const at = Date.parse(plan.retry!.not_before)
+    expect(at).toBeGreaterThanOrEqual(1_000_000 + 60_000)
+    expect(at).toBeLessThanOrEqual(1_000_000 + 66_000)
+    expect(plan.attempted).toMatchObject({ attempt: 1, outcome: "failed", dead_lettered: false, next_attempt_at: plan.retry!.not_before })
+    expect(plan.dead).toBeUndefined()
+  })
+
+  it("dead-letters after the last attempt and records success without a retry", () => {
+    const last = planAfterAttempt({ task: { ...task, attempt: 7 }, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId })
+    expect(last.retry).toBeUndefined()
+    expect(last.dead).toMatchObject({ attempts: 7, last_http_status: 500, body: "{}" })
+    expect(last.attempted.dead_lettered).toBe(true)
+    const ok = planAfterAttempt({ task, policy: DEFAULT_RETRY_POLICY, result: { ...failure, ok: true, httpStatus: 200, errorClass: null }, now: 0, random: 0, newId })
+    expect(ok.retry).toBeUndefined()
+    expect(ok.dead).toBeUndefined()
+    expect(ok.attempted.outcome).toBe("succeeded")
+  })
+
+  it("honours a longer Retry-After, capped at 24 h", () => {
+    const plan = planAfterAttempt({ task, policy: { strategy: "fixed", max_attempts: 3, delay_seconds: 1 }, result: { ...failure, retryAfterSeconds: 120 }, now: 0, random: 0, newId })
+    expect(Date.parse(plan.retry!.not_before)).toBe(120_000)
+    expect(parseRetryAfter("30", 0)).toBe(30)
+    expect(parseRetryAfter(new Date(90_000).toUTCString(), 0)).toBe(90)
+    expect(parseRetryAfter("soon", 0)).toBeUndefined()
+  })
+
+  it("parks a wait in the largest tier not exceeding it", () => {
+    expect(tierFor(tiers, 500)).toBeUndefined()
+    expect(tierFor(tiers, 1_000)?.delayMs).toBe(1_000)
+    expect(tierFor(tiers, 59_000)?.delayMs).toBe(30_000)
+    expect(tierFor(tiers, 86_400_000)?.delayMs).toBe(14_400_000)
+  })
+})
+
+describe("source records and bodies", () => {
+  const valid = { id: `evt_${"a".repeat(32)}`, type: "message.sent", tenant_id: "t1", created_at: "2026-11-27T10:00:00.000Z", data: { a: 1 } }
+  it("classifies poison records", () => {
+    expect(classifySourceRecord(Buffer.from(JSON.stringify(valid)))._tag).toBe("Valid")
+    expect(classifySourceRecord(null)).toMatchObject({ reason: "empty" })
+    expect(classifySourceRecord(Buffer.from("{"))).toMatchObject({ reason: "invalid_json" })
+    expect(classifySourceRecord(Buffer.from(JSON.stringify({ ...valid, type: "nope.nope" })))).toMatchObject({ reason: "unknown_type" })
+    expect(classifySourceRecord(Buffer.from(JSON.stringify({ ...valid, data: [] })))).toMatchObject({ reason: "invalid_shape" })
+    expect(classifySourceRecord(Buffer.alloc(1024 * 1024 + 1, 0x20))).toMatchObject({ reason: "too_large" })
+  })
+  it("builds the §7 body, truncating data over 256 KiB", () => {
+    expect(JSON.parse(buildWebhookBody(valid as never))).toEqual({ id: valid.id, type: valid.type, created_at: valid.created_at, data: { a: 1 } })
+    const big = { ...valid, data: { id: "x", campaign_id: "c", blob: "z".repeat(256 * 1024) } }
+    const body = JSON.parse(buildWebhookBody(big as never))
+    expect(body).toMatchObject({ truncated: true, data: { _truncated: true, id: "x", campaign_id: "c" } })
+    expect(body.data.blob).toBeUndefined()
+  })
+})

@@ -1,0 +1,277 @@
+/**
+ * Test harness: a real HTTPS receiver (self-signed cert for `hooks.test`, made with openssl), a
+ * dispatcher running in process against the real broker with a unique topic prefix, and kafkajs
+ * helpers that produce endpoint/source events and collect what the dispatcher writes.
+ */
+import { execFileSync } from "node:child_process"
+import { randomBytes, randomUUID } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { createServer, type Server } from "node:https"
+import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, SecretBox } from "@orbit/crypto"
+import {
+  decodeDeliveryAttempted,
+  decodeDeliveryDeadLettered,
+  type DeliveryAttempted,
+  type DeliveryDeadLettered,
+  type EndpointEvent,
+  encodeEndpointEvent,
+  newEndpointId,
+  newEventId,
+  type RetryPolicy,
+  topicsFor
+} from "@orbit/domain"
+import { KafkaClient } from "@orbit/kafka"
+import { NetGuardPolicy, type ResolveHost, Resolver } from "@orbit/net-guard"
+import { Layer, Logger, ManagedRuntime, References } from "effect"
+import { Kafka, logLevel, type Consumer, type Producer } from "kafkajs"
+import { DispatcherLive } from "../src/Dispatcher.ts"
+
+export const BROKERS = "127.0.0.1:9092"
+
+export interface Received {
+  readonly at: number
+  readonly path: string
+  readonly headers: Record<string, string>
+  readonly body: string
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse, received: Received) => void
+
+export interface Receiver {
+  readonly port: number
+  readonly received: Array<Received>
+  /** The handler for a path (default: 200 "ok"). */
+  on(path: string, handler: Handler): void
+  close(): Promise<void>
+}
+
+export const makeCert = () => {
+  const dir = mkdtempSync(join(tmpdir(), "dispatcher-tls-"))
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    "-subj", "/CN=hooks.test", "-addext", "subjectAltName=DNS:hooks.test,DNS:rebind.test,IP:127.0.0.1",
+    "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")
+  ], { stdio: "ignore" })
+  return {
+    dir,
+    key: readFileSync(join(dir, "key.pem")),
+    cert: readFileSync(join(dir, "cert.pem"), "utf8"),
+    caFile: join(dir, "cert.pem"),
+    cleanup: () => rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+export const startReceiver = async (tls: { key: Buffer; cert: string }): Promise<Receiver> => {
+  const received: Array<Received> = []
+  const handlers = new Map<string, Handler>()
+  const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      const r: Received = {
+        at: Date.now(),
+        path: req.url ?? "",
+        headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : v ?? ""])),
+        body: Buffer.concat(chunks).toString("utf8")
+      }
+      received.push(r)
+      const handler = handlers.get(r.path)
+      if (handler) handler(req, res, r)
+      else res.writeHead(200, { "content-type": "text/plain" }).end("ok")
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    received,
+    on: (path, handler) => void handlers.set(path, handler),
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }
+}
+
+/** `hooks.test` → 127.0.0.1 (allowed by the test policy); `rebind.test` → a private 10/8 address. */
+export const testResolver: ResolveHost = async (host) => {
+  if (host === "rebind.test") return [{ address: "10.0.0.7", family: 4 }]
+  return [{ address: "127.0.0.1", family: 4 }]
+}
+
+export const waitFor = async <A>(what: string, f: () => A | undefined | false, timeoutMs = 20_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = f()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+export interface Harness {
+  readonly prefix: string
+  readonly keyRing: string
+  readonly topics: ReturnType<typeof topicsFor>
+  readonly kafka: Kafka
+  readonly producer: Producer
+  readonly attempts: Array<DeliveryAttempted>
+  readonly dead: Array<DeliveryDeadLettered>
+  readonly invalid: Array<{ key: string | null; value: string | null; headers: Record<string, string> }>
+  startDispatcher(env?: Record<string, string>): Promise<ManagedRuntime.ManagedRuntime<never, unknown>>
+  startCollector(): Promise<void>
+  register(options: RegisterOptions): Promise<TestEndpoint>
+  emit(event: EndpointEvent): Promise<void>
+  publish(event: Record<string, unknown>, key?: string): Promise<void>
+  publishRaw(value: string | Buffer | null, key?: string): Promise<void>
+  close(): Promise<void>
+}
+
+export interface RegisterOptions {
+  readonly url: string
+  readonly tenantId: string
+  readonly mode?: "live" | "test"
+  readonly events?: ReadonlyArray<string>
+  readonly secret?: string
+  readonly timeoutSeconds?: number
+  readonly retryPolicy?: RetryPolicy
+  readonly active?: boolean
+}
+
+export interface TestEndpoint {
+  readonly id: string
+  readonly secret: string
+  readonly registered: EndpointEvent
+}
+
+/** A unique prefix and key ring; output topics are collected from the beginning. */
+export const makeHarness = async (name: string): Promise<Harness> => {
+  const prefix = `t${Date.now()}_${name}_${randomBytes(3).toString("hex")}_`
+  const keyRing = generateKeyRing("test")
+  const ring = parseKeyRing(keyRing)
+  const topics = topicsFor(prefix)
+  const kafka = new Kafka({ clientId: `test-${name}`, brokers: [BROKERS], logLevel: logLevel.NOTHING })
+  const producer = kafka.producer({ allowAutoTopicCreation: false })
+  await producer.connect()
+  const attempts: Array<DeliveryAttempted> = []
+  const dead: Array<DeliveryDeadLettered> = []
+  const invalid: Harness["invalid"] = []
+  const runtimes: Array<ManagedRuntime.ManagedRuntime<never, unknown>> = []
+  let collector: Consumer | undefined
+
+  const startCollector = async () => {
+    if (collector) return
+    collector = kafka.consumer({ groupId: `${prefix}test-collector-${randomUUID()}`, maxWaitTimeInMs: 50 })
+    await collector.connect()
+    await collector.subscribe({ topics: [topics.attempts.name, topics.dead.name, topics.invalidEvents.name], fromBeginning: true })
+    await collector.run({
+      eachMessage: async ({ topic, message }) => {
+        const value = message.value?.toString("utf8") ?? null
+        if (topic === topics.attempts.name) attempts.push(decodeDeliveryAttempted(value))
+        else if (topic === topics.dead.name) dead.push(decodeDeliveryDeadLettered(value))
+        else {
+          invalid.push({
+            key: message.key?.toString("utf8") ?? null,
+            value,
+            headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]))
+          })
+        }
+      }
+    })
+  }
+
+  const harness: Harness = {
+    prefix,
+    keyRing,
+    topics,
+    kafka,
+    producer,
+    attempts,
+    dead,
+    invalid,
+    startCollector,
+    startDispatcher: async (env = {}) => {
+      Object.assign(process.env, {
+        KAFKA_BROKERS: BROKERS,
+        ORBIT_TOPIC_PREFIX: prefix,
+        ORBIT_EXTRA_CA_FILE: env.ORBIT_EXTRA_CA_FILE ?? process.env.ORBIT_EXTRA_CA_FILE,
+        DISPATCHER_SHUTDOWN_GRACE_MS: "1000",
+        ...env
+      })
+      const layer = DispatcherLive.pipe(
+        Layer.provide(Layer.mergeAll(
+          SecretBox.layerFromKeyRing(keyRing),
+          NetGuardPolicy.layer,
+          Resolver.layerFrom(testResolver)
+        )),
+        Layer.provide(KafkaClient.layer),
+        Layer.provide(Layer.mergeAll(
+          Logger.layer([Logger.consoleJson]),
+          Layer.succeed(References.MinimumLogLevel, (process.env.TEST_LOG_LEVEL ?? "Error") as "Error")
+        ))
+      )
+      const runtime = ManagedRuntime.make(layer as Layer.Layer<never, unknown>)
+      await runtime.context()
+      runtimes.push(runtime)
+      await startCollector()
+      return runtime
+    },
+    register: async (o) => {
+      const secret = o.secret ?? generateWebhookSecret()
+      const id = newEndpointId()
+      const at = new Date().toISOString()
+      const registered: EndpointEvent = {
+        _tag: "EndpointRegistered",
+        schema_version: 1,
+        event_id: randomUUID(),
+        occurred_at: at,
+        endpoint_id: id,
+        tenant_id: o.tenantId,
+        mode: o.mode ?? "live",
+        url: o.url,
+        events: (o.events ?? ["*"]) as never,
+        description: null,
+        active: o.active ?? true,
+        timeout_seconds: o.timeoutSeconds ?? 5,
+        retry_policy: o.retryPolicy ?? { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
+        secret_box: encrypt(ring, secret)
+      }
+      await harness.emit(registered)
+      return { id, secret, registered }
+    },
+    emit: async (event) => {
+      await producer.send({ topic: topics.endpointEvents.name, acks: -1, messages: [{ key: event.endpoint_id, value: encodeEndpointEvent(event) }] })
+    },
+    publish: async (event, key) => {
+      await harness.publishRaw(JSON.stringify(event), key ?? String(event.tenant_id))
+    },
+    publishRaw: async (value, key = "tenant") => {
+      await producer.send({ topic: topics.sourceEvents.name, acks: -1, messages: [{ key, value }] })
+    },
+    close: async () => {
+      for (const r of runtimes.reverse()) await r.dispose()
+      await collector?.disconnect()
+      await producer.disconnect()
+      const admin = kafka.admin()
+      await admin.connect()
+      await admin.deleteTopics({ topics: Object.values(topics).map((t) => t.name) }).catch(() => undefined)
+      await admin.disconnect()
+    }
+  }
+  return harness
+}
+
+export const domainEvent = (tenantId: string, type = "message.delivered", data: Record<string, unknown> = { message_id: randomUUID() }) => ({
+  id: newEventId(),
+  type,
+  tenant_id: tenantId,
+  mode: "live",
+  created_at: new Date().toISOString(),
+  data
+})
+

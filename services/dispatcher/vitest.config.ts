@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config"
+
+// Integration tests run against the real broker at 127.0.0.1:9092; each file uses its own topic prefix.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: "forks"
+  }
+})
