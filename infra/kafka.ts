@@ -7,297 +7,315 @@
 // Env: KAFKA_BROKERS (use an external broker, comma-separated; start/stop
 // become no-ops), KAFKA_PORT (default 9092; the controller uses KAFKA_PORT+1),
 // KAFKA_VERSION (override the version pinned in kafka/pom.xml), KAFKA_JVM_OPTS (extra JVM flags).
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
+import { spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import fs from "node:fs"
+import net from "node:net"
+import path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
+import { Kafka, logLevel } from "kafkajs"
 
 // Paths are relative to this file, not the cwd: npm workspaces run scripts from many folders.
-const INFRA = import.meta.dirname;
-const POM = path.join(INFRA, 'kafka', 'pom.xml');
-const TEMPLATE = path.join(INFRA, 'kafka', 'server.properties');
-const DATA = path.join(INFRA, '.data');
-const LOG_DIR = path.join(DATA, 'kafka');
-const PROPS = path.join(DATA, 'kafka.properties');
-const LOG_FILE = path.join(DATA, 'kafka.log');
-const PID_FILE = path.join(DATA, 'kafka.pid');
+const INFRA = import.meta.dirname
+const POM = path.join(INFRA, "kafka", "pom.xml")
+const TEMPLATE = path.join(INFRA, "kafka", "server.properties")
+const DATA = path.join(INFRA, ".data")
+const LOG_DIR = path.join(DATA, "kafka")
+const PROPS = path.join(DATA, "kafka.properties")
+const LOG_FILE = path.join(DATA, "kafka.log")
+const PID_FILE = path.join(DATA, "kafka.pid")
 
-const HOST = '127.0.0.1';
-const PORT = Number(process.env.KAFKA_PORT ?? 9092);
-const CONTROLLER_PORT = PORT + 1;
-const VERSION =
-  process.env.KAFKA_VERSION ??
-  /<kafka\.version>(.+?)<\/kafka\.version>/.exec(fs.readFileSync(POM, 'utf8'))![1];
-const LIB = path.join(INFRA, '.kafka', `lib-${VERSION}`);
+const HOST = "127.0.0.1"
+const PORT = Number(process.env.KAFKA_PORT ?? 9092)
+const CONTROLLER_PORT = PORT + 1
+const VERSION = process.env.KAFKA_VERSION ?? pinnedVersion()
+const LIB = path.join(INFRA, ".kafka", `lib-${VERSION}`)
 // AppCDS archive: the first broker run records the classes it loaded when it exits cleanly
 // (via stop); later starts map it instead of parsing ~40 MB of jars (measured ~4.4 s -> ~2.9 s).
-const CDS = path.join(LIB, 'kafka.jsa');
-const CDS_TMP = `${CDS}.tmp`; // renamed to CDS only after a clean exit, so a torn dump is never used
+const CDS = path.join(LIB, "kafka.jsa")
+const CDS_TMP = `${CDS}.tmp` // renamed to CDS only after a clean exit, so a torn dump is never used
 
 // Small heap and SerialGC: a dev broker on a 2-core box; SerialGC starts faster than G1.
 const JVM_OPTS = [
-  '-Xms256m',
-  '-Xmx512m',
-  '-XX:+UseSerialGC',
-  '-XX:+ExitOnOutOfMemoryError',
-  '-Djava.awt.headless=true',
-  // slf4j-simple (see pom.xml): timestamps, and keep the noisiest loggers quiet.
-  '-Dorg.slf4j.simpleLogger.showDateTime=true',
-  '-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS',
-  '-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.config=warn',
-  '-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.utils.AppInfoParser=warn',
+  "-Xms256m",
+  "-Xmx512m",
+  "-XX:+UseSerialGC",
+  "-XX:+ExitOnOutOfMemoryError",
+  "-Djava.awt.headless=true",
+  // slf4j-simple (see pom.xml) with timestamps.
+  "-Dorg.slf4j.simpleLogger.showDateTime=true",
+  "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+  // Tests create many topics; these log several INFO lines per partition (MBs per test run).
+  ...[
+    "state.change.logger",
+    "kafka.cluster.Partition",
+    "org.apache.kafka.storage.internals.log",
+    "org.apache.kafka.controller.ReplicationControlManager",
+    "org.apache.kafka.controller.ConfigurationControlManager",
+    "kafka.server.metadata.DynamicConfigPublisher",
+    "org.apache.kafka.common.config",
+    "org.apache.kafka.common.utils.AppInfoParser",
+  ].map((logger) => `-Dorg.slf4j.simpleLogger.log.${logger}=warn`),
   ...(process.env.KAFKA_JVM_OPTS?.split(/\s+/).filter(Boolean) ?? []), // e.g. a bigger heap for benchmarks
-];
+]
 
-const READY_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 30_000;
+const READY_TIMEOUT_MS = 60_000
+const STOP_TIMEOUT_MS = 30_000
 
-const say = (msg: string) => console.log(`[kafka] ${msg}`);
+const say = (msg: string) => console.log(`[kafka] ${msg}`)
 
 /** Bootstrap servers for clients: KAFKA_BROKERS if set, else the local broker. */
 export function brokers(): string[] {
-  const external = process.env.KAFKA_BROKERS;
-  return external ? external.split(',').map((b) => b.trim()).filter(Boolean) : [`${HOST}:${PORT}`];
+  const external = process.env.KAFKA_BROKERS
+  return external ? external.split(",").map((b) => b.trim()).filter(Boolean) : [`${HOST}:${PORT}`]
 }
 
 /** True if a Kafka broker answers a metadata request on brokers(). */
 export async function isKafkaUp(): Promise<boolean> {
-  const [host, port] = splitHostPort(brokers()[0]);
-  if (!(await tcpOpen(host, port))) return false;
+  const [host, port] = splitHostPort(brokers()[0] ?? "")
+  if (!(await tcpOpen(host, port))) return false
   const admin = new Kafka({
-    clientId: 'orbit-infra-probe',
+    clientId: "orbit-infra-probe",
     brokers: brokers(),
     connectionTimeout: 1000,
     requestTimeout: 2000,
     retry: { retries: 0 },
     logLevel: logLevel.NOTHING,
-  }).admin();
+  }).admin()
   try {
-    await admin.connect();
-    await admin.describeCluster();
-    return true;
+    await admin.connect()
+    await admin.describeCluster()
+    return true
   } catch {
-    return false;
+    return false
   } finally {
-    await admin.disconnect().catch(() => {});
+    await admin.disconnect().catch(() => {})
   }
 }
 
 export type StartResult = {
-  brokers: string[];
+  brokers: string[]
   /** external: KAFKA_BROKERS is set; running: was already up; started: we launched it. */
-  state: 'external' | 'running' | 'started';
-  ms: number;
-};
+  state: "external" | "running" | "started"
+  ms: number
+}
 
 /** Ensure a broker is answering; downloads jars / formats storage / launches it as needed. */
 export async function startKafka(): Promise<StartResult> {
-  const t0 = performance.now();
-  const done = (state: StartResult['state']): StartResult => ({
+  const t0 = performance.now()
+  const done = (state: StartResult["state"]): StartResult => ({
     brokers: brokers(),
     state,
     ms: Math.round(performance.now() - t0),
-  });
+  })
 
   if (process.env.KAFKA_BROKERS) {
-    say(`KAFKA_BROKERS is set, using external broker(s): ${brokers().join(',')}`);
-    return done('external');
+    say(`KAFKA_BROKERS is set, using external broker(s): ${brokers().join(",")}`)
+    return done("external")
   }
   if (await isKafkaUp()) {
-    say(`already running on ${brokers()[0]}`);
-    return done('running');
+    say(`already running on ${brokers()[0]}`)
+    return done("running")
   }
 
   // A previous `start` may still be booting (e.g. two callers at once): wait for it instead.
-  let pid = ourBrokerPid();
+  let pid = ourBrokerPid()
   if (pid === undefined) {
     if (await tcpOpen(HOST, PORT)) {
-      throw new Error(`port ${PORT} is in use by something that is not a Kafka broker`);
+      throw new Error(`port ${PORT} is in use by something that is not a Kafka broker`)
     }
-    resolveJars();
-    writeProps();
-    formatStorage();
-    pid = launch();
-    say(`launched Kafka ${VERSION} (pid ${pid}), waiting for it to answer on ${brokers()[0]}...`);
+    resolveJars()
+    writeProps()
+    formatStorage()
+    pid = launch()
+    say(`launched Kafka ${VERSION} (pid ${pid}), waiting for it to answer on ${brokers()[0]}...`)
   } else {
-    say(`broker pid ${pid} is already starting, waiting for it...`);
+    say(`broker pid ${pid} is already starting, waiting for it...`)
   }
 
-  const deadline = Date.now() + READY_TIMEOUT_MS;
+  const deadline = Date.now() + READY_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (!alive(pid)) throw new Error(`Kafka exited during startup. Log tail:\n${logTail()}`);
+    if (!alive(pid)) throw new Error(`Kafka exited during startup. Log tail:\n${logTail()}`)
     if (await isKafkaUp()) {
-      const result = done('started');
-      say(`ready on ${result.brokers[0]} in ${(result.ms / 1000).toFixed(1)}s`);
-      return result;
+      const result = done("started")
+      say(`ready on ${result.brokers[0]} in ${(result.ms / 1000).toFixed(1)}s`)
+      return result
     }
-    await sleep(250);
+    await sleep(250)
   }
-  throw new Error(`Kafka did not answer within ${READY_TIMEOUT_MS / 1000}s. Log tail:\n${logTail()}`);
+  throw new Error(`Kafka did not answer within ${READY_TIMEOUT_MS / 1000}s. Log tail:\n${logTail()}`)
 }
 
 /** SIGTERM the broker we started (SIGKILL after 30 s). Data is kept. Returns false if none ran. */
 export async function stopKafka(): Promise<boolean> {
   if (process.env.KAFKA_BROKERS) {
-    say('KAFKA_BROKERS is set, not stopping the external broker');
-    return false;
+    say("KAFKA_BROKERS is set, not stopping the external broker")
+    return false
   }
-  const pid = ourBrokerPid();
-  fs.rmSync(PID_FILE, { force: true });
+  const pid = ourBrokerPid()
+  fs.rmSync(PID_FILE, { force: true })
   if (pid === undefined) {
-    say('not running (no live pid file)');
-    return false;
+    say("not running (no live pid file)")
+    return false
   }
-  const t0 = performance.now();
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
+  const t0 = performance.now()
+  process.kill(pid, "SIGTERM")
+  const deadline = Date.now() + STOP_TIMEOUT_MS
+  while (alive(pid) && Date.now() < deadline) await sleep(100)
   if (alive(pid)) {
-    say(`pid ${pid} ignored SIGTERM for ${STOP_TIMEOUT_MS / 1000}s, sending SIGKILL`);
-    process.kill(pid, 'SIGKILL');
-    while (alive(pid)) await sleep(100);
-    fs.rmSync(CDS_TMP, { force: true });
+    say(`pid ${pid} ignored SIGTERM for ${STOP_TIMEOUT_MS / 1000}s, sending SIGKILL`)
+    process.kill(pid, "SIGKILL")
+    while (alive(pid)) await sleep(100)
+    fs.rmSync(CDS_TMP, { force: true })
   } else if (fs.existsSync(CDS_TMP)) {
-    fs.renameSync(CDS_TMP, CDS); // first clean exit wrote the class archive (makes this stop slower once)
+    fs.renameSync(CDS_TMP, CDS) // first clean exit wrote the class archive (makes this stop slower once)
   }
-  say(`stopped pid ${pid} in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-  return true;
+  say(`stopped pid ${pid} in ${((performance.now() - t0) / 1000).toFixed(1)}s`)
+  return true
 }
 
 /** Stop and delete all broker data (topics, offsets, cluster id). Jars are kept, the CDS archive is rebuilt. */
 export async function resetKafka(): Promise<void> {
-  await stopKafka();
-  for (const p of [LOG_DIR, PROPS, LOG_FILE, CDS]) fs.rmSync(p, { recursive: true, force: true });
-  say(`deleted ${path.relative(process.cwd(), LOG_DIR) || LOG_DIR}`);
+  await stopKafka()
+  for (const p of [LOG_DIR, PROPS, LOG_FILE, CDS]) fs.rmSync(p, { recursive: true, force: true })
+  say(`deleted ${path.relative(process.cwd(), LOG_DIR) || LOG_DIR}`)
 }
 
 // --- internals -------------------------------------------------------------
 
+function pinnedVersion(): string {
+  const version = /<kafka\.version>(.+?)<\/kafka\.version>/.exec(fs.readFileSync(POM, "utf8"))?.[1]
+  if (!version) throw new Error(`no <kafka.version> in ${POM}`)
+  return version
+}
+
 /** mvn dependency:copy-dependencies into infra/.kafka/lib-VERSION, once (marker file). */
 function resolveJars(): void {
-  const marker = path.join(LIB, '.complete');
-  if (fs.existsSync(marker)) return;
-  say(`resolving Kafka ${VERSION} jars with Maven into ${LIB} ...`);
-  fs.rmSync(LIB, { recursive: true, force: true }); // drop a half-finished earlier attempt
-  const t0 = performance.now();
-  const args = ['-B', '-q', '-f', POM, `-Dkafka.version=${VERSION}`,
-    'dependency:copy-dependencies', `-DoutputDirectory=${LIB}`];
-  const mvn = spawnSync('mvn', args, { encoding: 'utf8' });
+  const marker = path.join(LIB, ".complete")
+  if (fs.existsSync(marker)) return
+  say(`resolving Kafka ${VERSION} jars with Maven into ${LIB} ...`)
+  fs.rmSync(LIB, { recursive: true, force: true }) // drop a half-finished earlier attempt
+  const t0 = performance.now()
+  const args = ["-B", "-q", "-f", POM, `-Dkafka.version=${VERSION}`,
+    "dependency:copy-dependencies", `-DoutputDirectory=${LIB}`]
+  const mvn = spawnSync("mvn", args, { encoding: "utf8" })
   if (mvn.error || mvn.status !== 0) {
-    // -q keeps a successful run silent; on failure show everything Maven said.
-    throw new Error(`mvn ${args.join(' ')} failed (${mvn.error?.message ?? `exit ${mvn.status}`}):\n` +
-      `${mvn.stdout ?? ''}${mvn.stderr ?? ''}`);
+    // -q keeps a successful run silent; on failure show everything Maven said (minus the
+    // color codes Debian's Maven prints even with -B).
+    const output = `${mvn.stdout ?? ""}${mvn.stderr ?? ""}`.replace(/\x1b\[[0-9;]*m/g, "")
+    throw new Error(`mvn ${args.join(" ")} failed (${mvn.error?.message ?? `exit ${mvn.status}`}):\n${output}`)
   }
-  fs.writeFileSync(marker, `${new Date().toISOString()}\n`);
-  say(`jars resolved in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  fs.writeFileSync(marker, `${new Date().toISOString()}\n`)
+  say(`jars resolved in ${((performance.now() - t0) / 1000).toFixed(1)}s`)
 }
 
 /** server.properties from the repo + the keys that depend on port and checkout path. */
 function writeProps(): void {
-  fs.mkdirSync(DATA, { recursive: true });
+  fs.mkdirSync(DATA, { recursive: true })
   const dynamic = [
     `listeners=PLAINTEXT://${HOST}:${PORT},CONTROLLER://${HOST}:${CONTROLLER_PORT}`,
     `advertised.listeners=PLAINTEXT://${HOST}:${PORT}`,
     `controller.quorum.voters=1@${HOST}:${CONTROLLER_PORT}`,
     `log.dirs=${LOG_DIR}`,
-  ];
-  const text = `${fs.readFileSync(TEMPLATE, 'utf8')}\n# --- generated by kafka.ts ---\n${dynamic.join('\n')}\n`;
-  fs.writeFileSync(PROPS, text);
+  ]
+  const text = `${fs.readFileSync(TEMPLATE, "utf8")}\n# --- generated by kafka.ts ---\n${dynamic.join("\n")}\n`
+  fs.writeFileSync(PROPS, text)
 }
 
 /** Format the KRaft log dir once; existing data (topics, offsets) survives stop/start. */
 function formatStorage(): void {
-  if (fs.existsSync(path.join(LOG_DIR, 'meta.properties'))) return;
+  if (fs.existsSync(path.join(LOG_DIR, "meta.properties"))) return
   // A Kafka cluster id is a base64url (unpadded) random 16-byte UUID.
-  const clusterId = randomBytes(16).toString('base64url');
-  const r = spawnSync('java', ['-cp', `${LIB}/*`, ...JVM_OPTS, 'kafka.tools.StorageTool',
-    'format', '--config', PROPS, '--cluster-id', clusterId], { encoding: 'utf8' });
+  const clusterId = randomBytes(16).toString("base64url")
+  const r = spawnSync("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, "kafka.tools.StorageTool",
+    "format", "--config", PROPS, "--cluster-id", clusterId], { encoding: "utf8" })
   if (r.error || r.status !== 0) {
-    throw new Error(`kafka storage format failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}${r.stderr}`);
+    throw new Error(`kafka storage format failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}${r.stderr}`)
   }
-  say(`formatted ${LOG_DIR} (cluster id ${clusterId})`);
+  say(`formatted ${LOG_DIR} (cluster id ${clusterId})`)
 }
 
 /** Start the broker JVM detached (own process group) so it outlives this process. */
 function launch(): number {
-  const out = fs.openSync(LOG_FILE, 'w');
-  let cds = `-XX:SharedArchiveFile=${CDS}`;
+  const out = fs.openSync(LOG_FILE, "w")
+  let cds = `-XX:SharedArchiveFile=${CDS}`
   if (!fs.existsSync(CDS)) {
-    fs.rmSync(CDS_TMP, { force: true }); // leftover of a run that did not exit cleanly
-    cds = `-XX:ArchiveClassesAtExit=${CDS_TMP}`;
+    fs.rmSync(CDS_TMP, { force: true }) // leftover of a run that did not exit cleanly
+    cds = `-XX:ArchiveClassesAtExit=${CDS_TMP}`
   }
-  const child = spawn('java', ['-cp', `${LIB}/*`, ...JVM_OPTS, cds, 'kafka.Kafka', PROPS], {
+  const child = spawn("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, cds, "kafka.Kafka", PROPS], {
     detached: true,
-    stdio: ['ignore', out, out],
-  });
-  fs.closeSync(out);
-  child.unref();
-  if (child.pid === undefined) throw new Error('failed to spawn java (is a JDK 17+ on PATH?)');
-  fs.writeFileSync(PID_FILE, `${child.pid}\n`);
-  return child.pid;
+    stdio: ["ignore", out, out],
+  })
+  fs.closeSync(out)
+  child.unref()
+  if (child.pid === undefined) throw new Error("failed to spawn java (is a JDK 17+ on PATH?)")
+  fs.writeFileSync(PID_FILE, `${child.pid}\n`)
+  return child.pid
 }
 
 /** The pid from kafka.pid, if that process is alive and really our broker (pids get reused). */
 function ourBrokerPid(): number | undefined {
-  const pid = Number.parseInt(fs.existsSync(PID_FILE) ? fs.readFileSync(PID_FILE, 'utf8') : '', 10);
-  if (!Number.isInteger(pid) || !alive(pid)) return undefined;
-  const ps = spawnSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8' });
-  return ps.stdout.includes('kafka.Kafka') ? pid : undefined;
+  const pid = Number.parseInt(fs.existsSync(PID_FILE) ? fs.readFileSync(PID_FILE, "utf8") : "", 10)
+  if (!Number.isInteger(pid) || !alive(pid)) return undefined
+  const ps = spawnSync("ps", ["-o", "command=", "-p", String(pid)], { encoding: "utf8" })
+  return ps.stdout.includes("kafka.Kafka") ? pid : undefined
 }
 
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(pid, 0)
+    return true
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return (e as NodeJS.ErrnoException).code === "EPERM"
   }
 }
 
 function tcpOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host, port, timeout: 1000 });
+    const socket = net.connect({ host, port, timeout: 1000 })
     const finish = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.once('connect', () => finish(true));
-    socket.once('timeout', () => finish(false));
-    socket.once('error', () => finish(false));
-  });
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.once("connect", () => finish(true))
+    socket.once("timeout", () => finish(false))
+    socket.once("error", () => finish(false))
+  })
 }
 
 function splitHostPort(hostPort: string): [string, number] {
-  const i = hostPort.lastIndexOf(':');
-  return [hostPort.slice(0, i), Number(hostPort.slice(i + 1))];
+  const i = hostPort.lastIndexOf(":")
+  return [hostPort.slice(0, i), Number(hostPort.slice(i + 1))]
 }
 
 function logTail(lines = 40): string {
-  if (!fs.existsSync(LOG_FILE)) return '(no log file)';
-  return fs.readFileSync(LOG_FILE, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  if (!fs.existsSync(LOG_FILE)) return "(no log file)"
+  return fs.readFileSync(LOG_FILE, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
 }
 
 // --- CLI -------------------------------------------------------------------
 
 if (import.meta.main) {
-  const cmd = process.argv[2];
+  // kafkajs 2.2.4 calls setTimeout with a negative delay on every response, which Node 24
+  // reports as TimeoutNegativeWarning (harmless; tulios/kafkajs#1751). Keep the CLI output clean.
+  process.removeAllListeners("warning")
+  process.on("warning", (w) => w.name === "TimeoutNegativeWarning" || console.warn(w))
+  const cmd = process.argv[2]
   try {
-    if (cmd === 'start') await startKafka();
-    else if (cmd === 'stop') await stopKafka();
-    else if (cmd === 'reset') await resetKafka();
-    else if (cmd === 'status') {
-      const up = await isKafkaUp();
-      say(`${up ? 'up' : 'DOWN'} on ${brokers().join(',')}`);
-      process.exitCode = up ? 0 : 1;
+    if (cmd === "start") await startKafka()
+    else if (cmd === "stop") await stopKafka()
+    else if (cmd === "reset") await resetKafka()
+    else if (cmd === "status") {
+      const up = await isKafkaUp()
+      say(`${up ? "up" : "DOWN"} on ${brokers().join(",")}`)
+      process.exitCode = up ? 0 : 1
     } else {
-      console.error('usage: node infra/kafka.ts start|stop|reset|status');
-      process.exitCode = 2;
+      console.error("usage: node infra/kafka.ts start|stop|reset|status")
+      process.exitCode = 2
     }
   } catch (e) {
-    console.error(`[kafka] ${e instanceof Error ? e.message : e}`);
-    process.exitCode = 1;
+    console.error(`[kafka] ${e instanceof Error ? e.message : e}`)
+    process.exitCode = 1
   }
 }

@@ -1,4 +1,4 @@
-import { Deferred, Effect, Queue, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Queue, Scope, Stream } from "effect"
 import type { Batch, Consumer as KafkaConsumer } from "kafkajs"
 import { KafkaClient } from "./KafkaClient.ts"
 
@@ -42,7 +42,17 @@ export const consumeBatches = (
         maxWaitTimeInMs: 100,
         allowAutoTopicCreation: false,
         ...(options.maxBytesPerPartition ? { maxBytesPerPartition: options.maxBytesPerPartition } : {}),
-        retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 }
+        retry: {
+          retries: 5,
+          initialRetryTime: 300,
+          maxRetryTime: 5000,
+          // kafkajs' own restart after a crash can leave the consumer silently stuck (seen after
+          // a broker restart). Instead the stream fails and its owner builds a fresh consumer.
+          restartOnFailure: async () => false
+        }
+      })
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        Queue.failCauseUnsafe(queue, Cause.fail(payload.error))
       })
       // Batches handed out but not yet done; failed on shutdown so kafkajs can leave the group.
       const pending = new Set<Deferred.Deferred<void, unknown>>()
@@ -80,7 +90,7 @@ export const consumeBatches = (
         }),
         () =>
           Effect.forEach([...pending], (d) => Deferred.fail(d, new Error("consumer stopped")), { discard: true }).pipe(
-            Effect.andThen(Effect.promise(() => consumer.disconnect().catch(() => undefined)))
+            Effect.andThen(Effect.promise(() => consumer.disconnect().catch(() => undefined)).pipe(Effect.timeoutOption("10 seconds")))
           )
       )
     }), { bufferSize: 64 })

@@ -101,7 +101,10 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
           )
         )
       )
-      yield* Effect.forkScoped(handle.pipe(Effect.retry(Schedule.spaced("1 second"))))
+      yield* Effect.forkScoped(handle.pipe(
+        Effect.tapCause((cause) => Effect.logWarning("endpoint consumer stopped; starting a new one", { cause: String(Cause.squash(cause)) })),
+        Effect.retry(Schedule.spaced("1 second"))
+      ))
       yield* Effect.logInfo("endpoint projection started", { topic, schema })
       return EndpointProjection.of({})
     })
