@@ -1,0 +1,113 @@
+// `npm run bench:api`: POST and GET throughput and latency of the registration API on the real
+// stack (Kafka, projection, Postgres), and the same GET served by a bare node:http handler
+// running the same Postgres query, measured in the same run.
+import { type ChildProcess, spawn } from "node:child_process"
+import { once } from "node:events"
+import path from "node:path"
+import { Pool } from "undici"
+import { startPlatform, uniqueTenant } from "../src/Platform.ts"
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
+
+const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+
+interface Result { requests: number; errors: number; seconds: number; p50: number; p99: number }
+
+const summarize = (latencies: Array<number>, errors: number, seconds: number): Result => {
+  const sorted = [...latencies].sort((a, b) => a - b)
+  return { requests: latencies.length, errors, seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
+}
+
+/** Closed loop: CONCURRENCY workers, each sending the next request when the last one answers. */
+const closedLoop = async (pool: Pool, request: () => Parameters<Pool["request"]>[0], expect: number) => {
+  const latencies: Array<number> = []
+  let errors = 0
+  const end = performance.now() + SECONDS * 1000
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (performance.now() < end) {
+      const t = performance.now()
+      const res = await pool.request(request())
+      await res.body.text()
+      if (res.statusCode === expect) latencies.push(performance.now() - t)
+      else errors++
+    }
+  }))
+  return summarize(latencies, errors, SECONDS)
+}
+
+/** Open loop: requests start on a fixed schedule; latency counts from the scheduled start. */
+const openLoop = async (pool: Pool, rate: number, request: () => Parameters<Pool["request"]>[0], expect: number) => {
+  const latencies: Array<number> = []
+  let errors = 0
+  const total = rate * SECONDS
+  const start = performance.now()
+  const inflight: Array<Promise<void>> = []
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate
+    const wait = due - performance.now()
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait))
+    inflight.push((async () => {
+      const res = await pool.request(request())
+      await res.body.text()
+      if (res.statusCode === expect) latencies.push(performance.now() - due)
+      else errors++
+    })())
+  }
+  await Promise.all(inflight)
+  return summarize(latencies, errors, SECONDS)
+}
+
+const line = (name: string, r: Result) =>
+  `${name.padEnd(44)} ${(r.requests / r.seconds).toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms   errors ${r.errors}`
+
+const platform = await startPlatform({ env: { ORBIT_DB_POOL_SIZE: "10" } })
+let bare: ChildProcess | undefined
+try {
+  const tenant = uniqueTenant()
+  const { key } = await platform.createKey(tenant)
+  const api = new Pool(platform.baseUrl, { connections: CONCURRENCY, pipelining: 1 })
+  const list = () => ({ method: "GET" as const, path: "/api/v1/webhooks", headers: { "x-api-key": key } })
+  const create = () => ({
+    method: "POST" as const,
+    path: "/api/v1/webhooks",
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    // An IP literal: the sandbox has no DNS, and a lookup per POST would measure its resolver, not us.
+    body: JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] })
+  })
+  // Seed the tenant so a list page is full (25 of 200 rows), then warm both paths up.
+  for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create()).then((r) => r.body.text())))
+  await openLoop(api, 50, list, 200)
+
+  const barePort = 20000 + Math.floor(Math.random() * 20000)
+  bare = spawn(process.execPath, [path.join(import.meta.dirname, "bare-list-server.ts")], {
+    env: { ...platform.env, PORT: String(barePort), BENCH_TENANT: tenant },
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  await once(bare.stdout!, "data")
+  const barePool = new Pool(`http://127.0.0.1:${barePort}`, { connections: CONCURRENCY })
+  const bareList = () => ({ method: "GET" as const, path: "/" })
+  await closedLoop(barePool, bareList, 200)
+
+  process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
+  const getMax = await closedLoop(api, list, 200)
+  process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
+  const bareMax = await closedLoop(barePool, bareList, 200)
+  process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
+  const get500 = await openLoop(api, 500, list, 200)
+  process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
+  const post100 = await openLoop(api, 100, create, 201)
+  process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
+  const postMax = await closedLoop(api, create, 201)
+  process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
+  process.stdout.write(
+    `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
+      `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n`
+  )
+  await api.close()
+  await barePool.close()
+} finally {
+  bare?.kill()
+  await platform.close()
+}
+process.exit(0)

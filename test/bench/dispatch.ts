@@ -1,0 +1,586 @@
+/**
+ * `npm run bench:dispatch` — the dispatcher end to end, measured at the receiver.
+ *
+ * Processes: this one (publisher, bare-undici loop, report), a receiver (real HTTPS server,
+ * keep-alive, forked from this file) and the dispatcher (`services/dispatcher/src/main.ts`, a real
+ * child process with its own topic prefix), all against the real broker.
+ *
+ * 50 endpoints, one per tenant, so each event is exactly one delivery (fan-out 1:1, the hardest
+ * case per delivery). Every event carries its publish time (`data.ts`, epoch ms with sub-ms
+ * precision); the receiver takes `now - ts` when the request body has arrived.
+ *
+ * Runs, in one process tree:
+ *   warm-up   2,000 events, not reported
+ *   burst     20,000 events published as fast as possible; deliveries/s until the last arrives
+ *   ceiling   a bare undici loop posting the same bodies to the same receiver, same concurrency
+ *   rate      1,000 events/s offered for 10 s; publish-to-receipt p50/p95/p99
+ *   hanging   10% of the endpoints never answer (timeout_seconds 2): rate and burst again,
+ *             measured on the healthy 90%
+ *
+ * Env knobs: BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
+ * BENCH_PROFILE=1 (dispatcher runs with --cpu-prof, profile dir printed), and every DISPATCHER_*
+ * variable is passed through to the dispatcher.
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
+import { randomBytes, randomUUID } from "node:crypto"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { createServer } from "node:https"
+import type { AddressInfo } from "node:net"
+import { loadavg, tmpdir } from "node:os"
+import { join } from "node:path"
+import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop, fixed as in the services
+import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDelivery } from "@orbit/crypto"
+import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
+import { CompressionTypes, Kafka, logLevel, type Message } from "kafkajs"
+import { Agent, request } from "undici"
+
+const ROOT = join(import.meta.dirname, "..", "..")
+const num = (name: string, fallback: number) => {
+  const v = process.env[name]
+  return v === undefined || v === "" ? fallback : Number(v)
+}
+
+// --------------------------------------------------------------------------------------------
+// Receiver (child process)
+// --------------------------------------------------------------------------------------------
+
+interface RunStats {
+  /** Requests fully received and answered 2xx (healthy endpoints). */
+  count: number
+  unique: number
+  duplicates: number
+  firstAt: number
+  lastAt: number
+  latencies: Array<number>
+}
+
+type ToReceiver =
+  | { readonly type: "hang"; readonly endpoints: ReadonlyArray<number> }
+  | { readonly type: "stats"; readonly run: string; readonly id: number; readonly latencies: boolean }
+
+const nowMs = () => performance.timeOrigin + performance.now()
+
+const runReceiver = async () => {
+  const tls = JSON.parse(process.env.BENCH_TLS!) as { key: string; cert: string }
+  const hanging = new Set<number>()
+  const runs = new Map<string, RunStats & { seen: Set<string> }>()
+  let hangingRequests = 0
+  const server = createServer({ key: tls.key, cert: tls.cert, keepAlive: true }, (req, res) => {
+    const endpoint = Number((req.url ?? "").slice(3)) // "/e/<n>"
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      if (hanging.has(endpoint)) {
+        hangingRequests++
+        return // never answers: the dispatcher aborts at the endpoint's timeout
+      }
+      const at = nowMs()
+      let body: { id: string; data: { run: string; ts: number } }
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+      } catch {
+        res.writeHead(400).end()
+        return
+      }
+      let s = runs.get(body.data.run)
+      if (s === undefined) {
+        s = { count: 0, unique: 0, duplicates: 0, firstAt: at, lastAt: at, latencies: [], seen: new Set() }
+        runs.set(body.data.run, s)
+      }
+      s.count++
+      s.lastAt = at
+      if (s.seen.has(body.id)) s.duplicates++
+      else {
+        s.seen.add(body.id)
+        s.unique++
+        s.latencies.push(at - body.data.ts)
+      }
+      res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok")
+    })
+  })
+  server.keepAliveTimeout = 120_000
+  server.headersTimeout = 125_000
+  server.requestTimeout = 0
+  server.maxRequestsPerSocket = 0
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", 1024, resolve))
+  process.on("message", (m: ToReceiver) => {
+    if (m.type === "hang") {
+      hanging.clear()
+      for (const e of m.endpoints) hanging.add(e)
+      process.send!({ type: "ok" })
+    } else {
+      const s = runs.get(m.run)
+      process.send!({
+        type: "stats",
+        id: m.id,
+        hangingRequests,
+        stats: s === undefined
+          ? undefined
+          : { count: s.count, unique: s.unique, duplicates: s.duplicates, firstAt: s.firstAt, lastAt: s.lastAt, latencies: m.latencies ? s.latencies : [] }
+      })
+    }
+  })
+  process.on("disconnect", () => process.exit(0))
+  process.send!({ type: "ready", port: (server.address() as AddressInfo).port })
+}
+
+// --------------------------------------------------------------------------------------------
+// Bench (parent)
+// --------------------------------------------------------------------------------------------
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+const percentile = (sorted: Float64Array, p: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+
+/** utime + stime of a process, in seconds (Linux /proc). */
+const cpuSeconds = (pid: number | undefined): number => {
+  if (pid === undefined) return Number.NaN
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+const brokerPid = (): number | undefined => {
+  const file = join(ROOT, "infra/.data/kafka.pid")
+  if (process.env.KAFKA_BROKERS || !existsSync(file)) return undefined
+  const pid = Number.parseInt(readFileSync(file, "utf8"), 10)
+  return Number.isInteger(pid) ? pid : undefined
+}
+
+interface Result {
+  readonly name: string
+  readonly deliveries: number
+  readonly seconds: number
+  readonly perSecond: number
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+  readonly max: number
+  readonly duplicates: number
+  readonly cpu: { readonly dispatcher: number; readonly receiver: number; readonly broker: number; readonly bench: number }
+}
+
+const main = async () => {
+  const ENDPOINTS = num("BENCH_ENDPOINTS", 50)
+  const BURST = num("BENCH_BURST", 20_000)
+  const RATE = num("BENCH_RATE", 1_000)
+  const RATE_SECONDS = num("BENCH_RATE_SECONDS", 10)
+  const HANGING = Math.max(1, Math.round(ENDPOINTS / 10))
+  const TIMEOUT_SECONDS = 2
+  const CONCURRENCY = num("DISPATCHER_CONCURRENCY", 256)
+  const PER_ENDPOINT = num("DISPATCHER_PER_ENDPOINT_CONCURRENCY", 8)
+  const NODE = existsSync(join(ROOT, "node_modules/.bin/node")) ? join(ROOT, "node_modules/.bin/node") : process.execPath
+
+  const children: Array<ChildProcess> = []
+  const cleanups: Array<() => Promise<void> | void> = []
+  let cleaning: Promise<void> | undefined
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+      for (const f of cleanups.reverse()) await Promise.resolve(f()).catch(() => undefined)
+    })()
+    return cleaning
+  }
+  // The whole bench is bounded: whatever happens, it stops itself and cleans up.
+  const watchdog = setTimeout(() => {
+    console.error("bench: exceeded 6 minutes, aborting")
+    void cleanup().finally(() => process.exit(2))
+  }, 360_000)
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => void cleanup().finally(() => process.exit(130)))
+  }
+  process.on("unhandledRejection", (error) => {
+    console.error("bench: failed:", error)
+    void cleanup().finally(() => process.exit(1))
+  })
+
+  try {
+    const { startKafka, brokers } = await import("../../infra/kafka.ts")
+    await startKafka()
+    const BROKERS = brokers()
+
+    // TLS: a self-signed certificate for 127.0.0.1, trusted by the dispatcher via ORBIT_EXTRA_CA_FILE.
+    const dir = mkdtempSync(join(tmpdir(), "bench-dispatch-"))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bench.test",
+      "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")
+    ], { stdio: "ignore" })
+    const tls = { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") }
+
+    // Receiver.
+    const receiver = fork(import.meta.filename, ["receiver"], {
+      env: { ...process.env, BENCH_TLS: JSON.stringify(tls) },
+      execPath: NODE,
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"]
+    })
+    children.push(receiver)
+    const port = await new Promise<number>((resolve, reject) => {
+      receiver.once("message", (m: { type: string; port: number }) => resolve(m.port))
+      receiver.once("exit", (code) => reject(new Error(`receiver exited (${code})`)))
+    })
+    let statsId = 0
+    const stats = (run: string, latencies = false) =>
+      new Promise<{ stats: RunStats | undefined; hangingRequests: number }>((resolve) => {
+        const id = ++statsId
+        const onMessage = (m: { type: string; id: number; stats: RunStats | undefined; hangingRequests: number }) => {
+          if (m.type !== "stats" || m.id !== id) return
+          receiver.off("message", onMessage)
+          resolve(m)
+        }
+        receiver.on("message", onMessage)
+        receiver.send({ type: "stats", run, id, latencies } satisfies ToReceiver)
+      })
+    const setHanging = (endpoints: ReadonlyArray<number>) =>
+      new Promise<void>((resolve) => {
+        receiver.once("message", () => resolve())
+        receiver.send({ type: "hang", endpoints } satisfies ToReceiver)
+      })
+
+    // Topics (own prefix) and endpoints, registered before the dispatcher starts.
+    const prefix = `bench_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}_`
+    const topics = topicsFor(prefix)
+    // Other test runs may restart the shared broker: retry rather than fail the run.
+    const kafka = new Kafka({
+      clientId: "bench-dispatch",
+      brokers: BROKERS,
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 2_000 }
+    })
+    const admin = kafka.admin()
+    await admin.connect()
+    cleanups.push(async () => {
+      await admin.deleteTopics({ topics: Object.values(topics).map((t) => t.name) }).catch(() => undefined)
+      await admin.disconnect()
+    })
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: Object.values(topics).map((t) => ({
+        topic: t.name,
+        numPartitions: t.partitions,
+        replicationFactor: 1,
+        configEntries: [{ name: "retention.ms", value: String(t.retentionMs) }]
+      }))
+    })
+    const producer = kafka.producer({ allowAutoTopicCreation: false })
+    await producer.connect()
+    cleanups.push(() => producer.disconnect())
+
+    const keyRing = generateKeyRing("bench")
+    const ring = parseKeyRing(keyRing)
+    const tenants = Array.from({ length: ENDPOINTS }, (_, i) => `bench_tenant_${i}`)
+    const registered: Array<EndpointEvent> = tenants.map((tenant, i) => ({
+      _tag: "EndpointRegistered",
+      schema_version: 1,
+      event_id: randomUUID(),
+      occurred_at: new Date().toISOString(),
+      endpoint_id: newEndpointId(),
+      tenant_id: tenant,
+      mode: "live",
+      url: `https://127.0.0.1:${port}/e/${i}`,
+      events: ["*"],
+      description: null,
+      active: true,
+      timeout_seconds: TIMEOUT_SECONDS,
+      retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
+      secret_box: encrypt(ring, generateWebhookSecret())
+    }))
+    await producer.send({
+      topic: topics.endpointEvents.name,
+      acks: -1,
+      messages: registered.map((e) => ({ key: e.endpoint_id, value: encodeEndpointEvent(e) }))
+    })
+
+    // Dispatcher.
+    const profileDir = process.env.BENCH_PROFILE === "1" ? mkdtempSync(join(tmpdir(), "bench-dispatch-prof-")) : undefined
+    const dispatcher = spawn(NODE, [
+      ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+      join(ROOT, "services/dispatcher/src/main.ts")
+    ], {
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: BROKERS.join(","),
+        KAFKAJS_NO_PARTITIONER_WARNING: "1",
+        ORBIT_TOPIC_PREFIX: prefix,
+        ORBIT_SECRET_KEYS: keyRing,
+        ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
+        ORBIT_EXTRA_CA_FILE: join(dir, "cert.pem"),
+        DISPATCHER_SHUTDOWN_GRACE_MS: "2000",
+        LOG_LEVEL: "Info"
+      },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.push(dispatcher)
+    let dispatcherLog = ""
+    const keep = (d: Buffer) => {
+      dispatcherLog = (dispatcherLog + d.toString()).slice(-20_000)
+    }
+    dispatcher.stdout!.on("data", keep)
+    dispatcher.stderr!.on("data", keep)
+    const startedAt = Date.now()
+    while (!(dispatcherLog.includes("delivery worker started") && dispatcherLog.includes("fan-out started"))) {
+      if (dispatcher.exitCode !== null) throw new Error(`dispatcher exited:\n${dispatcherLog}`)
+      if (Date.now() - startedAt > 60_000) throw new Error(`dispatcher did not start:\n${dispatcherLog}`)
+      await sleep(50)
+    }
+    const stopDispatcher = async () => {
+      if (dispatcher.exitCode !== null || dispatcher.signalCode !== null) return
+      const exited = new Promise((r) => dispatcher.once("exit", r))
+      dispatcher.kill("SIGTERM")
+      await Promise.race([exited, sleep(10_000)])
+      if (dispatcher.exitCode === null && dispatcher.signalCode === null) dispatcher.kill("SIGKILL")
+    }
+
+    // Event bodies: the shape of a real message.delivered event, ~300 bytes as delivered.
+    const eventFor = (run: string, seq: number, endpoint: number, ts: number) => ({
+      id: newEventId(),
+      type: "message.delivered",
+      tenant_id: tenants[endpoint]!,
+      mode: "live",
+      created_at: new Date(ts).toISOString(),
+      data: {
+        message_id: `msg_${seq.toString(36).padStart(8, "0")}`,
+        channel: "sms",
+        to: "+15555550123",
+        status: "delivered",
+        run,
+        ts
+      }
+    })
+    const toMessage = (e: ReturnType<typeof eventFor>): Message => ({ key: e.tenant_id, value: JSON.stringify(e) })
+    const send = (messages: Array<Message>) =>
+      producer.send({ topic: topics.sourceEvents.name, acks: -1, compression: CompressionTypes.None, messages })
+
+    const cpu = () => ({
+      dispatcher: cpuSeconds(dispatcher.pid),
+      receiver: cpuSeconds(receiver.pid),
+      broker: cpuSeconds(brokerPid()),
+      bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6
+    })
+    const cpuDelta = (a: ReturnType<typeof cpu>, b: ReturnType<typeof cpu>, seconds: number) => ({
+      dispatcher: (b.dispatcher - a.dispatcher) / seconds,
+      receiver: (b.receiver - a.receiver) / seconds,
+      broker: (b.broker - a.broker) / seconds,
+      bench: (b.bench - a.bench) / seconds
+    })
+
+    /** Where the records are: topic end offsets against the dispatcher's committed group offsets. */
+    const diagnose = async () => {
+      for (const [group, list] of [
+        [`${prefix}orbit-dispatcher-fanout`, [topics.sourceEvents.name]],
+        [`${prefix}orbit-dispatcher-delivery`, [topics.deliveries.name, topics.retry1s.name]]
+      ] as const) {
+        const committed = await admin.fetchOffsets({ groupId: group, topics: [...list] })
+        for (const t of committed) {
+          const ends = await admin.fetchTopicOffsets(t.topic)
+          console.error(`  ${t.topic.slice(prefix.length)}: ` + t.partitions.map((p) =>
+            `${p.partition}:${p.offset}/${ends.find((e) => e.partition === p.partition)?.high}`).join(" "))
+        }
+      }
+    }
+
+    /** Waits until `expected` distinct deliveries of `run` arrived; returns the stats with latencies. */
+    const await_ = async (run: string, expected: number, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const { stats: s } = await stats(run)
+        if ((s?.unique ?? 0) >= expected || Date.now() > deadline) break
+        await sleep(50)
+      }
+      const { stats: s } = await stats(run, true)
+      if ((s?.unique ?? 0) < expected) {
+        console.error(`bench: ${run}: only ${s?.unique ?? 0} of ${expected} deliveries within ${timeoutMs / 1000} s`)
+        console.error(dispatcherLog.split("\n").slice(-20).join("\n"))
+        await diagnose()
+      }
+      return s
+    }
+
+    const summarise = (name: string, s: RunStats | undefined, startedAt: number, cpus: ReturnType<typeof cpuDelta>): Result => {
+      const lat = Float64Array.from(s?.latencies ?? []).sort()
+      const seconds = ((s?.lastAt ?? startedAt) - startedAt) / 1000
+      return {
+        name,
+        deliveries: s?.unique ?? 0,
+        seconds,
+        perSecond: (s?.unique ?? 0) / seconds,
+        p50: percentile(lat, 50),
+        p95: percentile(lat, 95),
+        p99: percentile(lat, 99),
+        max: lat.length === 0 ? Number.NaN : lat[lat.length - 1]!,
+        duplicates: s?.duplicates ?? 0,
+        cpu: cpus
+      }
+    }
+
+    const healthy = (hangingCount: number) => (seq: number) => seq % ENDPOINTS >= hangingCount
+
+    /** Publishes `count` events as fast as the producer takes them (batches of 500). */
+    const burst = async (run: string, count: number, hangingCount = 0): Promise<Result> => {
+      const c0 = cpu()
+      const t0 = nowMs()
+      const batches: Array<Promise<unknown>> = []
+      for (let seq = 0; seq < count;) {
+        const ts = nowMs()
+        const messages: Array<Message> = []
+        for (const end = Math.min(count, seq + 500); seq < end; seq++) messages.push(toMessage(eventFor(run, seq, seq % ENDPOINTS, ts)))
+        batches.push(send(messages))
+        if (batches.length >= 4) await batches.shift()
+      }
+      await Promise.all(batches)
+      const expected = Array.from({ length: count }, (_, i) => i).filter(healthy(hangingCount)).length
+      const s = await await_(run, expected, 120_000)
+      const seconds = ((s?.lastAt ?? nowMs()) - t0) / 1000
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds))
+    }
+
+    /** Offers `rate` events/s for `seconds`, in small batches every ~5 ms. */
+    const steady = async (run: string, rate: number, seconds: number, hangingCount = 0): Promise<Result> => {
+      const c0 = cpu()
+      const t0 = nowMs()
+      const total = rate * seconds
+      const sends: Array<Promise<unknown>> = []
+      let seq = 0
+      while (seq < total) {
+        const ts = nowMs()
+        const due = Math.min(total, Math.floor(((ts - t0) / 1000) * rate))
+        if (due > seq) {
+          const messages: Array<Message> = []
+          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, seq % ENDPOINTS, ts)))
+          sends.push(send(messages))
+        }
+        await sleep(4)
+      }
+      await Promise.all(sends)
+      const expected = Array.from({ length: total }, (_, i) => i).filter(healthy(hangingCount)).length
+      const s = await await_(run, expected, 60_000)
+      const elapsed = ((s?.lastAt ?? nowMs()) - t0) / 1000
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), elapsed))
+    }
+
+    /** The ceiling: a bare undici loop, same receiver, same bodies and headers, same concurrency. */
+    const ceiling = async (run: string, count: number, concurrency: number): Promise<Result> => {
+      const agent = new Agent({ connect: { ca: tls.cert }, keepAliveTimeout: 60_000 })
+      const secret = generateWebhookSecret()
+      const c0 = cpu()
+      const t0 = nowMs()
+      let next = 0
+      let failures = 0
+      const worker = async () => {
+        for (;;) {
+          const seq = next++
+          if (seq >= count) return
+          const endpoint = seq % ENDPOINTS
+          const e = eventFor(run, seq, endpoint, nowMs())
+          // The exact body the dispatcher sends (API.md §7), and headers of the same size.
+          const body = JSON.stringify({ id: e.id, type: e.type, created_at: e.created_at, data: e.data })
+          const headers = {
+            "content-type": "application/json; charset=utf-8",
+            "user-agent": "Devotel-Webhooks/1.0",
+            "x-devotel-event-id": e.id,
+            "x-devotel-event-type": e.type,
+            "x-devotel-delivery-id": randomUUID(),
+            ...signDelivery({ secrets: [secret], eventId: e.id, timestamp: Math.floor(Date.now() / 1000), body })
+          }
+          const res = await request(`https://127.0.0.1:${port}/e/${endpoint}`, { method: "POST", body, headers, dispatcher: agent })
+          await res.body.dump()
+          if (res.statusCode !== 200) failures++
+        }
+      }
+      await Promise.all(Array.from({ length: concurrency }, worker))
+      const s = await await_(run, count, 30_000)
+      await agent.close()
+      if (failures > 0) console.error(`bench: ceiling: ${failures} non-200 answers`)
+      const seconds = ((s?.lastAt ?? nowMs()) - t0) / 1000
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds))
+    }
+
+    const effectiveConcurrency = Math.min(CONCURRENCY, PER_ENDPOINT * ENDPOINTS)
+    const load = loadavg().map((l) => l.toFixed(2)).join(" ")
+    console.log(`bench:dispatch  ${ENDPOINTS} endpoints (1 per tenant, 1 delivery per event), ` +
+      `dispatcher concurrency ${CONCURRENCY} / ${PER_ENDPOINT} per endpoint, load average at start ${load}`)
+    console.log(`  dispatcher ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (prefix ${prefix})`)
+
+    await burst("warmup", 2_000)
+    await burst("warmup2", 5_000)
+    const results: Array<Result> = []
+    const log = (r: Result) => {
+      results.push(r)
+      console.log(`  done: ${r.name} ${r.deliveries} deliveries, ${r.perSecond.toFixed(0)}/s, p99 ${r.p99.toFixed(1)} ms`)
+    }
+    log(await burst("burst", BURST))
+    log(await ceiling("ceiling", BURST, effectiveConcurrency))
+    log(await steady("rate", RATE, RATE_SECONDS))
+
+    await setHanging(Array.from({ length: HANGING }, (_, i) => i))
+    const hangingStart = nowMs()
+    log(await steady("rate+hang", RATE, RATE_SECONDS, HANGING))
+    log(await burst("burst+hang", BURST, HANGING))
+    const { hangingRequests } = await stats("none")
+    const hangingSeconds = (nowMs() - hangingStart) / 1000
+
+    await stopDispatcher()
+
+    const byName = new Map(results.map((r) => [r.name, r]))
+    const b = byName.get("burst")!
+    const c = byName.get("ceiling")!
+    const r = byName.get("rate")!
+    const rh = byName.get("rate+hang")!
+    const bh = byName.get("burst+hang")!
+    const pad = (s: string, n: number) => s.padStart(n)
+    const f0 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(0)
+    const f1 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(1)
+    const pct = (x: number) => Number.isNaN(x) ? "-" : `${(x * 100).toFixed(0)}%`
+    console.log("")
+    console.log("run          what                                   deliveries   secs   deliv/s     p50     p95     p99     max  dups  cpu: disp  broker  recv  bench")
+    const describe: Record<string, string> = {
+      burst: `${BURST} events published at once`,
+      ceiling: `bare undici loop, concurrency ${effectiveConcurrency}`,
+      rate: `${RATE} events/s offered for ${RATE_SECONDS} s`,
+      "rate+hang": `same, ${HANGING}/${ENDPOINTS} endpoints hang (healthy)`,
+      "burst+hang": `same burst, ${HANGING}/${ENDPOINTS} hang (healthy)`
+    }
+    for (const x of results) {
+      console.log(
+        `${x.name.padEnd(12)} ${describe[x.name]!.padEnd(38)} ${pad(String(x.deliveries), 10)} ${pad(f1(x.seconds), 6)} ${pad(f0(x.perSecond), 9)}` +
+          ` ${pad(f1(x.p50), 7)} ${pad(f1(x.p95), 7)} ${pad(f1(x.p99), 7)} ${pad(f0(x.max), 7)} ${pad(String(x.duplicates), 5)}` +
+          `       ${pad(pct(x.cpu.dispatcher), 4)} ${pad(pct(x.cpu.broker), 7)} ${pad(pct(x.cpu.receiver), 5)} ${pad(pct(x.cpu.bench), 6)}`
+      )
+    }
+    console.log("(latency = publish to receipt at the receiver, ms; deliv/s = distinct deliveries / (last receipt - first publish);")
+    console.log(" cpu = share of one core used by each process during the run; the machine has 2 cores)")
+    console.log("")
+    const verdict = (ok: boolean) => ok ? "PASS" : "MISS"
+    const lines: Array<[string, string, string, boolean]> = [
+      ["end-to-end deliveries/s (burst)", f0(b.perSecond), ">= 5000", b.perSecond >= 5000],
+      ["p99 at 1,000 events/s offered", `${f1(r.p99)} ms`, "<= 100 ms", r.p99 <= 100],
+      ["ratio to bare undici ceiling", (b.perSecond / c.perSecond).toFixed(2), ">= 0.50", b.perSecond / c.perSecond >= 0.5],
+      ["healthy throughput with 10% hanging", pct(bh.perSecond / b.perSecond), ">= 90%", bh.perSecond / b.perSecond >= 0.9],
+      ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99]
+    ]
+    console.log("target                                   measured             goal       verdict")
+    for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(40)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok)}`)
+    console.log(`(hanging endpoints received ${hangingRequests} requests in ${hangingSeconds.toFixed(0)} s, each held until the ${TIMEOUT_SECONDS} s timeout)`)
+    if (profileDir !== undefined) console.log(`dispatcher CPU profile: ${profileDir}`)
+  } finally {
+    clearTimeout(watchdog)
+    await cleanup()
+  }
+}
+
+if (process.argv[2] === "receiver") await runReceiver()
+else {
+  await main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error("bench: failed:", error)
+      process.exit(1)
+    }
+  )
+}
