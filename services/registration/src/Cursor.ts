@@ -9,6 +9,8 @@ export interface CursorPosition {
 export interface CursorScope {
   readonly tenantId: string
   readonly mode: string
+  /** What is listed, when not the tenant's endpoints (e.g. one endpoint's deliveries): binds the cursor to it. */
+  readonly resource?: string
 }
 
 /**
@@ -39,4 +41,6 @@ export const decodeCursor = (key: Uint8Array, scope: CursorScope, cursor: string
 }
 
 const mac = (key: Uint8Array, scope: CursorScope, payload: string) =>
-  createHmac("sha256", key).update(`${scope.tenantId}\u0000${scope.mode}\u0000${payload}`).digest("base64url")
+  createHmac("sha256", key)
+    .update(`${scope.tenantId}\u0000${scope.mode}\u0000${scope.resource === undefined ? "" : `${scope.resource}\u0000`}${payload}`)
+    .digest("base64url")

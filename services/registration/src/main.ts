@@ -9,6 +9,7 @@ import { Config, Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { ApiKeys } from "./ApiKeys.ts"
 import { CursorKey } from "./CursorKey.ts"
+import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
 import { EndpointCommands } from "./EndpointCommands.ts"
 import { EndpointStore } from "./EndpointStore.ts"
 import { Idempotency } from "./Idempotency.ts"
@@ -35,7 +36,8 @@ const Services = Layer.mergeAll(
   EndpointCommands.layer,
   Idempotency.layer,
   NetGuard.layer,
-  CursorKey.layer
+  CursorKey.layer,
+  DeliveryAttemptStore.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(

@@ -2,6 +2,7 @@ import { EventSubscription, RetryPolicy } from "@orbit/domain"
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { ErrorDetail } from "./ApiErrors.ts"
+import { DeliveryAttemptResource, ListDeliveriesQuery } from "./DeliverySchemas.ts"
 import { CreateEndpointRequest, ListEndpointsQuery, UpdateEndpointRequest } from "./EndpointSchemas.ts"
 
 /**
@@ -75,7 +76,20 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       success: ok(EndpointResource),
       error: errors
     }),
-    HttpApiEndpoint.delete("delete", "/:id", { params: IdParams, error: errors })
+    HttpApiEndpoint.delete("delete", "/:id", { params: IdParams, error: errors }),
+    HttpApiEndpoint.get("deliveries", "/:id/deliveries", {
+      params: IdParams,
+      query: ListDeliveriesQuery,
+      success: Schema.Struct({
+        data: Schema.Array(DeliveryAttemptResource),
+        meta: Schema.Struct({
+          request_id: Schema.String,
+          timestamp: Schema.String,
+          pagination: Schema.Struct({ cursor: Schema.NullOr(Schema.String), has_more: Schema.Boolean })
+        })
+      }),
+      error: errors
+    }).annotate(OpenApi.Description, "The endpoint's delivery-attempt log, newest first, cursor-paginated (limit 1–100, default 25).")
   )
   .prefix("/api/v1/webhooks")
   .annotateMerge(OpenApi.annotations({ title: "Webhook endpoints" }))

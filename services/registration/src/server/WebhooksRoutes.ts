@@ -14,10 +14,12 @@ import {
   serviceUnavailable,
   validationError
 } from "../api/ApiErrors.ts"
+import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
 import { CreateEndpointRequest, ListEndpointsQuery, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
+import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
 import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
@@ -34,6 +36,13 @@ const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavail
       Effect.andThen(Effect.fail(serviceUnavailable()))
     ))
 
+/** The query string as a record (a repeated parameter becomes an array, which the schema refuses). */
+const queryOf = (request: HttpServerRequest.HttpServerRequest) => {
+  const raw: Record<string, string | Array<string>> = {}
+  for (const [k, v] of new URL(request.url, "http://localhost").searchParams) raw[k] = k in raw ? [raw[k]!, v].flat() : v
+  return raw
+}
+
 const IdempotencyKeyHeader = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 
 export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
@@ -44,6 +53,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const idempotency = yield* Idempotency
   const box = yield* SecretBox
   const cursorKey = yield* CursorKey
+  const attempts = yield* DeliveryAttemptStore
 
   const authenticate = (request: HttpServerRequest.HttpServerRequest, access: "read" | "write") =>
     keys.authenticate(request.headers["x-api-key"]).pipe(
@@ -147,10 +157,27 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     return noContent(requestId)
   }, unavailableAs503)
 
+  /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
+  const deliveries = Effect.fn("Webhooks.deliveries")(function*(request: HttpServerRequest.HttpServerRequest) {
+    const requestId = yield* CurrentRequestId
+    const p = yield* authenticate(request, "read")
+    const id = yield* pathId
+    const raw = queryOf(request)
+    const q = yield* decodeStrict(ListDeliveriesQuery, raw)
+    yield* findOwned(p, id)
+    const scope = { tenantId: p.tenantId, mode: p.mode, resource: `deliveries:${id}` }
+    const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, scope, q.cursor)
+    if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
+    const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? 25, after)
+    const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
+    return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+  }, unavailableAs503)
+
   yield* router.add("GET", BASE, enveloped(list))
   yield* router.add("POST", BASE, enveloped(create))
   yield* router.add("GET", `${BASE}/:id`, enveloped(get))
   yield* router.add("PUT", `${BASE}/:id`, enveloped(update))
   yield* router.add("DELETE", `${BASE}/:id`, enveloped(remove))
+  yield* router.add("GET", `${BASE}/:id/deliveries`, enveloped(deliveries))
 }))
 

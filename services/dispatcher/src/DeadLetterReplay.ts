@@ -1,0 +1,195 @@
+import { randomUUID } from "node:crypto"
+import {
+  decodeDeliveryDeadLettered,
+  type DeliveryDeadLettered,
+  type DeliveryTask,
+  ENDPOINT_ID_PATTERN,
+  encodeDeliveryTask,
+  topicsFor
+} from "@orbit/domain"
+import { consumeBatches, KafkaClient, Producer } from "@orbit/kafka"
+import { Deferred, Effect, Fiber, Schedule, Schema, Stream } from "effect"
+
+/**
+ * `deliveries replay`: re-sends dead-lettered deliveries of one endpoint. Dead letters carry the
+ * exact body and the delivery id, so each becomes a fresh attempt-1 `DeliveryTask` with the SAME
+ * `delivery_id` (receivers dedupe on it, and on the event id in the body) and the normal worker
+ * path takes it from there: matching (a deleted or inactive endpoint gets nothing), signing with the
+ * current secret, retries per the endpoint's current policy, and a new dead letter if it fails again.
+ */
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/
+
+/** A real calendar date (JavaScript would read 2026-02-30 as 2 March). */
+const isCalendarDate = (s: string) => {
+  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number]
+  const date = new Date(Date.UTC(y, m - 1, d))
+  return date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d
+}
+
+/** `--since`: an ISO 8601 instant with a time zone (`2026-11-27T10:00:00Z`), or a UTC date (`2026-11-27`). */
+export const SinceArg = Schema.String.check(
+  Schema.makeFilter((s) => ISO_INSTANT.test(s) && isCalendarDate(s) && !Number.isNaN(Date.parse(s)), {
+    expected: "an ISO 8601 time with a time zone, e.g. 2026-11-27T10:00:00Z, or a date, e.g. 2026-11-27"
+  })
+)
+
+export const ReplayArgs = Schema.Struct({
+  endpoint: Schema.String.check(Schema.isPattern(ENDPOINT_ID_PATTERN)).annotate({
+    expected: "an endpoint id, e.g. wh_3kQ9…"
+  }),
+  since: Schema.optionalKey(SinceArg)
+})
+export type ReplayArgs = typeof ReplayArgs.Type
+
+/**
+ * The dead letters to replay (pure): those of the endpoint, dead-lettered at or after `since`,
+ * one per delivery id (the latest, should a delivery have been dead-lettered more than once).
+ */
+export const selectForReplay = (
+  deadLetters: Iterable<DeliveryDeadLettered>,
+  options: { readonly endpointId: string; readonly since: number | undefined }
+): Array<DeliveryDeadLettered> => {
+  const byDelivery = new Map<string, DeliveryDeadLettered>()
+  for (const d of deadLetters) {
+    if (d.endpoint_id !== options.endpointId) continue
+    const at = Date.parse(d.occurred_at)
+    if (options.since !== undefined && !(at >= options.since)) continue
+    const seen = byDelivery.get(d.delivery_id)
+    if (seen === undefined || Date.parse(seen.occurred_at) <= at) byDelivery.set(d.delivery_id, d)
+  }
+  return [...byDelivery.values()].sort((a, b) => Date.parse(a.occurred_at) - Date.parse(b.occurred_at))
+}
+
+/** A fresh first attempt of a dead-lettered delivery (pure): same delivery id, same body, due now. */
+export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () => string): DeliveryTask => {
+  const at = new Date(now).toISOString()
+  return {
+    _tag: "DeliveryTask",
+    schema_version: 1,
+    event_id: newId(),
+    occurred_at: at,
+    delivery_id: dead.delivery_id,
+    endpoint_id: dead.endpoint_id,
+    tenant_id: dead.tenant_id,
+    mode: dead.mode,
+    source_event_id: dead.source_event_id,
+    source_event_type: dead.source_event_type,
+    body: dead.body,
+    attempt: 1,
+    not_before: at
+  }
+}
+
+export class ReplayError extends Schema.TaggedError<ReplayError>()("ReplayError", {
+  message: Schema.String
+}) {}
+
+/** Reading stops with an error when no record arrives for this long while records are still expected. */
+const STALL_MS = 60_000
+const PRODUCE_CHUNK = 500
+
+export interface ReplayReport {
+  readonly scanned: number
+  readonly unreadable: number
+  readonly replayed: number
+}
+
+/**
+ * Reads `webhooks.deliveries.dead` from the beginning up to the end offsets measured at start (a
+ * fresh consumer group, deleted afterwards), then produces the selected dead letters onto
+ * `webhooks.deliveries` (idempotent producer, acks all) and returns what it did.
+ */
+export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(args: ReplayArgs) {
+  const { kafka, topicPrefix } = yield* KafkaClient
+  const producer = yield* Producer
+  const topics = topicsFor(topicPrefix)
+  const deadTopic = topics.dead.name
+
+  const admin = kafka.admin()
+  // A broker that blips (restarts) for a few seconds is waited for; one that stays away is an error.
+  const adminCall = <A>(what: string, f: () => Promise<A>) =>
+    Effect.tryPromise({
+      try: f,
+      catch: (e) => new ReplayError({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
+    }).pipe(Effect.retry({ schedule: Schedule.spaced("1 second"), times: 15 }))
+  yield* Effect.acquireRelease(
+    adminCall("cannot connect to Kafka", () => admin.connect()),
+    () => Effect.promise(() => admin.disconnect().catch(() => undefined))
+  )
+  const existing = yield* adminCall("cannot list topics", () => admin.listTopics())
+  if (!existing.includes(deadTopic)) {
+    return yield* new ReplayError({
+      message: `the dead-letter topic ${deadTopic} does not exist (is ORBIT_TOPIC_PREFIX right? has the dispatcher run?)`
+    })
+  }
+
+  // The last offset to read per partition, as of now; records dead-lettered later are not replayed.
+  const offsets = yield* adminCall("cannot read end offsets", () => admin.fetchTopicOffsets(deadTopic))
+  const lastToRead = new Map<number, bigint>()
+  for (const o of offsets) if (BigInt(o.high) > BigInt(o.low)) lastToRead.set(o.partition, BigInt(o.high) - 1n)
+
+  const found: Array<DeliveryDeadLettered> = []
+  let scanned = 0
+  let unreadable = 0
+
+  if (lastToRead.size > 0) {
+    const reached = new Map<number, bigint>()
+    const caughtUp = yield* Deferred.make<void>()
+    let lastProgress = Date.now()
+    const groupId = `${topicPrefix}orbit-replay-${Date.now()}-${randomUUID()}`
+    const reading = yield* consumeBatches({ groupId, topics: [deadTopic], fromBeginning: true }).pipe(
+      Stream.runForEach((consumed) =>
+        Effect.gen(function*() {
+          const { batch } = consumed
+          const last = lastToRead.get(batch.partition)
+          for (const message of batch.messages) {
+            const offset = BigInt(message.offset)
+            if (last === undefined || offset > last) continue
+            scanned++
+            try {
+              found.push(decodeDeliveryDeadLettered(message.value?.toString("utf8") ?? ""))
+            } catch (error) {
+              unreadable++
+              yield* Effect.logWarning("skipped an unreadable dead letter", {
+                partition: batch.partition,
+                offset: message.offset,
+                error: String(error).slice(0, 300)
+              })
+            }
+          }
+          lastProgress = Date.now()
+          const batchLast = BigInt(batch.lastOffset())
+          if (batchLast > (reached.get(batch.partition) ?? -1n)) reached.set(batch.partition, batchLast)
+          if ([...lastToRead].every(([p, l]) => (reached.get(p) ?? -1n) >= l)) yield* Deferred.succeed(caughtUp, undefined)
+          yield* Deferred.succeed(consumed.done, undefined)
+        })
+      ),
+      Effect.forkScoped
+    )
+    const stalled = Effect.gen(function*() {
+      while (Date.now() - lastProgress < STALL_MS) yield* Effect.sleep("500 millis")
+      return yield* new ReplayError({ message: `no progress reading ${deadTopic} for ${STALL_MS / 1000} s` })
+    })
+    yield* Effect.raceFirst(Deferred.await(caughtUp), stalled)
+    yield* Fiber.interrupt(reading)
+    // The group only existed for this read; leaving it behind would clutter the broker.
+    yield* Effect.promise(() => admin.deleteGroups([groupId]).catch(() => undefined))
+  }
+
+  const selected = selectForReplay(found, {
+    endpointId: args.endpoint,
+    since: args.since === undefined ? undefined : Date.parse(args.since)
+  })
+  const now = Date.now()
+  const messages = selected.map((d) => ({ key: d.endpoint_id, value: encodeDeliveryTask(replayTask(d, now, randomUUID)) }))
+  for (let i = 0; i < messages.length; i += PRODUCE_CHUNK) {
+    yield* producer.send(topics.deliveries.name, messages.slice(i, i + PRODUCE_CHUNK)).pipe(
+      // The producer is idempotent: a retried send can't write a record twice (the broker may blip).
+      Effect.retry({ schedule: Schedule.exponential("500 millis"), times: 6 }),
+      Effect.mapError((e) => new ReplayError({ message: `cannot produce to ${topics.deliveries.name}: ${e.message}` }))
+    )
+  }
+  const report: ReplayReport = { scanned, unreadable, replayed: selected.length }
+  return report
+})

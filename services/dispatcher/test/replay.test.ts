@@ -1,0 +1,198 @@
+/**
+ * `deliveries replay`: the pure selection and task building, then the reader/producer against the
+ * real broker (dead letters produced straight to a prefixed dead-letter topic). The whole round
+ * trip through the CLI, the dispatcher and a receiver is in test/e2e/deliveries.test.ts.
+ */
+import { randomBytes, randomUUID } from "node:crypto"
+import {
+  decodeDeliveryTask,
+  type DeliveryDeadLettered,
+  type DeliveryTask,
+  encodeDeliveryDeadLettered,
+  newEndpointId,
+  newEventId,
+  topicsFor
+} from "@orbit/domain"
+import { KafkaClient, Producer } from "@orbit/kafka"
+import { Effect, Exit, Layer, Schema } from "effect"
+import { Kafka, logLevel } from "kafkajs"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ReplayArgs, replayDeadLetters, replayTask, selectForReplay, SinceArg } from "../src/DeadLetterReplay.ts"
+import { BROKERS, waitFor } from "./support.ts"
+
+const dead = (endpointId: string, at: string, over: Partial<DeliveryDeadLettered> = {}): DeliveryDeadLettered => {
+  const sourceEventId = newEventId()
+  return {
+    _tag: "DeliveryDeadLettered",
+    schema_version: 1,
+    event_id: randomUUID(),
+    occurred_at: at,
+    delivery_id: randomUUID(),
+    endpoint_id: endpointId,
+    tenant_id: "tenant_a",
+    mode: "live",
+    source_event_id: sourceEventId,
+    source_event_type: "message.delivered",
+    body: JSON.stringify({ id: sourceEventId, type: "message.delivered", created_at: at, data: {} }),
+    attempts: 2,
+    last_http_status: 500,
+    last_error_class: "http_status",
+    ...over
+  }
+}
+
+describe("replay (pure)", () => {
+  const a = newEndpointId()
+  const b = newEndpointId()
+
+  it("selects the endpoint's dead letters at or after --since, one per delivery id (the latest)", () => {
+    const old = dead(a, "2026-01-01T00:00:00.000Z")
+    const first = dead(a, "2026-01-02T00:00:00.000Z")
+    const again = { ...first, event_id: randomUUID(), occurred_at: "2026-01-03T00:00:00.000Z", attempts: 3 }
+    const other = dead(b, "2026-01-02T00:00:00.000Z")
+    expect(selectForReplay([old, again, first, other], { endpointId: a, since: undefined })).toEqual([old, again])
+    expect(selectForReplay([old, first, again, other], { endpointId: a, since: Date.parse("2026-01-02T00:00:00.000Z") }))
+      .toEqual([again])
+    expect(selectForReplay([old, first, other], { endpointId: a, since: Date.parse("2026-01-02T00:00:00.001Z") })).toEqual([])
+  })
+
+  it("builds a fresh attempt-1 task with the same delivery id and body, due now", () => {
+    const d = dead(a, "2026-01-01T00:00:00.000Z")
+    const task = replayTask(d, Date.parse("2026-02-01T00:00:00.000Z"), () => "new-id")
+    expect(task).toEqual({
+      _tag: "DeliveryTask",
+      schema_version: 1,
+      event_id: "new-id",
+      occurred_at: "2026-02-01T00:00:00.000Z",
+      delivery_id: d.delivery_id,
+      endpoint_id: a,
+      tenant_id: d.tenant_id,
+      mode: "live",
+      source_event_id: d.source_event_id,
+      source_event_type: d.source_event_type,
+      body: d.body,
+      attempt: 1,
+      not_before: "2026-02-01T00:00:00.000Z"
+    } satisfies DeliveryTask)
+  })
+
+  it("validates the arguments", () => {
+    const ok = (v: unknown) => Exit.isSuccess(Schema.decodeUnknownExit(ReplayArgs)(v))
+    expect(ok({ endpoint: a })).toBe(true)
+    expect(ok({ endpoint: a, since: "2026-11-27T10:00:00Z" })).toBe(true)
+    expect(ok({ endpoint: a, since: "2026-11-27T10:00:00.123+01:00" })).toBe(true)
+    expect(ok({ endpoint: a, since: "2026-11-27" })).toBe(true)
+    expect(ok({})).toBe(false)
+    expect(ok({ endpoint: "ep_1" })).toBe(false)
+    const since = (s: string) => Exit.isSuccess(Schema.decodeUnknownExit(SinceArg)(s))
+    for (const bad of ["yesterday", "2026-11-27T10:00:00", "2026-02-30", "2026-13-01T00:00:00Z", "1700000000", ""]) {
+      expect(since(bad), bad).toBe(false)
+    }
+  })
+})
+
+describe("replay (real broker)", () => {
+  const prefix = `t${Date.now()}_replay_${randomBytes(3).toString("hex")}_`
+  const topics = topicsFor(prefix)
+  const kafka = new Kafka({ clientId: "test-replay", brokers: [BROKERS], logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  const producer = kafka.producer({ allowAutoTopicCreation: false })
+
+  /** The shared broker may be restarting (other suites run fault tests): set-up retries for a while. */
+  const retrying = async <A>(f: () => Promise<A>): Promise<A> => {
+    for (let i = 0;; i++) {
+      try {
+        return await f()
+      } catch (error) {
+        if (i >= 30) throw error
+        await new Promise((r) => setTimeout(r, 1000))
+      }
+    }
+  }
+
+  beforeAll(async () => {
+    await retrying(() => admin.connect())
+    await retrying(() =>
+      admin.createTopics({
+        waitForLeaders: true,
+        topics: [topics.dead, topics.deliveries].map((t) => ({ topic: t.name, numPartitions: t.partitions }))
+      })
+    )
+    await retrying(() => producer.connect())
+  })
+
+  afterAll(async () => {
+    await producer.disconnect()
+    await admin.deleteTopics({ topics: [topics.dead.name, topics.deliveries.name] }).catch(() => undefined)
+    await admin.disconnect()
+  })
+
+  const run = (args: typeof ReplayArgs.Type, topicPrefix = prefix) =>
+    Effect.runPromise(
+      Effect.scoped(replayDeadLetters(args)).pipe(
+        Effect.provide(Producer.layer().pipe(
+          Layer.provideMerge(Layer.succeed(KafkaClient, KafkaClient.of({ kafka, brokers: [BROKERS], topicPrefix })))
+        ))
+      )
+    )
+
+  it("reads the dead letters to the end offsets at start, skips unreadable ones, produces the selected tasks", async () => {
+    const a = newEndpointId()
+    const b = newEndpointId()
+    const now = Date.now()
+    const iso = (ms: number) => new Date(ms).toISOString()
+    const a1 = dead(a, iso(now - 3_600_000))
+    const a2 = dead(a, iso(now - 60_000))
+    const a2again = { ...a2, event_id: randomUUID(), occurred_at: iso(now - 30_000) }
+    const b1 = dead(b, iso(now - 60_000))
+    await producer.send({
+      topic: topics.dead.name,
+      acks: -1,
+      messages: [
+        ...[a1, a2, b1, a2again].map((d) => ({ key: d.endpoint_id, value: encodeDeliveryDeadLettered(d) })),
+        { key: a, value: "not json" }
+      ]
+    })
+
+    expect(await run({ endpoint: a, since: iso(now - 120_000) })).toEqual({ scanned: 5, unreadable: 1, replayed: 1 })
+    expect(await run({ endpoint: a })).toEqual({ scanned: 5, unreadable: 1, replayed: 2 })
+    expect(await run({ endpoint: newEndpointId() })).toEqual({ scanned: 5, unreadable: 1, replayed: 0 })
+
+    const tasks: Array<DeliveryTask> = []
+    const consumer = kafka.consumer({ groupId: `${prefix}check-${randomUUID()}`, maxWaitTimeInMs: 50 })
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topics.deliveries.name], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const task = decodeDeliveryTask(message.value!.toString("utf8"))
+        expect(message.key?.toString()).toBe(task.endpoint_id)
+        tasks.push(task)
+      }
+    })
+    await waitFor("3 replayed tasks", () => tasks.length >= 3)
+    await consumer.disconnect()
+    expect(tasks).toHaveLength(3)
+    expect(tasks.map((t) => t.delivery_id).sort()).toEqual([a2.delivery_id, a1.delivery_id, a2.delivery_id].sort())
+    for (const t of tasks) {
+      expect(t.attempt).toBe(1)
+      expect(t.endpoint_id).toBe(a)
+      expect(Date.parse(t.not_before)).toBeLessThanOrEqual(Date.now())
+      expect(t.body).toBe(t.delivery_id === a1.delivery_id ? a1.body : a2.body)
+    }
+    // The replay's consumer groups are removed when it is done.
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId)
+    expect(groups.filter((g) => g.startsWith(`${prefix}orbit-replay-`))).toEqual([])
+  })
+
+  it("an empty dead-letter topic replays nothing and returns at once", async () => {
+    const fresh = `t${Date.now()}_replay_empty_${randomBytes(3).toString("hex")}_`
+    await retrying(() => admin.createTopics({ waitForLeaders: true, topics: [{ topic: topicsFor(fresh).dead.name, numPartitions: 3 }] }))
+    try {
+      const started = Date.now()
+      expect(await run({ endpoint: newEndpointId() }, fresh)).toEqual({ scanned: 0, unreadable: 0, replayed: 0 })
+      expect(Date.now() - started).toBeLessThan(10_000)
+    } finally {
+      await admin.deleteTopics({ topics: [topicsFor(fresh).dead.name] }).catch(() => undefined)
+    }
+  })
+})

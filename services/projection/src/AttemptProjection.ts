@@ -1,0 +1,187 @@
+import { Db, query, type Tx } from "@orbit/db"
+import { decodeDeliveryAttempted, type DeliveryAttempted, topicsFor } from "@orbit/domain"
+import { consumeBatches, KafkaClient } from "@orbit/kafka"
+import { Cause, Context, Deferred, Effect, Layer, Schedule, Stream } from "effect"
+import type { KafkaMessage } from "kafkajs"
+import { readNextOffset, writeNextOffset } from "./OffsetStore.ts"
+
+export const ATTEMPTS_PROJECTION = "delivery_attempts"
+
+/** One row of `delivery_attempts` (packages/db/migrations/0002_delivery_attempts.sql). */
+export interface AttemptRow {
+  readonly id: string
+  readonly delivery_id: string
+  readonly endpoint_id: string
+  readonly tenant_id: string
+  readonly mode: "live" | "test"
+  readonly source_event_id: string
+  readonly source_event_type: string
+  readonly attempt: number
+  readonly outcome: "succeeded" | "failed"
+  readonly http_status: number | null
+  readonly duration_ms: number
+  readonly error_class: string | null
+  readonly error_message: string | null
+  readonly next_attempt_at: string | null
+  readonly dead_lettered: boolean
+  readonly occurred_at: string
+}
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
+const INT4_MIN = -(2 ** 31)
+const INT4_MAX = 2 ** 31 - 1
+
+/** An ISO instant, normalised so Postgres reads it exactly as JavaScript did; undefined if unreadable. */
+const instant = (s: string): string | undefined => {
+  if (!ISO_INSTANT.test(s)) return undefined
+  const ms = Date.parse(s)
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString()
+}
+
+/**
+ * The row for an attempt event (pure), or the reason it cannot be stored. The schema already
+ * checked the shape; this refuses what the schema lets through but Postgres would reject (a bad
+ * timestamp, an integer beyond int4, a NUL character), so one odd record can't wedge the projection.
+ */
+export const attemptRow = (e: DeliveryAttempted): AttemptRow | { readonly poison: string } => {
+  const occurredAt = instant(e.occurred_at)
+  if (occurredAt === undefined) return { poison: "occurred_at is not an ISO 8601 instant" }
+  const nextAttemptAt = e.next_attempt_at === null ? null : instant(e.next_attempt_at)
+  if (nextAttemptAt === undefined) return { poison: "next_attempt_at is not an ISO 8601 instant" }
+  for (const [field, n] of [["attempt", e.attempt], ["http_status", e.http_status], ["duration_ms", e.duration_ms]] as const) {
+    if (n !== null && (n < INT4_MIN || n > INT4_MAX)) return { poison: `${field} is out of range` }
+  }
+  const row: AttemptRow = {
+    id: e.event_id,
+    delivery_id: e.delivery_id,
+    endpoint_id: e.endpoint_id,
+    tenant_id: e.tenant_id,
+    mode: e.mode,
+    source_event_id: e.source_event_id,
+    source_event_type: e.source_event_type,
+    attempt: e.attempt,
+    outcome: e.outcome,
+    http_status: e.http_status,
+    duration_ms: e.duration_ms,
+    error_class: e.error_class,
+    error_message: e.error_message,
+    next_attempt_at: nextAttemptAt,
+    dead_lettered: e.dead_lettered,
+    occurred_at: occurredAt
+  }
+  for (const value of Object.values(row)) {
+    if (typeof value === "string" && value.includes("\u0000")) return { poison: "a text field contains a NUL character" }
+  }
+  return row
+}
+
+/** Rows per INSERT statement (16 parameters each, well under Postgres' 65535). */
+const INSERT_CHUNK = 1000
+
+/**
+ * Applies a batch of attempt events, skipping records below the stored offset, and stores the new
+ * offset in the same transaction (as the endpoint projection does). Inserts are also idempotent on
+ * the attempt's event id, so a record applied twice by any path adds one row.
+ */
+export const applyAttemptBatch = async (options: {
+  readonly tx: Tx
+  readonly projection: string
+  readonly topic: string
+  readonly partition: number
+  readonly messages: ReadonlyArray<KafkaMessage>
+  readonly onPoison: (offset: string, error: unknown) => void
+}): Promise<{ readonly next: bigint | undefined; readonly inserted: number }> => {
+  const { tx, projection, topic, partition } = options
+  const next = await readNextOffset(tx, projection, topic, partition)
+  let last: bigint | undefined
+  const rows: Array<AttemptRow> = []
+  for (const message of options.messages) {
+    const offset = BigInt(message.offset)
+    if (offset < next) continue
+    last = offset
+    let event: DeliveryAttempted
+    try {
+      event = decodeDeliveryAttempted(message.value?.toString("utf8") ?? "")
+    } catch (error) {
+      // A record we cannot read must not stop the read model; it is logged and skipped.
+      options.onPoison(message.offset, error)
+      continue
+    }
+    const row = attemptRow(event)
+    if ("poison" in row) {
+      options.onPoison(message.offset, row.poison)
+      continue
+    }
+    rows.push(row)
+  }
+  if (last === undefined) return { next: undefined, inserted: 0 }
+  let inserted = 0
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    const chunk = rows.slice(i, i + INSERT_CHUNK)
+    const result = await tx`INSERT INTO delivery_attempts ${tx(chunk as Array<AttemptRow>)} ON CONFLICT (id) DO NOTHING`
+    inserted += result.count
+  }
+  await writeNextOffset(tx, projection, topic, partition, last + 1n)
+  return { next: last + 1n, inserted }
+}
+
+/** The live projection of `webhooks.delivery-attempts` into the `delivery_attempts` table. */
+export class AttemptProjection extends Context.Service<AttemptProjection, {}>()("@orbit/projection/AttemptProjection") {
+  static readonly layer = Layer.effect(
+    AttemptProjection,
+    Effect.gen(function*() {
+      const { sql, schema } = yield* Db
+      const { topicPrefix } = yield* KafkaClient
+      const topic = topicsFor(topicPrefix).attempts.name
+
+      const handle = consumeBatches({
+        // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
+        // the name means a fresh read model starts from offset 0.
+        groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,
+        topics: [topic],
+        fromBeginning: true
+      }).pipe(
+        Stream.runForEach((consumed) =>
+          Effect.gen(function*() {
+            const { batch } = consumed
+            const poison: Array<{ offset: string; error: string }> = []
+            const applied = yield* query(() =>
+              sql.begin((tx) =>
+                applyAttemptBatch({
+                  tx,
+                  projection: ATTEMPTS_PROJECTION,
+                  topic: batch.topic,
+                  partition: batch.partition,
+                  messages: batch.messages,
+                  onPoison: (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) })
+                })
+              )
+            )
+            for (const p of poison) {
+              yield* Effect.logWarning("skipped an unreadable delivery-attempt event", { topic, partition: batch.partition, ...p })
+            }
+            // Kafka's committed offset is only a hint for where to fetch; Postgres holds the truth.
+            yield* consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore)
+            yield* Effect.logDebug("applied delivery-attempt events", {
+              partition: batch.partition,
+              next: String(applied.next),
+              inserted: applied.inserted
+            })
+          }).pipe(
+            Effect.matchCauseEffect({
+              onSuccess: () => Deferred.succeed(consumed.done, undefined),
+              // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
+              onFailure: (cause) =>
+                Effect.logError("delivery-attempt projection batch failed; it will be retried", cause).pipe(
+                  Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
+                )
+            })
+          )
+        )
+      )
+      yield* Effect.forkScoped(handle.pipe(Effect.retry(Schedule.spaced("1 second"))))
+      yield* Effect.logInfo("delivery-attempt projection started", { topic, schema })
+      return AttemptProjection.of({})
+    })
+  )
+}

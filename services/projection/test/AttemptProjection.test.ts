@@ -1,0 +1,185 @@
+/**
+ * The delivery-attempt projection against the real broker and real Postgres (its own schema and
+ * topic prefix): rows appear, duplicates and redeliveries add nothing, unreadable records are
+ * skipped, and a restart resumes from the offsets stored with the rows.
+ */
+import { randomBytes, randomUUID } from "node:crypto"
+import { Db } from "@orbit/db"
+import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
+import { KafkaClient } from "@orbit/kafka"
+import { Layer, ManagedRuntime } from "effect"
+import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
+import postgres from "postgres"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, attemptRow } from "../src/AttemptProjection.ts"
+
+const BROKERS = process.env.KAFKA_BROKERS ?? "127.0.0.1:9092"
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+
+const attempted = (endpointId: string, over: Partial<DeliveryAttempted> = {}): DeliveryAttempted => ({
+  _tag: "DeliveryAttempted",
+  schema_version: 1,
+  event_id: randomUUID(),
+  occurred_at: new Date().toISOString(),
+  delivery_id: randomUUID(),
+  endpoint_id: endpointId,
+  tenant_id: "tenant_p",
+  mode: "live",
+  source_event_id: newEventId(),
+  source_event_type: "message.delivered",
+  attempt: 1,
+  outcome: "failed",
+  http_status: 503,
+  duration_ms: 12,
+  error_class: "http_status",
+  error_message: "HTTP 503",
+  next_attempt_at: new Date(Date.now() + 60_000).toISOString(),
+  dead_lettered: false,
+  ...over
+})
+
+describe("attemptRow (pure)", () => {
+  it("maps the event to a row, normalising instants", () => {
+    const e = attempted("wh_x", { occurred_at: "2026-11-27T10:00:00.123456+01:00", next_attempt_at: null })
+    expect(attemptRow(e)).toMatchObject({
+      id: e.event_id,
+      endpoint_id: "wh_x",
+      occurred_at: "2026-11-27T09:00:00.123Z",
+      next_attempt_at: null,
+      http_status: 503
+    })
+  })
+
+  it("refuses what Postgres would reject", () => {
+    expect(attemptRow(attempted("wh_x", { occurred_at: "yesterday" }))).toHaveProperty("poison")
+    expect(attemptRow(attempted("wh_x", { occurred_at: "1" }))).toHaveProperty("poison")
+    expect(attemptRow(attempted("wh_x", { next_attempt_at: "2026-13-01T00:00:00Z" }))).toHaveProperty("poison")
+    expect(attemptRow(attempted("wh_x", { duration_ms: 2 ** 31 }))).toHaveProperty("poison")
+    expect(attemptRow(attempted("wh_x", { error_message: "a\u0000b" }))).toHaveProperty("poison")
+  })
+})
+
+describe("AttemptProjection (real broker, real Postgres)", () => {
+  const id = `tproj${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
+  const prefix = `${id}_`
+  const topic = topicsFor(prefix).attempts.name
+  const kafka = new Kafka({ clientId: "test-attempt-projection", brokers: BROKERS.split(","), logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  const producer = kafka.producer({ allowAutoTopicCreation: false })
+  const sql = postgres(DATABASE_URL, { max: 2, onnotice: () => undefined, connection: { search_path: id } })
+
+  const retrying = async <A>(f: () => Promise<A>): Promise<A> => {
+    for (let i = 0;; i++) {
+      try {
+        return await f()
+      } catch (error) {
+        if (i >= 30) throw error
+        await new Promise((r) => setTimeout(r, 1000))
+      }
+    }
+  }
+
+  const start = async () => {
+    Object.assign(process.env, { KAFKA_BROKERS: BROKERS, ORBIT_TOPIC_PREFIX: prefix, ORBIT_DB_SCHEMA: id, DATABASE_URL })
+    const layer = AttemptProjection.layer.pipe(Layer.provide(Db.layer), Layer.provide(KafkaClient.layer))
+    // A memo map of its own: a restart builds every layer afresh.
+    const runtime = ManagedRuntime.make(layer, { memoMap: Layer.makeMemoMapUnsafe() })
+    await runtime.context()
+    return runtime
+  }
+
+  const produce = (values: Array<string>, key: string) =>
+    retrying(() => producer.send({ topic, acks: -1, messages: values.map((value) => ({ key, value })) }))
+
+  const rows = () => sql<Array<{ id: string; attempt: number }>>`SELECT id, attempt FROM delivery_attempts ORDER BY attempt`
+  const appliedOffsets = async () =>
+    (await sql<Array<{ next_offset: string }>>`SELECT next_offset FROM projection_offsets WHERE projection = ${ATTEMPTS_PROJECTION}`)
+      .reduce((n, r) => n + Number(r.next_offset), 0)
+
+  const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs
+    while (!(await check().catch(() => false))) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  beforeAll(async () => {
+    await retrying(() => admin.connect())
+    await retrying(() => admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3 }] }))
+    await retrying(() => producer.connect())
+  })
+
+  afterAll(async () => {
+    await producer.disconnect()
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined)
+    await admin.deleteGroups([`${prefix}orbit-projection-attempts.${id}`]).catch(() => undefined)
+    await admin.disconnect()
+    await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
+    await sql.end()
+  })
+
+  it("projects attempts once each, skips unreadable records, and resumes after a restart", async () => {
+    const endpoint = newEndpointId()
+    const a1 = attempted(endpoint, { attempt: 1 })
+    const a2 = attempted(endpoint, { attempt: 2, delivery_id: a1.delivery_id })
+    const a3 = attempted(endpoint, { attempt: 3, delivery_id: a1.delivery_id, outcome: "succeeded", http_status: 200, error_class: null, error_message: null, next_attempt_at: null })
+    // One key: one partition, in order. A republished a1 (same event id) must not add a row.
+    await produce([
+      encodeDeliveryAttempted(a1),
+      "{not json",
+      encodeDeliveryAttempted(a2),
+      encodeDeliveryAttempted(attempted(endpoint, { occurred_at: "not a time" })),
+      encodeDeliveryAttempted(a1)
+    ], endpoint)
+
+    let runtime = await start()
+    await waitFor("5 records applied", async () => (await appliedOffsets()) === 5)
+    expect((await rows()).map((r) => r.id)).toEqual([a1.event_id, a2.event_id])
+    const [stored] = await sql`SELECT * FROM delivery_attempts WHERE id = ${a1.event_id}`
+    expect(stored).toMatchObject({
+      delivery_id: a1.delivery_id,
+      endpoint_id: endpoint,
+      tenant_id: "tenant_p",
+      mode: "live",
+      source_event_id: a1.source_event_id,
+      source_event_type: "message.delivered",
+      attempt: 1,
+      outcome: "failed",
+      http_status: 503,
+      duration_ms: 12,
+      error_class: "http_status",
+      error_message: "HTTP 503",
+      dead_lettered: false
+    })
+    expect((stored!.occurred_at as Date).toISOString()).toBe(a1.occurred_at)
+    await runtime.dispose()
+
+    // Written while the projection is down: picked up from the stored offsets on restart.
+    await produce([encodeDeliveryAttempted(a3)], endpoint)
+    runtime = await start()
+    await waitFor("the 6th record", async () => (await appliedOffsets()) === 6)
+    expect((await rows()).map((r) => r.id)).toEqual([a1.event_id, a2.event_id, a3.event_id])
+    await runtime.dispose()
+  })
+
+  it("applying a batch again adds nothing: below the stored offset it is skipped, and inserts are idempotent", async () => {
+    const endpoint = newEndpointId()
+    const messages = [attempted(endpoint), attempted(endpoint)].map((e, i): KafkaMessage => ({
+      key: Buffer.from(endpoint),
+      value: Buffer.from(encodeDeliveryAttempted(e)),
+      offset: String(i),
+      timestamp: String(Date.now()),
+      attributes: 0,
+      headers: {}
+    }))
+    const apply = () =>
+      sql.begin((tx) =>
+        applyAttemptBatch({ tx, projection: "test_reapply", topic: "t", partition: 0, messages, onPoison: () => undefined })
+      )
+    expect(await apply()).toEqual({ next: 2n, inserted: 2 })
+    expect(await apply()).toEqual({ next: undefined, inserted: 0 })
+    await sql`DELETE FROM projection_offsets WHERE projection = 'test_reapply'`
+    expect(await apply()).toEqual({ next: 2n, inserted: 0 })
+  })
+})
