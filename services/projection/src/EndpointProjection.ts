@@ -7,6 +7,9 @@ import { applyEndpointEvent } from "./EndpointTable.ts"
 import { OFFSETS_CHANNEL, readNextOffset, writeNextOffset } from "./OffsetStore.ts"
 
 export const PROJECTION = "endpoints"
+
+const isDataError = (error: unknown) =>
+  typeof error === "object" && error !== null && "code" in error && /^2[23]/.test(String(error.code))
 /** Held by every transaction that writes the endpoints table, and by the rebuild's swap. */
 export const projectionLock = (sql: Queryable) => sql`SELECT pg_advisory_xact_lock(hashtext(${"orbit-projection:endpoints"}))`
 
@@ -39,7 +42,14 @@ export const applyBatch = async (options: {
       options.onPoison(message.offset, error)
       continue
     }
-    await applyEndpointEvent(tx, table, event)
+    try {
+      await tx.savepoint((sp) => applyEndpointEvent(sp, table, event))
+    } catch (error) {
+      // Postgres refusing the data itself (SQLSTATE class 22/23) would refuse it forever: skip
+      // it rather than stall the partition. Anything else (connection lost...) retries the batch.
+      if (!isDataError(error)) throw error
+      options.onPoison(message.offset, error)
+    }
   }
   if (last === undefined) return undefined
   await writeNextOffset(tx, projection, topic, partition, last + 1n)

@@ -18,7 +18,8 @@ const CACHE_TTL_MS = 2000
 const CACHE_MAX = 10_000
 
 export class ApiKeys extends Context.Service<ApiKeys, {
-  authenticate(key: string | undefined): Effect.Effect<Principal, InvalidApiKey | DbUnavailable>
+  /** `fresh` skips the cache: writes always see the key's current state and a reachable Postgres. */
+  authenticate(key: string | undefined, options?: { fresh?: boolean }): Effect.Effect<Principal, InvalidApiKey | DbUnavailable>
 }>()("@orbit/registration/ApiKeys") {
   static readonly layer = Layer.effect(
     ApiKeys,
@@ -36,14 +37,14 @@ export class ApiKeys extends Context.Service<ApiKeys, {
           )
         )
 
-      const authenticate = Effect.fn("ApiKeys.authenticate")(function*(key: string | undefined) {
+      const authenticate = Effect.fn("ApiKeys.authenticate")(function*(key: string | undefined, options?: { fresh?: boolean }) {
         // Malformed keys are refused before any lookup, with the same answer as unknown keys.
         if (key === undefined || parseApiKeyPrefix(key) === undefined) return yield* new InvalidApiKey()
         const hash = hashApiKey(key)
         const now = Date.now()
         const cached = cache.get(hash)
         let principal: Principal | undefined
-        if (cached && cached.expires > now) {
+        if (cached && cached.expires > now && !options?.fresh) {
           principal = cached.principal
         } else {
           principal = yield* lookup(hash)

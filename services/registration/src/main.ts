@@ -8,6 +8,7 @@ import { NetGuard } from "@orbit/net-guard"
 import { Config, Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { ApiKeys } from "./ApiKeys.ts"
+import { RateLimiter } from "./RateLimiter.ts"
 import { CursorKey } from "./CursorKey.ts"
 import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
 import { EndpointCommands } from "./EndpointCommands.ts"
@@ -32,6 +33,7 @@ const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.lay
 
 const Services = Layer.mergeAll(
   ApiKeys.layer,
+  RateLimiter.layer,
   EndpointStore.layer,
   EndpointCommands.layer,
   Idempotency.layer,

@@ -28,7 +28,9 @@ export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
   ]),
   status: Schema.Int,
   message: Schema.String,
-  details: Schema.optionalKey(Schema.Array(ErrorDetail))
+  details: Schema.optionalKey(Schema.Array(ErrorDetail)),
+  /** Sent as the `Retry-After` header (429), never in the body. */
+  retryAfterSeconds: Schema.optionalKey(Schema.Int)
 }) {}
 
 export const invalidApiKey = () =>
@@ -51,6 +53,13 @@ export const notFound = (what = "The requested resource was not found.") =>
   new ApiError({ code: "NOT_FOUND", status: 404, message: what })
 export const payloadTooLarge = () =>
   new ApiError({ code: "PAYLOAD_TOO_LARGE", status: 413, message: "The request body is larger than 64 KiB." })
+export const rateLimited = (retryAfterSeconds: number) =>
+  new ApiError({
+    code: "RATE_LIMITED",
+    status: 429,
+    message: "Too many requests for this API key; retry after the Retry-After delay.",
+    retryAfterSeconds
+  })
 export const serviceUnavailable = () =>
   new ApiError({
     code: "SERVICE_UNAVAILABLE",

@@ -1,8 +1,18 @@
 import { EventSubscription, RetryPolicy } from "@orbit/domain"
-import { Schema } from "effect"
+import { Schema, SchemaTransformation } from "effect"
 
 const between = (min: number, max: number) =>
   Schema.Int.check(Schema.isBetween({ minimum: min, maximum: max })).annotate({ expected: `integer ${min}–${max}` })
+
+/**
+ * Text that can be stored as given: Postgres refuses U+0000 in text/jsonb (so such a value
+ * would be accepted here, published, and then stall the projection), and a lone surrogate
+ * would be silently replaced by U+FFFD (so the stored value would differ from the 201).
+ */
+const storableText = Schema.makeFilter(
+  (s: string) => !s.includes("\u0000") && s.isWellFormed(),
+  { expected: "text without NUL characters or unpaired surrogates" }
+)
 
 const Events = Schema.Array(EventSubscription)
   .check(
@@ -15,36 +25,48 @@ const Events = Schema.Array(EventSubscription)
   )
   .annotate({ expected: "1–100 distinct event types from the catalog, or [\"*\"]" })
 
-const Url = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048)).annotate({
-  expected: "absolute https:// URL, at most 2048 characters"
+const Url = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048), storableText).annotate({
+  expected: "absolute https:// URL, at most 2048 characters, without NUL characters or unpaired surrogates"
 })
+
+const RETRY_POLICY_EXPECTED = "null, or an object whose strategy is \"exponential\", \"fixed\" or \"custom\""
+// `message` (not `expected`): the formatter prefers a schema's identifier over `expected`.
+const OBJECT_BODY = { message: "Expected a JSON object" }
 
 /** Body of `POST /api/v1/webhooks` (API.md §3). Decoded strictly: unknown fields are errors. */
 export const CreateEndpointRequest = Schema.Struct({
   url: Url,
   events: Events,
   secret: Schema.optionalKey(
-    Schema.String.check(Schema.isMinLength(24), Schema.isMaxLength(128)).annotate({ expected: "string of 24–128 characters" })
+    Schema.String.check(Schema.isMinLength(24), Schema.isMaxLength(128), storableText).annotate({
+      expected: "string of 24–128 characters, without NUL characters or unpaired surrogates"
+    })
   ),
   active: Schema.optionalKey(Schema.Boolean),
   description: Schema.optionalKey(
-    Schema.NullOr(Schema.String.check(Schema.isMaxLength(512))).annotate({ expected: "string of at most 512 characters, or null" })
+    Schema.NullOr(Schema.String.check(Schema.isMaxLength(512), storableText)).annotate({ expected: "string of at most 512 characters, or null" })
   ),
   timeout_seconds: Schema.optionalKey(between(1, 30)),
-  retry_policy: Schema.optionalKey(Schema.NullOr(RetryPolicy))
-}).annotate({ identifier: "CreateEndpointRequest" })
+  retry_policy: Schema.optionalKey(
+    Schema.NullOr(RetryPolicy.annotate({ expected: RETRY_POLICY_EXPECTED })).annotate({ expected: RETRY_POLICY_EXPECTED })
+  )
+}).annotate({ identifier: "CreateEndpointRequest", ...OBJECT_BODY })
 export type CreateEndpointRequest = typeof CreateEndpointRequest.Type
 
 /** Body of `PUT /api/v1/webhooks/{id}`: a full replacement; omitted optional fields get their defaults. */
 export const UpdateEndpointRequest = CreateEndpointRequest.mapFields(({ secret: _secret, ...fields }) => fields).annotate({
-  identifier: "UpdateEndpointRequest"
+  identifier: "UpdateEndpointRequest",
+  ...OBJECT_BODY
 })
 export type UpdateEndpointRequest = typeof UpdateEndpointRequest.Type
 
 /** Query of `GET /api/v1/webhooks`. */
 export const ListEndpointsQuery = Schema.Struct({
   cursor: Schema.optionalKey(Schema.String.annotate({ expected: "a cursor from meta.pagination.cursor" })),
+  // Digits only: `Number()` would also take "0x10", "1e1", " 5" or "".
   limit: Schema.optionalKey(
-    Schema.NumberFromString.pipe(Schema.decodeTo(between(1, 200))).annotate({ expected: "integer 1–200" })
+    Schema.String.check(Schema.isPattern(/^[0-9]{1,9}$/, { expected: "integer 1–200" })).pipe(
+      Schema.decodeTo(between(1, 200), SchemaTransformation.numberFromString)
+    ).annotate({ expected: "integer 1–200" })
   )
 })

@@ -45,7 +45,7 @@ export const failure = (requestId: string, error: ApiError) =>
     },
     {
       status: error.status,
-      headers: { "x-request-id": requestId, ...(error.code === "RATE_LIMITED" ? { "retry-after": "1" } : {}) }
+      headers: { "x-request-id": requestId, ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) }) }
     }
   )
 

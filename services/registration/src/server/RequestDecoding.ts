@@ -18,12 +18,28 @@ const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
 const fieldName = (path: ReadonlyArray<PropertyKey>) =>
   path.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), "")
 
-/** Echoed values are capped so an error response never grows with hostile input. */
+const PREVIEW_CHARS = 256
+const PREVIEW_DEPTH = 16
+
+/** Whether `value` nests deeper than `depth` levels (bounded work: stops at the limit). */
+const nestsDeeper = (value: unknown, depth: number): boolean => {
+  if (value === null || typeof value !== "object") return false
+  if (depth === 0) return true
+  for (const child of Object.values(value)) if (nestsDeeper(child, depth - 1)) return true
+  return false
+}
+
+/**
+ * Echoed values are capped so an error response never grows with hostile input, and deeply
+ * nested values (a 64 KiB body can nest ~30 000 levels) are never walked recursively, which
+ * would overflow the stack in `JSON.stringify` and turn a 422 into a 500.
+ */
 const preview = (value: unknown): unknown => {
-  if (typeof value === "string") return value.length > 256 ? `${value.slice(0, 256)}…` : value
+  if (typeof value === "string") return value.length > PREVIEW_CHARS ? `${value.slice(0, PREVIEW_CHARS)}…` : value
   if (value !== null && typeof value === "object") {
+    if (nestsDeeper(value, PREVIEW_DEPTH)) return `(${Array.isArray(value) ? "array" : "object"} nested too deeply to show)`
     const json = JSON.stringify(value)
-    return json.length > 256 ? `${json.slice(0, 256)}…` : value
+    return json.length > PREVIEW_CHARS ? `${json.slice(0, PREVIEW_CHARS)}…` : value
   }
   return value
 }

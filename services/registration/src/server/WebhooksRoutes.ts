@@ -11,12 +11,14 @@ import {
   invalidCursor,
   invalidWebhookUrl,
   notFound,
+  rateLimited,
   serviceUnavailable,
   validationError
 } from "../api/ApiErrors.ts"
 import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
 import { CreateEndpointRequest, ListEndpointsQuery, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
+import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
@@ -47,6 +49,7 @@ const IdempotencyKeyHeader = Schema.String.check(Schema.isMinLength(1), Schema.i
 
 export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const keys = yield* ApiKeys
+  const limiter = yield* RateLimiter
   const store = yield* EndpointStore
   const commands = yield* EndpointCommands
   const guard = yield* NetGuard
@@ -56,9 +59,13 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const attempts = yield* DeliveryAttemptStore
 
   const authenticate = (request: HttpServerRequest.HttpServerRequest, access: "read" | "write") =>
-    keys.authenticate(request.headers["x-api-key"]).pipe(
+    keys.authenticate(request.headers["x-api-key"], { fresh: access === "write" }).pipe(
       Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
-      Effect.flatMap((p) => (access === "write" && !p.canWrite ? Effect.fail(insufficientPermissions()) : Effect.succeed(p)))
+      Effect.flatMap((p) => {
+        const limit = limiter.check(p.keyId)
+        if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
+        return access === "write" && !p.canWrite ? Effect.fail(insufficientPermissions()) : Effect.succeed(p)
+      })
     )
 
   const vetUrl = (url: string) =>

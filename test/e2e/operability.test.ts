@@ -1,0 +1,126 @@
+import { spawnSync } from "node:child_process"
+import { once } from "node:events"
+import net from "node:net"
+import path from "node:path"
+import { generateKeyRing } from "@orbit/crypto"
+import { afterAll, describe, expect, it } from "vitest"
+import { DATABASE_URL, type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+
+const ROOT = path.join(import.meta.dirname, "..", "..")
+const valid = { url: "https://93.184.216.34/hook", events: ["message.delivered"] }
+const platforms: Array<Platform> = []
+afterAll(() => Promise.all(platforms.map((p) => p.close())))
+
+/** A TCP proxy in front of Postgres that the test can cut, to take "the database" away. */
+const postgresProxy = async () => {
+  const target = new URL(DATABASE_URL)
+  const sockets = new Set<net.Socket>()
+  let server: net.Server | undefined
+  let port = 0
+  const up = async () => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port || 5432), target.hostname)
+      for (const s of [client, upstream]) {
+        sockets.add(s)
+        s.on("close", () => sockets.delete(s))
+        s.on("error", () => s.destroy())
+      }
+      client.pipe(upstream).pipe(client)
+    })
+    server.listen(port, "127.0.0.1")
+    await once(server, "listening")
+    port = (server.address() as net.AddressInfo).port
+  }
+  const down = async () => {
+    const closed = new Promise((r) => server!.close(r))
+    for (const s of sockets) s.destroy()
+    await closed
+  }
+  await up()
+  const url = new URL(DATABASE_URL)
+  url.port = String(port)
+  return { url: url.toString(), up, down }
+}
+
+describe("rate limiting", () => {
+  it("answers 429 RATE_LIMITED with Retry-After once a key exceeds its rate; other keys are unaffected", async () => {
+    const platform = await startPlatform({ env: { ORBIT_RATE_LIMIT_PER_SECOND: "2", ORBIT_RATE_LIMIT_BURST: "5" } })
+    platforms.push(platform)
+    const { key } = await platform.createKey(uniqueTenant())
+    const { key: other } = await platform.createKey(uniqueTenant())
+    const statuses: Array<number> = []
+    let limited: Awaited<ReturnType<Platform["api"]>> | undefined
+    for (let i = 0; i < 12; i++) {
+      const res = await platform.api("GET", "/api/v1/webhooks", { key })
+      statuses.push(res.status)
+      if (res.status === 429) limited = res
+    }
+    expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200])
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(5)
+    expect(limited!.json.error).toMatchObject({ code: "RATE_LIMITED", status: 429 })
+    expect(Number(limited!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+    expect(limited!.headers.get("x-request-id")).toBe(limited!.json.meta.request_id)
+    expect((await platform.api("GET", "/api/v1/webhooks", { key: other })).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 1100))
+    expect((await platform.api("GET", "/api/v1/webhooks", { key })).status).toBe(200)
+  })
+})
+
+describe("database outage", () => {
+  it("answers 503 while Postgres is unreachable, registers nothing, and recovers by itself", async () => {
+    const proxy = await postgresProxy()
+    const platform = await startPlatform({ env: { DATABASE_URL: proxy.url } })
+    platforms.push(platform)
+    const { key } = await platform.createKey(uniqueTenant())
+    expect((await platform.api("POST", "/api/v1/webhooks", { key, body: valid })).status).toBe(201)
+
+    await proxy.down()
+    const post = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+    expect(post.status).toBe(503)
+    expect(post.json.error.code).toBe("SERVICE_UNAVAILABLE")
+    await new Promise((r) => setTimeout(r, 2100)) // past the 2 s key cache
+    const get = await platform.api("GET", "/api/v1/webhooks", { key })
+    expect(get.status).toBe(503)
+    expect(get.json.error.code).toBe("SERVICE_UNAVAILABLE")
+    expect((await platform.api("GET", "/readyz")).status).toBe(503)
+    expect((await platform.api("GET", "/healthz")).status).toBe(200)
+
+    await proxy.up()
+    await platform.waitFor("reads to work again", async () => (await platform.api("GET", "/api/v1/webhooks", { key })).status === 200)
+    const list = await platform.api("GET", "/api/v1/webhooks", { key })
+    expect(list.json.data).toHaveLength(1)
+    expect((await platform.api("POST", "/api/v1/webhooks", { key, body: valid })).status).toBe(201)
+    expect((await platform.api("GET", "/api/v1/webhooks", { key })).json.data).toHaveLength(2)
+  })
+})
+
+describe("start-up errors", () => {
+  const startRegistration = (env: Record<string, string | undefined>) => {
+    const full: Record<string, string> = {}
+    for (const [k, v] of Object.entries({ ...process.env, ORBIT_SECRET_KEYS: generateKeyRing("k1"), PORT: "18997", ...env })) {
+      if (v !== undefined) full[k] = v
+    }
+    const r = spawnSync(process.execPath, [path.join(ROOT, "services/registration/src/main.ts")], {
+      env: full,
+      encoding: "utf8",
+      timeout: 30_000
+    })
+    return { status: r.status, output: `${r.stdout}\n${r.stderr}` }
+  }
+
+  it.each([
+    [{ DATABASE_URL: "postgres://postgres@127.0.0.1:1/postgres" }, "DATABASE_URL"],
+    [{ ORBIT_SECRET_KEYS: undefined }, "ORBIT_SECRET_KEYS"],
+    [{ ORBIT_SECRET_KEYS: "k1:dG9vLXNob3J0" }, "ORBIT_SECRET_KEYS"],
+    [{ ORBIT_ALLOW_PRIVATE_CIDRS: "10.0.0.0/33" }, "ORBIT_ALLOW_PRIVATE_CIDRS"],
+    [{ PORT: "not-a-port" }, "PORT"]
+  ])("exits with one line naming the bad setting: %o", (env, variable) => {
+    const { status, output } = startRegistration(env)
+    expect(status).not.toBe(0)
+    const line = output.split("\n").find((l) => l.includes("failed to start"))
+    expect(line, output).toBeDefined()
+    expect(line).toContain(variable)
+    // The key ring never appears in an error.
+    if (env.ORBIT_SECRET_KEYS) expect(output).not.toContain("dG9vLXNob3J0")
+  })
+})
