@@ -328,3 +328,55 @@ describe("dead letter and replay", () => {
     }
   })
 })
+
+describe("secret rotation", () => {
+  it("rotate-secret returns a new secret once; deliveries carry both signatures, new first, until the grace window ends", async () => {
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    const endpoint = await register(key, { url: receiver.url("/rotating"), events: ["message.delivered"] })
+
+    const bad = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, { key, body: { grace_period_seconds: -1 } })
+    expect(bad.status).toBe(422)
+    const { key: publicKey } = await platform.createKey(tenant, "live", "public")
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, { key: publicKey })).status).toBe(403)
+    const { key: otherKey } = await platform.createKey(uniqueTenant())
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, { key: otherKey })).status).toBe(404)
+
+    const rotated = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, { key })
+    expect(rotated.status).toBe(200)
+    const newSecret: string = rotated.json.data.signing_secret
+    expect(newSecret).toMatch(/^whsec_/)
+    expect(newSecret).not.toBe(endpoint.signing_secret)
+    expect((await platform.api("GET", `/api/v1/webhooks/${endpoint.id}`, { key })).text).not.toContain(newSecret)
+
+    const event = domainEvent(tenant)
+    await publish(event)
+    const [got] = await eventually("the delivery after rotation", () => {
+      const r = receivedEvent(event.id)
+      return r.length > 0 ? r : undefined
+    })
+    const header = got!.headers["x-devotel-signature"]!
+    const t = /t=(\d+)/.exec(header)![1]
+    const v1 = [...header.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1])
+    const hmac = (secret: string) => createHmac("sha256", secret).update(`${t}.${got!.body}`).digest("hex")
+    expect(v1).toEqual([hmac(newSecret), hmac(endpoint.signing_secret)])
+
+    // With a zero grace window only the new secret signs.
+    const again = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, {
+      key,
+      body: { secret: "a-caller-chosen-secret-0123456789", grace_period_seconds: 0 }
+    })
+    expect(again.json.data.signing_secret).toBe("a-caller-chosen-secret-0123456789")
+    const second = domainEvent(tenant)
+    await publish(second)
+    const [got2] = await eventually("the delivery after the second rotation", () => {
+      const r = receivedEvent(second.id)
+      return r.length > 0 ? r : undefined
+    })
+    const header2 = got2!.headers["x-devotel-signature"]!
+    const t2 = /t=(\d+)/.exec(header2)![1]
+    expect([...header2.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1])).toEqual([
+      createHmac("sha256", "a-caller-chosen-secret-0123456789").update(`${t2}.${got2!.body}`).digest("hex")
+    ])
+  })
+})

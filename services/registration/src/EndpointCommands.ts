@@ -41,6 +41,12 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
   register(p: Principal, req: CreateEndpointRequest): Effect.Effect<Registered, KafkaUnavailable>
   update(p: Principal, existing: EndpointResource, req: UpdateEndpointRequest): Effect.Effect<EndpointResource, KafkaUnavailable>
   remove(p: Principal, id: string): Effect.Effect<void, KafkaUnavailable>
+  rotateSecret(
+    p: Principal,
+    existing: EndpointResource,
+    currentBox: string,
+    options: { secret?: string; graceSeconds: number }
+  ): Effect.Effect<Registered, KafkaUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -98,7 +104,27 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         yield* append({ _tag: "EndpointDeleted", ...envelope(p, id) })
       })
 
-      return EndpointCommands.of({ register, update, remove })
+      const rotateSecret = Effect.fn("EndpointCommands.rotateSecret")(function*(
+        p: Principal,
+        existing: EndpointResource,
+        currentBox: string,
+        options: { secret?: string; graceSeconds: number }
+      ) {
+        const signingSecret = options.secret ?? generateWebhookSecret()
+        const secretBox = yield* box.encrypt(signingSecret)
+        const env = envelope(p, existing.id)
+        yield* append({
+          _tag: "EndpointSecretRotated",
+          ...env,
+          secret_box: secretBox,
+          previous_secret_box: currentBox,
+          // The old secret keeps signing alongside the new one, so receivers can switch over.
+          previous_expires_at: new Date(Date.parse(env.occurred_at) + options.graceSeconds * 1000).toISOString()
+        })
+        return { resource: { ...existing, updated_at: env.occurred_at }, signingSecret, secretBox }
+      })
+
+      return EndpointCommands.of({ register, update, remove, rotateSecret })
     })
   )
 }

@@ -44,6 +44,8 @@ export interface Page {
 export class EndpointStore extends Context.Service<EndpointStore, {
   list(scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined): Effect.Effect<Page, DbUnavailable>
   get(scope: { tenantId: string; mode: Mode }, id: string): Effect.Effect<EndpointResource | undefined, DbUnavailable>
+  /** The current secret's box, for rotation (never leaves the service). */
+  secretBox(scope: { tenantId: string; mode: Mode }, id: string): Effect.Effect<string | undefined, DbUnavailable>
 }>()("@orbit/registration/EndpointStore") {
   static readonly layer = Layer.effect(
     EndpointStore,
@@ -81,9 +83,16 @@ export class EndpointStore extends Context.Service<EndpointStore, {
             SELECT ${columns} FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
         ).pipe(Effect.map((rows) => (rows[0] ? toResource(rows[0]) : undefined)))
 
+      const secretBox = (scope: { tenantId: string; mode: Mode }, id: string) =>
+        query(() =>
+          sql<Array<{ secret_box: string }>>`
+            SELECT secret_box FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
+        ).pipe(Effect.map((rows) => rows[0]?.secret_box))
+
       return EndpointStore.of({
         list: Effect.fn("EndpointStore.list")(list),
-        get: Effect.fn("EndpointStore.get")(get)
+        get: Effect.fn("EndpointStore.get")(get),
+        secretBox: Effect.fn("EndpointStore.secretBox")(secretBox)
       })
     })
   )

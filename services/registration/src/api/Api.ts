@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { ErrorDetail } from "./ApiErrors.ts"
 import { DeliveryAttemptResource, ListDeliveriesQuery } from "./DeliverySchemas.ts"
-import { CreateEndpointRequest, ListEndpointsQuery, UpdateEndpointRequest } from "./EndpointSchemas.ts"
+import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, UpdateEndpointRequest } from "./EndpointSchemas.ts"
 
 /**
  * The schema-first declaration of the public API. The server (../server) decodes requests with
@@ -77,6 +77,12 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       error: errors
     }),
     HttpApiEndpoint.delete("delete", "/:id", { params: IdParams, error: errors }),
+    HttpApiEndpoint.post("rotateSecret", "/:id/rotate-secret", {
+      params: IdParams,
+      payload: RotateSecretRequest,
+      success: ok(Schema.Struct({ ...EndpointResource.fields, signing_secret: Schema.String })),
+      error: errors
+    }),
     HttpApiEndpoint.get("deliveries", "/:id/deliveries", {
       params: IdParams,
       query: ListDeliveriesQuery,

@@ -70,3 +70,10 @@ export const ListEndpointsQuery = Schema.Struct({
     ).annotate({ expected: "integer 1–200" })
   )
 })
+
+/** Body of `POST /api/v1/webhooks/{id}/rotate-secret` (optional: an empty body generates a secret). */
+export const RotateSecretRequest = Schema.Struct({
+  secret: CreateEndpointRequest.fields.secret,
+  grace_period_seconds: Schema.optionalKey(between(0, 7 * 86400))
+}).annotate({ identifier: "RotateSecretRequest" })
+export type RotateSecretRequest = typeof RotateSecretRequest.Type

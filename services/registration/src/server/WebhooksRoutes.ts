@@ -16,7 +16,7 @@ import {
   validationError
 } from "../api/ApiErrors.ts"
 import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
-import { CreateEndpointRequest, ListEndpointsQuery, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
+import { CreateEndpointRequest, RotateSecretRequest, ListEndpointsQuery, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
@@ -164,6 +164,27 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     return noContent(requestId)
   }, unavailableAs503)
 
+  /**
+   * A new signing secret, returned once. The previous one keeps signing alongside it for the
+   * grace period (default 24 h), so receivers can switch without dropping deliveries.
+   */
+  const rotateSecret = Effect.fn("Webhooks.rotateSecret")(function*(request: HttpServerRequest.HttpServerRequest) {
+    const requestId = yield* CurrentRequestId
+    const p = yield* authenticate(request, "write")
+    const id = yield* pathId
+    const hasBody = request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0" ||
+      request.headers["transfer-encoding"] !== undefined
+    const req = hasBody ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
+    const existing = yield* findOwned(p, id)
+    const currentBox = yield* store.secretBox(p, id)
+    if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
+    const r = yield* commands.rotateSecret(p, existing, currentBox, {
+      ...(req.secret === undefined ? {} : { secret: req.secret }),
+      graceSeconds: req.grace_period_seconds ?? 86400
+    })
+    return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
+  }, unavailableAs503)
+
   /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
   const deliveries = Effect.fn("Webhooks.deliveries")(function*(request: HttpServerRequest.HttpServerRequest) {
     const requestId = yield* CurrentRequestId
@@ -185,6 +206,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   yield* router.add("GET", `${BASE}/:id`, enveloped(get))
   yield* router.add("PUT", `${BASE}/:id`, enveloped(update))
   yield* router.add("DELETE", `${BASE}/:id`, enveloped(remove))
+  yield* router.add("POST", `${BASE}/:id/rotate-secret`, enveloped(rotateSecret))
   yield* router.add("GET", `${BASE}/:id/deliveries`, enveloped(deliveries))
 }))
 
