@@ -57,7 +57,7 @@ run("dispatcher", "services/dispatcher/src/main.ts")
 // Wait until the API is ready, then mint a development key.
 const deadline = Date.now() + 60_000
 while (Date.now() < deadline) {
-  const ready = await fetch(`${base}/readyz`).then((r) => r.ok, () => false)
+  const ready = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false)
   if (ready) break
   await new Promise((r) => setTimeout(r, 250))
 }
