@@ -139,7 +139,10 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,
         topics: [topic],
-        fromBeginning: true
+        fromBeginning: true,
+        // Batches are short database transactions, so a crashed member can be declared dead
+        // quickly and its partitions handed to the restarted process.
+        sessionTimeout: 10_000
       }).pipe(
         Stream.runForEach((consumed) =>
           Effect.gen(function*() {

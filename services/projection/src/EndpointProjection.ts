@@ -3,7 +3,7 @@ import { decodeEndpointEvent, type EndpointEvent, topicsFor } from "@orbit/domai
 import { consumeBatches, KafkaClient } from "@orbit/kafka"
 import { Cause, Context, Deferred, Effect, Layer, Schedule, Stream } from "effect"
 import type { KafkaMessage } from "kafkajs"
-import { applyEndpointEvent } from "./EndpointTable.ts"
+import { applyEndpointEvents } from "./EndpointTable.ts"
 import { OFFSETS_CHANNEL, readNextOffset, writeNextOffset } from "./OffsetStore.ts"
 
 export const PROJECTION = "endpoints"
@@ -30,25 +30,32 @@ export const applyBatch = async (options: {
   const { tx, projection, table, topic, partition } = options
   const next = await readNextOffset(tx, projection, topic, partition)
   let last: bigint | undefined
+  const events: Array<{ offset: string; event: EndpointEvent }> = []
   for (const message of options.messages) {
     const offset = BigInt(message.offset)
     if (offset < next) continue
     last = offset
-    let event: EndpointEvent
     try {
-      event = decodeEndpointEvent(message.value?.toString("utf8") ?? "")
+      events.push({ offset: message.offset, event: decodeEndpointEvent(message.value?.toString("utf8") ?? "") })
     } catch (error) {
       // A record we cannot read must not stop the read model; it is logged and skipped.
       options.onPoison(message.offset, error)
-      continue
     }
-    try {
-      await tx.savepoint((sp) => applyEndpointEvent(sp, table, event))
-    } catch (error) {
-      // Postgres refusing the data itself (SQLSTATE class 22/23) would refuse it forever: skip
-      // it rather than stall the partition. Anything else (connection lost...) retries the batch.
-      if (!isDataError(error)) throw error
-      options.onPoison(message.offset, error)
+  }
+  try {
+    await tx.savepoint((sp) => applyEndpointEvents(sp, table, events.map((e) => e.event)))
+  } catch (error) {
+    if (!isDataError(error)) throw error
+    // Postgres refuses some event's data (SQLSTATE class 22/23), and would forever: apply one
+    // by one and skip just that event, rather than stall the partition. Anything else
+    // (connection lost...) fails the batch, which is retried.
+    for (const { offset, event } of events) {
+      try {
+        await tx.savepoint((sp) => applyEndpointEvents(sp, table, [event]))
+      } catch (error) {
+        if (!isDataError(error)) throw error
+        options.onPoison(offset, error)
+      }
     }
   }
   if (last === undefined) return undefined
@@ -69,7 +76,10 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
         // The group id names the schema: a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection.${schema}`,
         topics: [topic],
-        fromBeginning: true
+        fromBeginning: true,
+        // Batches are short database transactions, so a crashed member can be declared dead
+        // quickly and its partitions handed to the restarted process.
+        sessionTimeout: 10_000
       }).pipe(
         Stream.runForEach((consumed) =>
           Effect.gen(function*() {
