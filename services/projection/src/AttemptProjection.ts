@@ -1,9 +1,10 @@
-import { Db, query, type Tx } from "@orbit/db"
+import { Db, type Tx } from "@orbit/db"
 import { decodeDeliveryAttempted, type DeliveryAttempted, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient } from "@orbit/kafka"
-import { Cause, Context, Deferred, Effect, Layer, Schedule, Stream } from "effect"
+import { KafkaClient } from "@orbit/kafka"
+import { Context, Effect, Layer } from "effect"
 import type { KafkaMessage } from "kafkajs"
 import { readNextOffset, writeNextOffset } from "./OffsetStore.ts"
+import { runProjection } from "./ProjectionRunner.ts"
 
 export const ATTEMPTS_PROJECTION = "delivery_attempts"
 
@@ -130,60 +131,24 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
   static readonly layer = Layer.effect(
     AttemptProjection,
     Effect.gen(function*() {
-      const { sql, schema } = yield* Db
+      const { schema } = yield* Db
       const { topicPrefix } = yield* KafkaClient
-      const topic = topicsFor(topicPrefix).attempts.name
-
-      const handle = consumeBatches({
+      yield* runProjection({
+        name: "delivery-attempt projection",
         // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,
-        topics: [topic],
-        fromBeginning: true,
-        // Batches are short database transactions, so a crashed member can be declared dead
-        // quickly and its partitions handed to the restarted process.
-        sessionTimeout: 10_000
-      }).pipe(
-        Stream.runForEach((consumed) =>
-          Effect.gen(function*() {
-            const { batch } = consumed
-            const poison: Array<{ offset: string; error: string }> = []
-            const applied = yield* query(() =>
-              sql.begin((tx) =>
-                applyAttemptBatch({
-                  tx,
-                  projection: ATTEMPTS_PROJECTION,
-                  topic: batch.topic,
-                  partition: batch.partition,
-                  messages: batch.messages,
-                  onPoison: (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) })
-                })
-              )
-            )
-            for (const p of poison) {
-              yield* Effect.logWarning("skipped an unreadable delivery-attempt event", { topic, partition: batch.partition, ...p })
-            }
-            // Kafka's committed offset is only a hint for where to fetch; Postgres holds the truth.
-            yield* consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore)
-            yield* Effect.logDebug("applied delivery-attempt events", {
-              partition: batch.partition,
-              next: String(applied.next),
-              inserted: applied.inserted
-            })
-          }).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: () => Deferred.succeed(consumed.done, undefined),
-              // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
-              onFailure: (cause) =>
-                Effect.logError("delivery-attempt projection batch failed; it will be retried", cause).pipe(
-                  Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
-                )
-            })
-          )
-        )
-      )
-      yield* Effect.forkScoped(handle.pipe(Effect.retry(Schedule.spaced("1 second"))))
-      yield* Effect.logInfo("delivery-attempt projection started", { topic, schema })
+        topic: topicsFor(topicPrefix).attempts.name,
+        apply: (tx, batch, onPoison) =>
+          applyAttemptBatch({
+            tx,
+            projection: ATTEMPTS_PROJECTION,
+            topic: batch.topic,
+            partition: batch.partition,
+            messages: batch.messages,
+            onPoison
+          })
+      })
       return AttemptProjection.of({})
     })
   )

@@ -1,10 +1,11 @@
-import { Db, query, type Queryable, type Tx } from "@orbit/db"
+import { Db, type Queryable, type Tx } from "@orbit/db"
 import { decodeEndpointEvent, type EndpointEvent, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient } from "@orbit/kafka"
-import { Cause, Context, Deferred, Effect, Layer, Schedule, Stream } from "effect"
+import { KafkaClient } from "@orbit/kafka"
+import { Context, Effect, Layer } from "effect"
 import type { KafkaMessage } from "kafkajs"
 import { applyEndpointEvents } from "./EndpointTable.ts"
 import { OFFSETS_CHANNEL, readNextOffset, writeNextOffset } from "./OffsetStore.ts"
+import { runProjection } from "./ProjectionRunner.ts"
 
 export const PROJECTION = "endpoints"
 
@@ -68,64 +69,28 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
   static readonly layer = Layer.effect(
     EndpointProjection,
     Effect.gen(function*() {
-      const { sql, schema } = yield* Db
+      const { schema } = yield* Db
       const { topicPrefix } = yield* KafkaClient
-      const topic = topicsFor(topicPrefix).endpointEvents.name
-
-      const handle = consumeBatches({
+      yield* runProjection({
+        name: "endpoint projection",
         // The group id names the schema: a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection.${schema}`,
-        topics: [topic],
-        fromBeginning: true,
-        // Batches are short database transactions, so a crashed member can be declared dead
-        // quickly and its partitions handed to the restarted process.
-        sessionTimeout: 10_000
-      }).pipe(
-        Stream.runForEach((consumed) =>
-          Effect.gen(function*() {
-            const { batch } = consumed
-            const poison: Array<{ offset: string; error: string }> = []
-            const next = yield* query(() =>
-              sql.begin(async (tx) => {
-                await projectionLock(tx)
-                const next = await applyBatch({
-                  tx,
-                  projection: PROJECTION,
-                  table: "endpoints",
-                  topic: batch.topic,
-                  partition: batch.partition,
-                  messages: batch.messages,
-                  onPoison: (offset, error) => poison.push({ offset, error: String(error) })
-                })
-                if (next !== undefined) {
-                  await tx`SELECT pg_notify(${OFFSETS_CHANNEL}, ${`${batch.topic}|${batch.partition}|${next}`})`
-                }
-                return next
-              })
-            )
-            for (const p of poison) {
-              yield* Effect.logWarning("skipped an unreadable endpoint event", { topic, partition: batch.partition, ...p })
-            }
-            // Kafka's committed offset is only a hint for where to fetch; Postgres holds the truth.
-            yield* consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore)
-            yield* Effect.logDebug("applied endpoint events", { partition: batch.partition, next: String(next) })
-          }).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: () => Deferred.succeed(consumed.done, undefined),
-              // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
-              onFailure: (cause) =>
-                Effect.logError("projection batch failed; it will be retried", cause).pipe(
-                  Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
-                )
-            })
-          )
-        )
-      )
-      yield* Effect.forkScoped(handle.pipe(
-        Effect.tapCause((cause) => Effect.logWarning("endpoint consumer stopped; starting a new one", { cause: String(Cause.squash(cause)) })),
-        Effect.retry(Schedule.spaced("1 second"))
-      ))
-      yield* Effect.logInfo("endpoint projection started", { topic, schema })
+        topic: topicsFor(topicPrefix).endpointEvents.name,
+        apply: async (tx, batch, onPoison) => {
+          await projectionLock(tx)
+          const next = await applyBatch({
+            tx,
+            projection: PROJECTION,
+            table: "endpoints",
+            topic: batch.topic,
+            partition: batch.partition,
+            messages: batch.messages,
+            onPoison
+          })
+          // Read-your-writes: the API waits for this notification (ProjectionWatcher).
+          if (next !== undefined) await tx`SELECT pg_notify(${OFFSETS_CHANNEL}, ${`${batch.topic}|${batch.partition}|${next}`})`
+        }
+      })
       return EndpointProjection.of({})
     })
   )
