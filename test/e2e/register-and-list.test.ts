@@ -228,6 +228,8 @@ describe("GET, PUT, DELETE /api/v1/webhooks/{id}", () => {
 describe("operability", () => {
   it("serves health, readiness, the OpenAPI document and the reference page", async () => {
     expect((await platform.api("GET", "/healthz")).status).toBe(200)
+    // Readiness is probed in the background every second: wait for the writes above to be applied.
+    await platform.waitFor("ready", async () => (await platform.api("GET", "/readyz")).status === 200)
     const ready = await platform.api("GET", "/readyz")
     expect(ready.json).toMatchObject({ status: "ready", checks: { postgres: "ok", kafka: "ok", projection_lag: "0" } })
     const spec = await platform.api("GET", "/api/v1/openapi.json")

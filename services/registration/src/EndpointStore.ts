@@ -16,9 +16,7 @@ export interface EndpointResource {
   readonly updated_at: string
 }
 
-interface Row extends Omit<EndpointResource, "created_at" | "updated_at"> {
-  readonly created_at: Date
-  readonly updated_at: Date
+interface Row extends EndpointResource {
   /** Full-precision created_at, for cursors. */
   readonly created_key: string
 }
@@ -31,8 +29,8 @@ const toResource = (r: Row): EndpointResource => ({
   active: r.active,
   timeout_seconds: r.timeout_seconds,
   retry_policy: r.retry_policy,
-  created_at: r.created_at.toISOString(),
-  updated_at: r.updated_at.toISOString()
+  created_at: r.created_at,
+  updated_at: r.updated_at
 })
 
 export interface Page {
@@ -51,7 +49,10 @@ export class EndpointStore extends Context.Service<EndpointStore, {
     EndpointStore,
     Effect.gen(function*() {
       const { sql } = yield* Db
-      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy, created_at, updated_at,
+      // Timestamps leave Postgres already formatted as the API shows them (no Date round trip).
+      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+        to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
 
       const list = (scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined) =>

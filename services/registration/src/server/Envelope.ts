@@ -8,7 +8,11 @@ export const CurrentRequestId = Context.Reference<string>("@orbit/registration/C
   defaultValue: () => "req_unknown"
 })
 
-export const newRequestId = () => `req_${randomBytes(12).toString("base64url")}`
+// A random per-process prefix and a counter: unique across processes and restarts, and cheap
+// enough for every request (request ids need not be unguessable).
+const processPrefix = randomBytes(9).toString("base64url")
+let counter = 0
+export const newRequestId = () => `req_${processPrefix}${(counter++).toString(36)}`
 
 const meta = (requestId: string) => ({ request_id: requestId, timestamp: new Date().toISOString() })
 

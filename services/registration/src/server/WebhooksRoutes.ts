@@ -86,10 +86,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const list = Effect.fn("Webhooks.list")(function*(request: HttpServerRequest.HttpServerRequest) {
     const requestId = yield* CurrentRequestId
     const p = yield* authenticate(request, "read")
-    const url = new URL(request.url, "http://localhost")
-    const raw: Record<string, string | Array<string>> = {}
-    for (const [k, v] of url.searchParams) raw[k] = k in raw ? [raw[k]!, v].flat() : v
-    const q = yield* decodeStrict(ListEndpointsQuery, raw)
+    const q = request.url.includes("?") ? yield* decodeStrict(ListEndpointsQuery, queryOf(request)) : {}
     const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, p, q.cursor)
     if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
     const page = yield* store.list(p, q.limit ?? 25, after)
