@@ -11,7 +11,7 @@ export interface DecoupledConsumerOptions {
   readonly groupId: string
   readonly topics: ReadonlyArray<string>
   /** Starts handling a record; resolves once its outcome is durable. Rejecting leaves it uncommitted. */
-  readonly handle: (topic: string, message: KafkaMessage, signal: AbortSignal) => Promise<void>
+  readonly handle: (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal) => Promise<void>
   /**
    * Epoch ms before which `message` must not be taken, or undefined. The record's partition is
    * paused until then (and re-fetched from that record), so nothing behind it is taken either.
@@ -33,6 +33,41 @@ interface PartitionState {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Waits `ms`; rejects with `Abandoned` as soon as `signal` aborts (shutdown). */
+export const sleepUnlessAborted = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(new Abandoned())
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      reject(new Abandoned())
+    }
+    signal.addEventListener("abort", onAbort, { once: true })
+  })
+
+/**
+ * Runs `attempt` until it succeeds, backing off 200 ms → 5 s; gives up only when `signal` aborts
+ * (shutdown), with `Abandoned`, so the record stays uncommitted and is taken again later.
+ */
+export const untilDone = async <A>(
+  attempt: () => Promise<A>,
+  signal: AbortSignal,
+  onRetry: (error: unknown) => void
+): Promise<A> => {
+  for (let delay = 200;; delay = Math.min(delay * 2, 5_000)) {
+    try {
+      return await attempt()
+    } catch (error) {
+      if (signal.aborted) throw new Abandoned()
+      onRetry(error)
+      await sleepUnlessAborted(delay, signal)
+    }
+  }
+}
 
 /**
  * A kafkajs consumer whose callback only hands records to `handle` and returns: slow work (HTTP)
@@ -133,7 +168,7 @@ export class DecoupledConsumer {
       }
       const offset = BigInt(message.offset)
       tracker.start(offset)
-      const work: Promise<void> = this.options.handle(batch.topic, message, this.shutdown.signal).then(
+      const work: Promise<void> = this.options.handle(batch.topic, batch.partition, message, this.shutdown.signal).then(
         () => tracker.finish(offset),
         (error: unknown) => {
           if (!(error instanceof Abandoned)) this.options.onError?.("record handler failed; left uncommitted", error)

@@ -1,8 +1,7 @@
-import { SecretBox } from "@orbit/crypto"
-import { signDelivery } from "@orbit/crypto"
+import { SecretBox, signDelivery, signingKey, type SigningKey } from "@orbit/crypto"
 import type { DeliveryTask, Endpoint, AttemptErrorClass } from "@orbit/domain"
 import { ExtraCaConfig, isSsrfBlocked, makePinnedDispatcher, NetGuardPolicy, Resolver } from "@orbit/net-guard"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer } from "effect"
 import { type Dispatcher, request } from "undici"
 import { type AttemptResult, parseRetryAfter } from "./RetrySchedule.ts"
 
@@ -13,7 +12,7 @@ export const USER_AGENT = "Devotel-Webhooks/1.0"
 /** The headers of one attempt (API.md §7), signature included. */
 export const deliveryHeaders = (input: {
   readonly task: DeliveryTask
-  readonly secrets: ReadonlyArray<string>
+  readonly secrets: ReadonlyArray<string | SigningKey>
   readonly timestamp: number
 }): Record<string, string> => ({
   "content-type": "application/json; charset=utf-8",
@@ -91,14 +90,7 @@ export const postWebhook = async (input: {
     const status = response.statusCode
     // Read a bounded prefix so the connection can be reused; a longer body closes it.
     try {
-      let read = 0
-      for await (const chunk of response.body) {
-        read += (chunk as Buffer).length
-        if (read > MAX_RESPONSE_BYTES) {
-          response.body.destroy()
-          break
-        }
-      }
+      await response.body.dump({ limit: MAX_RESPONSE_BYTES, signal: controller.signal })
     } catch {
       if (controller.signal.aborted) return timedOut(status)
       // A body cut short after a complete status line: the status still decides.
@@ -124,12 +116,26 @@ export const postWebhook = async (input: {
   }
 }
 
+/** Prepared signing keys per secret box, so a hot endpoint is not decrypted and keyed per attempt. */
+const MAX_CACHED_KEYS = 10_000
+
+const signingFailure: AttemptResult = {
+  ok: false,
+  httpStatus: null,
+  durationMs: 0,
+  errorClass: "signing",
+  errorMessage: "the endpoint secret cannot be decrypted with the configured key ring",
+  retryAfterSeconds: undefined
+}
+
 /**
  * Makes one signed delivery attempt. Signs with the endpoint's current secret, and its previous
  * secret while the rotation grace window lasts; sends through the SSRF-pinned connector.
  */
 export class Deliverer extends Context.Service<Deliverer, {
   attempt(task: DeliveryTask, endpoint: Endpoint): Effect.Effect<AttemptResult>
+  /** The same as a promise that never rejects (the per-delivery hot path runs outside Effect). */
+  attemptNow(task: DeliveryTask, endpoint: Endpoint): Promise<AttemptResult>
 }>()("@orbit/dispatcher/Deliverer") {
   /** Needs SecretBox, NetGuardPolicy and Resolver; reads ORBIT_EXTRA_CA_FILE. */
   static readonly layer = Layer.effect(
@@ -144,34 +150,43 @@ export class Deliverer extends Context.Service<Deliverer, {
         (agent) => Effect.promise(() => agent.destroy().catch(() => undefined))
       )
 
-      const secretsOf = Effect.fn("Deliverer.secretsOf")(function*(endpoint: Endpoint, now: number) {
-        const current = yield* box.decrypt(endpoint.secret_box)
+      // Decrypted secrets live only as HMAC KeyObjects in this process's memory, like the key ring.
+      const keys = new Map<string, SigningKey>()
+      const keyOf = (secretBox: string): SigningKey | undefined => {
+        const cached = keys.get(secretBox)
+        if (cached !== undefined) return cached
+        const opened = Effect.runSyncExit(box.decrypt(secretBox))
+        if (Exit.isFailure(opened)) return undefined
+        if (keys.size >= MAX_CACHED_KEYS) keys.clear()
+        const key = signingKey(opened.value)
+        keys.set(secretBox, key)
+        return key
+      }
+
+      const secretsOf = (endpoint: Endpoint, now: number): ReadonlyArray<SigningKey> | undefined => {
+        const current = keyOf(endpoint.secret_box)
+        if (current === undefined) return undefined
         const inGrace = endpoint.previous_secret_box !== null && endpoint.previous_expires_at !== null &&
           Date.parse(endpoint.previous_expires_at) > now
         if (!inGrace) return [current]
-        return [current, yield* box.decrypt(endpoint.previous_secret_box!)]
-      })
+        const previous = keyOf(endpoint.previous_secret_box!)
+        return previous === undefined ? undefined : [current, previous]
+      }
 
-      const attempt = Effect.fn("Deliverer.attempt")(function*(task: DeliveryTask, endpoint: Endpoint) {
+      const attemptNow = (task: DeliveryTask, endpoint: Endpoint): Promise<AttemptResult> => {
         const now = Date.now()
-        const secrets = yield* secretsOf(endpoint, now).pipe(Effect.option)
-        if (secrets._tag === "None") {
-          return {
-            ok: false,
-            httpStatus: null,
-            durationMs: 0,
-            errorClass: "signing" as const,
-            errorMessage: "the endpoint secret cannot be decrypted with the configured key ring",
-            retryAfterSeconds: undefined
-          }
-        }
-        const headers = deliveryHeaders({ task, secrets: secrets.value, timestamp: Math.floor(now / 1000) })
-        return yield* Effect.promise(() =>
-          postWebhook({ dispatcher, url: endpoint.url, body: task.body, headers, timeoutMs: endpoint.timeout_seconds * 1000 })
-        )
-      })
+        const secrets = secretsOf(endpoint, now)
+        if (secrets === undefined) return Promise.resolve(signingFailure)
+        const headers = deliveryHeaders({ task, secrets, timestamp: Math.floor(now / 1000) })
+        return postWebhook({ dispatcher, url: endpoint.url, body: task.body, headers, timeoutMs: endpoint.timeout_seconds * 1000 })
+      }
 
-      return Deliverer.of({ attempt })
+      return Deliverer.of({
+        attempt: Effect.fn("Deliverer.attempt")((task: DeliveryTask, endpoint: Endpoint) =>
+          Effect.promise(() => attemptNow(task, endpoint))
+        ),
+        attemptNow
+      })
     })
   )
 }

@@ -12,27 +12,13 @@ import {
 import { KafkaClient, type TopicMessages } from "@orbit/kafka"
 import { Context, Effect, Layer, Schedule } from "effect"
 import type { KafkaMessage } from "kafkajs"
-import { Abandoned, DecoupledConsumer } from "./DecoupledConsumer.ts"
+import { Abandoned, DecoupledConsumer, sleepUnlessAborted, untilDone } from "./DecoupledConsumer.ts"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
 import { KeyedLimiter } from "./KeyedLimiter.ts"
 import { Publisher } from "./Publisher.ts"
 import { planAfterAttempt, ripeAt, tierFor } from "./RetrySchedule.ts"
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(new Abandoned())
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort)
-      resolve()
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(t)
-      reject(new Abandoned())
-    }
-    signal.addEventListener("abort", onAbort, { once: true })
-  })
 
 /**
  * Takes delivery tasks from `webhooks.deliveries` and the retry tiers, makes the attempts in an
@@ -63,17 +49,8 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
 
       /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
-      const durably = async <A>(what: string, effect: Effect.Effect<A, unknown>, signal: AbortSignal): Promise<A> => {
-        for (let delay = 200;; delay = Math.min(delay * 2, 5_000)) {
-          try {
-            return await run(effect)
-          } catch (error) {
-            if (signal.aborted) throw new Abandoned()
-            log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) })
-            await sleep(delay, signal)
-          }
-        }
-      }
+      const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
+        untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
 
       const toTier = (task: DeliveryTask, remainingMs: number): TopicMessages => ({
         topic: (tierFor(tiers, remainingMs) ?? tiers[0]!).topic,
@@ -86,14 +63,14 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         if (remaining > 0) {
           // Not due: park it in a tier (durable) or, under the shortest tier, wait here.
           if (tierFor(tiers, remaining) !== undefined) {
-            return durably("parking a task", publisher.publish([toTier(task, remaining)]), signal)
+            return durably("parking a task", () => publisher.send([toTier(task, remaining)]), signal)
           }
-          await sleep(remaining, signal)
+          await sleepUnlessAborted(remaining, signal)
         }
         let endpoint = index.get(task.endpoint_id)
         if (endpoint === undefined) {
           // Maybe registered a moment ago and not yet seen by this process's index.
-          await durably("endpoint index sync", index.sync(takenAt), signal)
+          await durably("endpoint index sync", () => run(index.sync(takenAt)), signal)
           endpoint = index.get(task.endpoint_id)
         }
         if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type)) {
@@ -107,7 +84,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         const target = endpoint
         const result = await limiter.run(target.id, () => {
           if (signal.aborted) return Promise.reject(new Abandoned())
-          return run(deliverer.attempt(task, target))
+          return deliverer.attemptNow(task, target)
         })
         const now = Date.now()
         const plan = planAfterAttempt({
@@ -126,12 +103,12 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         if (plan.dead !== undefined) {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
-        await durably("recording an attempt", publisher.publish(out), signal)
+        await durably("recording an attempt", () => publisher.send(out), signal)
       }
 
       // A record fetched again (rebalance back to us) while its first copy is still running joins it.
       const running = new Map<string, Promise<void>>()
-      const handle = (_topic: string, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
+      const handle = (_topic: string, _partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         let task: DeliveryTask
         try {
           task = decodeDeliveryTask(message.value?.toString("utf8") ?? "")

@@ -1,6 +1,6 @@
 import { SecretBox } from "@orbit/crypto"
 import { topicsFor } from "@orbit/domain"
-import { KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
+import { KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
 import { Effect, Layer, Schedule } from "effect"
 import { Deliverer } from "./Deliverer.ts"
@@ -28,7 +28,6 @@ export const DispatcherTopics = Layer.effectDiscard(
  */
 export const DispatcherLive = Layer.mergeAll(FanOut.layer, DeliveryWorker.layer).pipe(
   Layer.provide(Layer.mergeAll(EndpointIndex.layer, Publisher.layer, Deliverer.layer)),
-  Layer.provide(Producer.layer()),
   Layer.provide(DispatcherTopics),
   Layer.provide(TopicAdmin.layer)
 )

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto"
 import { decodeEndpointEvent, type Endpoint, evolve, type Mode, subscribes, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient, type KafkaUnavailable, TopicAdmin } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, KafkaUnavailable, TopicAdmin } from "@orbit/kafka"
 import { Context, Deferred, Effect, Layer, Schedule, Schema, Stream } from "effect"
 
 /** How long a caller waits for the index to catch up before giving up (and retrying later). */
-const SYNC_TIMEOUT = "10 seconds"
+const SYNC_TIMEOUT_MS = 10_000
 
 export class SyncTimeout extends Schema.TaggedError<SyncTimeout>()("SyncTimeout", {
   message: Schema.String
@@ -58,12 +58,19 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  * group unique to this process, never committed). Readers call `sync(t)` to wait until the index
  * includes every endpoint event appended before time `t`: an endpoint whose registration returned
  * 201 before an event was published is then guaranteed to be matched.
+ *
+ * One measurement of the topic's end offsets serves every caller whose `t` is not later than the
+ * moment it was taken: at most one is in flight, callers that arrive meanwhile share the next one,
+ * and once a measurement is reached, callers with an earlier `t` return at once. So the broker sees
+ * about one offsets request per round trip however many batches arrive.
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined
   matching(tenantId: string, mode: Mode, type: string): ReadonlyArray<Endpoint>
   /** Waits until the index has applied the topic up to its end offsets measured at or after `sinceMs`. */
   sync(sinceMs: number): Effect.Effect<void, KafkaUnavailable | SyncTimeout>
+  /** The same as a promise (rejects with KafkaUnavailable or SyncTimeout). */
+  syncNow(sinceMs: number): Promise<void>
 }>()("@orbit/dispatcher/EndpointIndex") {
   /** Built once the index has caught up with the topic as it was at start. */
   static readonly layer = Layer.effect(
@@ -71,18 +78,22 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
     Effect.gen(function*() {
       const { topicPrefix } = yield* KafkaClient
       const admin = yield* TopicAdmin
+      const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topic = topicsFor(topicPrefix).endpointEvents.name
       const table = new EndpointTable()
       /** Next offset to apply, per partition. */
       const applied = new Map<number, bigint>()
-      const waiters = new Set<{ readonly target: ReadonlyArray<{ partition: number; offset: string }>; readonly done: Deferred.Deferred<void> }>()
-      const reached = (target: ReadonlyArray<{ partition: number; offset: string }>) =>
-        target.every((t) => (applied.get(t.partition) ?? 0n) >= BigInt(t.offset))
-      const wake = Effect.suspend(() =>
-        Effect.forEach([...waiters], (w) =>
-          reached(w.target)
-            ? Effect.sync(() => waiters.delete(w)).pipe(Effect.andThen(Deferred.succeed(w.done, undefined)))
-            : Effect.void, { discard: true }))
+      type Target = ReadonlyArray<{ partition: number; offset: string }>
+      const waiters = new Set<{ readonly target: Target; readonly done: () => void }>()
+      const reached = (target: Target) => target.every((t) => (applied.get(t.partition) ?? 0n) >= BigInt(t.offset))
+      const wake = () => {
+        for (const w of waiters) {
+          if (reached(w.target)) {
+            waiters.delete(w)
+            w.done()
+          }
+        }
+      }
 
       const consume = consumeBatches({
         groupId: `${topicPrefix}orbit-dispatcher-index.${randomUUID()}`,
@@ -103,7 +114,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
               }
             }
             applied.set(batch.partition, BigInt(batch.lastOffset()) + 1n)
-            yield* wake
+            wake()
             yield* Deferred.succeed(done, undefined)
           })
         )
@@ -115,40 +126,62 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
         )
       )
 
-      let barrier: { readonly measuredAt: number; readonly wait: Effect.Effect<void, KafkaUnavailable | SyncTimeout> } | undefined
-      const makeBarrier = (measuredAt: number) =>
-        Effect.gen(function*() {
-          const target = yield* admin.endOffsets(topic)
-          const done = yield* Deferred.make<void>()
-          const waiter = { target, done }
-          // Check and register in one step, so a batch applied in between cannot be missed.
-          const already = yield* Effect.sync(() => {
-            if (reached(target)) return true
-            waiters.add(waiter)
-            return false
-          })
-          if (already) return
-          yield* Deferred.await(done).pipe(
-            Effect.timeoutOrElse({
-              duration: SYNC_TIMEOUT,
-              orElse: () => Effect.fail(new SyncTimeout({ message: `endpoint index did not catch up within ${SYNC_TIMEOUT}` }))
-            }),
-            Effect.ensuring(Effect.sync(() => waiters.delete(waiter)))
-          )
+      /** Measures the end offsets now, then waits until the index has applied them. */
+      const barrier = async (): Promise<void> => {
+        const target = await run(admin.endOffsets(topic))
+        if (reached(target)) return
+        await new Promise<void>((resolve, reject) => {
+          const waiter = {
+            target,
+            done: () => {
+              clearTimeout(timer)
+              resolve()
+            }
+          }
+          const timer = setTimeout(() => {
+            waiters.delete(waiter)
+            reject(new SyncTimeout({ message: `endpoint index did not catch up within ${SYNC_TIMEOUT_MS / 1000} seconds` }))
+          }, SYNC_TIMEOUT_MS)
+          waiters.add(waiter)
         })
+      }
 
-      // Concurrent callers share one barrier when it was measured late enough for them.
-      const sync = Effect.fn("EndpointIndex.sync")(function*(sinceMs: number) {
-        if (barrier === undefined || barrier.measuredAt < sinceMs) {
-          const measuredAt = Date.now()
-          const wait = yield* Effect.cached(makeBarrier(measuredAt))
-          barrier = { measuredAt, wait }
-        }
-        const current = barrier
-        yield* current.wait.pipe(
-          Effect.tapError(() => Effect.sync(() => { if (barrier === current) barrier = undefined }))
-        )
-      })
+      /** Start time of the newest measurement known to be reached. */
+      let reachedAt = Number.NEGATIVE_INFINITY
+      let inflight: { readonly startedAt: number; readonly done: Promise<void> } | undefined
+      let next: Promise<void> | undefined
+      const start = (): Promise<void> => {
+        const startedAt = Date.now()
+        const done = barrier().then(() => {
+          reachedAt = Math.max(reachedAt, startedAt)
+        })
+        const current = { startedAt, done }
+        inflight = current
+        void done.finally(() => {
+          if (inflight === current) inflight = undefined
+        }).catch(() => undefined)
+        return done
+      }
+
+      // Strictly later: a measurement started in the same millisecond as `sinceMs` may predate it.
+      const syncNow = (sinceMs: number): Promise<void> => {
+        if (reachedAt > sinceMs) return Promise.resolve()
+        if (inflight === undefined) return start()
+        if (inflight.startedAt > sinceMs) return inflight.done
+        // The one in flight was measured too early for this caller: share the next one.
+        next ??= inflight.done.catch(() => undefined).then(() => {
+          next = undefined
+          return start()
+        })
+        return next
+      }
+
+      const sync = Effect.fn("EndpointIndex.sync")((sinceMs: number) =>
+        Effect.tryPromise({
+          try: () => syncNow(sinceMs),
+          catch: (e) => e instanceof SyncTimeout || e instanceof KafkaUnavailable ? e : new SyncTimeout({ message: String(e) })
+        })
+      )
 
       const started = Date.now()
       yield* sync(started).pipe(
@@ -160,9 +193,9 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       return EndpointIndex.of({
         get: (id) => table.get(id),
         matching: (tenantId, mode, type) => table.matching(tenantId, mode, type),
-        sync
+        sync,
+        syncNow
       })
     })
   )
 }
-

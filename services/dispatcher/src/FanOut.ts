@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto"
 import { type DeliveryTask, deliveryIdFor, encodeDeliveryTask, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient, type TopicMessages } from "@orbit/kafka"
-import { Cause, Context, Deferred, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { KafkaClient, type TopicMessages } from "@orbit/kafka"
+import { Context, Effect, Layer, Option, Schedule } from "effect"
 import type { IHeaders, KafkaMessage } from "kafkajs"
+import { DecoupledConsumer, untilDone } from "./DecoupledConsumer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
 import { Publisher } from "./Publisher.ts"
@@ -71,63 +72,69 @@ export const fanOutBatch = (input: {
 
 /**
  * Consumes the source topics and produces one delivery task per (event, subscribed endpoint).
- * A batch's offset is committed only after its tasks (and invalid copies) are acknowledged.
+ * A record's offset is committed only after its tasks (or invalid copy) are acknowledged.
+ *
+ * The kafkajs callback only hands records out (`DecoupledConsumer`), so fetching the next batch
+ * overlaps with the index sync and the produce of the previous ones, and offsets are committed
+ * in the background (every 200 ms) rather than one round trip per batch. Records of one batch
+ * share one index sync and, through the `Publisher`, one produce request.
  */
-export class FanOut extends Context.Service<FanOut, {}>()("@orbit/dispatcher/FanOut") {
+export class FanOut extends Context.Service<FanOut, {
+  /** Source records taken and not yet fanned out durably. */
+  readonly outstanding: () => number
+}>()("@orbit/dispatcher/FanOut") {
   static readonly layer = Layer.effect(
     FanOut,
     Effect.gen(function*() {
-      const { topicPrefix } = yield* KafkaClient
+      const { kafka, topicPrefix } = yield* KafkaClient
       const config = yield* DispatcherConfig
       const index = yield* EndpointIndex
       const publisher = yield* Publisher
+      const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topics = topicsFor(topicPrefix)
       const sourceTopics = Option.getOrElse(config.sourceTopics, () => [topics.sourceEvents.name])
+      const outTopics = { deliveries: topics.deliveries.name, invalid: topics.invalidEvents.name }
+      const warn = (message: string, extra: Record<string, unknown>) => void run(Effect.logWarning(message, extra))
 
-      const stream = consumeBatches({
+      const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
+        // Every endpoint event appended before this record arrived is in the index after this.
+        const arrived = Date.now()
+        await untilDone(() => index.syncNow(arrived), signal, (error) =>
+          warn("endpoint index sync failed; retrying", { error: String(error).slice(0, 300) }))
+        const { out, invalid } = fanOutBatch({
+          topic,
+          partition,
+          messages: [message],
+          topics: outTopics,
+          matching: index.matching,
+          now: Date.now()
+        })
+        await untilDone(() => publisher.send(out, "tasks"), signal, (error) =>
+          warn("producing delivery tasks failed; retrying", { error: String(error).slice(0, 300) }))
+        if (invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
+      }
+
+      const consumer = new DecoupledConsumer({
+        kafka,
         groupId: `${topicPrefix}orbit-dispatcher-fanout`,
         topics: sourceTopics,
-        fromBeginning: true,
-        partitionsConsumedConcurrently: 6,
-        sessionTimeout: config.sessionTimeoutMs
-      }).pipe(
-        Stream.mapEffect((consumed) =>
-          Effect.gen(function*() {
-            const { batch } = consumed
-            // Every endpoint event appended before this batch arrived is in the index after this.
-            yield* index.sync(Date.now())
-            const { out, tasks, invalid } = fanOutBatch({
-              topic: batch.topic,
-              partition: batch.partition,
-              messages: batch.messages,
-              topics: { deliveries: topics.deliveries.name, invalid: topics.invalidEvents.name },
-              matching: index.matching,
-              now: Date.now()
-            })
-            yield* publisher.publish(out).pipe(
-              Effect.retry({ schedule: Schedule.spaced("500 millis"), times: 20 })
-            )
-            if (invalid > 0) yield* Effect.logWarning("moved invalid source records", { topic: batch.topic, partition: batch.partition, count: invalid })
-            yield* consumed.commit((BigInt(batch.lastOffset()) + 1n).toString())
-            yield* Effect.logDebug("fanned out", { partition: batch.partition, records: batch.messages.length, tasks })
-          }).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: () => Deferred.succeed(consumed.done, undefined),
-              // kafkajs fetches the batch again after a back-off; nothing was committed.
-              onFailure: (cause) =>
-                Effect.logError("fan-out batch failed; it will be retried", cause).pipe(
-                  Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
-                )
-            })
-          ), { concurrency: 6, unordered: true }),
-        Stream.runDrain
+        handle,
+        maxOutstanding: config.maxBuffered,
+        sessionTimeoutMs: config.sessionTimeoutMs,
+        onError: (message, error) => warn(message, { error: String(error).slice(0, 300) })
+      })
+      yield* Effect.acquireRelease(
+        Effect.tryPromise(() => consumer.start()).pipe(
+          Effect.tapError((e) => Effect.logWarning("fan-out consumer cannot start yet; retrying", { error: String(e) })),
+          Effect.retry(Schedule.spaced("1 second"))
+        ),
+        () =>
+          Effect.logInfo("fan-out stopping", { outstanding: consumer.outstanding }).pipe(
+            Effect.andThen(Effect.promise(() => consumer.stop(config.shutdownGraceMs)))
+          )
       )
-      yield* Effect.forkScoped(stream.pipe(
-        Effect.tapError((e) => Effect.logWarning("fan-out consumer failed; restarting", { error: String(e) })),
-        Effect.retry(Schedule.spaced("1 second"))
-      ))
       yield* Effect.logInfo("fan-out started", { sourceTopics })
-      return FanOut.of({})
+      return FanOut.of({ outstanding: () => consumer.outstanding })
     })
   )
 }

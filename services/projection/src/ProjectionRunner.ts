@@ -37,7 +37,12 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
           const { batch } = consumed
           const poison: Array<{ offset: string; error: string }> = []
           yield* query(() =>
-            sql.begin((tx) => options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) })))
+            sql.begin(async (tx) => {
+              // No WAL flush wait: a read model is rebuildable from Kafka, and its rows and offsets
+              // commit atomically, so a commit lost in a Postgres crash is simply applied again.
+              await tx`SET LOCAL synchronous_commit = off`
+              return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }))
+            })
           )
           for (const p of poison) {
             yield* Effect.logWarning(`${options.name}: skipped an unreadable record`, { partition: batch.partition, ...p })

@@ -58,9 +58,16 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
       const topic = topicsFor(topicPrefix).endpointEvents.name
 
       const append = Effect.fn("EndpointCommands.append")(function*(event: EndpointEvent) {
+        const started = performance.now()
         const [meta] = yield* producer.send(topic, [{ key: event.endpoint_id, value: encodeEndpointEvent(event) }])
         if (meta?.baseOffset === undefined) return
+        const produced = performance.now()
         const applied = yield* watcher.waitForOffset(meta.topicName, meta.partition, BigInt(meta.baseOffset), READ_YOUR_WRITES_TIMEOUT_MS)
+        yield* Effect.logDebug("endpoint event appended", {
+          event_id: event.event_id,
+          produce_ms: Math.round(produced - started),
+          projection_wait_ms: Math.round(performance.now() - produced)
+        })
         if (!applied) {
           yield* Effect.logWarning("projection did not apply a write in time", { event_id: event.event_id })
         }
