@@ -3,10 +3,15 @@ import { Cause, Config, Effect, Layer, Logger, References } from "effect"
 
 const LogLevel = Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault("Info"))
 
-/** One JSON object per log line on stdout; `LOG_LEVEL` sets the minimum level. */
+/**
+ * One JSON object per log line on stdout; `LOG_LEVEL` sets the minimum level. Spans (from
+ * `Effect.fn`) are recorded only with `ORBIT_TRACING=true`: no tracer exporter is configured, so
+ * otherwise they would cost every request without anyone reading them.
+ */
 export const JsonLogging = Layer.mergeAll(
   Logger.layer([Logger.consoleJson]),
-  Layer.effect(References.MinimumLogLevel, LogLevel)
+  Layer.effect(References.MinimumLogLevel, LogLevel),
+  Layer.effect(References.TracerEnabled, Config.Boolean("ORBIT_TRACING").pipe(Config.withDefault(false)))
 ).pipe(Layer.orDie)
 
 /**
