@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { createHmac, type KeyObject, timingSafeEqual } from "node:crypto"
 
 /** A position in a newest-first listing: the last item of the previous page. */
 export interface CursorPosition {
@@ -17,12 +17,12 @@ export interface CursorScope {
  * Opaque, tamper-evident cursors: base64url(JSON) + "." + HMAC over the payload and the caller's
  * scope. A cursor edited by hand, or replayed by another tenant or mode, fails verification.
  */
-export const encodeCursor = (key: Uint8Array, scope: CursorScope, position: CursorPosition): string => {
+export const encodeCursor = (key: KeyObject | Uint8Array, scope: CursorScope, position: CursorPosition): string => {
   const payload = Buffer.from(JSON.stringify([position.createdAt, position.id])).toString("base64url")
   return `${payload}.${mac(key, scope, payload)}`
 }
 
-export const decodeCursor = (key: Uint8Array, scope: CursorScope, cursor: string): CursorPosition | undefined => {
+export const decodeCursor = (key: KeyObject | Uint8Array, scope: CursorScope, cursor: string): CursorPosition | undefined => {
   if (cursor.length > 512) return undefined
   const [payload, tag, ...rest] = cursor.split(".")
   if (payload === undefined || tag === undefined || rest.length > 0) return undefined
@@ -40,7 +40,7 @@ export const decodeCursor = (key: Uint8Array, scope: CursorScope, cursor: string
   }
 }
 
-const mac = (key: Uint8Array, scope: CursorScope, payload: string) =>
+const mac = (key: KeyObject | Uint8Array, scope: CursorScope, payload: string) =>
   createHmac("sha256", key)
     .update(`${scope.tenantId}\u0000${scope.mode}\u0000${scope.resource === undefined ? "" : `${scope.resource}\u0000`}${payload}`)
     .digest("base64url")
