@@ -4,6 +4,7 @@ import { once } from "node:events"
 import net from "node:net"
 import path from "node:path"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
+import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -109,10 +110,17 @@ export const startPlatform = async (options: {
     return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined, text }
   }
 
+  /** Stops the services, then removes this run's schema and topics so runs never pile up. */
   const close = async () => {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
     await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
     await sql.end()
+    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: env.KAFKA_BROKERS?.split(",") ?? ["127.0.0.1:9092"], logLevel: logLevel.NOTHING }).admin()
+    await admin.connect().then(async () => {
+      const mine = (await admin.listTopics()).filter((t) => t.startsWith(`${id}_`))
+      if (mine.length > 0) await admin.deleteTopics({ topics: mine })
+    }).catch(() => undefined)
+    await admin.disconnect().catch(() => undefined)
   }
 
   return { id, env, baseUrl, sql, start, stop, ready, waitFor, createKey, api, logs, close, topicPrefix: `${id}_` }
