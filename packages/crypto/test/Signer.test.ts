@@ -5,6 +5,7 @@ import { generateWebhookSecret, isWhsecSecret, standardWebhooksSecret } from "..
 import {
   devotelSignature,
   signDelivery,
+  signingKey,
   standardWebhooksSignature,
   verifyDevotelSignature
 } from "../src/Signer.ts"
@@ -138,5 +139,14 @@ describe("signDelivery", () => {
       "webhook-signature": standardWebhooksSignature({ secrets: ["s1", "s0"], msgId: "evt_abc", timestamp: t, body })
     })
     expect(headers["webhook-signature"]).toMatch(/^v1,[A-Za-z0-9+/]{43}= v1,[A-Za-z0-9+/]{43}=$/)
+  })
+})
+
+describe("signingKey", () => {
+  it("signs exactly like the secret strings it was prepared from (whsec_ and free-form)", () => {
+    const t = 1_700_000_000
+    const secrets = [generateWebhookSecret(), "a caller-chosen secret, sécret"]
+    expect(signDelivery({ secrets: secrets.map(signingKey), eventId: "evt_k", timestamp: t, body }))
+      .toEqual(signDelivery({ secrets, eventId: "evt_k", timestamp: t, body }))
   })
 })

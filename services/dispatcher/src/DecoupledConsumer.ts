@@ -23,6 +23,8 @@ export interface DecoupledConsumerOptions {
   readonly commitIntervalMs?: number
   readonly sessionTimeoutMs?: number
   readonly onError?: (message: string, error: unknown) => void
+  /** Called on every (re)join of the group: a rebalance shows up as another call. */
+  readonly onJoin?: (info: { readonly groupId: string; readonly memberId: string; readonly partitions: number }) => void
 }
 
 interface PartitionState {
@@ -96,8 +98,11 @@ export class DecoupledConsumer {
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5_000 }
     })
     // A new generation fetches from the committed offsets; old trackers must not commit for it.
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
       this.trackers = new Map()
+      const { groupId, memberId, memberAssignment } = event.payload
+      const partitions = Object.values(memberAssignment).reduce((n, ps) => n + ps.length, 0)
+      options.onJoin?.({ groupId, memberId, partitions })
     })
   }
 
@@ -105,7 +110,11 @@ export class DecoupledConsumer {
     return this.inflight.size
   }
 
+  private started = false
+
+  /** Joins the group and starts fetching; a second call after success does nothing. */
   async start(): Promise<void> {
+    if (this.started) return
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.options.topics], fromBeginning: true })
     await this.consumer.run({
@@ -115,6 +124,7 @@ export class DecoupledConsumer {
       eachBatch: (payload) => this.eachBatch(payload)
     })
     this.commitTimer = setInterval(() => void this.commit(), this.options.commitIntervalMs ?? 200)
+    this.started = true
   }
 
   /** Stops taking records, waits up to `graceMs` for in-flight ones, commits, leaves the group. */

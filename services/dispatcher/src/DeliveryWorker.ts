@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto"
 import {
   decodeDeliveryTask,
   type DeliveryTask,
-  encodeDeliveryAttempted,
   encodeDeliveryDeadLettered,
   encodeDeliveryTask,
   retryTiersOf,
@@ -16,6 +15,7 @@ import { Abandoned, DecoupledConsumer, sleepUnlessAborted, untilDone } from "./D
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
+import { attemptedJson } from "./FastJson.ts"
 import { KeyedLimiter } from "./KeyedLimiter.ts"
 import { Publisher } from "./Publisher.ts"
 import { planAfterAttempt, ripeAt, tierFor } from "./RetrySchedule.ts"
@@ -97,7 +97,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         })
         const out: Array<TopicMessages> = [{
           topic: topics.attempts.name,
-          messages: [{ key: task.endpoint_id, value: encodeDeliveryAttempted(plan.attempted) }]
+          messages: [{ key: task.endpoint_id, value: attemptedJson(plan.attempted) }]
         }]
         if (plan.retry !== undefined) out.push(toTier(plan.retry, Date.parse(plan.retry.not_before) - now))
         if (plan.dead !== undefined) {
@@ -124,31 +124,40 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         return work
       }
 
-      const consumer = new DecoupledConsumer({
-        kafka,
-        groupId: `${topicPrefix}orbit-dispatcher-delivery`,
-        topics: [topics.deliveries.name, ...tiers.map((t) => t.topic)],
-        handle,
-        notBefore: (topic, message) => {
-          const tier = tierByTopic.get(topic)
-          return tier === undefined ? undefined : ripeAt(tier, Number(message.timestamp))
-        },
-        maxOutstanding: config.maxBuffered,
-        sessionTimeoutMs: config.sessionTimeoutMs,
-        onError: (message, error) => log("Warning", message, { error: String(error).slice(0, 300) })
-      })
+      // Two groups: first attempts (latency matters, 6 partitions per fetch) and the retry tiers
+      // (42 mostly idle or paused partitions that would otherwise ride along in every hot fetch).
+      const consumerFor = (group: string, consumed: ReadonlyArray<string>) =>
+        new DecoupledConsumer({
+          kafka,
+          groupId: `${topicPrefix}${group}`,
+          topics: consumed,
+          handle,
+          notBefore: (topic, message) => {
+            const tier = tierByTopic.get(topic)
+            return tier === undefined ? undefined : ripeAt(tier, Number(message.timestamp))
+          },
+          maxOutstanding: config.maxBuffered,
+          sessionTimeoutMs: config.sessionTimeoutMs,
+          onError: (message, error) => log("Warning", message, { error: String(error).slice(0, 300) }),
+          onJoin: (info) => log("Info", "consumer group joined", info)
+        })
+      const consumers = [
+        consumerFor("orbit-dispatcher-delivery", [topics.deliveries.name]),
+        consumerFor("orbit-dispatcher-retry", tiers.map((t) => t.topic))
+      ]
+      const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)
       yield* Effect.acquireRelease(
-        Effect.tryPromise(() => consumer.start()).pipe(
+        Effect.tryPromise(() => Promise.all(consumers.map((c) => c.start()))).pipe(
           Effect.tapError((e) => Effect.logWarning("delivery consumer cannot start yet; retrying", { error: String(e) })),
           Effect.retry(Schedule.spaced("1 second"))
         ),
         () =>
-          Effect.logInfo("delivery worker stopping", { outstanding: consumer.outstanding }).pipe(
-            Effect.andThen(Effect.promise(() => consumer.stop(config.shutdownGraceMs)))
+          Effect.logInfo("delivery worker stopping", { outstanding: outstanding() }).pipe(
+            Effect.andThen(Effect.promise(() => Promise.all(consumers.map((c) => c.stop(config.shutdownGraceMs)))))
           )
       )
       yield* Effect.logInfo("delivery worker started", { concurrency: config.concurrency, perEndpoint: config.perEndpointConcurrency })
-      return DeliveryWorker.of({ outstanding: () => consumer.outstanding })
+      return DeliveryWorker.of({ outstanding })
     })
   )
 }

@@ -1,10 +1,18 @@
 import { randomUUID } from "node:crypto"
 import { decodeEndpointEvent, type Endpoint, evolve, type Mode, subscribes, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient, KafkaUnavailable, TopicAdmin } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, KafkaUnavailable } from "@orbit/kafka"
 import { Context, Deferred, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { makeEndOffsets } from "./EndOffsets.ts"
 
 /** How long a caller waits for the index to catch up before giving up (and retrying later). */
 const SYNC_TIMEOUT_MS = 10_000
+
+/**
+ * Back-to-back measurements start at least this far apart. Fan-out does not wait for the sync
+ * before producing (see FanOut), only before committing, so a little spacing costs no latency
+ * and saves the broker hundreds of offset requests per second under load.
+ */
+const MIN_MEASUREMENT_SPACING_MS = 20
 
 export class SyncTimeout extends Schema.TaggedError<SyncTimeout>()("SyncTimeout", {
   message: Schema.String
@@ -13,9 +21,12 @@ export class SyncTimeout extends Schema.TaggedError<SyncTimeout>()("SyncTimeout"
 /** The in-memory endpoint state, folded with the pure `evolve` (no I/O). */
 export class EndpointTable {
   private readonly byId = new Map<string, Endpoint>()
+  /** Incremented by every applied event. */
+  version = 0
   private readonly byScope = new Map<string, Set<string>>()
 
   apply(event: Parameters<typeof evolve>[1]): void {
+    this.version++
     const before = this.byId.get(event.endpoint_id)
     const after = evolve(before, event)
     if (before !== undefined) this.byScope.get(scopeKey(before.tenant_id, before.mode))?.delete(before.id)
@@ -60,13 +71,16 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  * 201 before an event was published is then guaranteed to be matched.
  *
  * One measurement of the topic's end offsets serves every caller whose `t` is not later than the
- * moment it was taken: at most one is in flight, callers that arrive meanwhile share the next one,
- * and once a measurement is reached, callers with an earlier `t` return at once. So the broker sees
- * about one offsets request per round trip however many batches arrive.
+ * moment it was taken: at most one is in flight, callers that arrive meanwhile share the next one
+ * (started ≥ 20 ms after the previous one), and once a measurement is reached, callers with an
+ * earlier `t` return at once. So the broker sees at most ~50 offsets requests per second however
+ * many batches arrive.
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined
   matching(tenantId: string, mode: Mode, type: string): ReadonlyArray<Endpoint>
+  /** Changes whenever an endpoint event is applied (so a caller can tell the index moved). */
+  version(): number
   /** Waits until the index has applied the topic up to its end offsets measured at or after `sinceMs`. */
   sync(sinceMs: number): Effect.Effect<void, KafkaUnavailable | SyncTimeout>
   /** The same as a promise (rejects with KafkaUnavailable or SyncTimeout). */
@@ -76,9 +90,9 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
   static readonly layer = Layer.effect(
     EndpointIndex,
     Effect.gen(function*() {
-      const { topicPrefix } = yield* KafkaClient
-      const admin = yield* TopicAdmin
-      const run = Effect.runPromiseWith(yield* Effect.context<never>())
+      const { kafka, brokers, topicPrefix } = yield* KafkaClient
+      const probe = makeEndOffsets(kafka, brokers)
+      yield* Effect.addFinalizer(() => Effect.promise(() => probe.close()))
       const topic = topicsFor(topicPrefix).endpointEvents.name
       const table = new EndpointTable()
       /** Next offset to apply, per partition. */
@@ -128,7 +142,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
 
       /** Measures the end offsets now, then waits until the index has applied them. */
       const barrier = async (): Promise<void> => {
-        const target = await run(admin.endOffsets(topic))
+        const target = await probe.endOffsets(topic)
         if (reached(target)) return
         await new Promise<void>((resolve, reject) => {
           const waiter = {
@@ -166,10 +180,16 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       // Strictly later: a measurement started in the same millisecond as `sinceMs` may predate it.
       const syncNow = (sinceMs: number): Promise<void> => {
         if (reachedAt > sinceMs) return Promise.resolve()
+        // A measurement not started yet starts after this call: it covers the caller.
+        if (next !== undefined) return next
         if (inflight === undefined) return start()
         if (inflight.startedAt > sinceMs) return inflight.done
-        // The one in flight was measured too early for this caller: share the next one.
-        next ??= inflight.done.catch(() => undefined).then(() => {
+        // The one in flight was measured too early for this caller: share the next one, started
+        // when this one ends but not sooner than MIN_MEASUREMENT_SPACING_MS after it started.
+        const previous = inflight
+        next = previous.done.catch(() => undefined).then(async () => {
+          const wait = previous.startedAt + MIN_MEASUREMENT_SPACING_MS - Date.now()
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
           next = undefined
           return start()
         })
@@ -193,6 +213,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       return EndpointIndex.of({
         get: (id) => table.get(id),
         matching: (tenantId, mode, type) => table.matching(tenantId, mode, type),
+        version: () => table.version,
         sync,
         syncNow
       })

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto"
-import { type DeliveryTask, deliveryIdFor, encodeDeliveryTask, topicsFor } from "@orbit/domain"
+import { type DeliveryTask, deliveryIdFor, topicsFor } from "@orbit/domain"
 import { KafkaClient, type TopicMessages } from "@orbit/kafka"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import type { IHeaders, KafkaMessage } from "kafkajs"
 import { DecoupledConsumer, untilDone } from "./DecoupledConsumer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
+import { taskJson } from "./FastJson.ts"
 import { Publisher } from "./Publisher.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
 import { buildWebhookBody } from "./WebhookBody.ts"
@@ -20,7 +21,16 @@ export const fanOutBatch = (input: {
   readonly topics: { readonly deliveries: string; readonly invalid: string }
   readonly matching: EndpointIndex["Service"]["matching"]
   readonly now: number
-}): { readonly out: ReadonlyArray<TopicMessages>; readonly tasks: number; readonly invalid: number } => {
+  /** Endpoints already given a task for these records: no second one. */
+  readonly exclude?: ReadonlySet<string> | undefined
+}): {
+  readonly out: ReadonlyArray<TopicMessages>
+  readonly tasks: number
+  readonly invalid: number
+  /** Endpoints given a task. */
+  readonly endpoints: ReadonlyArray<string>
+} => {
+  const endpointIds: Array<string> = []
   const tasks: Array<TopicMessages["messages"][number]> = []
   const invalid: Array<TopicMessages["messages"][number]> = []
   const at = new Date(input.now).toISOString()
@@ -46,6 +56,8 @@ export const fanOutBatch = (input: {
     if (endpoints.length === 0) continue
     const body = buildWebhookBody(event)
     for (const endpoint of endpoints) {
+      if (input.exclude?.has(endpoint.id)) continue
+      endpointIds.push(endpoint.id)
       const task: DeliveryTask = {
         _tag: "DeliveryTask",
         schema_version: 1,
@@ -61,13 +73,13 @@ export const fanOutBatch = (input: {
         attempt: 1,
         not_before: at
       }
-      tasks.push({ key: endpoint.id, value: encodeDeliveryTask(task) })
+      tasks.push({ key: endpoint.id, value: taskJson(task) })
     }
   }
   const out: Array<TopicMessages> = []
   if (tasks.length > 0) out.push({ topic: input.topics.deliveries, messages: tasks })
   if (invalid.length > 0) out.push({ topic: input.topics.invalid, messages: invalid })
-  return { out, tasks: tasks.length, invalid: invalid.length }
+  return { out, tasks: tasks.length, invalid: invalid.length, endpoints: endpointIds }
 }
 
 /**
@@ -96,22 +108,35 @@ export class FanOut extends Context.Service<FanOut, {
       const outTopics = { deliveries: topics.deliveries.name, invalid: topics.invalidEvents.name }
       const warn = (message: string, extra: Record<string, unknown>) => void run(Effect.logWarning(message, extra))
 
+      const retrying = (what: string) => (error: unknown) => warn(`${what} failed; retrying`, { error: String(error).slice(0, 300) })
+
+      /**
+       * Read-your-writes without paying the index sync before the produce: the tasks are computed
+       * from the index as it is and produced at once, while the index syncs to the end offsets
+       * measured after the record arrived. If the index did not change in between, those tasks
+       * were computed from a state that includes every endpoint event appended before the record
+       * arrived; if it did, the record is matched again and endpoints that now match get their
+       * task too (same delivery id). The offset is committed only after both are acknowledged.
+       */
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
-        // Every endpoint event appended before this record arrived is in the index after this.
         const arrived = Date.now()
-        await untilDone(() => index.syncNow(arrived), signal, (error) =>
-          warn("endpoint index sync failed; retrying", { error: String(error).slice(0, 300) }))
-        const { out, invalid } = fanOutBatch({
-          topic,
-          partition,
-          messages: [message],
-          topics: outTopics,
-          matching: index.matching,
-          now: Date.now()
-        })
-        await untilDone(() => publisher.send(out, "tasks"), signal, (error) =>
-          warn("producing delivery tasks failed; retrying", { error: String(error).slice(0, 300) }))
-        if (invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
+        const version = index.version()
+        const fan = (exclude?: ReadonlySet<string>) =>
+          fanOutBatch({ topic, partition, messages: [message], topics: outTopics, matching: index.matching, now: Date.now(), exclude })
+        const first = fan()
+        const published = untilDone(() => publisher.send(first.out, "tasks"), signal, retrying("producing delivery tasks"))
+        published.catch(() => undefined) // awaited below; this only keeps a shutdown rejection from going unhandled
+        if (first.invalid > 0) {
+          await published
+          warn("moved an invalid source record", { topic, partition, offset: message.offset })
+          return
+        }
+        await untilDone(() => index.syncNow(arrived), signal, retrying("endpoint index sync"))
+        if (index.version() !== version) {
+          const again = fan(new Set(first.endpoints))
+          await untilDone(() => publisher.send(again.out, "tasks"), signal, retrying("producing delivery tasks"))
+        }
+        await published
       }
 
       const consumer = new DecoupledConsumer({
@@ -121,7 +146,8 @@ export class FanOut extends Context.Service<FanOut, {
         handle,
         maxOutstanding: config.maxBuffered,
         sessionTimeoutMs: config.sessionTimeoutMs,
-        onError: (message, error) => warn(message, { error: String(error).slice(0, 300) })
+        onError: (message, error) => warn(message, { error: String(error).slice(0, 300) }),
+        onJoin: (info) => void run(Effect.logInfo("consumer group joined", info))
       })
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => consumer.start()).pipe(

@@ -1,5 +1,7 @@
 /** Pure building blocks: no broker, no network. */
-import { DEFAULT_RETRY_POLICY, type DeliveryTask, topicsFor, retryTiersOf } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, topicsFor, retryTiersOf } from "@orbit/domain"
+import { attemptedJson, taskJson } from "../src/FastJson.ts"
+import { fanOutBatch } from "../src/FanOut.ts"
 import { describe, expect, it } from "vitest"
 import { KeyedLimiter } from "../src/KeyedLimiter.ts"
 import { OffsetTracker } from "../src/OffsetTracker.ts"
@@ -112,5 +114,64 @@ describe("source records and bodies", () => {
     const body = JSON.parse(buildWebhookBody(big as never))
     expect(body).toMatchObject({ truncated: true, data: { _truncated: true, id: "x", campaign_id: "c" } })
     expect(body.data.blob).toBeUndefined()
+  })
+})
+
+describe("FastJson", () => {
+  it("writes exactly what the Schema encoders write", () => {
+    const task: DeliveryTask = {
+      _tag: "DeliveryTask",
+      schema_version: 1,
+      event_id: "e1",
+      occurred_at: "2026-01-01T00:00:00.000Z",
+      delivery_id: "d1",
+      endpoint_id: "wh_1",
+      tenant_id: "t1",
+      mode: "test",
+      source_event_id: "evt_1",
+      source_event_type: "message.sent",
+      body: JSON.stringify({ id: "evt_1", data: { text: "héllo \"quoted\" ✓" } }),
+      attempt: 2,
+      not_before: "2026-01-01T00:00:01.000Z"
+    }
+    expect(taskJson(task)).toBe(encodeDeliveryTask(task))
+    const plan = planAfterAttempt({
+      task,
+      policy: DEFAULT_RETRY_POLICY,
+      result: { ok: false, httpStatus: 503, durationMs: 12.6, errorClass: "http_status", errorMessage: "HTTP 503", retryAfterSeconds: 30 },
+      now: Date.parse("2026-01-01T00:00:02.000Z"),
+      random: 0.5,
+      newId: () => "id"
+    })
+    expect(attemptedJson(plan.attempted)).toBe(encodeDeliveryAttempted(plan.attempted))
+    const ok = planAfterAttempt({
+      task,
+      policy: DEFAULT_RETRY_POLICY,
+      result: { ok: true, httpStatus: 200, durationMs: 3, errorClass: null, errorMessage: null, retryAfterSeconds: undefined },
+      now: Date.parse("2026-01-01T00:00:02.000Z"),
+      random: 0.5,
+      newId: () => "id"
+    })
+    expect(attemptedJson(ok.attempted)).toBe(encodeDeliveryAttempted(ok.attempted))
+  })
+})
+
+describe("fanOutBatch", () => {
+  it("gives each matching endpoint one task and skips those excluded (the re-match after an index sync)", () => {
+    const event = { id: "evt_" + "a".repeat(32), type: "message.sent", tenant_id: "t1", mode: "live", created_at: "2026-01-01T00:00:00.000Z", data: {} }
+    const input = {
+      topic: "src",
+      partition: 0,
+      messages: [{ key: null, value: Buffer.from(JSON.stringify(event)), offset: "7", timestamp: "0", attributes: 0, headers: {} }],
+      topics: { deliveries: "deliveries", invalid: "invalid" },
+      matching: () => [{ id: "wh_a" }, { id: "wh_b" }] as never,
+      now: 0
+    }
+    const all = fanOutBatch(input)
+    expect(all.endpoints).toEqual(["wh_a", "wh_b"])
+    const again = fanOutBatch({ ...input, exclude: new Set(all.endpoints.slice(0, 1)) })
+    expect(again.endpoints).toEqual(["wh_b"])
+    expect(again.out).toHaveLength(1)
+    expect(again.out[0]!.messages.map((m) => m.key)).toEqual(["wh_b"])
   })
 })

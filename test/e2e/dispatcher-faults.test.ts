@@ -1,0 +1,407 @@
+/**
+ * Dispatcher fault tolerance, end to end: real dispatcher processes (`services/dispatcher/src/main.ts`),
+ * the real broker, a real HTTPS receiver. Endpoints are registered by producing
+ * `EndpointRegistered` straight to the endpoint-events topic (the dispatcher's only input for
+ * them), so no registration service or Postgres is involved.
+ *
+ * The guarantee checked after every fault: each (event, subscribed endpoint) pair reached the
+ * receiver at least once, and every copy of it carried the same `X-Devotel-Delivery-Id`
+ * (`deliveryIdFor(event, endpoint)`). Duplicates are allowed; nothing may be missing.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { randomBytes, randomUUID } from "node:crypto"
+import { once } from "node:events"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { createServer, type Server } from "node:https"
+import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing } from "@orbit/crypto"
+import { deliveryIdFor, type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
+import "@orbit/kafka/KafkajsPatch" // kafkajs 2.2.4 spins a 1 ms timer on idle connections; the services patch it too
+import { Kafka, logLevel, type Producer } from "kafkajs"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
+
+const ROOT = join(import.meta.dirname, "..", "..")
+const NODE = join(ROOT, "node_modules/.bin/node")
+
+// ---------------------------------------------------------------------------------------------
+// Receiver: real HTTPS (self-signed certificate trusted by the dispatcher via ORBIT_EXTRA_CA_FILE)
+// ---------------------------------------------------------------------------------------------
+
+interface Receipt {
+  readonly at: number
+  readonly endpoint: string
+  readonly eventId: string
+  readonly deliveryId: string
+}
+
+type Behaviour = (req: IncomingMessage, res: ServerResponse) => void
+
+const tls = (() => {
+  const dir = mkdtempSync(join(tmpdir(), "dispatcher-faults-"))
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=faults.test",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")
+  ], { stdio: "ignore" })
+  return { dir, caFile: join(dir, "cert.pem"), key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) }
+})()
+
+const receipts: Array<Receipt> = []
+/** Per endpoint path segment: how to answer (default 200 at once). */
+const behaviours = new Map<string, Behaviour>()
+let server: Server
+let port = 0
+
+const startReceiver = async () => {
+  server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    const endpoint = (req.url ?? "").split("/")[2] ?? ""
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id: string }
+      receipts.push({ at: Date.now(), endpoint, eventId: body.id, deliveryId: String(req.headers["x-devotel-delivery-id"]) })
+      const behaviour = behaviours.get(endpoint)
+      if (behaviour) behaviour(req, res)
+      else res.writeHead(200).end("ok")
+    })
+  })
+  server.keepAliveTimeout = 60_000
+  server.listen(0, "127.0.0.1")
+  await once(server, "listening")
+  port = (server.address() as AddressInfo).port
+}
+
+// ---------------------------------------------------------------------------------------------
+// One isolated deployment per test: topic prefix, key ring, endpoints, dispatcher processes
+// ---------------------------------------------------------------------------------------------
+
+const kafka = new Kafka({
+  clientId: "dispatcher-faults-test",
+  brokers: brokers(),
+  logLevel: logLevel.NOTHING,
+  retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 2_000 }
+})
+let producer: Producer
+const children: Array<ChildProcess> = []
+const prefixes: Array<string> = []
+
+interface Dispatcher {
+  readonly child: ChildProcess
+  readonly log: () => string
+  /** Log lines (JSON) whose message is `message`. */
+  readonly lines: (message: string) => Array<Record<string, unknown>>
+  readonly exited: Promise<number | null>
+}
+
+const makeDeployment = async (name: string, env: Record<string, string> = {}) => {
+  const prefix = `faults_${Date.now().toString(36)}_${name}_${randomBytes(3).toString("hex")}_`
+  prefixes.push(prefix)
+  const topics = topicsFor(prefix)
+  const keyRing = generateKeyRing("faults")
+  const ring = parseKeyRing(keyRing)
+  const admin = kafka.admin()
+  await admin.connect()
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: Object.values(topics).map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: 1 }))
+  })
+  await admin.disconnect()
+  const endpoints: Array<{ id: string; tenant: string; key: string }> = []
+
+  const register = async (count: number, options: { timeoutSeconds?: number; tenant?: string } = {}) => {
+    const tenant = options.tenant ?? `tenant_${randomBytes(4).toString("hex")}`
+    const created = Array.from({ length: count }, () => {
+      const id = newEndpointId()
+      const key = id.slice(-12)
+      const event: EndpointEvent = {
+        _tag: "EndpointRegistered",
+        schema_version: 1,
+        event_id: randomUUID(),
+        occurred_at: new Date().toISOString(),
+        endpoint_id: id,
+        tenant_id: tenant,
+        mode: "live",
+        url: `https://127.0.0.1:${port}/hook/${key}`,
+        events: ["*"],
+        description: null,
+        active: true,
+        timeout_seconds: options.timeoutSeconds ?? 10,
+        // Retries a few seconds apart: a delivery cut short by a fault is retried soon.
+        retry_policy: { strategy: "custom", delays_seconds: [1, 2, 3, 5, 8] },
+        secret_box: encrypt(ring, generateWebhookSecret())
+      }
+      return { id, tenant, key, event }
+    })
+    await producer.send({
+      topic: topics.endpointEvents.name,
+      acks: -1,
+      messages: created.map((c) => ({ key: c.id, value: encodeEndpointEvent(c.event) }))
+    })
+    endpoints.push(...created)
+    return created
+  }
+
+  /** Every published (event, endpoint) pair: the delivery ids that must all arrive. */
+  const expected = new Map<string, { endpoint: string; eventId: string }>()
+  /** `count` events, round robin over `tenants` (the source topic's key, so over its partitions). */
+  const publish = async (count: number, tenants: ReadonlyArray<string>) => {
+    for (let i = 0; i < count; i += 250) {
+      const events = Array.from({ length: Math.min(250, count - i) }, (_, j) => ({
+        id: newEventId(),
+        type: "message.delivered",
+        tenant_id: tenants[(i + j) % tenants.length]!,
+        mode: "live",
+        created_at: new Date().toISOString(),
+        data: { message_id: `m${i + j}` }
+      }))
+      await producer.send({
+        topic: topics.sourceEvents.name,
+        acks: -1,
+        messages: events.map((e) => ({ key: e.tenant_id, value: JSON.stringify(e) }))
+      })
+      for (const e of events) {
+        for (const endpoint of endpoints.filter((x) => x.tenant === e.tenant_id)) {
+          expected.set(deliveryIdFor(e.id, endpoint.id), { endpoint: endpoint.key, eventId: e.id })
+        }
+      }
+    }
+  }
+
+  /** `tenants` tenants with `perTenant` endpoints each; returns the tenant ids. */
+  const registerTenants = async (tenants: number, perTenant: number) => {
+    const ids: Array<string> = []
+    for (let t = 0; t < tenants; t++) ids.push((await register(perTenant))[0]!.tenant)
+    return ids
+  }
+
+  const mine = () => {
+    const keys = new Set(endpoints.map((e) => e.key))
+    return receipts.filter((r) => keys.has(r.endpoint))
+  }
+  const missing = () => {
+    const got = new Set(mine().map((r) => r.deliveryId))
+    return [...expected.keys()].filter((id) => !got.has(id))
+  }
+
+  const startDispatcher = async (extra: Record<string, string> = {}): Promise<Dispatcher> => {
+    const child = spawn(NODE, [join(ROOT, "services/dispatcher/src/main.ts")], {
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: brokers().join(","),
+        KAFKAJS_NO_PARTITIONER_WARNING: "1",
+        ORBIT_TOPIC_PREFIX: prefix,
+        ORBIT_SECRET_KEYS: keyRing,
+        ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
+        ORBIT_EXTRA_CA_FILE: tls.caFile,
+        DISPATCHER_SESSION_TIMEOUT_MS: "6000",
+        LOG_LEVEL: "Info",
+        ...env,
+        ...extra
+      },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    children.push(child)
+    let out = ""
+    child.stdout!.on("data", (d: Buffer) => { out += d.toString() })
+    child.stderr!.on("data", (d: Buffer) => { out += d.toString() })
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+    const lines = (message: string) =>
+      out.split("\n").flatMap((line) => {
+        if (!line.startsWith("{")) return []
+        try {
+          const parsed = JSON.parse(line) as { message?: unknown }
+          const [m, fields] = Array.isArray(parsed.message) ? parsed.message : [parsed.message, {}]
+          return m === message ? [fields as Record<string, unknown>] : []
+        } catch {
+          return []
+        }
+      })
+    await waitFor("dispatcher started", () => lines("delivery worker started").length > 0 && lines("fan-out started").length > 0, 60_000, () => out)
+    return { child, log: () => out, lines, exited }
+  }
+
+  return { prefix, topics, register, registerTenants, publish, expected, mine, missing, startDispatcher }
+}
+
+const waitFor = async (what: string, check: () => boolean, timeoutMs: number, context?: () => string) => {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${context ? `\n${context().slice(-3000)}` : ""}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** Each (event, endpoint) pair arrived, and every copy carried the pair's delivery id. */
+const expectAllDelivered = (d: Awaited<ReturnType<typeof makeDeployment>>) => {
+  expect(d.missing()).toEqual([])
+  for (const r of d.mine()) {
+    const pair = d.expected.get(r.deliveryId)
+    expect(pair, `unexpected delivery id ${r.deliveryId}`).toBeDefined()
+    expect(pair).toEqual({ endpoint: r.endpoint, eventId: r.eventId })
+  }
+}
+
+const describeGroup = async (groupId: string) => {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    const { groups } = await admin.describeGroups([groupId])
+    return groups[0]!
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+beforeAll(async () => {
+  await startReceiver()
+  producer = kafka.producer({ allowAutoTopicCreation: false })
+  await producer.connect()
+})
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+  await producer?.disconnect()
+  const admin = kafka.admin()
+  await admin.connect()
+  const existing = new Set(await admin.listTopics())
+  const mine = prefixes.flatMap((p) => Object.values(topicsFor(p)).map((t) => t.name)).filter((t) => existing.has(t))
+  if (mine.length > 0) await admin.deleteTopics({ topics: mine }).catch(() => undefined)
+  await admin.disconnect()
+  server?.closeAllConnections()
+  server?.close()
+  rmSync(tls.dir, { recursive: true, force: true })
+})
+
+describe("dispatcher faults", () => {
+  it("two processes share the work; kill -9 of one under load loses nothing", async () => {
+    const d = await makeDeployment("kill")
+    // 12 tenants × 2 endpoints: the load spreads over every partition of the source and delivery topics.
+    const tenants = await d.registerTenants(12, 2)
+    const first = await d.startDispatcher()
+    const second = await d.startDispatcher()
+    // Both are members of the fan-out and delivery groups, each with partitions of its own.
+    const lastJoin = (p: Dispatcher, group: string) =>
+      p.lines("consumer group joined").filter((j) => String(j.groupId).endsWith(group)).at(-1)
+    await waitFor("both processes own partitions of both groups", () =>
+      [first, second].every((p) =>
+        Number(lastJoin(p, "orbit-dispatcher-delivery")?.partitions ?? 0) > 0 &&
+        Number(lastJoin(p, "orbit-dispatcher-fanout")?.partitions ?? 0) > 0
+      ), 30_000)
+    const group = await describeGroup(`${d.prefix}orbit-dispatcher-delivery`)
+    expect(group.members).toHaveLength(2)
+    const joinsBeforeKill = first.lines("consumer group joined").length
+
+    await d.publish(1500, tenants) // 3,000 deliveries
+    await waitFor("some deliveries", () => d.mine().length >= 300, 30_000)
+    const deliveredBeforeKill = new Set(d.mine().map((r) => r.deliveryId)).size
+    second.child.kill("SIGKILL")
+    await second.exited
+    await d.publish(500, tenants) // more load after the crash: 1,000 more deliveries
+    await waitFor("every delivery", () => d.missing().length === 0, 60_000, first.log)
+    expect(deliveredBeforeKill).toBeLessThan(d.expected.size)
+    // The survivor took over the dead member's partitions (it rejoined the groups after the kill).
+    expect(first.lines("consumer group joined").length).toBeGreaterThan(joinsBeforeKill)
+    expect(Number(lastJoin(first, "orbit-dispatcher-delivery")?.partitions)).toBe(6)
+    expect(Number(lastJoin(first, "orbit-dispatcher-fanout")?.partitions)).toBe(6)
+    expectAllDelivered(d)
+  })
+
+  it.skipIf(process.env.KAFKA_BROKERS !== undefined)(
+    "broker restart mid-load loses nothing (skipped when KAFKA_BROKERS is set: that broker is not ours to stop)",
+    async () => {
+      const d = await makeDeployment("broker")
+      const tenants = await d.registerTenants(12, 2)
+      const dispatcher = await d.startDispatcher()
+      await d.publish(1000, tenants) // 2,000 deliveries
+      await waitFor("some deliveries", () => d.mine().length >= 200, 30_000)
+      const before = d.mine().length
+      // Other suites share this broker: it is down only for this stop/start, restarted at once.
+      let stopped = false
+      try {
+        stopped = await stopKafka()
+      } finally {
+        await startKafka()
+      }
+      expect(stopped).toBe(true) // it really was down
+      await d.publish(500, tenants) // 1,000 more after the restart
+      await waitFor("every delivery", () => d.missing().length === 0, 90_000, dispatcher.log)
+      expect(before).toBeLessThan(d.expected.size)
+      expectAllDelivered(d)
+    }
+  )
+
+  it("a receiver hanging 30 s causes no rebalance; other endpoints keep receiving", async () => {
+    // A short session timeout: if the hanging call held up heartbeats, the group would rebalance.
+    const d = await makeDeployment("hang", { DISPATCHER_SESSION_TIMEOUT_MS: "10000" })
+    const [slow] = await d.register(1, { timeoutSeconds: 30 })
+    const healthy = await d.register(2)
+    const dispatcher = await d.startDispatcher()
+    const groups = ["orbit-dispatcher-delivery", "orbit-dispatcher-fanout"].map((g) => `${d.prefix}${g}`)
+    const joins = () => dispatcher.lines("consumer group joined").length
+    await waitFor("groups joined", () => joins() >= 3, 30_000)
+    await new Promise((r) => setTimeout(r, 1_000)) // let the initial joins settle
+    const joinsBefore = joins()
+    const membersBefore = await Promise.all(groups.map(async (g) => (await describeGroup(g)).members.map((m) => m.memberId).sort()))
+
+    let hangStarted = 0
+    let hangEnded = 0
+    behaviours.set(slow!.key, (_req, res) => {
+      hangStarted ||= Date.now()
+      setTimeout(() => {
+        hangEnded ||= Date.now()
+        if (!res.destroyed) res.writeHead(200).end("late")
+      }, 30_000)
+    })
+    await d.publish(5, [slow!.tenant]) // 5 requests to the slow endpoint, all held 30 s
+    await waitFor("the slow endpoint to be hanging", () => hangStarted > 0, 15_000)
+    // Healthy endpoints (another tenant) receive throughout the hang, in several waves.
+    for (let wave = 0; wave < 5; wave++) {
+      await d.publish(40, [healthy[0]!.tenant])
+      await new Promise((r) => setTimeout(r, 5_000))
+    }
+    await waitFor("the hang to end", () => hangEnded > 0, 40_000)
+    await new Promise((r) => setTimeout(r, 2_000))
+
+    // No (re)join happened in this process and the groups still have the same members.
+    expect(joins()).toBe(joinsBefore)
+    const membersAfter = await Promise.all(groups.map(async (g) => (await describeGroup(g)).members.map((m) => m.memberId).sort()))
+    expect(membersAfter).toEqual(membersBefore)
+    for (const g of groups) expect((await describeGroup(g)).state).toBe("Stable")
+
+    // And the healthy endpoints received while the slow one hung.
+    await waitFor("healthy deliveries", () => d.missing().filter((id) => d.expected.get(id)!.endpoint !== slow!.key).length === 0, 30_000)
+    const healthyKeys = new Set(healthy.map((h) => h.key))
+    const duringHang = d.mine().filter((r) => healthyKeys.has(r.endpoint) && r.at > hangStarted && r.at < hangEnded)
+    expect(duringHang.length).toBeGreaterThan(0)
+    behaviours.delete(slow!.key)
+  }, 150_000)
+
+  it("SIGTERM: in-flight attempts finish or are handed back; a restarted dispatcher completes everything", async () => {
+    const d = await makeDeployment("sigterm")
+    const endpoints = await d.register(2)
+    // Slow answers (300 ms), 8 at a time per endpoint: plenty of attempts in flight at SIGTERM.
+    for (const e of endpoints) behaviours.set(e.key, (_req, res) => void setTimeout(() => res.writeHead(200).end("ok"), 300))
+    const first = await d.startDispatcher({ DISPATCHER_SHUTDOWN_GRACE_MS: "1000" })
+    await d.publish(150, [endpoints[0]!.tenant]) // 300 deliveries, ~6 s of work
+    await waitFor("some deliveries", () => d.mine().length >= 30, 30_000)
+    const stoppedAt = Date.now()
+    first.child.kill("SIGTERM")
+    await first.exited
+    // It stopped on its own (nothing here sends SIGKILL), within the grace period plus closing...
+    expect(Date.now() - stoppedAt).toBeLessThan(15_000)
+    // ...with work in flight when the signal came (so something was finished or handed back).
+    const stopping = first.lines("delivery worker stopping")
+    expect(stopping).toHaveLength(1)
+    expect(Number(stopping[0]!.outstanding)).toBeGreaterThan(0)
+    const atStop = new Set(d.mine().map((r) => r.deliveryId)).size
+    expect(atStop).toBeLessThan(d.expected.size)
+
+    const second = await d.startDispatcher()
+    await waitFor("every delivery", () => d.missing().length === 0, 60_000, second.log)
+    expectAllDelivered(d)
+    for (const e of endpoints) behaviours.delete(e.key)
+  })
+})
