@@ -1,25 +1,12 @@
 import { SecretBox } from "@orbit/crypto"
-import { topicsFor } from "@orbit/domain"
-import { KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { KafkaClient, TopicAdmin, TopicsReady } from "@orbit/kafka"
 import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
-import { Effect, Layer, Schedule } from "effect"
+import { Layer } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DeliveryWorker } from "./DeliveryWorker.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
 import { FanOut } from "./FanOut.ts"
 import { Publisher } from "./Publisher.ts"
-
-/** Consumers can only subscribe to existing topics: create them (idempotently) before starting. */
-export const DispatcherTopics = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const { topicPrefix } = yield* KafkaClient
-    const admin = yield* TopicAdmin
-    yield* admin.ensureTopics(Object.values(topicsFor(topicPrefix))).pipe(
-      Effect.tapError((e) => Effect.logWarning("cannot create topics yet; retrying", { error: e.message })),
-      Effect.retry(Schedule.spaced("1 second"))
-    )
-  })
-)
 
 /**
  * The whole dispatcher, needing only the Kafka client, the secret key ring, the SSRF policy and a
@@ -28,7 +15,7 @@ export const DispatcherTopics = Layer.effectDiscard(
  */
 export const DispatcherLive = Layer.mergeAll(FanOut.layer, DeliveryWorker.layer).pipe(
   Layer.provide(Layer.mergeAll(EndpointIndex.layer, Publisher.layer, Deliverer.layer)),
-  Layer.provide(DispatcherTopics),
+  Layer.provide(TopicsReady),
   Layer.provide(TopicAdmin.layer)
 )
 
