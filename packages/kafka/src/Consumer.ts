@@ -1,4 +1,4 @@
-import { Cause, Deferred, Effect, Queue, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Queue, Schedule, Scope, Stream } from "effect"
 import type { Batch, Consumer as KafkaConsumer } from "kafkajs"
 import { KafkaClient } from "./KafkaClient.ts"
 
@@ -25,11 +25,13 @@ export interface ConsumeOptions {
 }
 
 /**
- * kafkajs' consumer as a Stream of batches. Offsets are never committed automatically: the
+ * kafkajs' consumer as a Stream of batches. If kafkajs crashes (broker restart, coordinator still
+ * loading...), the consumer is closed and a fresh one joins the group a second later, resuming
+ * from the committed offsets: the stream itself does not fail. Offsets are never committed automatically: the
  * stream's consumer decides when a batch's effects are durable and commits then. Closing the
  * scope stops the consumer (leaving the group cleanly).
  */
-export const consumeBatches = (
+const consumeOnce = (
   options: ConsumeOptions
 ): Stream.Stream<ConsumedBatch, unknown, KafkaClient> =>
   Stream.callback<ConsumedBatch, unknown, KafkaClient | Scope.Scope>((queue) =>
@@ -94,3 +96,11 @@ export const consumeBatches = (
           )
       )
     }), { bufferSize: 64 })
+
+export const consumeBatches = (options: ConsumeOptions): Stream.Stream<ConsumedBatch, never, KafkaClient> =>
+  consumeOnce(options).pipe(
+    Stream.tapError((error) =>
+      Effect.logWarning("kafka consumer crashed; starting a new one", { group: options.groupId, error: String(error) })
+    ),
+    Stream.retry(Schedule.spaced("1 second"))
+  ) as Stream.Stream<ConsumedBatch, never, KafkaClient>
