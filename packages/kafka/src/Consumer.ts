@@ -24,13 +24,7 @@ export interface ConsumeOptions {
   readonly maxBytesPerPartition?: number
 }
 
-/**
- * kafkajs' consumer as a Stream of batches. If kafkajs crashes (broker restart, coordinator still
- * loading...), the consumer is closed and a fresh one joins the group a second later, resuming
- * from the committed offsets: the stream itself does not fail. Offsets are never committed automatically: the
- * stream's consumer decides when a batch's effects are durable and commits then. Closing the
- * scope stops the consumer (leaving the group cleanly).
- */
+/** One kafkajs consumer as a Stream of batches; the stream fails when kafkajs crashes. */
 const consumeOnce = (
   options: ConsumeOptions
 ): Stream.Stream<ConsumedBatch, unknown, KafkaClient> =>
@@ -97,6 +91,13 @@ const consumeOnce = (
       )
     }), { bufferSize: 64 })
 
+/**
+ * A consumer group member as a Stream of batches. Offsets are never committed automatically: the
+ * stream's consumer decides when a batch's effects are durable and commits then. If kafkajs
+ * crashes (broker restart, coordinator still loading...), the consumer is closed and a fresh one
+ * joins the group a second later, resuming from the committed offsets: the stream does not fail.
+ * Closing the scope stops the consumer (leaving the group cleanly).
+ */
 export const consumeBatches = (options: ConsumeOptions): Stream.Stream<ConsumedBatch, never, KafkaClient> =>
   consumeOnce(options).pipe(
     Stream.tapError((error) =>
