@@ -21,6 +21,18 @@ export interface Endpoint {
   readonly updated_at: string
 }
 
+/** The settings a caller chooses (register and replace carry them all). */
+export type EndpointSettings = Pick<Endpoint, "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy">
+
+const settingsOf = (s: EndpointSettings): EndpointSettings => ({
+  url: s.url,
+  events: s.events,
+  description: s.description,
+  active: s.active,
+  timeout_seconds: s.timeout_seconds,
+  retry_policy: s.retry_policy
+})
+
 /**
  * Pure fold of one event onto the state. `undefined` means "does not exist" (never registered
  * or deleted). Events for an unknown or deleted endpoint leave it absent, so replays are safe.
@@ -33,12 +45,7 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
         id: event.endpoint_id,
         tenant_id: event.tenant_id,
         mode: event.mode,
-        url: event.url,
-        events: event.events,
-        description: event.description,
-        active: event.active,
-        timeout_seconds: event.timeout_seconds,
-        retry_policy: event.retry_policy,
+        ...settingsOf(event),
         secret_box: event.secret_box,
         previous_secret_box: null,
         previous_expires_at: null,
@@ -49,12 +56,7 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
       if (state === undefined) return undefined
       return {
         ...state,
-        url: event.url,
-        events: event.events,
-        description: event.description,
-        active: event.active,
-        timeout_seconds: event.timeout_seconds,
-        retry_policy: event.retry_policy,
+        ...settingsOf(event),
         updated_at: event.occurred_at
       }
     case "EndpointSecretRotated":

@@ -1,20 +1,10 @@
 import { Db, type DbUnavailable, query } from "@orbit/db"
-import type { EventSubscription, Mode, RetryPolicy } from "@orbit/domain"
+import type { Endpoint, EndpointSettings, Mode } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
 import type { CursorPosition } from "./Cursor.ts"
 
 /** The endpoint resource of API.md §3: never carries a secret. */
-export interface EndpointResource {
-  readonly id: string
-  readonly url: string
-  readonly events: ReadonlyArray<EventSubscription>
-  readonly description: string | null
-  readonly active: boolean
-  readonly timeout_seconds: number
-  readonly retry_policy: RetryPolicy
-  readonly created_at: string
-  readonly updated_at: string
-}
+export type EndpointResource = Pick<Endpoint, "id" | "created_at" | "updated_at"> & EndpointSettings
 
 interface Row extends EndpointResource {
   /** Full-precision created_at, for cursors. */
