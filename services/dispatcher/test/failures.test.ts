@@ -101,7 +101,11 @@ describe("failed attempts", () => {
     // Late by at most the tier granularity plus jitter (10 %) and scheduling slack.
     expect(got[1]!.at - got[0]!.at).toBeLessThan(2500)
     expect(got[2]!.at - got[1]!.at).toBeLessThan(3500)
-    const attempts = attemptsOf(endpoint.id)
+    // The attempt events and the dead letter travel on different topics: wait for all three.
+    const attempts = await waitFor("three attempt events", () => {
+      const a = attemptsOf(endpoint.id)
+      return a.length >= 3 ? a : undefined
+    }, 10_000)
     expect(attempts.map((a) => [a.attempt, a.outcome, a.http_status, a.dead_lettered])).toEqual([
       [1, "failed", 500, false],
       [2, "failed", 500, false],
