@@ -26,7 +26,7 @@ describe("POST /api/v1/webhooks", () => {
     })
     expect(data.signing_secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/)
     expect(Buffer.from(data.signing_secret.slice(6), "base64").length).toBeGreaterThanOrEqual(24)
-    expect(meta.request_id).toMatch(/^req_/)
+    expect(meta.request_id).toMatch(/^req_[A-Za-z0-9_-]{16}$/)
     expect(res.headers.get("x-request-id")).toBe(meta.request_id)
     expect(res.headers.get("location")).toBe(`/api/v1/webhooks/${data.id}`)
     expect(new Date(meta.timestamp).toISOString()).toBe(meta.timestamp)

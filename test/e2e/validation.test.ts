@@ -33,7 +33,7 @@ const expectError = (res: Res, status: number, code: string) => {
   expect(typeof error.message).toBe("string")
   expect(error.message.length).toBeGreaterThan(0)
   expect(Object.keys(error).every((k) => ["code", "message", "status", "details"].includes(k))).toBe(true)
-  expect(meta.request_id).toMatch(/^req_/)
+  expect(meta.request_id).toMatch(/^req_[A-Za-z0-9_-]{16}$/)
   expect(new Date(meta.timestamp).toISOString()).toBe(meta.timestamp)
   expect(res.headers.get("x-request-id")).toBe(meta.request_id)
   expect(res.text).not.toMatch(/\bat .*\.(ts|js):\d+/) // no stack traces

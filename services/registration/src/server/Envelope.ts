@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto"
+import { randomFillSync } from "node:crypto"
 import { Context } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { ApiError } from "../api/ApiErrors.ts"
@@ -8,11 +8,21 @@ export const CurrentRequestId = Context.Reference<string>("@orbit/registration/C
   defaultValue: () => "req_unknown"
 })
 
-// A random per-process prefix and a counter: unique across processes and restarts, and cheap
-// enough for every request (request ids need not be unguessable).
-const processPrefix = randomBytes(9).toString("base64url")
-let counter = 0
-export const newRequestId = () => `req_${processPrefix}${(counter++).toString(36)}`
+// Request ids are random and of one fixed length: a counter would tell any client how much traffic
+// the platform serves, and a varying length would make otherwise identical responses differ in
+// size. Randomness is drawn 4 KiB at a time so each id costs a slice, not a syscall.
+const ID_BYTES = 12
+const pool = Buffer.alloc(ID_BYTES * 341)
+let poolOffset = pool.length
+export const newRequestId = () => {
+  if (poolOffset + ID_BYTES > pool.length) {
+    randomFillSync(pool)
+    poolOffset = 0
+  }
+  const id = pool.toString("base64url", poolOffset, poolOffset + ID_BYTES)
+  poolOffset += ID_BYTES
+  return `req_${id}`
+}
 
 const meta = (requestId: string) => ({ request_id: requestId, timestamp: new Date().toISOString() })
 
