@@ -1,5 +1,6 @@
-// Baseline for `npm run bench:api`: the list endpoint's Postgres query behind a bare node:http
-// handler, with none of the platform around it (no auth, no validation, no Effect).
+// Baseline for `npm run bench:api`: the list endpoint's Postgres query (the same SQL text as
+// EndpointStore.list sends for a first page) behind a bare node:http handler, with none of the
+// platform around it (no auth, no validation, no Effect).
 import http from "node:http"
 import postgres from "postgres"
 
@@ -9,10 +10,12 @@ const tenant = process.env.BENCH_TENANT!
 http
   .createServer(async (_req, res) => {
     const rows = await sql`
-      SELECT id, url, events, description, active, timeout_seconds, retry_policy, created_at, updated_at,
+      SELECT id, url, events, description, active, timeout_seconds, retry_policy,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+        to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
-      FROM endpoints WHERE tenant_id = ${tenant} AND mode = 'live'
-      ORDER BY created_at DESC, id DESC LIMIT 26`
+      FROM endpoints WHERE tenant_id = ${tenant} AND mode = ${"live"}
+      ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${26}`
     const body = JSON.stringify({ data: rows.slice(0, 25), meta: { pagination: { has_more: rows.length > 25 } } })
     res.writeHead(200, { "content-type": "application/json" }).end(body)
   })

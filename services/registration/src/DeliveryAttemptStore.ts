@@ -77,7 +77,7 @@ export class DeliveryAttemptStore extends Context.Service<DeliveryAttemptStore, 
             : sql<Array<Row>>`
                 SELECT ${columns} FROM delivery_attempts
                 WHERE endpoint_id = ${scope.endpointId} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                  AND (occurred_at, id) < (${after.createdAt}::timestamptz, ${after.id})
+                  AND (occurred_at, id) < (${after.createdAt}::text::timestamptz, ${after.id})
                 ORDER BY occurred_at DESC, id DESC LIMIT ${limit + 1}`
         ).pipe(
           Effect.map((rows): AttemptPage => {

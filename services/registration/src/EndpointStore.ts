@@ -39,7 +39,12 @@ export class EndpointStore extends Context.Service<EndpointStore, {
     EndpointStore,
     Effect.gen(function*() {
       const { sql } = yield* Db
-      // Timestamps leave Postgres already formatted as the API shows them (no Date round trip).
+      // Timestamps leave Postgres already formatted as the API shows them (no Date round trip). The
+      // formatted columns reuse the names created_at/updated_at, so ORDER BY and WHERE name the table's
+      // columns explicitly: an unqualified ORDER BY created_at would sort by the formatted text, reading
+      // and sorting every row of the tenant instead of walking the index for one page. The cursor's
+      // instant goes in as text for Postgres to parse: as a timestamptz parameter the driver would
+      // round it to milliseconds and a page could skip rows.
       const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
@@ -51,12 +56,12 @@ export class EndpointStore extends Context.Service<EndpointStore, {
             ? sql<Array<Row>>`
                 SELECT ${columns} FROM endpoints
                 WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`
+                ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${limit + 1}`
             : sql<Array<Row>>`
                 SELECT ${columns} FROM endpoints
                 WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                  AND (created_at, id) < (${after.createdAt}::timestamptz, ${after.id})
-                ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`
+                  AND (endpoints.created_at, endpoints.id) < (${after.createdAt}::text::timestamptz, ${after.id})
+                ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${limit + 1}`
         ).pipe(
           Effect.map((rows): Page => {
             const page = rows.slice(0, limit)
