@@ -36,6 +36,24 @@ export const query = <A>(f: () => PromiseLike<A>): Effect.Effect<A, DbUnavailabl
     catch: (e) => new DbUnavailable({ message: e instanceof Error ? e.message : String(e) })
   })
 
+/** Postgres refused the data itself (SQLSTATE class 22 or 23): retrying the same rows cannot help. */
+export const isDataError = (error: unknown) =>
+  typeof error === "object" && error !== null && "code" in error && /^2[23]/.test(String(error.code))
+
+/**
+ * Runs `apply` in a transaction with `careful` false: all statements at once, no savepoints. When
+ * Postgres refuses some row's data, that transaction is lost (the driver fails it as a whole), so
+ * `apply` runs again in a fresh one with `careful` true, where it can isolate the bad row.
+ */
+export const transactCarefullyOnDataError = async <A>(sql: Sql, apply: (tx: Tx, careful: boolean) => Promise<A>): Promise<A> => {
+  try {
+    return (await sql.begin((tx) => apply(tx, false))) as A
+  } catch (error) {
+    if (!isDataError(error)) throw error
+    return (await sql.begin((tx) => apply(tx, true))) as A
+  }
+}
+
 /**
  * The Postgres connection pool (porsager/postgres), scoped to the configured schema, with the
  * plain-SQL migrations in ../migrations applied at start under an advisory lock.
@@ -45,33 +63,38 @@ export class Db extends Context.Service<Db, {
   readonly schema: string
   readonly url: string
 }>()("@orbit/db/Db") {
-  static readonly layer = Layer.effect(
-    Db,
-    Effect.gen(function*() {
-      const config = yield* DbConfig
-      const url = Redacted.value(config.url)
-      const sql = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          postgres(url, {
-            max: config.poolSize,
-            connect_timeout: 5,
-            idle_timeout: 60,
-            onnotice: () => undefined,
-            connection: { search_path: config.schema, application_name: "orbit-webhooks" }
-          })
-        ),
-        (sql) => Effect.promise(() => sql.end({ timeout: 5 }))
-      )
-      yield* migrate(sql, config.schema).pipe(
-        Effect.mapError((e) =>
-          new DbStartupError({
-            message: `cannot reach or migrate Postgres at DATABASE_URL (${redactUrl(url)}): ${e.message}`
-          })
+  static readonly layer = Db.layerWith({})
+
+  /** The pool with extra session settings for every connection (e.g. a projection's commit mode). */
+  static layerWith(options: { readonly session?: Record<string, string> }) {
+    return Layer.effect(
+      Db,
+      Effect.gen(function*() {
+        const config = yield* DbConfig
+        const url = Redacted.value(config.url)
+        const sql = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            postgres(url, {
+              max: config.poolSize,
+              connect_timeout: 5,
+              idle_timeout: 60,
+              onnotice: () => undefined,
+              connection: { ...options.session, search_path: config.schema, application_name: "orbit-webhooks" }
+            })
+          ),
+          (sql) => Effect.promise(() => sql.end({ timeout: 5 }))
         )
-      )
-      return Db.of({ sql, schema: config.schema, url })
-    })
-  )
+        yield* migrate(sql, config.schema).pipe(
+          Effect.mapError((e) =>
+            new DbStartupError({
+              message: `cannot reach or migrate Postgres at DATABASE_URL (${redactUrl(url)}): ${e.message}`
+            })
+          )
+        )
+        return Db.of({ sql, schema: config.schema, url })
+      })
+    )
+  }
 }
 
 const redactUrl = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")

@@ -1,23 +1,32 @@
-import { Db, type Queryable, type Tx } from "@orbit/db"
+import { Db, isDataError, type Queryable, type Tx } from "@orbit/db"
 import { decodeEndpointEvent, type EndpointEvent, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
 import { Context, Effect, Layer } from "effect"
 import type { KafkaMessage } from "kafkajs"
-import { applyEndpointEvents } from "./EndpointTable.ts"
-import { OFFSETS_CHANNEL, readNextOffset, writeNextOffset } from "./OffsetStore.ts"
+import { applyEndpointEvents, endpointWrites, selectEndpointRows } from "./EndpointTable.ts"
+import { nextOffsetOf, OFFSETS_CHANNEL, selectNextOffset, writeNextOffset } from "./OffsetStore.ts"
 import { runProjection } from "./ProjectionRunner.ts"
 
 export const PROJECTION = "endpoints"
 
-const isDataError = (error: unknown) =>
-  typeof error === "object" && error !== null && "code" in error && /^2[23]/.test(String(error.code))
 /** Held by every transaction that writes the endpoints table, and by the rebuild's swap. */
 export const projectionLock = (sql: Queryable) => sql`SELECT pg_advisory_xact_lock(hashtext(${"orbit-projection:endpoints"}))`
+
+/** Awaits pending queries sent back to back on the transaction's connection: one round trip. */
+const pipelined = <T extends ReadonlyArray<PromiseLike<unknown>>>(queries: T) =>
+  Promise.all(queries) as Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }>
 
 /**
  * Applies a batch of endpoint events to `table`, skipping records below the stored offset, and
  * stores the new offset in the same transaction: each event changes the table exactly once,
- * whatever Kafka redelivers after a crash.
+ * whatever Kafka redelivers after a crash. It takes the projection lock first (re-entrant, so a
+ * caller may hold it already); `notify` announces the new offset to read-your-writes waiters
+ * (ProjectionWatcher) at commit.
+ *
+ * The statements go out pipelined, in two round trips: (lock, offset, rows) and (writes, offset,
+ * notify). With `careful` (after Postgres refused some event's data, SQLSTATE class 22/23, as it
+ * would forever) events are applied one by one, each in a savepoint, and the refused one is
+ * skipped rather than stalling the partition.
  */
 export const applyBatch = async (options: {
   readonly tx: Tx
@@ -27,29 +36,37 @@ export const applyBatch = async (options: {
   readonly partition: number
   readonly messages: ReadonlyArray<KafkaMessage>
   readonly onPoison: (offset: string, error: unknown) => void
+  readonly careful?: boolean
+  readonly notify?: boolean
 }): Promise<bigint | undefined> => {
   const { tx, projection, table, topic, partition } = options
-  const next = await readNextOffset(tx, projection, topic, partition)
-  let last: bigint | undefined
-  const events: Array<{ offset: string; event: EndpointEvent }> = []
-  for (const message of options.messages) {
-    const offset = BigInt(message.offset)
-    if (offset < next) continue
-    last = offset
+  const decoded = options.messages.map((message) => {
     try {
-      events.push({ offset: message.offset, event: decodeEndpointEvent(message.value?.toString("utf8") ?? "") })
+      return { offset: message.offset, event: decodeEndpointEvent(message.value?.toString("utf8") ?? "") }
     } catch (error) {
-      // A record we cannot read must not stop the read model; it is logged and skipped.
-      options.onPoison(message.offset, error)
+      return { offset: message.offset, error }
     }
+  })
+  const ids = options.careful ? [] : [...new Set(decoded.flatMap((d) => (d.event ? [d.event.endpoint_id] : [])))]
+  const [, offsetRows, rows] = await pipelined([
+    projectionLock(tx),
+    selectNextOffset(tx, projection, topic, partition),
+    selectEndpointRows(tx, table, ids)
+  ])
+  const next = nextOffsetOf(offsetRows)
+  const fresh = decoded.filter((d) => BigInt(d.offset) >= next)
+  if (fresh.length === 0) return undefined
+  const last = BigInt(fresh[fresh.length - 1]!.offset) + 1n
+  const events: Array<{ offset: string; event: EndpointEvent }> = []
+  for (const d of fresh) {
+    // A record we cannot read must not stop the read model; it is logged and skipped.
+    if (d.event) events.push({ offset: d.offset, event: d.event })
+    else options.onPoison(d.offset, d.error)
   }
-  try {
-    await tx.savepoint((sp) => applyEndpointEvents(sp, table, events.map((e) => e.event)))
-  } catch (error) {
-    if (!isDataError(error)) throw error
-    // Postgres refuses some event's data (SQLSTATE class 22/23), and would forever: apply one
-    // by one and skip just that event, rather than stall the partition. Anything else
-    // (connection lost...) fails the batch, which is retried.
+  const writes = []
+  if (!options.careful) {
+    writes.push(...endpointWrites(tx, table, rows, events.map((e) => e.event)))
+  } else {
     for (const { offset, event } of events) {
       try {
         await tx.savepoint((sp) => applyEndpointEvents(sp, table, [event]))
@@ -59,9 +76,10 @@ export const applyBatch = async (options: {
       }
     }
   }
-  if (last === undefined) return undefined
-  await writeNextOffset(tx, projection, topic, partition, last + 1n)
-  return last + 1n
+  writes.push(writeNextOffset(tx, projection, topic, partition, last))
+  if (options.notify) writes.push(tx`SELECT pg_notify(${OFFSETS_CHANNEL}, ${`${topic}|${partition}|${last}`})`)
+  await pipelined(writes)
+  return last
 }
 
 /** The live projection: a consumer-group member that keeps the `endpoints` table current. */
@@ -76,20 +94,19 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
         // The group id names the schema: a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection.${schema}`,
         topic: topicsFor(topicPrefix).endpointEvents.name,
-        apply: async (tx, batch, onPoison) => {
-          await projectionLock(tx)
-          const next = await applyBatch({
+        apply: (tx, batch, onPoison, careful) =>
+          applyBatch({
             tx,
             projection: PROJECTION,
             table: "endpoints",
             topic: batch.topic,
             partition: batch.partition,
             messages: batch.messages,
-            onPoison
+            onPoison,
+            careful,
+            // Read-your-writes: the API waits for this notification (ProjectionWatcher).
+            notify: true
           })
-          // Read-your-writes: the API waits for this notification (ProjectionWatcher).
-          if (next !== undefined) await tx`SELECT pg_notify(${OFFSETS_CHANNEL}, ${`${batch.topic}|${batch.partition}|${next}`})`
-        }
       })
       return EndpointProjection.of({})
     })

@@ -42,15 +42,16 @@ const toRow = (tx: Tx, e: Endpoint) => ({
   updated_at: e.updated_at
 })
 
+/** Locks and reads the rows of `ids`; a pending query, so it can be pipelined. */
+export const selectEndpointRows = (tx: Tx, table: string, ids: ReadonlyArray<string>) =>
+  tx<Array<EndpointRow>>`SELECT * FROM ${tx(table)} WHERE id = ANY(${ids as Array<string>}) FOR UPDATE`
+
 /**
- * Applies endpoint events to `table` through the pure `evolve`, so the Postgres read model and
- * the dispatcher's in-memory index fold events identically. The batch is folded in memory over
- * the rows it touches, then written with one upsert and one delete.
+ * Folds endpoint events over the rows they touch through the pure `evolve` (so the Postgres read
+ * model and the dispatcher's in-memory index fold events identically) and returns the writes,
+ * one delete and one upsert at most, as pending queries for the caller to pipeline.
  */
-export const applyEndpointEvents = async (tx: Tx, table: string, events: ReadonlyArray<EndpointEvent>): Promise<void> => {
-  if (events.length === 0) return
-  const ids = [...new Set(events.map((e) => e.endpoint_id))]
-  const rows = await tx<Array<EndpointRow>>`SELECT * FROM ${tx(table)} WHERE id = ANY(${ids}) FOR UPDATE`
+export const endpointWrites = (tx: Tx, table: string, rows: ReadonlyArray<EndpointRow>, events: ReadonlyArray<EndpointEvent>) => {
   const before = new Map(rows.map((r) => [r.id, toEndpoint(r)]))
   const after = new Map<string, Endpoint | undefined>(before)
   for (const event of events) after.set(event.endpoint_id, evolve(after.get(event.endpoint_id), event))
@@ -64,15 +65,24 @@ export const applyEndpointEvents = async (tx: Tx, table: string, events: Readonl
       upserts.push(toRow(tx, state))
     }
   }
-  if (deletes.length > 0) await tx`DELETE FROM ${tx(table)} WHERE id = ANY(${deletes})`
+  const writes = []
+  if (deletes.length > 0) writes.push(tx`DELETE FROM ${tx(table)} WHERE id = ANY(${deletes})`)
   if (upserts.length > 0) {
-    await tx`
+    writes.push(tx`
       INSERT INTO ${tx(table)} ${tx(upserts)}
       ON CONFLICT (id) DO UPDATE SET
         url = EXCLUDED.url, events = EXCLUDED.events, description = EXCLUDED.description,
         active = EXCLUDED.active, timeout_seconds = EXCLUDED.timeout_seconds,
         retry_policy = EXCLUDED.retry_policy, secret_box = EXCLUDED.secret_box,
         previous_secret_box = EXCLUDED.previous_secret_box,
-        previous_expires_at = EXCLUDED.previous_expires_at, updated_at = EXCLUDED.updated_at`
+        previous_expires_at = EXCLUDED.previous_expires_at, updated_at = EXCLUDED.updated_at`)
   }
+  return writes
+}
+
+/** Applies endpoint events to `table` one statement at a time (the careful path). */
+export const applyEndpointEvents = async (tx: Tx, table: string, events: ReadonlyArray<EndpointEvent>): Promise<void> => {
+  if (events.length === 0) return
+  const rows = await selectEndpointRows(tx, table, [...new Set(events.map((e) => e.endpoint_id))])
+  for (const write of endpointWrites(tx, table, rows, events)) await write
 }

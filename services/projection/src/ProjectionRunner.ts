@@ -1,4 +1,4 @@
-import { Db, query, type Tx } from "@orbit/db"
+import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
 import { consumeBatches, type KafkaClient } from "@orbit/kafka"
 import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
 import type { Batch } from "kafkajs"
@@ -11,9 +11,10 @@ export interface ProjectionOptions {
   /**
    * Applies one batch inside a transaction (including its offsets) and returns the next offset
    * it stored, or undefined when every record was already applied. Unreadable records go to
-   * `onPoison` and are skipped.
+   * `onPoison` and are skipped. `careful`: a first try failed on data Postgres refuses (see
+   * transactCarefullyOnDataError); apply row by row and skip what is refused.
    */
-  readonly apply: (tx: Tx, batch: Batch, onPoison: (offset: string, error: unknown) => void) => Promise<unknown>
+  readonly apply: (tx: Tx, batch: Batch, onPoison: (offset: string, error: unknown) => void, careful: boolean) => Promise<unknown>
 }
 
 /**
@@ -37,11 +38,9 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
           const { batch } = consumed
           const poison: Array<{ offset: string; error: string }> = []
           yield* query(() =>
-            sql.begin(async (tx) => {
-              // No WAL flush wait: a read model is rebuildable from Kafka, and its rows and offsets
-              // commit atomically, so a commit lost in a Postgres crash is simply applied again.
-              await tx`SET LOCAL synchronous_commit = off`
-              return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }))
+            transactCarefullyOnDataError(sql, (tx, careful) => {
+              poison.length = 0
+              return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }), careful)
             })
           )
           for (const p of poison) {

@@ -1,4 +1,4 @@
-import { Db, query } from "@orbit/db"
+import { Db, query, transactCarefullyOnDataError } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { consumeBatches, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Deferred, Effect, Fiber, Ref, Stream } from "effect"
@@ -39,7 +39,7 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
   }).pipe(
     Stream.runForEach((consumed) =>
       query(() =>
-        sql.begin(async (tx) => {
+        transactCarefullyOnDataError(sql, async (tx, careful) => {
           await projectionLock(tx)
           if (await Effect.runPromise(Deferred.isDone(swapped))) return undefined
           return await applyBatch({
@@ -49,7 +49,8 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
             topic: consumed.batch.topic,
             partition: consumed.batch.partition,
             messages: consumed.batch.messages,
-            onPoison: () => undefined
+            onPoison: () => undefined,
+            careful
           })
         })
       ).pipe(

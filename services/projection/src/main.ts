@@ -5,8 +5,12 @@ import { Layer } from "effect"
 import { AttemptProjection } from "./AttemptProjection.ts"
 import { EndpointProjection } from "./EndpointProjection.ts"
 
+// No WAL flush wait on commit: read models are rebuildable from Kafka, and rows and offsets commit
+// atomically, so a commit lost in a Postgres crash is simply applied again.
+const ProjectionDb = Db.layerWith({ session: { synchronous_commit: "off" } })
+
 const Main = Layer.mergeAll(EndpointProjection.layer, AttemptProjection.layer, EnsureTopics).pipe(
-  Layer.provide([Db.layer, TopicAdmin.layer]),
+  Layer.provide([ProjectionDb, TopicAdmin.layer]),
   Layer.provide(KafkaClient.layer)
 )
 
