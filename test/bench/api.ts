@@ -6,6 +6,7 @@ import { once } from "node:events"
 import path from "node:path"
 import { Pool } from "undici"
 import { startPlatform, uniqueTenant } from "../src/Platform.ts"
+import { measureCpuSteal } from "./CpuSteal.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
@@ -90,6 +91,7 @@ try {
   const bareList = () => ({ method: "GET" as const, path: "/" })
   await closedLoop(barePool, bareList, 200)
 
+  const steal = measureCpuSteal()
   process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
   const getMax = await closedLoop(api, list, 200)
   process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
@@ -105,7 +107,8 @@ try {
   process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
   process.stdout.write(
     `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
-      `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n`
+      `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
+      `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
   )
   await api.close()
   await barePool.close()

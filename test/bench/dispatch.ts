@@ -41,6 +41,7 @@ import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDeli
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { CompressionTypes, Kafka, logLevel, type Message } from "kafkajs"
 import { Agent, request } from "undici"
+import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
 const num = (name: string, fallback: number) => {
@@ -612,6 +613,7 @@ const main = async () => {
       `concurrency ${CONCURRENCY} / ${PER_ENDPOINT} per endpoint, load average at start ${load}`)
     console.log(`  dispatcher ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (prefix ${prefix})`)
 
+    const steal = measureCpuSteal()
     await burst("warmup", 2_000)
     await burst("warmup2", 5_000)
     const results: Array<Result> = []
@@ -673,6 +675,7 @@ const main = async () => {
     }
     console.log("(latency = publish to receipt at the receiver, ms; deliv/s = distinct deliveries / (last receipt - first publish);")
     console.log(" cpu = share of one core used by each process during the run; the machine has 2 cores)")
+    console.log(`CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)`)
     console.log("")
     const verdict = (ok: boolean, got: string) => got.includes("-") || got.includes("NaN") ? "-" : ok ? "PASS" : "MISS"
     const lines: Array<[string, string, string, boolean]> = [
