@@ -1,12 +1,6 @@
 import { randomFillSync } from "node:crypto"
-import { Context } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { ApiError } from "../api/ApiErrors.ts"
-
-/** The current request's id, set by the middleware for every request. */
-export const CurrentRequestId = Context.Reference<string>("@orbit/registration/CurrentRequestId", {
-  defaultValue: () => "req_unknown"
-})
 
 // Request ids are random and of one fixed length: a counter would tell any client how much traffic
 // the platform serves, and a varying length would make otherwise identical responses differ in
@@ -31,23 +25,30 @@ export interface Pagination {
   readonly has_more: boolean
 }
 
+// The JSON text goes to the socket as a string: no byte array is made of it first, per response.
+const json = (value: unknown, status: number, headers: Record<string, string>) => {
+  const body = JSON.stringify(value)
+  return HttpServerResponse.raw(body, { status, headers, contentType: "application/json", contentLength: Buffer.byteLength(body) })
+}
+
 /** `{ data, meta }` (API.md §2), with `X-Request-Id` equal to `meta.request_id`. */
 export const success = (
   requestId: string,
   data: unknown,
   options: { status?: number; pagination?: Pagination; headers?: Record<string, string> } = {}
 ) =>
-  HttpServerResponse.jsonUnsafe(
+  json(
     {
       data,
       meta: options.pagination ? { ...meta(requestId), pagination: options.pagination } : meta(requestId)
     },
-    { status: options.status ?? 200, headers: { "x-request-id": requestId, ...options.headers } }
+    options.status ?? 200,
+    { "x-request-id": requestId, ...options.headers }
   )
 
 /** The single place where an ApiError becomes the error envelope. */
 export const failure = (requestId: string, error: ApiError) =>
-  HttpServerResponse.jsonUnsafe(
+  json(
     {
       error: {
         code: error.code,
@@ -57,10 +58,8 @@ export const failure = (requestId: string, error: ApiError) =>
       },
       meta: meta(requestId)
     },
-    {
-      status: error.status,
-      headers: { "x-request-id": requestId, ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) }) }
-    }
+    error.status,
+    { "x-request-id": requestId, ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) }) }
   )
 
 export const noContent = (requestId: string) =>

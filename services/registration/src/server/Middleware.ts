@@ -1,20 +1,21 @@
 import { Cause, Effect } from "effect"
 import { HttpRouter, type HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { ApiError, internalError, notFound } from "../api/ApiErrors.ts"
-import { CurrentRequestId, failure, newRequestId } from "./Envelope.ts"
+import { failure, newRequestId } from "./Envelope.ts"
 
 /**
  * Runs a route handler with a fresh request id and turns every failure into the error
  * envelope: ApiErrors as they are, anything unexpected logged and answered 500 with no
- * internals in the body. Handlers only ever fail with ApiError on purpose.
+ * internals in the body. Handlers only ever fail with ApiError on purpose. The id is passed as
+ * an argument rather than provided as a service: one more service per request would push the
+ * fiber's context past its overlay depth and copy it whole, on every request.
  */
 export const enveloped = <E, R>(
-  handler: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+  handler: (request: HttpServerRequest.HttpServerRequest, requestId: string) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) =>
 (request: HttpServerRequest.HttpServerRequest): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> => {
   const requestId = newRequestId()
-  return handler(request).pipe(
-    Effect.provideService(CurrentRequestId, requestId),
+  return handler(request, requestId).pipe(
     Effect.catchCause((cause) => {
       const error = Cause.squash(cause)
       if (error instanceof ApiError) return Effect.succeed(failure(requestId, error))

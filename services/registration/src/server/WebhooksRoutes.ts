@@ -25,7 +25,7 @@ import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
 import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
-import { CurrentRequestId, noContent, success } from "./Envelope.ts"
+import { noContent, success } from "./Envelope.ts"
 import { enveloped } from "./Middleware.ts"
 import { decodeStrict, readJsonBody } from "./RequestDecoding.ts"
 
@@ -83,8 +83,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
       Effect.flatMap((e) => (e === undefined ? Effect.fail(notFound("No webhook endpoint with this id.")) : Effect.succeed(e)))
     )
 
-  const list = Effect.fn("Webhooks.list")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const list = Effect.fn("Webhooks.list")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "read")
     const q = request.url.includes("?") ? yield* decodeStrict(ListEndpointsQuery, queryOf(request)) : {}
     const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, p, q.cursor)
@@ -94,8 +93,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
   }, unavailableAs503)
 
-  const create = Effect.fn("Webhooks.create")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const create = Effect.fn("Webhooks.create")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "write")
     const body = yield* readJsonBody(request)
     const idemKeyRaw = request.headers["idempotency-key"]
@@ -134,15 +132,13 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     }
   }, unavailableAs503)
 
-  const get = Effect.fn("Webhooks.get")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const get = Effect.fn("Webhooks.get")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "read")
     const id = yield* pathId
     return success(requestId, yield* findOwned(p, id))
   }, unavailableAs503)
 
-  const update = Effect.fn("Webhooks.update")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const update = Effect.fn("Webhooks.update")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "write")
     const id = yield* pathId
     const body = yield* readJsonBody(request)
@@ -152,8 +148,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     return success(requestId, yield* commands.update(p, existing, req))
   }, unavailableAs503)
 
-  const remove = Effect.fn("Webhooks.remove")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const remove = Effect.fn("Webhooks.remove")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "write")
     const id = yield* pathId
     yield* findOwned(p, id)
@@ -165,8 +160,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
    * A new signing secret, returned once. The previous one keeps signing alongside it for the
    * grace period (default 24 h), so receivers can switch without dropping deliveries.
    */
-  const rotateSecret = Effect.fn("Webhooks.rotateSecret")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const rotateSecret = Effect.fn("Webhooks.rotateSecret")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "write")
     const id = yield* pathId
     const hasBody = request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0" ||
@@ -183,8 +177,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   }, unavailableAs503)
 
   /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
-  const deliveries = Effect.fn("Webhooks.deliveries")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const requestId = yield* CurrentRequestId
+  const deliveries = Effect.fn("Webhooks.deliveries")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "read")
     const id = yield* pathId
     const raw = queryOf(request)
