@@ -29,6 +29,8 @@ describe("POST /api/v1/webhooks", () => {
     expect(meta.request_id).toMatch(/^req_[A-Za-z0-9_-]{16}$/)
     expect(res.headers.get("x-request-id")).toBe(meta.request_id)
     expect(res.headers.get("location")).toBe(`/api/v1/webhooks/${data.id}`)
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/)
+    expect(res.headers.get("content-length")).toBe(String(Buffer.byteLength(res.text)))
     expect(new Date(meta.timestamp).toISOString()).toBe(meta.timestamp)
   })
 

@@ -48,7 +48,7 @@ export const startPlatform = async (options: {
   const logs = new Map<ServiceName, Array<string>>()
 
   const start = (name: ServiceName) => {
-    const child = spawn(process.execPath, [path.join(ROOT, `services/${name}/src/main.ts`)], {
+    const child = spawn(process.execPath, [...(process.env.SVC_NODE_ARGS?.split(" ") ?? []), path.join(ROOT, `services/${name}/src/main.ts`)], {
       env,
       stdio: ["ignore", "pipe", "pipe"]
     })
