@@ -4,6 +4,7 @@ import { once } from "node:events"
 import net from "node:net"
 import path from "node:path"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
+import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
 import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
 
