@@ -13,6 +13,9 @@ export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127
 
 export type ServiceName = "registration" | "projection" | "dispatcher"
 
+/** Extra node flags for every service process, for diagnostics (e.g. "--trace-gc" or "--cpu-prof"). */
+const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []
+
 const freePort = async () => {
   const server = net.createServer().listen(0, "127.0.0.1")
   await once(server, "listening")
@@ -49,7 +52,7 @@ export const startPlatform = async (options: {
   const logs = new Map<ServiceName, Array<string>>()
 
   const start = (name: ServiceName) => {
-    const child = spawn(process.execPath, [...(process.env.SVC_NODE_ARGS?.split(" ") ?? []), path.join(ROOT, `services/${name}/src/main.ts`)], {
+    const child = spawn(process.execPath, [...serviceNodeArgs, path.join(ROOT, `services/${name}/src/main.ts`)], {
       env,
       stdio: ["ignore", "pipe", "pipe"]
     })
