@@ -1,7 +1,7 @@
-import { Db, type Tx } from "@orbit/db"
+import { Db, type Sql, type Tx } from "@orbit/db"
 import { decodeDeliveryAttempted, type DeliveryAttempted, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
-import { Context, Effect, Layer } from "effect"
+import { Cause, Context, Effect, Layer, Schedule } from "effect"
 import type { KafkaMessage } from "kafkajs"
 import { readNextOffset, writeNextOffset } from "./OffsetStore.ts"
 import { runProjection } from "./ProjectionRunner.ts"
@@ -126,12 +126,34 @@ export const applyAttemptBatch = async (options: {
   return { next: last + 1n, inserted }
 }
 
-/** The live projection of `webhooks.delivery-attempts` into the `delivery_attempts` table. */
+/**
+ * Deletes attempts that occurred before `olderThan`, `batch` rows per statement so no single
+ * transaction holds many locks; returns how many were deleted.
+ */
+export const pruneAttempts = async (sql: Sql, olderThan: Date, batch = 10_000): Promise<number> => {
+  let total = 0
+  for (;;) {
+    const { count } = await sql`
+      DELETE FROM delivery_attempts
+      WHERE id IN (SELECT id FROM delivery_attempts WHERE occurred_at < ${olderThan} LIMIT ${batch})`
+    total += count
+    if (count < batch) return total
+  }
+}
+
+/** How often the attempt log drops what its topic no longer keeps. */
+const PRUNE_EVERY = "1 hour"
+
+/**
+ * The live projection of `webhooks.delivery-attempts` into the `delivery_attempts` table. The table
+ * keeps what the topic keeps (its retention, 30 days): older rows are deleted at start and hourly,
+ * so the log an API caller sees is the one a rebuild from Kafka would give.
+ */
 export class AttemptProjection extends Context.Service<AttemptProjection, {}>()("@orbit/projection/AttemptProjection") {
   static readonly layer = Layer.effect(
     AttemptProjection,
     Effect.gen(function*() {
-      const { schema } = yield* Db
+      const { schema, sql } = yield* Db
       const { topicPrefix } = yield* KafkaClient
       yield* runProjection({
         name: "delivery-attempt projection",
@@ -149,6 +171,12 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
             onPoison
           })
       })
+      const retentionMs = topicsFor(topicPrefix).attempts.retentionMs
+      const prune = Effect.tryPromise(() => pruneAttempts(sql, new Date(Date.now() - retentionMs))).pipe(
+        Effect.flatMap((deleted) => deleted > 0 ? Effect.logInfo("delivery attempts past retention deleted", { deleted }) : Effect.void),
+        Effect.catchCause((cause) => Effect.logWarning("pruning delivery attempts failed; will try again", { cause: String(Cause.squash(cause)) }))
+      )
+      yield* Effect.forkScoped(Effect.repeat(prune, Schedule.spaced(PRUNE_EVERY)))
       return AttemptProjection.of({})
     })
   )

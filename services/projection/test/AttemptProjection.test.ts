@@ -11,7 +11,7 @@ import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, attemptRow } from "../src/AttemptProjection.ts"
+import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
 
 const BROKERS = process.env.KAFKA_BROKERS ?? "127.0.0.1:9092"
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -37,6 +37,17 @@ const attempted = (endpointId: string, over: Partial<DeliveryAttempted> = {}): D
   dead_lettered: false,
   ...over
 })
+
+/** Attempt events as the records of one partition, from offset 0, keyed by their endpoint. */
+const asMessages = (events: ReadonlyArray<DeliveryAttempted>): Array<KafkaMessage> =>
+  events.map((e, i) => ({
+    key: Buffer.from(e.endpoint_id),
+    value: Buffer.from(encodeDeliveryAttempted(e)),
+    offset: String(i),
+    timestamp: String(Date.now()),
+    attributes: 0,
+    headers: {}
+  }))
 
 describe("attemptRow (pure)", () => {
   it("maps the event to a row, normalising instants", () => {
@@ -157,22 +168,18 @@ describe("AttemptProjection (real broker, real Postgres)", () => {
 
     // Written while the projection is down: picked up from the stored offsets on restart.
     await produce([encodeDeliveryAttempted(a3)], endpoint)
+    // A row older than the topic's retention: the restarted projection prunes it.
+    await sql`UPDATE delivery_attempts SET occurred_at = now() - interval '31 days' WHERE id = ${a2.event_id}`
     runtime = await start()
     await waitFor("the 6th record", async () => (await appliedOffsets()) === 6)
-    expect((await rows()).map((r) => r.id)).toEqual([a1.event_id, a2.event_id, a3.event_id])
+    await waitFor("the old attempt pruned", async () => !(await rows()).some((r) => r.id === a2.event_id))
+    expect((await rows()).map((r) => r.id)).toEqual([a1.event_id, a3.event_id])
     await runtime.dispose()
   })
 
   it("applying a batch again adds nothing: below the stored offset it is skipped, and inserts are idempotent", async () => {
     const endpoint = newEndpointId()
-    const messages = [attempted(endpoint), attempted(endpoint)].map((e, i): KafkaMessage => ({
-      key: Buffer.from(endpoint),
-      value: Buffer.from(encodeDeliveryAttempted(e)),
-      offset: String(i),
-      timestamp: String(Date.now()),
-      attributes: 0,
-      headers: {}
-    }))
+    const messages = asMessages([attempted(endpoint), attempted(endpoint)])
     const apply = () =>
       sql.begin((tx) =>
         applyAttemptBatch({ tx, projection: "test_reapply", topic: "t", partition: 0, messages, onPoison: () => undefined })
@@ -181,5 +188,23 @@ describe("AttemptProjection (real broker, real Postgres)", () => {
     expect(await apply()).toEqual({ next: undefined, inserted: 0 })
     await sql`DELETE FROM projection_offsets WHERE projection = 'test_reapply'`
     expect(await apply()).toEqual({ next: 2n, inserted: 0 })
+  })
+
+  it("prunes attempts older than the cut-off, in batches, and keeps the rest", async () => {
+    const endpoint = newEndpointId()
+    const day = 24 * 60 * 60 * 1000
+    const events = [
+      ...Array.from({ length: 25 }, () => attempted(endpoint, { occurred_at: new Date(Date.now() - 40 * day).toISOString() })),
+      ...Array.from({ length: 3 }, () => attempted(endpoint, { occurred_at: new Date(Date.now() - 29 * day).toISOString() }))
+    ]
+    const messages = asMessages(events)
+    await sql.begin((tx) => applyAttemptBatch({ tx, projection: "test_prune", topic: "t", partition: 0, messages, onPoison: () => undefined }))
+    const others = (await sql`SELECT count(*)::int AS n FROM delivery_attempts WHERE endpoint_id <> ${endpoint}`)[0]!.n
+    // Batches of 10: three statements, the last one short.
+    expect(await pruneAttempts(sql, new Date(Date.now() - 30 * day), 10)).toBe(25)
+    const kept = await sql<Array<{ occurred_at: Date }>>`SELECT occurred_at FROM delivery_attempts WHERE endpoint_id = ${endpoint}`
+    expect(kept.map((r) => r.occurred_at.toISOString()).sort()).toEqual(events.slice(25).map((e) => e.occurred_at).sort())
+    expect((await sql`SELECT count(*)::int AS n FROM delivery_attempts WHERE endpoint_id <> ${endpoint}`)[0]!.n).toBe(others)
+    expect(await pruneAttempts(sql, new Date(Date.now() - 30 * day), 10)).toBe(0)
   })
 })

@@ -95,7 +95,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
         })
       }),
       error: errors
-    }).annotate(OpenApi.Description, "The endpoint's delivery-attempt log, newest first, cursor-paginated (limit 1–100, default 25).")
+    }).annotate(OpenApi.Description, "The endpoint's delivery-attempt log of the last 30 days, newest first, cursor-paginated (limit 1–100, default 25).")
   )
   .prefix("/api/v1/webhooks")
   .annotateMerge(OpenApi.annotations({ title: "Webhook endpoints" }))
