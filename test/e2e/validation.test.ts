@@ -564,8 +564,8 @@ describe("no 500 for anything", () => {
   })
 })
 
-/** Writes raw bytes to the server and returns the status line's code (undefined if the socket closed first). */
-const rawStatus = (raw: string): Promise<number | undefined> =>
+/** Writes raw bytes to the server and returns all it answered before closing. */
+const rawResponse = (raw: string): Promise<string> =>
   new Promise((resolve) => {
     const url = new URL(platform.baseUrl)
     const socket = net.connect(Number(url.port), url.hostname, () => socket.end(Buffer.from(raw, "latin1")))
@@ -574,8 +574,31 @@ const rawStatus = (raw: string): Promise<number | undefined> =>
     socket.setTimeout(3000, () => socket.destroy())
     socket.on("data", (c: string) => (text += c))
     socket.on("error", () => undefined)
-    socket.on("close", () => {
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
-      resolve(m ? Number(m[1]) : undefined)
-    })
+    socket.on("close", () => resolve(text))
   })
+
+/** The status line's code of a raw exchange (undefined if the socket closed first). */
+const rawStatus = async (raw: string): Promise<number | undefined> => {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(await rawResponse(raw))
+  return m ? Number(m[1]) : undefined
+}
+
+describe("requests Node cannot parse", () => {
+  it("get the error envelope too: 431 HEADERS_TOO_LARGE, 400 MALFORMED_REQUEST", async () => {
+    const cases = [
+      [`GET ${BASE} HTTP/1.1\r\nHost: x\r\nX-Padding: ${"a".repeat(20_000)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+      ["GARBAGE\r\n\r\n", 400, "MALFORMED_REQUEST"],
+      [`POST ${BASE} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}`, 400, "MALFORMED_REQUEST"]
+    ] as const
+    for (const [raw, status, code] of cases) {
+      const text = await rawResponse(raw)
+      const [head, body] = text.split("\r\n\r\n") as [string, string]
+      expect(head, raw.slice(0, 40)).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
+      const json = JSON.parse(body)
+      expect(json.error).toMatchObject({ code, status })
+      expect(head.toLowerCase()).toContain(`x-request-id: ${json.meta.request_id.toLowerCase()}`)
+      expect(head.toLowerCase()).toContain(`content-length: ${Buffer.byteLength(body)}`)
+    }
+    expect((await platform.api("GET", "/readyz")).status).toBe(200)
+  })
+})

@@ -1,4 +1,3 @@
-import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { runService } from "@orbit/config"
 import { SecretBox } from "@orbit/crypto"
@@ -15,6 +14,7 @@ import { EndpointCommands } from "./EndpointCommands.ts"
 import { EndpointStore } from "./EndpointStore.ts"
 import { Idempotency } from "./Idempotency.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
+import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes } from "./server/DocsRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
 import { NotFoundRoutes } from "./server/Middleware.ts"
@@ -22,7 +22,7 @@ import { WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
 const HttpServerLive = Layer.unwrap(
   Effect.map(Config.Port("PORT").pipe(Config.withDefault(8080)), (port) =>
-    NodeHttpServer.layer(createServer, { port, host: "0.0.0.0" }))
+    NodeHttpServer.layer(createApiServer, { port, host: "0.0.0.0" }))
 )
 
 const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes, NotFoundRoutes)

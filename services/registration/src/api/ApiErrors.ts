@@ -22,6 +22,8 @@ export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
     "INVALID_WEBHOOK_URL",
     "NOT_FOUND",
     "PAYLOAD_TOO_LARGE",
+    "HEADERS_TOO_LARGE",
+    "MALFORMED_REQUEST",
     "RATE_LIMITED",
     "SERVICE_UNAVAILABLE",
     "INTERNAL_ERROR"
@@ -53,6 +55,10 @@ export const notFound = (what = "The requested resource was not found.") =>
   new ApiError({ code: "NOT_FOUND", status: 404, message: what })
 export const payloadTooLarge = () =>
   new ApiError({ code: "PAYLOAD_TOO_LARGE", status: 413, message: "The request body is larger than 64 KiB." })
+export const headersTooLarge = () =>
+  new ApiError({ code: "HEADERS_TOO_LARGE", status: 431, message: "The request headers are larger than 16 KiB." })
+export const malformedRequest = () =>
+  new ApiError({ code: "MALFORMED_REQUEST", status: 400, message: "The request is not valid HTTP/1.1." })
 export const rateLimited = (retryAfterSeconds: number) =>
   new ApiError({
     code: "RATE_LIMITED",

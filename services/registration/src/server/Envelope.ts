@@ -46,21 +46,27 @@ export const success = (
     { "x-request-id": requestId, ...options.headers }
   )
 
-/** The single place where an ApiError becomes the error envelope. */
-export const failure = (requestId: string, error: ApiError) =>
-  json(
-    {
-      error: {
-        code: error.code,
-        message: error.message,
-        status: error.status,
-        ...(error.details ? { details: error.details } : {})
-      },
-      meta: meta(requestId)
+/** The single place where an ApiError becomes the error envelope (API.md §2) and its headers. */
+export const errorEnvelope = (requestId: string, error: ApiError) => ({
+  body: {
+    error: {
+      code: error.code,
+      message: error.message,
+      status: error.status,
+      ...(error.details ? { details: error.details } : {})
     },
-    error.status,
-    { "x-request-id": requestId, ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) }) }
-  )
+    meta: meta(requestId)
+  },
+  headers: {
+    "x-request-id": requestId,
+    ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) })
+  }
+})
+
+export const failure = (requestId: string, error: ApiError) => {
+  const { body, headers } = errorEnvelope(requestId, error)
+  return json(body, error.status, headers)
+}
 
 export const noContent = (requestId: string) =>
   HttpServerResponse.empty({ status: 204, headers: { "x-request-id": requestId } })
