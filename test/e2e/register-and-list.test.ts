@@ -94,6 +94,26 @@ describe("POST /api/v1/webhooks", () => {
 })
 
 describe("GET /api/v1/webhooks", () => {
+  it("HEAD answers like GET, with its headers and without a body", async () => {
+    const { key } = await platform.createKey(uniqueTenant())
+    await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+    for (const [path, headers, status] of [
+      ["/api/v1/webhooks", { "x-api-key": key }, 200],
+      ["/api/v1/webhooks", {}, 401],
+      ["/healthz", {}, 200],
+      ["/api/v1/openapi.json", {}, 200]
+    ] as const) {
+      const get = await fetch(`${platform.baseUrl}${path}`, { headers })
+      const getBody = await get.text()
+      const head = await fetch(`${platform.baseUrl}${path}`, { method: "HEAD", headers })
+      expect(head.status, path).toBe(status)
+      expect(await head.text(), path).toBe("")
+      expect(head.headers.get("content-type"), path).toBe(get.headers.get("content-type"))
+      // Same body length as the GET (request ids and timestamps have fixed lengths).
+      expect(head.headers.get("content-length"), path).toBe(String(Buffer.byteLength(getBody)))
+    }
+  })
+
   it("pages newest first with opaque cursors; cursor is null exactly when has_more is false", async () => {
     const { key } = await platform.createKey(uniqueTenant())
     const ids: Array<string> = []
