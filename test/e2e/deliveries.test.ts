@@ -9,7 +9,7 @@ import path from "node:path"
 import { newEventId } from "@orbit/domain"
 import { Kafka, logLevel, type Producer } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -76,6 +76,19 @@ const publish = (event: ReturnType<typeof domainEvent>) =>
 
 const receivedEvent = (eventId: string) => receiver.received.filter((r) => r.headers["x-devotel-event-id"] === eventId)
 
+/** The first request the receiver got for an event, once it has arrived. */
+const firstDelivery = (what: string, eventId: string) => eventually(what, () => receivedEvent(eventId)[0])
+
+/** The `v1` values of a request's X-Devotel-Signature, and the one a secret gives, computed from scratch. */
+const devotelSignatures = (got: Received) => {
+  const header = got.headers["x-devotel-signature"]!
+  const t = /(?:^|,)t=(\d+)/.exec(header)![1]!
+  return {
+    v1: [...header.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1]),
+    of: (secret: string) => createHmac("sha256", secret).update(`${t}.${got.body}`).digest("hex")
+  }
+}
+
 const register = async (key: string, body: Record<string, unknown>) => {
   const res = await platform.api("POST", "/api/v1/webhooks", { key, body })
   expect(res.status).toBe(201)
@@ -135,18 +148,13 @@ describe("registration → dispatcher → projection", () => {
     await publish(event)
     published.push(event.id)
 
-    const [got] = await eventually("the webhook", () => {
-      const r = receivedEvent(event.id)
-      return r.length > 0 ? r : undefined
-    })
-    expect(got!.path).toBe("/ok")
-    expect(JSON.parse(got!.body)).toMatchObject({ id: event.id, type: "message.delivered", data: event.data })
-    expect(got!.headers["x-devotel-delivery-id"]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    const got = await firstDelivery("the webhook", event.id)
+    expect(got.path).toBe("/ok")
+    expect(JSON.parse(got.body)).toMatchObject({ id: event.id, type: "message.delivered", data: event.data })
+    expect(got.headers["x-devotel-delivery-id"]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
     // X-Devotel-Signature checked from scratch with the secret the 201 returned.
-    const sig = got!.headers["x-devotel-signature"]!
-    const t = /(?:^|,)t=(\d+)/.exec(sig)![1]!
-    const v1 = [...sig.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1])
-    expect(v1).toContain(createHmac("sha256", endpoint.signing_secret).update(`${t}.${got!.body}`).digest("hex"))
+    const sig = devotelSignatures(got)
+    expect(sig.v1).toContain(sig.of(endpoint.signing_secret))
   })
 
   it("lists the attempts newest first, paginated, with outcome, status and attempt number", async () => {
@@ -351,15 +359,8 @@ describe("secret rotation", () => {
 
     const event = domainEvent(tenant)
     await publish(event)
-    const [got] = await eventually("the delivery after rotation", () => {
-      const r = receivedEvent(event.id)
-      return r.length > 0 ? r : undefined
-    })
-    const header = got!.headers["x-devotel-signature"]!
-    const t = /t=(\d+)/.exec(header)![1]
-    const v1 = [...header.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1])
-    const hmac = (secret: string) => createHmac("sha256", secret).update(`${t}.${got!.body}`).digest("hex")
-    expect(v1).toEqual([hmac(newSecret), hmac(endpoint.signing_secret)])
+    const sig = devotelSignatures(await firstDelivery("the delivery after rotation", event.id))
+    expect(sig.v1).toEqual([sig.of(newSecret), sig.of(endpoint.signing_secret)])
 
     // With a zero grace window only the new secret signs.
     const again = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/rotate-secret`, {
@@ -369,14 +370,7 @@ describe("secret rotation", () => {
     expect(again.json.data.signing_secret).toBe("a-caller-chosen-secret-0123456789")
     const second = domainEvent(tenant)
     await publish(second)
-    const [got2] = await eventually("the delivery after the second rotation", () => {
-      const r = receivedEvent(second.id)
-      return r.length > 0 ? r : undefined
-    })
-    const header2 = got2!.headers["x-devotel-signature"]!
-    const t2 = /t=(\d+)/.exec(header2)![1]
-    expect([...header2.matchAll(/v1=([0-9a-f]{64})/g)].map((m) => m[1])).toEqual([
-      createHmac("sha256", "a-caller-chosen-secret-0123456789").update(`${t2}.${got2!.body}`).digest("hex")
-    ])
+    const sig2 = devotelSignatures(await firstDelivery("the delivery after the second rotation", second.id))
+    expect(sig2.v1).toEqual([sig2.of("a-caller-chosen-secret-0123456789")])
   })
 })
