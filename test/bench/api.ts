@@ -4,9 +4,9 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import path from "node:path"
-import { Pool } from "undici"
 import { startPlatform, uniqueTenant } from "../src/Platform.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
+import { LoadClient } from "./LoadClient.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
@@ -21,16 +21,15 @@ const summarize = (latencies: Array<number>, errors: number, seconds: number): R
 }
 
 /** Closed loop: CONCURRENCY workers, each sending the next request when the last one answers. */
-const closedLoop = async (pool: Pool, request: () => Parameters<Pool["request"]>[0], expect: number) => {
+const closedLoop = async (client: LoadClient, request: Buffer, expect: number) => {
   const latencies: Array<number> = []
   let errors = 0
   const end = performance.now() + SECONDS * 1000
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     while (performance.now() < end) {
       const t = performance.now()
-      const res = await pool.request(request())
-      await res.body.text()
-      if (res.statusCode === expect) latencies.push(performance.now() - t)
+      const res = await client.request(request)
+      if (res.status === expect) latencies.push(performance.now() - t)
       else errors++
     }
   }))
@@ -38,24 +37,27 @@ const closedLoop = async (pool: Pool, request: () => Parameters<Pool["request"]>
 }
 
 /** Open loop: requests start on a fixed schedule; latency counts from the scheduled start. */
-const openLoop = async (pool: Pool, rate: number, request: () => Parameters<Pool["request"]>[0], expect: number) => {
+const openLoop = async (client: LoadClient, rate: number, request: Buffer, expect: number) => {
   const latencies: Array<number> = []
   let errors = 0
   const total = rate * SECONDS
   const start = performance.now()
-  const inflight: Array<Promise<void>> = []
-  for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / rate
+  let pending = 0
+  let sent = 0
+  let allAnswered = () => {}
+  const answered = new Promise<void>((resolve) => (allAnswered = resolve))
+  while (sent < total) {
+    const due = start + (sent * 1000) / rate
     const wait = due - performance.now()
     if (wait > 1) await new Promise((r) => setTimeout(r, wait))
-    inflight.push((async () => {
-      const res = await pool.request(request())
-      await res.body.text()
-      if (res.statusCode === expect) latencies.push(performance.now() - due)
-      else errors++
-    })())
+    pending++
+    sent++
+    client.request(request).then(
+      (res) => (res.status === expect ? latencies.push(performance.now() - due) : errors++),
+      () => errors++
+    ).finally(() => --pending === 0 && sent === total && allAnswered())
   }
-  await Promise.all(inflight)
+  if (pending > 0) await answered
   return summarize(latencies, errors, SECONDS)
 }
 
@@ -68,17 +70,14 @@ let bare: ChildProcess | undefined
 try {
   const tenant = uniqueTenant()
   const { key } = await platform.createKey(tenant)
-  const api = new Pool(platform.baseUrl, { connections: CONCURRENCY, pipelining: 1 })
-  const list = () => ({ method: "GET" as const, path: "/api/v1/webhooks", headers: { "x-api-key": key } })
-  const create = () => ({
-    method: "POST" as const,
-    path: "/api/v1/webhooks",
-    headers: { "x-api-key": key, "content-type": "application/json" },
-    // An IP literal: the sandbox has no DNS, and a lookup per POST would measure its resolver, not us.
-    body: JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] })
-  })
+  const { hostname, port } = new URL(platform.baseUrl)
+  const api = new LoadClient(hostname, Number(port), CONCURRENCY)
+  const list = api.prepare("GET", "/api/v1/webhooks", { "x-api-key": key })
+  // An IP literal: the sandbox has no DNS, and a lookup per POST would measure its resolver, not us.
+  const create = api.prepare("POST", "/api/v1/webhooks", { "x-api-key": key, "content-type": "application/json" },
+    JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] }))
   // Seed the tenant so a list page is full (25 of 200 rows), then warm both paths up.
-  for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create()).then((r) => r.body.text())))
+  for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create)))
   await openLoop(api, 50, list, 200)
 
   const barePort = 20000 + Math.floor(Math.random() * 20000)
@@ -87,19 +86,19 @@ try {
     stdio: ["ignore", "pipe", "inherit"]
   })
   await once(bare.stdout!, "data")
-  const barePool = new Pool(`http://127.0.0.1:${barePort}`, { connections: CONCURRENCY })
-  const bareList = () => ({ method: "GET" as const, path: "/" })
-  await closedLoop(barePool, bareList, 200)
+  const bareClient = new LoadClient("127.0.0.1", barePort, CONCURRENCY)
+  const bareList = bareClient.prepare("GET", "/", {})
+  await closedLoop(bareClient, bareList, 200)
 
   const steal = measureCpuSteal()
   process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
   const getMax = await closedLoop(api, list, 200)
   process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
-  const bareMax = await closedLoop(barePool, bareList, 200)
+  const bareMax = await closedLoop(bareClient, bareList, 200)
   process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
   const get500 = await openLoop(api, 500, list, 200)
   process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
-  const bare500 = await openLoop(barePool, 500, bareList, 200)
+  const bare500 = await openLoop(bareClient, 500, bareList, 200)
   process.stdout.write(line("GET  bare baseline at 500 req/s offered", bare500) + "\n")
   const post100 = await openLoop(api, 100, create, 201)
   process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
@@ -110,8 +109,8 @@ try {
       `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
       `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
   )
-  await api.close()
-  await barePool.close()
+  api.close()
+  bareClient.close()
 } finally {
   bare?.kill()
   await platform.close()

@@ -17,6 +17,8 @@ http
       FROM endpoints WHERE tenant_id = ${tenant} AND mode = ${"live"}
       ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${26}`
     const body = JSON.stringify({ data: rows.slice(0, 25), meta: { pagination: { has_more: rows.length > 25 } } })
-    res.writeHead(200, { "content-type": "application/json" }).end(body)
+    // An exact Content-Length, as the platform sends (without it Node would frame the body chunked).
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body)
   })
   .listen(Number(process.env.PORT), "127.0.0.1", () => process.stdout.write("listening\n"))
+process.on("SIGTERM", () => process.exit(0)) // exit normally, so node flags like --cpu-prof write their output
