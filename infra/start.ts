@@ -24,8 +24,12 @@ if (!process.env.ORBIT_SECRET_KEYS) {
 await startKafka()
 
 const children: Array<ChildProcess> = []
+// A service's package.json may name node flags it runs with ("orbit": { "nodeArgs": [...] }).
+const nodeArgs = (service: string): Array<string> =>
+  JSON.parse(fs.readFileSync(path.join(ROOT, "services", service, "package.json"), "utf8")).orbit?.nodeArgs ?? []
+
 const run = (name: string, entry: string) => {
-  const child = spawn(process.execPath, [path.join(ROOT, entry)], { stdio: ["ignore", "pipe", "pipe"], env: process.env })
+  const child = spawn(process.execPath, [...nodeArgs(name), path.join(ROOT, entry)], { stdio: ["ignore", "pipe", "pipe"], env: process.env })
   const prefix = (chunk: Buffer) =>
     chunk.toString().split("\n").filter(Boolean).map((l) => `[${name}] ${l}\n`).join("")
   child.stdout!.on("data", (c: Buffer) => process.stdout.write(prefix(c)))

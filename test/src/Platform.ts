@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
+import fs from "node:fs"
 import net from "node:net"
 import path from "node:path"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
@@ -15,6 +16,10 @@ export type ServiceName = "registration" | "projection" | "dispatcher"
 
 /** Extra node flags for every service process, for diagnostics (e.g. "--trace-gc" or "--cpu-prof"). */
 const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []
+
+/** The node flags a service's package.json names ("orbit": { "nodeArgs": [...] }), as `npm start` uses them. */
+const nodeArgs = (name: ServiceName): Array<string> =>
+  JSON.parse(fs.readFileSync(path.join(ROOT, "services", name, "package.json"), "utf8")).orbit?.nodeArgs ?? []
 
 const freePort = async () => {
   const server = net.createServer().listen(0, "127.0.0.1")
@@ -52,7 +57,7 @@ export const startPlatform = async (options: {
   const logs = new Map<ServiceName, Array<string>>()
 
   const start = (name: ServiceName) => {
-    const child = spawn(process.execPath, [...serviceNodeArgs, path.join(ROOT, `services/${name}/src/main.ts`)], {
+    const child = spawn(process.execPath, [...nodeArgs(name), ...serviceNodeArgs, path.join(ROOT, `services/${name}/src/main.ts`)], {
       env,
       stdio: ["ignore", "pipe", "pipe"]
     })
