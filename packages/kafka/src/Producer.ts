@@ -1,6 +1,7 @@
 import { Context, Duration, Effect, Layer } from "effect"
-import { CompressionTypes, type Message, Partitioners, type RecordMetadata } from "kafkajs"
+import { CompressionTypes, type Message, type RecordMetadata } from "kafkajs"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
+import { KeyPartitioner } from "./KeyPartitioner.ts"
 
 export interface TopicMessages {
   readonly topic: string
@@ -25,7 +26,7 @@ export class Producer extends Context.Service<Producer, {
           idempotent: true,
           maxInFlightRequests: 1,
           allowAutoTopicCreation: false,
-          createPartitioner: Partitioners.DefaultPartitioner
+          createPartitioner: KeyPartitioner
         })
         let connected: Promise<void> | undefined
         // Connect on first use and again after a failure, so start-up does not need a broker.

@@ -1,6 +1,6 @@
-import { KafkaClient, KafkaUnavailable, type TopicMessages } from "@orbit/kafka"
+import { KafkaClient, KafkaUnavailable, KeyPartitioner, type TopicMessages } from "@orbit/kafka"
 import { Context, Effect, Layer } from "effect"
-import { CompressionTypes, type Kafka, type Message, Partitioners, type Producer as KafkaProducer } from "kafkajs"
+import { CompressionTypes, type Kafka, type Message, type Producer as KafkaProducer } from "kafkajs"
 
 /**
  * At most this many bytes of keys and values go into one produce request, so that no partition's
@@ -40,7 +40,7 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: KeyPartitioner,
         retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 }
       })
       try {
