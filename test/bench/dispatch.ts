@@ -22,6 +22,7 @@
  * SIGTERM, kills what is left and deletes its topics.
  *
  * Env knobs: BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
+ * BENCH_ROUNDS (3: burst and ceiling runs, alternating; medians reported),
  * BENCH_DISPATCHERS (1: dispatcher processes sharing the work), BENCH_ONLY (e.g. "burst,ceiling";
  * runs: burst, ceiling, rate, hang), and every DISPATCHER_* variable reaches the dispatcher.
  * Diagnostics: BENCH_PROFILE=1 (dispatcher --cpu-prof, directory printed), BENCH_STAGES=1 (splits
@@ -61,6 +62,8 @@ interface RunStats {
   firstAt: number
   lastAt: number
   latencies: Array<number>
+  /** endpoint → [distinct deliveries, last receipt]: a subset's rate can be compared across runs. */
+  byEndpoint: Record<number, [number, number]>
 }
 
 type ToReceiver =
@@ -94,7 +97,7 @@ const runReceiver = async () => {
       }
       let s = runs.get(body.data.run)
       if (s === undefined) {
-        s = { count: 0, unique: 0, duplicates: 0, firstAt: at, lastAt: at, latencies: [], seen: new Set() }
+        s = { count: 0, unique: 0, duplicates: 0, firstAt: at, lastAt: at, latencies: [], byEndpoint: {}, seen: new Set() }
         runs.set(body.data.run, s)
       }
       s.count++
@@ -104,6 +107,9 @@ const runReceiver = async () => {
         s.seen.add(body.id)
         s.unique++
         s.latencies.push(at - body.data.ts)
+        const e = (s.byEndpoint[endpoint] ??= [0, 0])
+        e[0]++
+        e[1] = at
       }
       res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok")
     })
@@ -120,7 +126,7 @@ const runReceiver = async () => {
       process.send!({ type: "ok" })
     } else if (m.type === "drop") {
       // A finished run's ids and latencies would only grow the heap (and GC pauses) of later runs.
-      runs.set(m.run, { count: 0, unique: 0, duplicates: 0, firstAt: 0, lastAt: 0, latencies: [], seen: new Set() })
+      runs.set(m.run, { count: 0, unique: 0, duplicates: 0, firstAt: 0, lastAt: 0, latencies: [], byEndpoint: {}, seen: new Set() })
     } else {
       const s = runs.get(m.run)
       process.send!({
@@ -129,7 +135,10 @@ const runReceiver = async () => {
         hangingRequests,
         stats: s === undefined
           ? undefined
-          : { count: s.count, unique: s.unique, duplicates: s.duplicates, firstAt: s.firstAt, lastAt: s.lastAt, latencies: m.latencies ? s.latencies : [] }
+          : {
+            count: s.count, unique: s.unique, duplicates: s.duplicates, firstAt: s.firstAt, lastAt: s.lastAt,
+            latencies: m.latencies ? s.latencies : [], byEndpoint: m.latencies ? s.byEndpoint : {}
+          }
       })
     }
   })
@@ -170,6 +179,8 @@ interface Result {
   readonly deliveries: number
   readonly seconds: number
   readonly perSecond: number
+  /** Deliveries/s to the endpoints that never hang (index ≥ HANGING), over their own last receipt. */
+  readonly healthyPerSecond: number
   readonly p50: number
   readonly p95: number
   readonly p99: number
@@ -181,6 +192,7 @@ interface Result {
 const main = async () => {
   const ENDPOINTS = num("BENCH_ENDPOINTS", 50)
   const BURST = num("BENCH_BURST", 20_000)
+  const ROUNDS = num("BENCH_ROUNDS", 3)
   const RATE = num("BENCH_RATE", 1_000)
   const RATE_SECONDS = num("BENCH_RATE_SECONDS", 10)
   const HANGING = Math.max(1, Math.round(ENDPOINTS / 10))
@@ -497,11 +509,14 @@ const main = async () => {
     const summarise = (name: string, s: RunStats | undefined, startedAt: number, cpus: ReturnType<typeof cpuDelta>): Result => {
       const lat = Float64Array.from(s?.latencies ?? []).sort()
       const seconds = ((s?.lastAt ?? startedAt) - startedAt) / 1000
+      const healthyEndpoints = Object.entries(s?.byEndpoint ?? {}).filter(([e]) => Number(e) >= HANGING).map(([, v]) => v)
+      const healthyLast = Math.max(startedAt, ...healthyEndpoints.map(([, last]) => last))
       return {
         name,
         deliveries: s?.unique ?? 0,
         seconds,
         perSecond: (s?.unique ?? 0) / seconds,
+        healthyPerSecond: healthyEndpoints.reduce((n, [u]) => n + u, 0) / ((healthyLast - startedAt) / 1000),
         p50: percentile(lat, 50),
         p95: percentile(lat, 95),
         p99: percentile(lat, 99),
@@ -625,8 +640,20 @@ const main = async () => {
     // BENCH_ONLY=burst,ceiling,rate,hang runs a subset (while profiling); the default is all of them.
     const only = process.env.BENCH_ONLY?.split(",")
     const want = (name: string) => only === undefined || only.includes(name)
-    if (want("burst")) await log(await burst("burst", BURST))
-    if (want("ceiling")) await log(await ceiling("ceiling", BURST, effectiveConcurrency))
+    // Burst and ceiling alternate ROUNDS times and the median of each is reported: one 2-4 s run
+    // of either moved by up to a third between consecutive runs on this VM.
+    const median = (rs: Array<Result>): Result => ({ ...[...rs].sort((x, y) => x.perSecond - y.perSecond)[rs.length >> 1]!, name: rs[0]!.name.split("#")[0]! })
+    const rounds: Record<"burst" | "ceiling", Array<Result>> = { burst: [], ceiling: [] }
+    for (let i = 1; i <= ROUNDS; i++) {
+      for (const name of ["burst", "ceiling"] as const) {
+        if (!want(name)) continue
+        const r = name === "burst" ? await burst(`burst#${i}`, BURST) : await ceiling(`ceiling#${i}`, BURST, effectiveConcurrency)
+        rounds[name].push(r)
+        await sleep(2_000)
+        console.log(`  done: ${r.name} ${r.deliveries} deliveries, ${r.perSecond.toFixed(0)}/s, p99 ${r.p99.toFixed(1)} ms`)
+      }
+    }
+    for (const name of ["burst", "ceiling"] as const) if (rounds[name].length > 0) results.push(median(rounds[name]))
     if (want("rate")) await log(await steady("rate", RATE, RATE_SECONDS))
     if (want("rate") && process.env.BENCH_STAGES === "1") await stages("rate")
     let hangingRequests = 0
@@ -643,7 +670,7 @@ const main = async () => {
     await stopDispatcher()
 
     const none: Result = {
-      name: "-", deliveries: 0, seconds: Number.NaN, perSecond: Number.NaN, p50: Number.NaN, p95: Number.NaN,
+      name: "-", deliveries: 0, seconds: Number.NaN, perSecond: Number.NaN, healthyPerSecond: Number.NaN, p50: Number.NaN, p95: Number.NaN,
       p99: Number.NaN, max: Number.NaN, duplicates: 0,
       cpu: { dispatcher: Number.NaN, receiver: Number.NaN, broker: Number.NaN, bench: Number.NaN }
     }
@@ -675,6 +702,9 @@ const main = async () => {
     }
     console.log("(latency = publish to receipt at the receiver, ms; deliv/s = distinct deliveries / (last receipt - first publish);")
     console.log(" cpu = share of one core used by each process during the run; the machine has 2 cores)")
+    for (const name of ["burst", "ceiling"] as const) {
+      if (rounds[name].length > 1) console.log(`${name}: ${rounds[name].map((r) => r.perSecond.toFixed(0)).join(", ")} deliveries/s in ${rounds[name].length} rounds; the median is shown`)
+    }
     console.log(`CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)`)
     console.log("")
     const verdict = (ok: boolean, got: string) => got.includes("-") || got.includes("NaN") ? "-" : ok ? "PASS" : "MISS"
@@ -682,13 +712,15 @@ const main = async () => {
       ["end-to-end deliveries/s (burst)", f0(b.perSecond), ">= 5000", b.perSecond >= 5000],
       ["p99 at 1,000 events/s offered", `${f1(r.p99)} ms`, "<= 100 ms", r.p99 <= 100],
       ["ratio to bare undici ceiling", (b.perSecond / c.perSecond).toFixed(2), ">= 0.50", b.perSecond / c.perSecond >= 0.5],
-      ["healthy throughput with 10% hanging", pct(bh.perSecond / b.perSecond), ">= 90%", bh.perSecond / b.perSecond >= 0.9],
+      // The same 45 endpoints with and without the 5 hanging ones beside them.
+      ["healthy throughput with 10% hanging", pct(bh.perSecond / b.healthyPerSecond), ">= 90%", bh.perSecond / b.healthyPerSecond >= 0.9],
       ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99]
     ]
     console.log("target                                   measured             goal       verdict")
     for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(40)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok, got)}`)
     if (want("hang")) {
-      console.log(`(hanging endpoints received ${hangingRequests} requests in ${hangingSeconds.toFixed(0)} s, each held until the ${TIMEOUT_SECONDS} s timeout)`)
+      console.log(`(hanging endpoints received ${hangingRequests} requests in ${hangingSeconds.toFixed(0)} s, each held until the ${TIMEOUT_SECONDS} s timeout;`)
+      console.log(` healthy throughput = burst+hang ${f0(bh.perSecond)}/s against the same ${ENDPOINTS - HANGING} endpoints in the burst, ${f0(b.healthyPerSecond)}/s)`)
     }
     if (profileDir !== undefined) console.log(`dispatcher CPU profile: ${profileDir}`)
   } finally {
