@@ -82,9 +82,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           return
         }
         const target = endpoint
-        const result = await limiter.run(target.id, () => {
-          if (signal.aborted) return Promise.reject(new Abandoned())
-          return deliverer.attemptNow(task, target)
+        const result = await limiter.run(target.id, async () => {
+          if (signal.aborted) throw new Abandoned()
+          const r = await deliverer.attemptNow(task, target)
+          limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+          return r
         })
         const now = Date.now()
         const plan = planAfterAttempt({

@@ -1,13 +1,24 @@
+interface KeyState {
+  running: number
+  waiting: Array<() => void>
+  /** In `ready` (at most once). */
+  queued: boolean
+}
+
 /**
  * Bounded concurrency overall and per key (endpoint id), FIFO within a key and fair across keys:
  * a key at its own limit waits without holding a global slot, so a slow endpoint never takes
- * capacity from the others.
+ * capacity from the others. A key marked unresponsive (its last attempt timed out or could not
+ * connect) gets one slot until it answers again: a dead endpoint is probed one attempt at a time
+ * instead of holding its full share of connections open until each times out, and reopening them
+ * all at once when they do.
  */
 export class KeyedLimiter {
   private running = 0
-  private readonly perKey = new Map<string, { running: number; waiting: Array<() => void> }>()
-  /** Keys that have waiters and are below their own limit, in arrival order. */
+  private readonly perKey = new Map<string, KeyState>()
+  /** Keys with waiters, below their own limit, in arrival order. */
   private readonly ready: Array<string> = []
+  private readonly unresponsive = new Set<string>()
 
   private readonly limits: { readonly global: number; readonly perKey: number }
 
@@ -29,13 +40,40 @@ export class KeyedLimiter {
     }
   }
 
+  /** After an attempt: `false` limits the key to one attempt at a time until it is `true` again. */
+  setResponsive(key: string, responsive: boolean): void {
+    if (responsive === !this.unresponsive.has(key)) return
+    if (!responsive) {
+      if (this.unresponsive.size >= 100_000) this.unresponsive.clear() // bounded, whatever the key churn
+      this.unresponsive.add(key)
+      return
+    }
+    this.unresponsive.delete(key)
+    const state = this.perKey.get(key)
+    if (state !== undefined) {
+      this.enqueue(key, state)
+      this.pump()
+    }
+  }
+
+  private limitOf(key: string): number {
+    return this.unresponsive.has(key) ? 1 : this.limits.perKey
+  }
+
+  private enqueue(key: string, state: KeyState): void {
+    if (!state.queued && state.waiting.length > 0 && state.running < this.limitOf(key)) {
+      state.queued = true
+      this.ready.push(key)
+    }
+  }
+
   private acquire(key: string): Promise<void> {
     let state = this.perKey.get(key)
     if (state === undefined) {
-      state = { running: 0, waiting: [] }
+      state = { running: 0, waiting: [], queued: false }
       this.perKey.set(key, state)
     }
-    if (state.waiting.length === 0 && state.running < this.limits.perKey && this.running < this.limits.global) {
+    if (state.waiting.length === 0 && state.running < this.limitOf(key) && this.running < this.limits.global) {
       state.running++
       this.running++
       return Promise.resolve()
@@ -43,7 +81,7 @@ export class KeyedLimiter {
     const s = state
     return new Promise<void>((resolve) => {
       s.waiting.push(resolve)
-      if (s.waiting.length === 1 && s.running < this.limits.perKey) this.ready.push(key)
+      this.enqueue(key, s)
     })
   }
 
@@ -51,22 +89,25 @@ export class KeyedLimiter {
     const state = this.perKey.get(key)!
     state.running--
     this.running--
-    // The released key may have become eligible again.
-    if (state.waiting.length > 0 && state.running === this.limits.perKey - 1) this.ready.push(key)
+    this.enqueue(key, state) // the released key may have become eligible again
     this.pump()
-    if (state.running === 0 && state.waiting.length === 0) this.perKey.delete(key)
+    if (state.running === 0 && state.waiting.length === 0 && !state.queued) this.perKey.delete(key)
   }
 
   private pump(): void {
     while (this.running < this.limits.global && this.ready.length > 0) {
       const key = this.ready.shift()!
       const state = this.perKey.get(key)
-      if (state === undefined || state.waiting.length === 0 || state.running >= this.limits.perKey) continue
+      if (state === undefined) continue
+      state.queued = false
+      if (state.waiting.length === 0 || state.running >= this.limitOf(key)) {
+        if (state.running === 0 && state.waiting.length === 0) this.perKey.delete(key)
+        continue
+      }
       const wake = state.waiting.shift()!
       state.running++
       this.running++
-      // Still eligible with more waiters: queue it behind the other keys (round robin).
-      if (state.waiting.length > 0 && state.running < this.limits.perKey) this.ready.push(key)
+      this.enqueue(key, state) // still eligible with more waiters: behind the other keys (round robin)
       wake()
     }
   }

@@ -49,6 +49,28 @@ describe("KeyedLimiter", () => {
     await Promise.all(all)
     expect(limiter.active).toBe(0)
   })
+
+  it("gives an unresponsive key one slot until it answers again, then its full share", async () => {
+    const limiter = new KeyedLimiter({ global: 10, perKey: 3 })
+    const release: Array<() => void> = []
+    const started: Array<string> = []
+    const job = (name: string) => () => new Promise<void>((r) => { started.push(name); release.push(r) })
+    limiter.setResponsive("dead", false)
+    const all = [1, 2, 3, 4].map((i) => limiter.run("dead", job(`d${i}`)))
+    const other = limiter.run("live", job("l1"))
+    await new Promise((r) => setTimeout(r, 0))
+    expect(started).toEqual(["d1", "l1"])
+    release[0]!() // d1 done, still unresponsive: d2 alone
+    await new Promise((r) => setTimeout(r, 0))
+    expect(started).toEqual(["d1", "l1", "d2"])
+    limiter.setResponsive("dead", true) // it answered: d3 and d4 join d2 (3 per key)
+    await new Promise((r) => setTimeout(r, 0))
+    expect(started).toEqual(["d1", "l1", "d2", "d3", "d4"])
+    expect(limiter.active).toBe(4)
+    for (const r of release) r()
+    await Promise.all([...all, other])
+    expect(limiter.active).toBe(0)
+  })
 })
 
 describe("retry schedule", () => {
