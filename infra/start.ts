@@ -6,6 +6,7 @@ import fs from "node:fs"
 import path from "node:path"
 import { generateKeyRing } from "@orbit/crypto"
 import { startKafka } from "./kafka.ts"
+import { type ServiceName, serviceArgs } from "./services.ts"
 
 const ROOT = path.join(import.meta.dirname, "..")
 const DATA = path.join(import.meta.dirname, ".data")
@@ -24,12 +25,8 @@ if (!process.env.ORBIT_SECRET_KEYS) {
 await startKafka()
 
 const children: Array<ChildProcess> = []
-// A service's package.json may name node flags it runs with ("orbit": { "nodeArgs": [...] }).
-const nodeArgs = (service: string): Array<string> =>
-  JSON.parse(fs.readFileSync(path.join(ROOT, "services", service, "package.json"), "utf8")).orbit?.nodeArgs ?? []
-
-const run = (name: string, entry: string) => {
-  const child = spawn(process.execPath, [...nodeArgs(name), path.join(ROOT, entry)], { stdio: ["ignore", "pipe", "pipe"], env: process.env })
+const run = (name: ServiceName) => {
+  const child = spawn(process.execPath, serviceArgs(name), { stdio: ["ignore", "pipe", "pipe"], env: process.env })
   const prefix = (chunk: Buffer) =>
     chunk.toString().split("\n").filter(Boolean).map((l) => `[${name}] ${l}\n`).join("")
   child.stdout!.on("data", (c: Buffer) => process.stdout.write(prefix(c)))
@@ -54,9 +51,9 @@ const shutdown = (code: number) => {
 process.on("SIGINT", () => shutdown(0))
 process.on("SIGTERM", () => shutdown(0))
 
-run("projection", "services/projection/src/main.ts")
-run("registration", "services/registration/src/main.ts")
-run("dispatcher", "services/dispatcher/src/main.ts")
+run("projection")
+run("registration")
+run("dispatcher")
 
 // Wait until the API is ready, then mint a development key.
 const deadline = Date.now() + 60_000

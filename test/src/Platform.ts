@@ -1,25 +1,19 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
-import fs from "node:fs"
 import net from "node:net"
-import path from "node:path"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
 import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
 import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
+import { type ServiceName, serviceArgs } from "../../infra/services.ts"
 
-const ROOT = path.join(import.meta.dirname, "..", "..")
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
-export type ServiceName = "registration" | "projection" | "dispatcher"
+export type { ServiceName }
 
 /** Extra node flags for every service process, for diagnostics (e.g. "--trace-gc" or "--cpu-prof"). */
 const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []
-
-/** The node flags a service's package.json names ("orbit": { "nodeArgs": [...] }), as `npm start` uses them. */
-const nodeArgs = (name: ServiceName): Array<string> =>
-  JSON.parse(fs.readFileSync(path.join(ROOT, "services", name, "package.json"), "utf8")).orbit?.nodeArgs ?? []
 
 const freePort = async () => {
   const server = net.createServer().listen(0, "127.0.0.1")
@@ -57,7 +51,7 @@ export const startPlatform = async (options: {
   const logs = new Map<ServiceName, Array<string>>()
 
   const start = (name: ServiceName) => {
-    const child = spawn(process.execPath, [...nodeArgs(name), ...serviceNodeArgs, path.join(ROOT, `services/${name}/src/main.ts`)], {
+    const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
       env,
       stdio: ["ignore", "pipe", "pipe"]
     })
