@@ -1,7 +1,7 @@
 /**
  * CRC-32C (Castagnoli), the checksum of Kafka record batches, eight bytes per step
- * ("slicing-by-8"). kafkajs computes it one byte per step, which was ~5 % of the dispatcher's
- * CPU; this gives the same values in about a quarter of the time.
+ * ("slicing-by-8"). kafkajs computes it one byte per step, which was 4.6 % of the dispatcher's
+ * CPU in a burst; this gives the same values in about a sixth of the time (53 vs 310 µs per 64 KiB).
  */
 const POLY = 0x82f63b78
 const T = new Int32Array(8 * 256)
