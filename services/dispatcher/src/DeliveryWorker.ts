@@ -16,7 +16,7 @@ import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
 import { attemptedJson } from "./FastJson.ts"
-import { KeyedLimiter } from "./KeyedLimiter.ts"
+import { KeyedLimiter, SHED } from "./KeyedLimiter.ts"
 import { Publisher } from "./Publisher.ts"
 import { planAfterAttempt, ripeAt, tierFor } from "./RetrySchedule.ts"
 
@@ -88,6 +88,14 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
           return r
         })
+        if (result === SHED) {
+          // The endpoint is unresponsive and being probed: the task waits in a retry tier for
+          // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
+          // backlog would fill this consumer's buffer and pause fetching for every endpoint.
+          const delayMs = Math.max(1_000, target.timeout_seconds * 1_000)
+          const parked = { ...task, not_before: new Date(Date.now() + delayMs).toISOString() }
+          return durably("parking a task for an unresponsive endpoint", () => publisher.send([toTier(parked, delayMs)]), signal)
+        }
         const now = Date.now()
         const plan = planAfterAttempt({
           task,

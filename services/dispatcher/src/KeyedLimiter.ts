@@ -1,17 +1,22 @@
 interface KeyState {
   running: number
-  waiting: Array<() => void>
+  /** Resolved with `true` when the slot is granted, `false` when the task is shed. */
+  waiting: Array<(granted: boolean) => void>
   /** In `ready` (at most once). */
   queued: boolean
 }
+
+/** What `run` returns instead of running the job: the key is unresponsive and already probed. */
+export const SHED: unique symbol = Symbol("KeyedLimiter.shed")
 
 /**
  * Bounded concurrency overall and per key (endpoint id), FIFO within a key and fair across keys:
  * a key at its own limit waits without holding a global slot, so a slow endpoint never takes
  * capacity from the others. A key marked unresponsive (its last attempt timed out or could not
- * connect) gets one slot until it answers again: a dead endpoint is probed one attempt at a time
- * instead of holding its full share of connections open until each times out, and reopening them
- * all at once when they do.
+ * connect) is probed one job at a time until it answers again: its waiting jobs and any that
+ * arrive meanwhile are shed (`run` returns `SHED`) for the caller to put aside, instead of waiting
+ * in memory behind one attempt per timeout — or holding the key's full share of connections open
+ * until each times out and reopening them all at once.
  */
 export class KeyedLimiter {
   private running = 0
@@ -30,9 +35,9 @@ export class KeyedLimiter {
     return this.running
   }
 
-  /** Runs `job` once a global and a per-key slot are free. */
-  async run<A>(key: string, job: () => Promise<A>): Promise<A> {
-    await this.acquire(key)
+  /** Runs `job` once a global and a per-key slot are free, unless the key's jobs are being shed. */
+  async run<A>(key: string, job: () => Promise<A>): Promise<A | typeof SHED> {
+    if (!(await this.acquire(key))) return SHED
     try {
       return await job()
     } finally {
@@ -40,12 +45,14 @@ export class KeyedLimiter {
     }
   }
 
-  /** After an attempt: `false` limits the key to one attempt at a time until it is `true` again. */
+  /** After an attempt: `false` sheds the key's waiting jobs and runs one at a time until `true` again. */
   setResponsive(key: string, responsive: boolean): void {
     if (responsive === !this.unresponsive.has(key)) return
     if (!responsive) {
       if (this.unresponsive.size >= 100_000) this.unresponsive.clear() // bounded, whatever the key churn
       this.unresponsive.add(key)
+      const state = this.perKey.get(key)
+      if (state !== undefined) for (const shed of state.waiting.splice(0)) shed(false)
       return
     }
     this.unresponsive.delete(key)
@@ -67,19 +74,20 @@ export class KeyedLimiter {
     }
   }
 
-  private acquire(key: string): Promise<void> {
+  private acquire(key: string): Promise<boolean> {
     let state = this.perKey.get(key)
     if (state === undefined) {
       state = { running: 0, waiting: [], queued: false }
       this.perKey.set(key, state)
     }
+    if (this.unresponsive.has(key) && state.running > 0) return Promise.resolve(false) // being probed
     if (state.waiting.length === 0 && state.running < this.limitOf(key) && this.running < this.limits.global) {
       state.running++
       this.running++
-      return Promise.resolve()
+      return Promise.resolve(true)
     }
     const s = state
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       s.waiting.push(resolve)
       this.enqueue(key, s)
     })
@@ -108,7 +116,7 @@ export class KeyedLimiter {
       state.running++
       this.running++
       this.enqueue(key, state) // still eligible with more waiters: behind the other keys (round robin)
-      wake()
+      wake(true)
     }
   }
 }

@@ -1,5 +1,6 @@
 /** A hanging endpoint holds only its own slots: other endpoints' deliveries keep flowing. */
 import { randomUUID } from "node:crypto"
+import { deliveryIdFor, retryTiersOf } from "@orbit/domain"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, waitFor } from "./support.ts"
 
@@ -50,5 +51,52 @@ describe("slow-endpoint isolation", () => {
     // Then its attempts time out, 4 at a time.
     await waitFor("slow attempts time out", () => h.attempts.filter((a) => a.endpoint_id === slow.id).length >= 4, 15_000)
     expect(h.attempts.filter((a) => a.endpoint_id === slow.id).every((a) => a.error_class === "timeout")).toBe(true)
+  })
+
+  it("parks an unresponsive endpoint's waiting tasks in a retry tier, attempts unspent, and delivers them once it answers", async () => {
+    const t = `ten_${randomUUID()}`
+    let hanging = true
+    let inFlight = 0
+    let maxInFlight = 0
+    receiver.on("/recovering", (_req, res) => {
+      if (!hanging) return void res.writeHead(200).end("ok")
+      inFlight++
+      maxInFlight = Math.max(maxInFlight, inFlight)
+      res.on("close", () => inFlight--) // never answers: aborted at timeout_seconds
+    })
+    // One attempt per delivery (the harness's default policy): a task parked and then delivered
+    // can only be an attempt 1 that parking did not spend.
+    const endpoint = await h.register({ url: `https://hooks.test:${receiver.port}/recovering`, tenantId: t, timeoutSeconds: 1 })
+    const admin = h.kafka.admin()
+    await admin.connect()
+    const parkedSoFar = async () => {
+      let n = 0
+      for (const tier of retryTiersOf(h.topics)) {
+        for (const p of await admin.fetchTopicOffsets(tier.topic)) n += Number(p.high)
+      }
+      return n
+    }
+    const parkedBefore = await parkedSoFar()
+    const events = Array.from({ length: 12 }, () => domainEvent(t))
+    for (const e of events) await h.publish(e)
+
+    // Four attempts (its slots) time out; the eight waiting behind them are parked, not attempted.
+    const attemptsOf = () => h.attempts.filter((a) => a.endpoint_id === endpoint.id)
+    await waitFor("four timeouts", () => attemptsOf().length >= 4, 15_000)
+    hanging = false
+    await waitFor("the other eight delivered", () => receiver.received.filter((r) => r.path === "/recovering").length >= 12, 20_000)
+    const parked = (await parkedSoFar()) - parkedBefore
+    await admin.disconnect()
+
+    expect(maxInFlight).toBeLessThanOrEqual(4)
+    expect(parked).toBeGreaterThanOrEqual(8)
+    const timedOut = attemptsOf().filter((a) => a.error_class === "timeout")
+    expect(timedOut).toHaveLength(4)
+    await waitFor("eight successes logged", () => attemptsOf().filter((a) => a.outcome === "succeeded").length >= 8, 10_000)
+    const succeeded = attemptsOf().filter((a) => a.outcome === "succeeded")
+    expect(succeeded.every((a) => a.attempt === 1)).toBe(true)
+    // Every event reached the endpoint once as an attempt that timed out or once delivered.
+    const ids = new Set(events.map((e) => deliveryIdFor(e.id, endpoint.id)))
+    expect(new Set([...timedOut, ...succeeded].map((a) => a.delivery_id))).toEqual(ids)
   })
 })

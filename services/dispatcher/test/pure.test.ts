@@ -3,7 +3,7 @@ import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encod
 import { attemptedJson, taskJson } from "../src/FastJson.ts"
 import { fanOutBatch } from "../src/FanOut.ts"
 import { describe, expect, it } from "vitest"
-import { KeyedLimiter } from "../src/KeyedLimiter.ts"
+import { KeyedLimiter, SHED } from "../src/KeyedLimiter.ts"
 import { OffsetTracker } from "../src/OffsetTracker.ts"
 import { parseRetryAfter, planAfterAttempt, tierFor } from "../src/RetrySchedule.ts"
 import { classifySourceRecord } from "../src/SourceRecord.ts"
@@ -50,25 +50,35 @@ describe("KeyedLimiter", () => {
     expect(limiter.active).toBe(0)
   })
 
-  it("gives an unresponsive key one slot until it answers again, then its full share", async () => {
-    const limiter = new KeyedLimiter({ global: 10, perKey: 3 })
+  it("sheds an unresponsive key's waiting and new jobs while one probes it, and restores its share when it answers", async () => {
+    const limiter = new KeyedLimiter({ global: 10, perKey: 2 })
     const release: Array<() => void> = []
     const started: Array<string> = []
-    const job = (name: string) => () => new Promise<void>((r) => { started.push(name); release.push(r) })
-    limiter.setResponsive("dead", false)
-    const all = [1, 2, 3, 4].map((i) => limiter.run("dead", job(`d${i}`)))
+    const job = (name: string) => () => new Promise<string>((r) => { started.push(name); release.push(() => r(name)) })
+    const first = [1, 2, 3, 4].map((i) => limiter.run("dead", job(`d${i}`)))
     const other = limiter.run("live", job("l1"))
     await new Promise((r) => setTimeout(r, 0))
-    expect(started).toEqual(["d1", "l1"])
-    release[0]!() // d1 done, still unresponsive: d2 alone
+    expect(started).toEqual(["d1", "d2", "l1"]) // d3, d4 wait for the key's two slots
+    limiter.setResponsive("dead", false) // d1 timed out: the waiting d3 and d4 are shed
+    expect(await first[2]).toBe(SHED)
+    expect(await first[3]).toBe(SHED)
+    expect(await limiter.run("dead", job("d5"))).toBe(SHED) // d1/d2 still probing: shed at once
+    release[0]!()
+    release[1]!()
+    expect(await first[0]).toBe("d1")
+    expect(await first[1]).toBe("d2")
+    const probe = limiter.run("dead", job("d6")) // nothing in flight: d6 is the probe
     await new Promise((r) => setTimeout(r, 0))
-    expect(started).toEqual(["d1", "l1", "d2"])
-    limiter.setResponsive("dead", true) // it answered: d3 and d4 join d2 (3 per key)
+    expect(await limiter.run("dead", job("d7"))).toBe(SHED)
+    limiter.setResponsive("dead", true) // it answered: two at a time again
+    const after = [8, 9].map((i) => limiter.run("dead", job(`d${i}`)))
     await new Promise((r) => setTimeout(r, 0))
-    expect(started).toEqual(["d1", "l1", "d2", "d3", "d4"])
-    expect(limiter.active).toBe(4)
+    expect(started).toEqual(["d1", "d2", "l1", "d6", "d8"]) // d6 and d8 fill the two slots; d9 waits
+    for (const r of release.slice(2)) r()
+    await new Promise((r) => setTimeout(r, 0))
+    expect(started).toContain("d9")
     for (const r of release) r()
-    await Promise.all([...all, other])
+    expect(await Promise.all([probe, ...after, other])).toEqual(["d6", "d8", "d9", "l1"])
     expect(limiter.active).toBe(0)
   })
 })
