@@ -157,6 +157,8 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
       const { topicPrefix } = yield* KafkaClient
       yield* runProjection({
         name: "delivery-attempt projection",
+        projection: ATTEMPTS_PROJECTION,
+        reset: (tx) => tx`DELETE FROM delivery_attempts`,
         // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,

@@ -91,6 +91,11 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
       const { topicPrefix } = yield* KafkaClient
       yield* runProjection({
         name: "endpoint projection",
+        projection: PROJECTION,
+        reset: async (tx) => {
+          await projectionLock(tx)
+          await tx`DELETE FROM endpoints`
+        },
         // The group id names the schema: a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection.${schema}`,
         topic: topicsFor(topicPrefix).endpointEvents.name,

@@ -1,11 +1,13 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
-import { consumeBatches, type KafkaClient } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, unavailable } from "@orbit/kafka"
 import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
 import type { Batch } from "kafkajs"
 
 export interface ProjectionOptions {
   /** For logs. */
   readonly name: string
+  /** Its key in `projection_offsets` and `projection_logs`. */
+  readonly projection: string
   readonly groupId: string
   readonly topic: string
   /**
@@ -15,7 +17,70 @@ export interface ProjectionOptions {
    * transactCarefullyOnDataError); apply row by row and skip what is refused.
    */
   readonly apply: (tx: Tx, batch: Batch, onPoison: (offset: string, error: unknown) => void, careful: boolean) => Promise<unknown>
+  /** Empties the read model (the runner removes its offsets), before a rebuild from offset 0. */
+  readonly reset: (tx: Tx) => Promise<unknown>
 }
+
+/**
+ * Before consuming: are the stored offsets about the log the broker has now? When the cluster id
+ * differs from the one recorded with them, or an offset is beyond the log's end (the broker was
+ * reset or replaced), the read model describes another log: it is emptied, its offsets removed,
+ * and the projection rebuilds it from offset 0 — rather than skip the new log's first records as
+ * "already applied". Returns why it rebuilt, if it did.
+ */
+const alignWithLog = (options: ProjectionOptions) =>
+  Effect.gen(function*() {
+    const { sql } = yield* Db
+    const { kafka } = yield* KafkaClient
+    const withAdmin = <A>(operation: string, f: (admin: ReturnType<typeof kafka.admin>) => Promise<A>) =>
+      Effect.tryPromise({
+        try: async () => {
+          const admin = kafka.admin()
+          await admin.connect()
+          try {
+            return await f(admin)
+          } finally {
+            await admin.disconnect().catch(() => undefined)
+          }
+        },
+        catch: unavailable(operation)
+      })
+    const { clusterId, ends } = yield* withAdmin("describeCluster", async (admin) => ({
+      clusterId: (await admin.describeCluster()).clusterId,
+      ends: new Map((await admin.fetchTopicOffsets(options.topic)).map((o) => [o.partition, BigInt(o.high)]))
+    }))
+    const { known, stored } = yield* query(async () => ({
+      known: (await sql<Array<{ cluster_id: string }>>`
+        SELECT cluster_id FROM projection_logs WHERE projection = ${options.projection} AND topic = ${options.topic}`)[0],
+      stored: await sql<Array<{ partition: number; next_offset: string }>>`
+        SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+    }))
+    const beyond = stored.find((o) => BigInt(o.next_offset) > (ends.get(o.partition) ?? 0n))
+    const reason = known !== undefined && known.cluster_id !== clusterId
+      ? `the Kafka cluster changed (${known.cluster_id} -> ${clusterId})`
+      : beyond !== undefined
+      ? `stored offset ${beyond.next_offset} of partition ${beyond.partition} is beyond the log's end (${ends.get(beyond.partition) ?? 0n})`
+      : undefined
+    if (reason !== undefined) {
+      // The group's committed offsets (where fetching resumes) must go back to the start too. This
+      // fails while another member is in the group; the whole step is then retried.
+      yield* withAdmin("resetOffsets", (admin) => admin.resetOffsets({ groupId: options.groupId, topic: options.topic, earliest: true }))
+    }
+    if (reason === undefined && known?.cluster_id === clusterId) return undefined
+    yield* query(() =>
+      sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(hashtext(${`orbit-projection-log:${options.projection}`}))`
+        if (reason !== undefined) {
+          await options.reset(tx)
+          await tx`DELETE FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+        }
+        await tx`
+          INSERT INTO projection_logs (projection, topic, cluster_id) VALUES (${options.projection}, ${options.topic}, ${clusterId})
+          ON CONFLICT (projection, topic) DO UPDATE SET cluster_id = EXCLUDED.cluster_id`
+      })
+    )
+    return reason
+  })
 
 /**
  * The loop every projection shares: consume a topic as a consumer-group member, apply each
@@ -59,7 +124,14 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
         )
       )
     )
-    yield* Effect.forkScoped(handle.pipe(
+    const aligned = alignWithLog(options).pipe(
+      Effect.flatMap((reason) =>
+        reason === undefined
+          ? Effect.void
+          : Effect.logWarning(`${options.name}: the read model described another Kafka log; rebuilding it from offset 0`, { reason })
+      )
+    )
+    yield* Effect.forkScoped(Effect.andThen(aligned, handle).pipe(
       Effect.tapCause((cause) =>
         Effect.logWarning(`${options.name}: consumer stopped; starting a new one`, { cause: String(Cause.squash(cause)) })
       ),

@@ -11,7 +11,7 @@ import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
+import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, type AttemptRow, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
 
 const BROKERS = process.env.KAFKA_BROKERS ?? "127.0.0.1:9092"
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -176,6 +176,39 @@ describe("AttemptProjection (real broker, real Postgres)", () => {
     expect((await rows()).map((r) => r.id)).toEqual([a1.event_id, a3.event_id])
     await runtime.dispose()
   })
+
+  it("rebuilds from offset 0 when its offsets describe another Kafka log (other cluster, or beyond the log's end)", async () => {
+    const before = (await rows()).map((r) => r.id)
+    const applied = await appliedOffsets()
+    expect(applied).toBeGreaterThan(0) // left by the previous test
+    const stray = attempted(newEndpointId())
+    const strayRow = attemptRow(stray)!
+    const insertStray = () => sql`INSERT INTO delivery_attempts ${sql([strayRow as AttemptRow])}`
+
+    // The recorded cluster is another one: what the table holds came from that cluster's log.
+    await insertStray()
+    await sql`UPDATE projection_logs SET cluster_id = 'another-cluster' WHERE projection = ${ATTEMPTS_PROJECTION}`
+    let runtime = await start()
+    await waitFor("the stray row gone", async () => !(await rows()).some((r) => r.id === stray.event_id))
+    await waitFor("the log applied again from offset 0", async () => (await appliedOffsets()) === applied)
+    // What the log holds, again: every row from before (and the row the previous test pruned by
+    // age in the table, which its record in the log brings back), the stray one gone.
+    const rebuilt = (await rows()).map((r) => r.id)
+    expect(rebuilt).toEqual(expect.arrayContaining(before))
+    expect(rebuilt).not.toContain(stray.event_id)
+    const [log] = await sql`SELECT cluster_id FROM projection_logs WHERE projection = ${ATTEMPTS_PROJECTION}`
+    expect(log!.cluster_id).not.toBe("another-cluster")
+    await runtime.dispose()
+
+    // Same cluster, but a stored offset past the end of the log (the topic was recreated).
+    await insertStray()
+    await sql`UPDATE projection_offsets SET next_offset = next_offset + 1000 WHERE projection = ${ATTEMPTS_PROJECTION} AND next_offset > 0`
+    runtime = await start()
+    await waitFor("the stray row gone again", async () => !(await rows()).some((r) => r.id === stray.event_id))
+    await waitFor("the offsets back at the log's end", async () => (await appliedOffsets()) === applied)
+    expect((await rows()).map((r) => r.id)).toEqual(rebuilt)
+    await runtime.dispose()
+  }, 90_000)
 
   it("applying a batch again adds nothing: below the stored offset it is skipped, and inserts are idempotent", async () => {
     const endpoint = newEndpointId()
