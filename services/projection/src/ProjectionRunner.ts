@@ -45,15 +45,17 @@ const alignWithLog = (options: ProjectionOptions) =>
         },
         catch: unavailable(operation)
       })
-    const { clusterId, ends } = yield* withAdmin("describeCluster", async (admin) => ({
-      clusterId: (await admin.describeCluster()).clusterId,
-      ends: new Map((await admin.fetchTopicOffsets(options.topic)).map((o) => [o.partition, BigInt(o.high)]))
-    }))
+    // Stored offsets first, the log's end after: an offset stored meanwhile (by another instance)
+    // can then never look beyond an end read before it.
     const { known, stored } = yield* query(async () => ({
       known: (await sql<Array<{ cluster_id: string }>>`
         SELECT cluster_id FROM projection_logs WHERE projection = ${options.projection} AND topic = ${options.topic}`)[0],
       stored: await sql<Array<{ partition: number; next_offset: string }>>`
         SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+    }))
+    const { clusterId, ends } = yield* withAdmin("describeCluster", async (admin) => ({
+      clusterId: (await admin.describeCluster()).clusterId,
+      ends: new Map((await admin.fetchTopicOffsets(options.topic)).map((o) => [o.partition, BigInt(o.high)]))
     }))
     const beyond = stored.find((o) => BigInt(o.next_offset) > (ends.get(o.partition) ?? 0n))
     const reason = known !== undefined && known.cluster_id !== clusterId
