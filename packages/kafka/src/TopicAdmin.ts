@@ -8,6 +8,10 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   /** Next offset to be written, per partition (the "high watermark"). */
   endOffsets(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; offset: string }>, KafkaUnavailable>
   ping: Effect.Effect<void, KafkaUnavailable>
+  /** The cluster's id: a new or reset broker has a new one, and numbers its offsets from 0 again. */
+  clusterId: Effect.Effect<string, KafkaUnavailable>
+  /** Moves a consumer group's committed offsets on `topic` to the earliest; fails while it has members. */
+  resetGroupOffsets(groupId: string, topic: string): Effect.Effect<void, KafkaUnavailable>
 }>()("@orbit/kafka/TopicAdmin") {
   static readonly layer = Layer.effect(
     TopicAdmin,
@@ -45,9 +49,13 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
         return offsets.map((o) => ({ partition: o.partition, offset: o.high }))
       })
 
-      const ping = withAdmin("describeCluster", () => admin.describeCluster()).pipe(Effect.asVoid)
+      const clusterId = withAdmin("describeCluster", () => admin.describeCluster()).pipe(Effect.map((c) => c.clusterId))
+      const ping = Effect.asVoid(clusterId)
 
-      return TopicAdmin.of({ ensureTopics, endOffsets, ping })
+      const resetGroupOffsets = (groupId: string, topic: string) =>
+        withAdmin("resetOffsets", () => admin.resetOffsets({ groupId, topic, earliest: true }))
+
+      return TopicAdmin.of({ ensureTopics, endOffsets, ping, clusterId, resetGroupOffsets })
     })
   )
 }

@@ -1,5 +1,5 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
-import { consumeBatches, KafkaClient, unavailable } from "@orbit/kafka"
+import { consumeBatches, type KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
 import type { Batch } from "kafkajs"
 
@@ -31,20 +31,7 @@ export interface ProjectionOptions {
 const alignWithLog = (options: ProjectionOptions) =>
   Effect.gen(function*() {
     const { sql } = yield* Db
-    const { kafka } = yield* KafkaClient
-    const withAdmin = <A>(operation: string, f: (admin: ReturnType<typeof kafka.admin>) => Promise<A>) =>
-      Effect.tryPromise({
-        try: async () => {
-          const admin = kafka.admin()
-          await admin.connect()
-          try {
-            return await f(admin)
-          } finally {
-            await admin.disconnect().catch(() => undefined)
-          }
-        },
-        catch: unavailable(operation)
-      })
+    const admin = yield* TopicAdmin
     // Stored offsets first, the log's end after: an offset stored meanwhile (by another instance)
     // can then never look beyond an end read before it.
     const { known, stored } = yield* query(async () => ({
@@ -53,22 +40,18 @@ const alignWithLog = (options: ProjectionOptions) =>
       stored: await sql<Array<{ partition: number; next_offset: string }>>`
         SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
     }))
-    const { clusterId, ends } = yield* withAdmin("describeCluster", async (admin) => ({
-      clusterId: (await admin.describeCluster()).clusterId,
-      ends: new Map((await admin.fetchTopicOffsets(options.topic)).map((o) => [o.partition, BigInt(o.high)]))
-    }))
+    const clusterId = yield* admin.clusterId
+    const ends = new Map((yield* admin.endOffsets(options.topic)).map((o) => [o.partition, BigInt(o.offset)]))
     const beyond = stored.find((o) => BigInt(o.next_offset) > (ends.get(o.partition) ?? 0n))
     const reason = known !== undefined && known.cluster_id !== clusterId
       ? `the Kafka cluster changed (${known.cluster_id} -> ${clusterId})`
       : beyond !== undefined
       ? `stored offset ${beyond.next_offset} of partition ${beyond.partition} is beyond the log's end (${ends.get(beyond.partition) ?? 0n})`
       : undefined
-    if (reason !== undefined) {
-      // The group's committed offsets (where fetching resumes) must go back to the start too. This
-      // fails while another member is in the group; the whole step is then retried.
-      yield* withAdmin("resetOffsets", (admin) => admin.resetOffsets({ groupId: options.groupId, topic: options.topic, earliest: true }))
-    }
     if (reason === undefined && known?.cluster_id === clusterId) return undefined
+    // The group's committed offsets (where fetching resumes) go back to the start too. This fails
+    // while another member is in the group; the whole step is then retried.
+    if (reason !== undefined) yield* admin.resetGroupOffsets(options.groupId, options.topic)
     yield* query(() =>
       sql.begin(async (tx) => {
         await tx`SELECT pg_advisory_xact_lock(hashtext(${`orbit-projection-log:${options.projection}`}))`
@@ -89,7 +72,7 @@ const alignWithLog = (options: ProjectionOptions) =>
  * batch in one Postgres transaction, then commit the Kafka offset (only a hint of where to fetch;
  * Postgres holds the truth). A failed batch is fetched again; a crashed consumer is rebuilt.
  */
-export const runProjection = (options: ProjectionOptions): Effect.Effect<void, never, Db | KafkaClient | Scope.Scope> =>
+export const runProjection = (options: ProjectionOptions): Effect.Effect<void, never, Db | KafkaClient | TopicAdmin | Scope.Scope> =>
   Effect.gen(function*() {
     const { sql } = yield* Db
     const handle = consumeBatches({

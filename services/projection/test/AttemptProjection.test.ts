@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from "node:crypto"
 import { Db } from "@orbit/db"
 import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
-import { KafkaClient } from "@orbit/kafka"
+import { KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
 import postgres from "postgres"
@@ -92,7 +92,7 @@ describe("AttemptProjection (real broker, real Postgres)", () => {
 
   const start = async () => {
     Object.assign(process.env, { KAFKA_BROKERS: BROKERS, ORBIT_TOPIC_PREFIX: prefix, ORBIT_DB_SCHEMA: id, DATABASE_URL })
-    const layer = AttemptProjection.layer.pipe(Layer.provide(Db.layer), Layer.provide(KafkaClient.layer))
+    const layer = AttemptProjection.layer.pipe(Layer.provide([Db.layer, TopicAdmin.layer]), Layer.provide(KafkaClient.layer))
     // A memo map of its own: a restart builds every layer afresh.
     const runtime = ManagedRuntime.make(layer, { memoMap: Layer.makeMemoMapUnsafe() })
     await runtime.context()
