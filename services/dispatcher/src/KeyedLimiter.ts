@@ -99,6 +99,11 @@ export class KeyedLimiter {
     this.running--
     this.enqueue(key, state) // the released key may have become eligible again
     this.pump()
+    this.forgetIfIdle(key, state)
+  }
+
+  /** A key with nothing running, waiting or queued needs no state (keys are endpoint ids: many). */
+  private forgetIfIdle(key: string, state: KeyState): void {
     if (state.running === 0 && state.waiting.length === 0 && !state.queued) this.perKey.delete(key)
   }
 
@@ -109,7 +114,7 @@ export class KeyedLimiter {
       if (state === undefined) continue
       state.queued = false
       if (state.waiting.length === 0 || state.running >= this.limitOf(key)) {
-        if (state.running === 0 && state.waiting.length === 0) this.perKey.delete(key)
+        this.forgetIfIdle(key, state)
         continue
       }
       const wake = state.waiting.shift()!
