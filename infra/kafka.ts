@@ -231,8 +231,11 @@ function writeProps(): void {
 /** Format the KRaft log dir once; existing data (topics, offsets) survives stop/start. */
 function formatStorage(): void {
   if (fs.existsSync(path.join(LOG_DIR, "meta.properties"))) return
-  // A Kafka cluster id is a base64url (unpadded) random 16-byte UUID.
-  const clusterId = randomBytes(16).toString("base64url")
+  // A Kafka cluster id is a base64url (unpadded) random 16-byte UUID. One starting with "-" would be
+  // read as an option by the storage tool's argument parser (1 format in 64 failed so); Kafka's own
+  // Uuid.randomUuid draws again in that case, and so does this.
+  let clusterId = randomBytes(16).toString("base64url")
+  while (clusterId.startsWith("-")) clusterId = randomBytes(16).toString("base64url")
   const r = spawnSync("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, "kafka.tools.StorageTool",
     "format", "--config", PROPS, "--cluster-id", clusterId], { encoding: "utf8" })
   if (r.error || r.status !== 0) {
