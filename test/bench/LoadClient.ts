@@ -6,7 +6,14 @@ import net from "node:net"
 
 export interface Response { readonly status: number; readonly body: Buffer }
 
-interface Conn { socket: net.Socket; chunks: Array<Buffer>; size: number; done?: (r: Response | Error) => void }
+interface Conn {
+  socket: net.Socket
+  chunks: Array<Buffer>
+  size: number
+  served: number
+  bytes?: Buffer
+  done?: (r: Response | Error) => void
+}
 
 const HEADER_END = Buffer.from("\r\n\r\n")
 
@@ -48,7 +55,7 @@ export class LoadClient {
 
   private open(): Conn | undefined {
     if (this.all.length >= this.connections) return undefined
-    const conn: Conn = { socket: net.connect(this.port, this.host), chunks: [], size: 0 }
+    const conn: Conn = { socket: net.connect(this.port, this.host), chunks: [], size: 0, served: 0 }
     conn.socket.setNoDelay(true)
     conn.socket.on("data", (chunk) => this.onData(conn, chunk))
     conn.socket.on("error", (e) => this.fail(conn, e))
@@ -59,6 +66,7 @@ export class LoadClient {
 
   private send(conn: Conn, bytes: Buffer, done: (r: Response | Error) => void) {
     conn.done = done
+    conn.bytes = bytes
     conn.socket.write(bytes)
   }
 
@@ -78,6 +86,7 @@ export class LoadClient {
     }
     conn.chunks = []
     conn.size = 0
+    conn.served++
     const done = conn.done!
     conn.done = undefined
     const next = this.queue.shift()
@@ -94,6 +103,11 @@ export class LoadClient {
     this.all.splice(this.all.indexOf(conn), 1)
     const i = this.idle.indexOf(conn)
     if (i >= 0) this.idle.splice(i, 1)
+    // A kept-alive connection the server closed as idle just as a request went out: like other
+    // HTTP clients, send an idempotent request again on a new connection (RFC 9112 §9.3.1).
+    if (done && conn.served > 0 && conn.size === 0 && conn.bytes!.subarray(0, 4).toString() === "GET ") {
+      return this.send(this.open()!, conn.bytes!, done)
+    }
     done?.(error)
     const next = this.queue.shift()
     if (next) this.send(this.open()!, next.bytes, next.done)
