@@ -37,7 +37,8 @@ export class ApiKeys extends Context.Service<ApiKeys, {
           )
         )
 
-      const authenticate = Effect.fn("ApiKeys.authenticate")(function*(key: string | undefined, options?: { fresh?: boolean }) {
+      // Untraced: it runs inside every route's span, on every request (see EndpointStore for the cost).
+      const authenticate = Effect.fnUntraced(function*(key: string | undefined, options?: { fresh?: boolean }) {
         // Malformed keys are refused before any lookup, with the same answer as unknown keys.
         if (key === undefined || parseApiKeyPrefix(key) === undefined) return yield* new InvalidApiKey()
         const hash = hashApiKey(key)

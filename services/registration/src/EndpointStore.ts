@@ -85,11 +85,10 @@ export class EndpointStore extends Context.Service<EndpointStore, {
             SELECT secret_box FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
         ).pipe(Effect.map((rows) => rows[0]?.secret_box))
 
-      return EndpointStore.of({
-        list: Effect.fn("EndpointStore.list")(list),
-        get: Effect.fn("EndpointStore.get")(get),
-        secretBox: Effect.fn("EndpointStore.secretBox")(secretBox)
-      })
+      // No span of their own: each runs inside a route's span (Webhooks.list, …), and a span per
+      // call on the read path cost a captured stack trace and a copy of the fiber's whole context
+      // per request (measured: GET list throughput +6 to +10 % without the spans of this store and ApiKeys).
+      return EndpointStore.of({ list, get, secretBox })
     })
   )
 }
