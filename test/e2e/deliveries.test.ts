@@ -374,3 +374,62 @@ describe("secret rotation", () => {
     expect(sig2.v1).toEqual([sig2.of("a-caller-chosen-secret-0123456789")])
   })
 })
+
+describe("test events", () => {
+  it("POST /{id}/test sends a signed webhook.test to that endpoint only, whatever it subscribes to, into its attempt log", async () => {
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    // Subscribed to another type only: a test event reaches it all the same.
+    const target = await register(key, { url: receiver.url("/test-target"), events: ["call.completed"] })
+    // Subscribed to everything, same tenant: must not receive the other endpoint's test.
+    const bystander = await register(key, { url: receiver.url("/test-bystander"), events: ["*"] })
+
+    const sent = await platform.api("POST", `/api/v1/webhooks/${target.id}/test`, { key })
+    expect(sent.status).toBe(202)
+    const { event_id, delivery_id, endpoint_id, type } = sent.json.data
+    expect({ endpoint_id, type }).toEqual({ endpoint_id: target.id, type: "webhook.test" })
+    expect(event_id).toMatch(/^evt_[0-9a-f]{32}$/)
+
+    const got = await firstDelivery("the test delivery", event_id)
+    expect(got.path).toBe("/test-target")
+    expect(got.headers["x-devotel-delivery-id"]).toBe(delivery_id)
+    expect(got.headers["x-devotel-event-type"]).toBe("webhook.test")
+    expect(JSON.parse(got.body)).toMatchObject({ id: event_id, type: "webhook.test", data: { endpoint_id: target.id } })
+    const sig = devotelSignatures(got)
+    expect(sig.v1).toContain(sig.of(target.signing_secret))
+
+    const [attempt] = await attemptsOf(key, target.id, 1)
+    expect(attempt).toMatchObject({ delivery_id, event_id, event_type: "webhook.test", outcome: "succeeded", attempt: 1 })
+    // Events are fanned out whole: had the bystander matched, its request would be here by now.
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(receiver.received.filter((r) => r.path === "/test-bystander")).toEqual([])
+    expect(receivedEvent(event_id)).toHaveLength(1)
+    expect((await deliveries(key, bystander.id)).json.data).toEqual([])
+
+    const spec = (await platform.api("GET", "/api/v1/openapi.json")).json
+    expect(Object.keys(spec.paths["/api/v1/webhooks/{id}/test"]?.post?.responses ?? {})).toContain("202")
+  })
+
+  it("refuses a public key (403), another tenant's endpoint (404), a body with fields (422) and an inactive endpoint (422)", async () => {
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    const endpoint = await register(key, { url: receiver.url("/test-refusals"), events: ["*"] })
+    const { key: publicKey } = await platform.createKey(tenant, "live", "public")
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key: publicKey })).status).toBe(403)
+    const { key: otherKey } = await platform.createKey(uniqueTenant())
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key: otherKey })).status).toBe(404)
+    const { key: testModeKey } = await platform.createKey(tenant, "test")
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key: testModeKey })).status).toBe(404)
+    const withFields = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key, body: { type: "message.sent" } })
+    expect(withFields.status).toBe(422)
+    expect(withFields.json.error.details).toEqual([{ field: "type", value: "message.sent", expected: "no such field (this request takes no options)" }])
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key, body: [] })).status).toBe(422)
+    expect((await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key, body: {} })).status).toBe(202)
+
+    const off = await platform.api("PUT", `/api/v1/webhooks/${endpoint.id}`, { key, body: { url: receiver.url("/test-refusals"), events: ["*"], active: false } })
+    expect(off.status).toBe(200)
+    const inactive = await platform.api("POST", `/api/v1/webhooks/${endpoint.id}/test`, { key })
+    expect(inactive.status).toBe(422)
+    expect(inactive.json.error).toMatchObject({ code: "VALIDATION_ERROR", details: [{ field: "active", value: false }] })
+  })
+})

@@ -24,6 +24,13 @@ const delivery = {
 }
 
 /**
+ * Present (true) when the source event was addressed to this one endpoint (`DomainEvent.endpoint_id`,
+ * e.g. a test event): the endpoint's event-type filter does not apply to it. Optional, so records
+ * written before it existed still decode as version 1.
+ */
+const addressed = { addressed: Schema.optionalKey(Schema.Literal(true)) }
+
+/**
  * One attempt to make, on `webhooks.deliveries` (attempt 1) and the retry tiers (later attempts),
  * key = endpoint id. `body` is the exact request body (API.md §7), so every attempt sends the same bytes.
  */
@@ -34,7 +41,8 @@ export const DeliveryTask = Schema.TaggedStruct("DeliveryTask", {
   /** 1-based number of the attempt this task will make. */
   attempt: Schema.Int,
   /** The attempt must not start before this instant (ISO 8601). */
-  not_before: Schema.String
+  not_before: Schema.String,
+  ...addressed
 })
 export type DeliveryTask = typeof DeliveryTask.Type
 
@@ -83,7 +91,8 @@ export const DeliveryDeadLettered = Schema.TaggedStruct("DeliveryDeadLettered", 
   body: Schema.String,
   attempts: Schema.Int,
   last_http_status: Schema.NullOr(Schema.Int),
-  last_error_class: Schema.NullOr(AttemptErrorClass)
+  last_error_class: Schema.NullOr(AttemptErrorClass),
+  ...addressed
 })
 export type DeliveryDeadLettered = typeof DeliveryDeadLettered.Type
 

@@ -73,7 +73,10 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
   }
 }
 
-/** Does this endpoint want an event of `type` for (tenant, mode)? */
-export const subscribes = (endpoint: Endpoint, tenantId: string, mode: Mode, type: string): boolean =>
+/**
+ * Does this endpoint want an event of `type` for (tenant, mode)? An event `addressed` to it (a
+ * test event) skips the event-type filter; it must still be active and of that tenant and mode.
+ */
+export const subscribes = (endpoint: Endpoint, tenantId: string, mode: Mode, type: string, addressed = false): boolean =>
   endpoint.active && endpoint.tenant_id === tenantId && endpoint.mode === mode &&
-  (endpoint.events.includes("*") || endpoint.events.includes(type as EventSubscription))
+  (addressed || endpoint.events.includes("*") || endpoint.events.includes(type as EventSubscription))

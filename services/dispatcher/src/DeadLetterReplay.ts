@@ -77,7 +77,8 @@ export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () =>
     source_event_type: dead.source_event_type,
     body: dead.body,
     attempt: 1,
-    not_before: at
+    not_before: at,
+    ...(dead.addressed ? { addressed: true as const } : {})
   }
 }
 

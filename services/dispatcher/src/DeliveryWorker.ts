@@ -73,7 +73,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           await durably("endpoint index sync", () => run(index.sync(takenAt)), signal)
           endpoint = index.get(task.endpoint_id)
         }
-        if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type)) {
+        if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type, task.addressed)) {
           log("Info", "delivery cancelled: endpoint deleted, inactive or unsubscribed", {
             delivery_id: task.delivery_id,
             endpoint_id: task.endpoint_id,

@@ -45,8 +45,16 @@ export class EndpointTable {
     return this.byId.get(id)
   }
 
-  /** Active endpoints of (tenant, mode) subscribed to `type` or `"*"`. */
-  matching(tenantId: string, mode: Mode, type: string): ReadonlyArray<Endpoint> {
+  /**
+   * Active endpoints of (tenant, mode) subscribed to `type` or `"*"`; with `only`, that one
+   * endpoint if it is active and of (tenant, mode), whatever types it subscribes to (an event
+   * addressed to one endpoint, such as a test event).
+   */
+  matching(tenantId: string, mode: Mode, type: string, only?: string): ReadonlyArray<Endpoint> {
+    if (only !== undefined) {
+      const endpoint = this.byId.get(only)
+      return endpoint !== undefined && subscribes(endpoint, tenantId, mode, type, true) ? [endpoint] : []
+    }
     const ids = this.byScope.get(scopeKey(tenantId, mode))
     if (ids === undefined) return []
     const out: Array<Endpoint> = []
@@ -78,7 +86,7 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined
-  matching(tenantId: string, mode: Mode, type: string): ReadonlyArray<Endpoint>
+  matching(tenantId: string, mode: Mode, type: string, only?: string): ReadonlyArray<Endpoint>
   /** Changes whenever an endpoint event is applied (so a caller can tell the index moved). */
   version(): number
   /** Waits until the index has applied the topic up to its end offsets measured at or after `sinceMs`. */
@@ -212,7 +220,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
 
       return EndpointIndex.of({
         get: (id) => table.get(id),
-        matching: (tenantId, mode, type) => table.matching(tenantId, mode, type),
+        matching: (tenantId, mode, type, only) => table.matching(tenantId, mode, type, only),
         version: () => table.version,
         sync,
         syncNow

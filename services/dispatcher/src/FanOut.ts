@@ -52,7 +52,7 @@ export const fanOutBatch = (input: {
     }
     const event = verdict.event
     const mode = event.mode ?? "live"
-    const endpoints = input.matching(event.tenant_id, mode, event.type)
+    const endpoints = input.matching(event.tenant_id, mode, event.type, event.endpoint_id)
     if (endpoints.length === 0) continue
     const body = buildWebhookBody(event)
     for (const endpoint of endpoints) {
@@ -71,7 +71,9 @@ export const fanOutBatch = (input: {
         source_event_type: event.type,
         body,
         attempt: 1,
-        not_before: at
+        not_before: at,
+        // Last, in schema order: taskJson must produce the encoder's exact bytes.
+        ...(event.endpoint_id === undefined ? {} : { addressed: true as const })
       }
       tasks.push({ key: endpoint.id, value: taskJson(task) })
     }

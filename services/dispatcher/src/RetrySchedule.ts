@@ -89,7 +89,8 @@ export const planAfterAttempt = (input: {
     body: task.body,
     attempts: task.attempt,
     last_http_status: result.httpStatus,
-    last_error_class: result.errorClass
+    last_error_class: result.errorClass,
+    ...(task.addressed ? { addressed: true as const } : {})
   }
   return { attempted, retry, dead }
 }

@@ -1,5 +1,7 @@
 /** Pure building blocks: no broker, no network. */
-import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, topicsFor, retryTiersOf } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent, topicsFor, retryTiersOf } from "@orbit/domain"
+import { replayTask } from "../src/DeadLetterReplay.ts"
+import { EndpointTable } from "../src/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/FastJson.ts"
 import { fanOutBatch } from "../src/FanOut.ts"
 import { describe, expect, it } from "vitest"
@@ -114,6 +116,18 @@ describe("retry schedule", () => {
     expect(ok.attempted.outcome).toBe("succeeded")
   })
 
+  it("keeps an addressed delivery addressed in its retry, its dead letter and the replay of that", () => {
+    const addressed = { ...task, addressed: true as const, source_event_type: "webhook.test" }
+    const first = planAfterAttempt({ task: addressed, policy: { strategy: "fixed", max_attempts: 2, delay_seconds: 1 }, result: failure, now: 0, random: 0, newId })
+    expect(first.retry?.addressed).toBe(true)
+    const last = planAfterAttempt({ task: first.retry!, policy: { strategy: "fixed", max_attempts: 2, delay_seconds: 1 }, result: failure, now: 0, random: 0, newId })
+    expect(last.dead?.addressed).toBe(true)
+    expect(replayTask(last.dead!, 0, newId).addressed).toBe(true)
+    expect(encodeDeliveryTask(first.retry!)).toBe(taskJson(first.retry!))
+    // Not addressed: no field at all, so such records are byte-for-byte what they were before it existed.
+    expect(planAfterAttempt({ task: { ...task, attempt: 7 }, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId }).dead).not.toHaveProperty("addressed")
+  })
+
   it("honours a longer Retry-After, capped at 24 h", () => {
     const plan = planAfterAttempt({ task, policy: { strategy: "fixed", max_attempts: 3, delay_seconds: 1 }, result: { ...failure, retryAfterSeconds: 120 }, now: 0, random: 0, newId })
     expect(Date.parse(plan.retry!.not_before)).toBe(120_000)
@@ -205,5 +219,43 @@ describe("fanOutBatch", () => {
     expect(again.endpoints).toEqual(["wh_b"])
     expect(again.out).toHaveLength(1)
     expect(again.out[0]!.messages.map((m) => m.key)).toEqual(["wh_b"])
+  })
+
+  it("gives an event addressed to one endpoint (endpoint_id) to that endpoint only, whatever it subscribes to", () => {
+    const table = new EndpointTable()
+    const register = (id: string, tenant: string, events: Array<string>, active = true) =>
+      table.apply({
+        _tag: "EndpointRegistered", schema_version: 1, event_id: `evt_${id}`, occurred_at: "2026-01-01T00:00:00.000Z",
+        endpoint_id: id, tenant_id: tenant, mode: "live", url: "https://a.example.com/", events, description: null, active,
+        timeout_seconds: 5, retry_policy: DEFAULT_RETRY_POLICY, secret_box: "box"
+      } as EndpointEvent)
+    const A = "wh_" + "a".repeat(20), B = "wh_" + "b".repeat(20), C = "wh_" + "c".repeat(20), D = "wh_" + "d".repeat(20)
+    register(A, "t1", ["message.delivered"])
+    register(B, "t1", ["*"])
+    register(C, "t2", ["*"])
+    register(D, "t1", ["*"], false)
+    const fan = (extra: Record<string, unknown>) =>
+      fanOutBatch({
+        topic: "src",
+        partition: 0,
+        messages: [{
+          key: null,
+          value: Buffer.from(JSON.stringify({
+            id: "evt_" + "e".repeat(32), type: "webhook.test", tenant_id: "t1", mode: "live", created_at: "2026-01-01T00:00:00.000Z", data: {}, ...extra
+          })),
+          offset: "1", timestamp: "0", attributes: 0, headers: {}
+        }],
+        topics: { deliveries: "deliveries", invalid: "invalid" },
+        matching: (tenant, mode, type, only) => table.matching(tenant, mode, type, only),
+        now: 0
+      })
+    const toA = fan({ endpoint_id: A })
+    expect(toA.endpoints).toEqual([A]) // its filter does not list webhook.test
+    expect(JSON.parse(String(toA.out[0]!.messages[0]!.value))).toMatchObject({ endpoint_id: A, addressed: true })
+    expect(JSON.parse(String(fan({}).out[0]!.messages[0]!.value))).not.toHaveProperty("addressed")
+    expect(fan({}).endpoints).toEqual([B]) // not addressed: the usual match
+    expect(fan({ endpoint_id: C }).endpoints).toEqual([]) // another tenant's endpoint
+    expect(fan({ endpoint_id: D }).endpoints).toEqual([]) // inactive
+    expect(fan({ endpoint_id: "wh_nope" }).invalid).toBe(1) // not an endpoint id: the record is invalid
   })
 })

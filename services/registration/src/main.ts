@@ -13,6 +13,7 @@ import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
 import { EndpointCommands } from "./EndpointCommands.ts"
 import { EndpointStore } from "./EndpointStore.ts"
 import { Idempotency } from "./Idempotency.ts"
+import { TestEvents } from "./TestEvents.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes } from "./server/DocsRoutes.ts"
@@ -39,7 +40,8 @@ const Services = Layer.mergeAll(
   Idempotency.layer,
   NetGuard.layer,
   CursorKey.layer,
-  DeliveryAttemptStore.layer
+  DeliveryAttemptStore.layer,
+  TestEvents.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(

@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { ErrorDetail } from "./ApiErrors.ts"
 import { DeliveryAttemptResource, ListDeliveriesQuery } from "./DeliverySchemas.ts"
-import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, UpdateEndpointRequest } from "./EndpointSchemas.ts"
+import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "./EndpointSchemas.ts"
 
 /**
  * The schema-first declaration of the public API. The server (../server) decodes requests with
@@ -83,6 +83,23 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       success: ok(Schema.Struct({ ...EndpointResource.fields, signing_secret: Schema.String })),
       error: errors
     }),
+    HttpApiEndpoint.post("sendTest", "/:id/test", {
+      params: IdParams,
+      payload: SendTestEventRequest,
+      success: ok(
+        Schema.Struct({
+          event_id: Schema.String,
+          delivery_id: Schema.String,
+          endpoint_id: Schema.String,
+          type: Schema.Literal("webhook.test")
+        }).annotate({ identifier: "TestEventSent" }),
+        202
+      ),
+      error: errors
+    }).annotate(
+      OpenApi.Description,
+      "Sends a webhook.test event to this endpoint only, whatever event types it subscribes to. 202 once the event is durable; the delivery then appears in /deliveries under delivery_id. An inactive endpoint answers 422."
+    ),
     HttpApiEndpoint.get("deliveries", "/:id/deliveries", {
       params: IdParams,
       query: ListDeliveriesQuery,

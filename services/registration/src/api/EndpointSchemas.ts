@@ -77,3 +77,10 @@ export const RotateSecretRequest = Schema.Struct({
   grace_period_seconds: Schema.optionalKey(between(0, 7 * 86400))
 }).annotate({ identifier: "RotateSecretRequest" })
 export type RotateSecretRequest = typeof RotateSecretRequest.Type
+
+/**
+ * Body of `POST /api/v1/webhooks/{id}/test`: optional, and when sent an empty object (no options
+ * yet). A record of nothing rather than `Struct({})`, which accepts any value that is not null.
+ */
+export const SendTestEventRequest = Schema.Record(Schema.String, Schema.Never.annotate({ message: "no such field (this request takes no options)" }))
+  .annotate({ identifier: "SendTestEventRequest", expected: "an empty JSON object, or no body" })

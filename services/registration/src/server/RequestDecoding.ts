@@ -70,6 +70,11 @@ export const decodeStrict = <S extends Schema.Decoder<unknown>>(schema: S, input
     Effect.mapError((e) => validationError(issueDetails(e.issue, input)))
   )
 
+/** Whether the request has a body at all (for routes whose body is optional). */
+export const hasBody = (request: HttpServerRequest.HttpServerRequest) =>
+  (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0") ||
+  request.headers["transfer-encoding"] !== undefined
+
 /** Reads a JSON body: JSON content type, at most 64 KiB, well-formed. */
 export const readJsonBody = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {

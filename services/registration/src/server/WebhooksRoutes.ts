@@ -16,7 +16,7 @@ import {
   validationError
 } from "../api/ApiErrors.ts"
 import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
-import { CreateEndpointRequest, RotateSecretRequest, ListEndpointsQuery, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
+import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
@@ -25,9 +25,10 @@ import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
 import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
+import { TestEvents } from "../TestEvents.ts"
 import { noContent, success } from "./Envelope.ts"
 import { enveloped } from "./Middleware.ts"
-import { decodeStrict, readJsonBody } from "./RequestDecoding.ts"
+import { decodeStrict, hasBody, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
 
@@ -57,6 +58,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const box = yield* SecretBox
   const cursorKey = yield* CursorKey
   const attempts = yield* DeliveryAttemptStore
+  const testEvents = yield* TestEvents
 
   const authenticate = (request: HttpServerRequest.HttpServerRequest, access: "read" | "write") =>
     keys.authenticate(request.headers["x-api-key"], { fresh: access === "write" }).pipe(
@@ -163,9 +165,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const rotateSecret = Effect.fn("Webhooks.rotateSecret")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
     const p = yield* authenticate(request, "write")
     const id = yield* pathId
-    const hasBody = request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0" ||
-      request.headers["transfer-encoding"] !== undefined
-    const req = hasBody ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
+    const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
     const existing = yield* findOwned(p, id)
     const currentBox = yield* store.secretBox(p, id)
     if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
@@ -174,6 +174,24 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
       graceSeconds: req.grace_period_seconds ?? 86400
     })
     return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
+  }, unavailableAs503)
+
+  /**
+   * Sends a `webhook.test` event to this endpoint only, whatever event types it subscribes to;
+   * 202: the event is durable in Kafka and the dispatcher delivers it like any other event.
+   */
+  const sendTest = Effect.fn("Webhooks.sendTest")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
+    const p = yield* authenticate(request, "write")
+    const id = yield* pathId
+    if (hasBody(request)) yield* decodeStrict(SendTestEventRequest, yield* readJsonBody(request))
+    const existing = yield* findOwned(p, id)
+    if (!existing.active) {
+      return yield* validationError(
+        [{ field: "active", value: false, expected: "true: an inactive endpoint receives no deliveries, test events included" }],
+        "This endpoint is inactive."
+      )
+    }
+    return success(requestId, yield* testEvents.send(p, id), { status: 202 })
   }, unavailableAs503)
 
   /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
@@ -198,5 +216,6 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   yield* router.add("DELETE", `${BASE}/:id`, enveloped(remove))
   yield* router.add("POST", `${BASE}/:id/rotate-secret`, enveloped(rotateSecret))
   yield* router.add("GET", `${BASE}/:id/deliveries`, enveloped(deliveries))
+  yield* router.add("POST", `${BASE}/:id/test`, enveloped(sendTest))
 }))
 
