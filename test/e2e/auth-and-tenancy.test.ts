@@ -6,6 +6,7 @@ import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
 import path from "node:path"
 import { generateApiKey } from "@orbit/crypto"
+import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"

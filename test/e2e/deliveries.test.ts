@@ -7,6 +7,7 @@ import { execFile } from "node:child_process"
 import { createHmac, randomUUID } from "node:crypto"
 import path from "node:path"
 import { newEventId } from "@orbit/domain"
+import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel, type Producer } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"

@@ -3,6 +3,7 @@ import path from "node:path"
 import { SecretBox } from "@orbit/crypto"
 import { encodeEndpointEvent, type EndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { Effect } from "effect"
+import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startKafka, stopKafka } from "../../infra/kafka.ts"

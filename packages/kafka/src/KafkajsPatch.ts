@@ -1,5 +1,6 @@
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
+import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
 
 /**
  * kafkajs 2.2.4 re-arms a 1 ms timer forever on every broker connection when nothing is
@@ -30,17 +31,35 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
 }
 
 /**
- * Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values, ~6x faster). kafkajs'
- * encoder takes its crc32C module once, when it loads, so this must run before kafkajs is
- * loaded: import this module first (`KafkaClient.ts` does).
+ * Replaces the exports of one kafkajs module, tagged so a second import is a no-op. kafkajs takes
+ * its modules once, when it loads, so this must run before kafkajs is loaded (every module that
+ * imports kafkajs imports this one first; `KafkaClient.ts` does), and it throws if `user`, the
+ * kafkajs module that requires the replaced one, is already loaded.
  */
-const PATCHED = Symbol.for("@orbit/kafka/crc32c")
-const crcModule = require.resolve("kafkajs/src/protocol/recordBatch/crc32C/index.js")
-require(crcModule)
-const cached = require.cache[crcModule]!
-if (!(PATCHED in cached.exports)) {
-  if (require.cache[require.resolve("kafkajs/src/protocol/recordBatch/v0/index.js")] !== undefined) {
+const replaceModule = (module: string, user: string, tag: string, replacement: (...args: Array<never>) => unknown) => {
+  const PATCHED = Symbol.for(tag)
+  const path = require.resolve(module)
+  require(path)
+  const cached = require.cache[path]!
+  if (PATCHED in cached.exports) return
+  if (require.cache[require.resolve(user)] !== undefined) {
     throw new Error("@orbit/kafka/KafkajsPatch was imported after kafkajs: import it first")
   }
-  cached.exports = Object.assign((buffer: Uint8Array) => crc32c(buffer), { [PATCHED]: true })
+  cached.exports = Object.assign(replacement, { [PATCHED]: true })
 }
+
+/** Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values, ~6x faster). */
+replaceModule(
+  "kafkajs/src/protocol/recordBatch/crc32C/index.js",
+  "kafkajs/src/protocol/recordBatch/v0/index.js",
+  "@orbit/kafka/crc32c",
+  (buffer: Uint8Array) => crc32c(buffer)
+)
+
+/** A producer's records are grouped by partition in linear time (`GroupMessagesPerPartition.ts`). */
+replaceModule(
+  "kafkajs/src/producer/groupMessagesPerPartition.js",
+  "kafkajs/src/producer/sendMessages.js",
+  "@orbit/kafka/groupMessagesPerPartition",
+  (input: Parameters<typeof groupMessagesPerPartition>[0]) => groupMessagesPerPartition(input)
+)

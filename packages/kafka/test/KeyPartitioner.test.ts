@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import "../src/KafkajsPatch.ts" // before kafkajs loads, as in the services
 import { type PartitionMetadata, Partitioners } from "kafkajs"
 import { KeyPartitioner } from "../src/KeyPartitioner.ts"
 
