@@ -1,6 +1,7 @@
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
+import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 
 /**
  * kafkajs 2.2.4 re-arms a 1 ms timer forever on every broker connection when nothing is
@@ -28,6 +29,21 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
     this.throttleCheckTimeoutId = null
     this.checkPendingRequests()
   }, throttledFor > 0 ? throttledFor : CHECK_PENDING_REQUESTS_INTERVAL_MS)
+}
+
+/** Record varints are written without allocating (`Varint.ts`). */
+const Encoder = require("kafkajs/src/protocol/encoder.js") as {
+  prototype: { writeUVarInt: unknown; writeVarLong: (value: unknown) => unknown }
+  sizeOfVarLong: (value: unknown) => number
+}
+const VARINT_PATCHED = Symbol.for("@orbit/kafka/varint")
+if (!(VARINT_PATCHED in Encoder)) {
+  const originalWriteVarLong = Encoder.prototype.writeVarLong
+  const originalSizeOfVarLong = Encoder.sizeOfVarLong.bind(Encoder)
+  Encoder.prototype.writeUVarInt = writeUVarInt
+  Encoder.prototype.writeVarLong = makeWriteVarLong(originalWriteVarLong as never)
+  Encoder.sizeOfVarLong = makeSizeOfVarLong(originalSizeOfVarLong)
+  Object.assign(Encoder, { [VARINT_PATCHED]: true })
 }
 
 /**
