@@ -1,3 +1,6 @@
+// Fixes to kafkajs 2.2.4, which is unmaintained: an idle timer loop, and three hot spots of the
+// producer path (CRC, partition grouping, varints). Each is checked against kafkajs' own code in
+// test/. Import this module before kafkajs loads.
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
