@@ -1,5 +1,5 @@
 // Fixes to kafkajs 2.2.4, which is unmaintained: an idle timer loop, and three hot spots of the
-// producer path (CRC, partition grouping, varints). Each is checked against kafkajs' own code in
+// producer path (CRC, partition grouping, varints), each checked against kafkajs' own code in
 // test/. Import this module before kafkajs loads.
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
