@@ -228,14 +228,21 @@ function writeProps(): void {
   fs.writeFileSync(PROPS, text)
 }
 
+/**
+ * A Kafka cluster id: a base64url (unpadded) random 16-byte UUID. One starting with "-" would be
+ * read as an option by the storage tool's argument parser (1 format in 64 failed so); Kafka's own
+ * Uuid.randomUuid draws again in that case, and so does this.
+ */
+export function newClusterId(random: (n: number) => Buffer = randomBytes): string {
+  let id = random(16).toString("base64url")
+  while (id.startsWith("-")) id = random(16).toString("base64url")
+  return id
+}
+
 /** Format the KRaft log dir once; existing data (topics, offsets) survives stop/start. */
 function formatStorage(): void {
   if (fs.existsSync(path.join(LOG_DIR, "meta.properties"))) return
-  // A Kafka cluster id is a base64url (unpadded) random 16-byte UUID. One starting with "-" would be
-  // read as an option by the storage tool's argument parser (1 format in 64 failed so); Kafka's own
-  // Uuid.randomUuid draws again in that case, and so does this.
-  let clusterId = randomBytes(16).toString("base64url")
-  while (clusterId.startsWith("-")) clusterId = randomBytes(16).toString("base64url")
+  const clusterId = newClusterId()
   const r = spawnSync("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, "kafka.tools.StorageTool",
     "format", "--config", PROPS, "--cluster-id", clusterId], { encoding: "utf8" })
   if (r.error || r.status !== 0) {
