@@ -632,10 +632,13 @@ const main = async () => {
     await burst("warmup", 2_000)
     await burst("warmup2", 5_000)
     const results: Array<Result> = []
-    const log = async (r: Result) => {
-      results.push(r)
+    const settle = async (r: Result) => {
       await sleep(2_000) // let the dispatcher, broker and receiver settle before the next run
       console.log(`  done: ${r.name} ${r.deliveries} deliveries, ${r.perSecond.toFixed(0)}/s, p99 ${r.p99.toFixed(1)} ms`)
+    }
+    const log = (r: Result) => {
+      results.push(r)
+      return settle(r)
     }
     // BENCH_ONLY=burst,ceiling,rate,hang runs a subset (while profiling); the default is all of them.
     const only = process.env.BENCH_ONLY?.split(",")
@@ -649,8 +652,7 @@ const main = async () => {
         if (!want(name)) continue
         const r = name === "burst" ? await burst(`burst#${i}`, BURST) : await ceiling(`ceiling#${i}`, BURST, effectiveConcurrency)
         rounds[name].push(r)
-        await sleep(2_000)
-        console.log(`  done: ${r.name} ${r.deliveries} deliveries, ${r.perSecond.toFixed(0)}/s, p99 ${r.p99.toFixed(1)} ms`)
+        await settle(r)
       }
     }
     for (const name of ["burst", "ceiling"] as const) if (rounds[name].length > 0) results.push(median(rounds[name]))

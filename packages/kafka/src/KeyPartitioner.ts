@@ -1,4 +1,4 @@
-import "./KafkajsPatch.ts" // before kafkajs loads (its record batch encoder takes our CRC-32C)
+import "./KafkajsPatch.ts" // before kafkajs loads: it replaces parts of kafkajs (CRC, partition grouping, varints)
 import { type ICustomPartitioner, Partitioners } from "kafkajs"
 
 const MAX_KEYS = 100_000

@@ -1,5 +1,5 @@
 import { Context, Duration, Effect, Layer } from "effect"
-import "./KafkajsPatch.ts" // before kafkajs loads (its record batch encoder takes our CRC-32C)
+import "./KafkajsPatch.ts" // before kafkajs loads: it replaces parts of kafkajs (CRC, partition grouping, varints)
 import { CompressionTypes, type Message, type RecordMetadata } from "kafkajs"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
