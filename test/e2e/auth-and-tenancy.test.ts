@@ -8,6 +8,7 @@ import path from "node:path"
 import { generateApiKey } from "@orbit/crypto"
 import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
+import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -19,7 +20,7 @@ let platform: Platform
 let kafka: ReturnType<Kafka["admin"]>
 beforeAll(async () => {
   platform = await startPlatform()
-  kafka = new Kafka({ brokers: (process.env.KAFKA_BROKERS ?? "127.0.0.1:9092").split(","), logLevel: logLevel.NOTHING }).admin()
+  kafka = new Kafka({ brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
   await kafka.connect()
 })
 afterAll(async () => {

@@ -9,12 +9,13 @@ import path from "node:path"
 import { newEventId } from "@orbit/domain"
 import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel, type Producer } from "kafkajs"
+import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
-const BROKERS = (process.env.KAFKA_BROKERS ?? "127.0.0.1:9092").split(",")
+const BROKERS = brokers()
 
 let tls: SelfSignedCert
 let receiver: HttpsReceiver

@@ -6,12 +6,11 @@ import { Effect } from "effect"
 import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startKafka, stopKafka } from "../../infra/kafka.ts"
+import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
-const brokers = (process.env.KAFKA_BROKERS ?? "127.0.0.1:9092").split(",")
-const kafka = new Kafka({ clientId: "durability-test", brokers, logLevel: logLevel.NOTHING })
+const kafka = new Kafka({ clientId: "durability-test", brokers: brokers(), logLevel: logLevel.NOTHING })
 
 let platform: Platform
 beforeAll(async () => {

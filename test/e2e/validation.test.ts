@@ -6,6 +6,7 @@ import http from "node:http"
 import net from "node:net"
 import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
+import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -440,7 +441,7 @@ describe("bad input changes nothing", () => {
   it("after every refused POST the tenant's list is empty, no event reached Kafka and no Idempotency-Key was spent", async () => {
     const tenant = uniqueTenant()
     const { key: k } = await platform.createKey(tenant)
-    const kafka = new Kafka({ brokers: (process.env.KAFKA_BROKERS ?? "127.0.0.1:9092").split(","), logLevel: logLevel.NOTHING })
+    const kafka = new Kafka({ brokers: brokers(), logLevel: logLevel.NOTHING })
     const admin = kafka.admin()
     await admin.connect()
     const topic = `${platform.topicPrefix}webhooks.endpoint-events`

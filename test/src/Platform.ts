@@ -6,6 +6,7 @@ import { generateApiKey, generateKeyRing } from "@orbit/crypto"
 import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
 import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
+import { brokers } from "../../infra/kafka.ts"
 import { type ServiceName, serviceArgs } from "../../infra/services.ts"
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -118,7 +119,7 @@ export const startPlatform = async (options: {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
     await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
     await sql.end()
-    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: env.KAFKA_BROKERS?.split(",") ?? ["127.0.0.1:9092"], logLevel: logLevel.NOTHING }).admin()
+    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
     await admin.connect().then(async () => {
       const mine = (await admin.listTopics()).filter((t) => t.startsWith(`${id}_`))
       if (mine.length > 0) await admin.deleteTopics({ topics: mine })

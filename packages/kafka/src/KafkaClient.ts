@@ -19,10 +19,20 @@ const jsonLogCreator = () => ({ namespace, level, log }: LogEntry) => {
   )
 }
 
+const splitBrokers = (list: string) => list.split(",").map((b) => b.trim()).filter((b) => b.length > 0)
+
+/**
+ * The bootstrap servers: `KAFKA_BROKERS` (an external cluster) when set, else the local broker on
+ * `KAFKA_PORT` (default 9092), the port `infra/kafka.ts` starts it on. For scripts and tests that
+ * read the environment directly; the services read the same settings through `KafkaConfig`.
+ */
+export const brokersFromEnv = (env: NodeJS.ProcessEnv = process.env): Array<string> =>
+  env.KAFKA_BROKERS ? splitBrokers(env.KAFKA_BROKERS) : [`127.0.0.1:${env.KAFKA_PORT ?? 9092}`]
+
 export const KafkaConfig = Config.all({
   brokers: Config.String("KAFKA_BROKERS").pipe(
-    Config.withDefault("127.0.0.1:9092"),
-    Config.map((s) => s.split(",").map((b) => b.trim()).filter((b) => b.length > 0))
+    Config.map(splitBrokers),
+    Config.orElse(() => Config.Port("KAFKA_PORT").pipe(Config.withDefault(9092), Config.map((port) => [`127.0.0.1:${port}`])))
   ),
   clientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("orbit-webhooks")),
   topicPrefix: Config.String("ORBIT_TOPIC_PREFIX").pipe(Config.withDefault(""))

@@ -94,7 +94,7 @@ describe("replay (pure)", () => {
 describe("replay (real broker)", () => {
   const prefix = `t${Date.now()}_replay_${randomBytes(3).toString("hex")}_`
   const topics = topicsFor(prefix)
-  const kafka = new Kafka({ clientId: "test-replay", brokers: [BROKERS], logLevel: logLevel.NOTHING })
+  const kafka = new Kafka({ clientId: "test-replay", brokers: BROKERS.split(","), logLevel: logLevel.NOTHING })
   const admin = kafka.admin()
   const producer = kafka.producer({ allowAutoTopicCreation: false })
 
@@ -131,7 +131,7 @@ describe("replay (real broker)", () => {
     Effect.runPromise(
       Effect.scoped(replayDeadLetters(args)).pipe(
         Effect.provide(Producer.layer().pipe(
-          Layer.provideMerge(Layer.succeed(KafkaClient, KafkaClient.of({ kafka, brokers: [BROKERS], topicPrefix })))
+          Layer.provideMerge(Layer.succeed(KafkaClient, KafkaClient.of({ kafka, brokers: BROKERS.split(","), topicPrefix })))
         ))
       )
     )

@@ -24,13 +24,14 @@ import {
   type RetryPolicy,
   topicsFor
 } from "@orbit/domain"
-import { KafkaClient } from "@orbit/kafka"
+import { brokersFromEnv, KafkaClient } from "@orbit/kafka"
 import { NetGuardPolicy, type ResolveHost, Resolver } from "@orbit/net-guard"
 import { Layer, Logger, ManagedRuntime, References } from "effect"
 import { Kafka, logLevel, type Consumer, type Producer } from "kafkajs"
 import { DispatcherLive } from "../src/Dispatcher.ts"
 
-export const BROKERS = "127.0.0.1:9092"
+/** The broker the tests use: the local one on KAFKA_PORT (default 9092) unless KAFKA_BROKERS is set. */
+export const BROKERS = brokersFromEnv().join(",")
 
 export interface Received {
   readonly at: number
@@ -155,7 +156,7 @@ export const makeHarness = async (name: string): Promise<Harness> => {
   const keyRing = generateKeyRing("test")
   const ring = parseKeyRing(keyRing)
   const topics = topicsFor(prefix)
-  const kafka = new Kafka({ clientId: `test-${name}`, brokers: [BROKERS], logLevel: logLevel.NOTHING })
+  const kafka = new Kafka({ clientId: `test-${name}`, brokers: BROKERS.split(","), logLevel: logLevel.NOTHING })
   const producer = kafka.producer({ allowAutoTopicCreation: false })
   await producer.connect()
   const attempts: Array<DeliveryAttempted> = []

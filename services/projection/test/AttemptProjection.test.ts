@@ -6,14 +6,14 @@
 import { randomBytes, randomUUID } from "node:crypto"
 import { Db } from "@orbit/db"
 import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
-import { KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { brokersFromEnv, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, type AttemptRow, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
 
-const BROKERS = process.env.KAFKA_BROKERS ?? "127.0.0.1:9092"
+const BROKERS = brokersFromEnv().join(",")
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
 const attempted = (endpointId: string, over: Partial<DeliveryAttempted> = {}): DeliveryAttempted => ({
