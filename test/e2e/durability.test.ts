@@ -1,7 +1,16 @@
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import path from "node:path"
 import { SecretBox } from "@orbit/crypto"
-import { encodeEndpointEvent, type EndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
+import {
+  decodeEndpointEvent,
+  encodeEndpointEvent,
+  type Endpoint,
+  type EndpointEvent,
+  evolve,
+  newEndpointId,
+  newEventId,
+  topicsFor
+} from "@orbit/domain"
 import { Effect } from "effect"
 import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { Kafka, logLevel } from "kafkajs"
@@ -45,11 +54,75 @@ const readAll = async (topic: string) => {
   return values
 }
 
-const snapshot = (p: Platform) =>
-  p.sql`SELECT * FROM endpoints ORDER BY id`.then((rows) => JSON.stringify(rows))
+/** The endpoint read model the log describes: every readable record folded with the domain's `evolve`. */
+const foldLog = async (topic: string) => {
+  const state = new Map<string, Endpoint>()
+  for (const value of await readAll(topic)) {
+    let event: EndpointEvent
+    try {
+      event = decodeEndpointEvent(value)
+    } catch {
+      continue // the projection skips an unreadable record too
+    }
+    const next = evolve(state.get(event.endpoint_id), event)
+    if (next === undefined) state.delete(event.endpoint_id)
+    else state.set(event.endpoint_id, next)
+  }
+  return [...state.values()].map(normalized).sort(byId)
+}
 
-const runCli = (p: Platform, ...args: Array<string>) =>
-  spawnSync(process.execPath, [path.join(ROOT, "packages/cli/src/main.ts"), ...args], { env: p.env, encoding: "utf8" })
+const iso = (t: Date | string | null) => (t === null ? null : new Date(t).toISOString())
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** One endpoint, from the table or from the fold, in one shape for a deep comparison. */
+const normalized = (e: Record<string, any>) => ({
+  id: e.id,
+  tenant_id: e.tenant_id,
+  mode: e.mode,
+  url: e.url,
+  events: e.events,
+  description: e.description,
+  active: e.active,
+  timeout_seconds: e.timeout_seconds,
+  retry_policy: e.retry_policy,
+  secret_box: e.secret_box,
+  previous_secret_box: e.previous_secret_box,
+  previous_expires_at: iso(e.previous_expires_at),
+  created_at: iso(e.created_at),
+  updated_at: iso(e.updated_at)
+})
+
+const tableRows = async (p: Platform) => (await p.sql`SELECT * FROM endpoints`).map(normalized).sort(byId)
+
+/** The CLI as a child process of its own: the test keeps running (reading, writing) meanwhile. */
+const runCli = (p: Platform, ...args: Array<string>) => {
+  const child = spawn(process.execPath, [path.join(ROOT, "packages/cli/src/main.ts"), ...args], { env: p.env })
+  let output = ""
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+  let running = true
+  const exited = new Promise<{ status: number | null; output: string }>((resolve) =>
+    child.on("exit", (status) => {
+      running = false
+      resolve({ status, output })
+    })
+  )
+  return { exited, running: () => running }
+}
+
+/** Caught up: the offsets the projection stored with its rows reach the topic's end offsets. */
+const waitForProjection = async (p: Platform, topic: string) => {
+  const admin = kafka.admin()
+  await admin.connect()
+  const ends = await admin.fetchTopicOffsets(topic)
+  await admin.disconnect()
+  const target = ends.reduce((s, e) => s + BigInt(e.high), 0n)
+  await p.waitFor("the projection to reach the log's end", async () => {
+    const [{ total }] = await p.sql<Array<{ total: string | null }>>`
+      SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
+    return BigInt(total ?? "0") >= target
+  }, 90_000)
+}
 
 describe("secrets at rest", () => {
   it("never puts a signing secret in cleartext into Kafka, Postgres or the logs", async () => {
@@ -191,35 +264,174 @@ describe("projection crash and replay", () => {
     expect(await appliedTotal()).toBe(await endOffsetsTotal())
   })
 
-  it("replay endpoints rebuilds an identical table while the API keeps answering", async () => {
-    const { key } = await platform.createKey(uniqueTenant())
-    for (let i = 0; i < 5; i++) await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
-    const before = await snapshot(platform)
+  it("replay endpoints repairs a damaged read model from the log while the API keeps reading and writing", async () => {
+    const topic = topicsFor(platform.topicPrefix).endpointEvents.name
+    // A log long enough for the rebuild to overlap the reads and writes below.
+    const box = await Effect.runPromise(
+      Effect.gen(function*() {
+        return yield* (yield* SecretBox).encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0")
+      }).pipe(Effect.provide(SecretBox.layerFromKeyRing(platform.env.ORBIT_SECRET_KEYS!)))
+    )
+    const bulkTenant = uniqueTenant()
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect()
+    for (let i = 0; i < 3000; i += 250) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: Array.from({ length: 250 }, (_, j) => {
+          const event: EndpointEvent = {
+            _tag: "EndpointRegistered",
+            schema_version: 1,
+            event_id: newEventId(),
+            occurred_at: new Date().toISOString(),
+            endpoint_id: newEndpointId(),
+            tenant_id: bulkTenant,
+            mode: "live",
+            url: `https://hooks.example.com/bulk/${i + j}`,
+            events: ["message.delivered"],
+            description: null,
+            active: true,
+            timeout_seconds: 30,
+            retry_policy: { strategy: "fixed", max_attempts: 3, delay_seconds: 10 },
+            secret_box: box
+          }
+          return { key: event.endpoint_id, value: encodeEndpointEvent(event) }
+        })
+      })
+    }
+    await producer.disconnect()
 
-    let reading = true
-    const statuses: Array<number> = []
-    const reader = (async () => {
-      while (reading) {
-        statuses.push((await platform.api("GET", "/api/v1/webhooks", { key })).status)
-        await new Promise((r) => setTimeout(r, 10))
+    // Tenant D's rows are damaged behind the projection's back: one wrong, one missing, one stray.
+    const { key: dKey } = await platform.createKey(uniqueTenant())
+    const d: Array<{ id: string; url: string }> = []
+    for (let i = 0; i < 3; i++) {
+      const res = await platform.api("POST", "/api/v1/webhooks", { key: dKey, body: { ...valid, url: `https://hooks.example.com/d/${i}` } })
+      expect(res.status).toBe(201)
+      d.push({ id: res.json.data.id, url: res.json.data.url })
+    }
+    await waitForProjection(platform, topic)
+    const stray = newEndpointId()
+    await platform.sql`UPDATE endpoints SET url = 'https://wrong.example.com/' WHERE id = ${d[0]!.id}`
+    await platform.sql`DELETE FROM endpoints WHERE id = ${d[1]!.id}`
+    await platform.sql`
+      INSERT INTO endpoints
+      SELECT (jsonb_populate_record(NULL::endpoints, to_jsonb(e) || jsonb_build_object('id', ${stray}::text))).*
+      FROM endpoints e WHERE id = ${d[2]!.id}`
+    const view = (rows: Array<{ id: string; url: string }>) => JSON.stringify(rows.map((r) => [r.id, r.url]).sort())
+    const damagedView = view([{ id: d[0]!.id, url: "https://wrong.example.com/" }, d[2]!, { id: stray, url: d[2]!.url }])
+    const repairedView = view(d)
+    const listD = async () => {
+      const res = await platform.api("GET", "/api/v1/webhooks?limit=200", { key: dKey })
+      return { status: res.status, view: res.status === 200 ? view(res.json.data) : res.text }
+    }
+    expect(await listD()).toEqual({ status: 200, view: damagedView })
+
+    // Tenant W: a writer registers and replaces endpoints throughout. Every URL carries a fresh
+    // sequence number, so a read can tell which write of an endpoint it shows.
+    const { key: wKey } = await platform.createKey(uniqueTenant())
+    let seq = 0
+    const urlOf = (n: number) => `https://hooks.example.com/w/${n}`
+    const seqOf = (url: string) => Number(url.slice(url.lastIndexOf("/") + 1))
+    /** The sequence number of each endpoint's last acknowledged write. */
+    const acked = new Map<string, number>()
+    const failures: Array<string> = []
+    let rebuildSeen = false
+    let swapSeen = false
+    let writesDuringRebuild = 0
+    let readsDuringRebuild = 0
+    let running = true
+
+    const writer = (async () => {
+      while (running) {
+        const n = ++seq
+        const startedInRebuild = rebuildSeen && !swapSeen
+        const ids = [...acked.keys()]
+        const res = acked.size < 60 && n % 2 === 1
+          ? await platform.api("POST", "/api/v1/webhooks", { key: wKey, body: { ...valid, url: urlOf(n) } })
+          : await platform.api("PUT", `/api/v1/webhooks/${ids[n % ids.length]}`, { key: wKey, body: { ...valid, url: urlOf(n) } })
+        if (res.status !== 201 && res.status !== 200) {
+          failures.push(`write: ${res.status} ${res.text}`)
+          continue
+        }
+        acked.set(res.json.data.id, n)
+        if (startedInRebuild && rebuildSeen && !swapSeen) writesDuringRebuild++
       }
     })()
+
+    // Readers: a list of W must show every write acknowledged before it started (or a later one)
+    // and nothing else, a get of W the same, and a list of D the damaged or the repaired state,
+    // never a mix and never the damaged one again once repaired.
+    const unknownIds = new Set<string>()
+    let repairedSeen = false
+    const reader = (async () => {
+      while (running) {
+        const startedInRebuild = rebuildSeen && !swapSeen
+        const before = new Map(acked)
+        const list = await platform.api("GET", "/api/v1/webhooks?limit=200", { key: wKey })
+        if (list.status !== 200) failures.push(`list W: ${list.status} ${list.text}`)
+        else {
+          const listed = new Map<string, number>(list.json.data.map((e: { id: string; url: string }) => [e.id, seqOf(e.url)]))
+          for (const [id, n] of before) {
+            if (!listed.has(id)) failures.push(`list W: acknowledged ${id} missing`)
+            else if (listed.get(id)! < n) failures.push(`list W: ${id} shows write ${listed.get(id)}, ${n} was acknowledged`)
+          }
+          for (const id of listed.keys()) if (!before.has(id)) unknownIds.add(id)
+        }
+        const some = [...before][Math.floor(Math.random() * before.size)]
+        if (some) {
+          const got = await platform.api("GET", `/api/v1/webhooks/${some[0]}`, { key: wKey })
+          if (got.status !== 200) failures.push(`get W: ${got.status} ${got.text}`)
+          else if (seqOf(got.json.data.url) < some[1]) failures.push(`get W: ${some[0]} shows an older write`)
+        }
+        const dl = await listD()
+        if (dl.status !== 200) failures.push(`list D: ${dl.status} ${dl.view}`)
+        else if (dl.view === repairedView) repairedSeen = true
+        else if (dl.view !== damagedView || repairedSeen) failures.push(`list D: ${dl.view}`)
+        if (startedInRebuild && rebuildSeen && !swapSeen) readsDuringRebuild++
+      }
+    })()
+
+    // The rebuild builds endpoints_rebuild beside the live table and renames it at the swap.
+    const rebuildTable = async () =>
+      (await platform.sql`SELECT to_regclass('endpoints_rebuild') IS NOT NULL AS present`)[0]!.present as boolean
+    await platform.waitFor("the first write", async () => acked.size > 0)
     const replay = runCli(platform, "replay", "endpoints")
-    reading = false
-    await reader
-    expect(replay.status, replay.stderr).toBe(0)
-    expect(await snapshot(platform)).toBe(before)
-    expect(statuses.length).toBeGreaterThan(0)
-    expect(statuses.every((s) => s === 200)).toBe(true)
+    while (replay.running()) {
+      const present = await rebuildTable()
+      if (present) rebuildSeen = true
+      else if (rebuildSeen) swapSeen = true
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const result = await replay.exited
+    running = false
+    await Promise.all([writer, reader])
+
+    expect(result.status, result.output).toBe(0)
+    expect(failures).toEqual([])
+    expect(rebuildSeen && swapSeen).toBe(true)
+    // The reads and writes overlapped the rebuild (from its fresh table to the swap).
+    expect(readsDuringRebuild).toBeGreaterThan(0)
+    expect(writesDuringRebuild).toBeGreaterThan(0)
+    // Every id a read could not yet attribute was a registration whose 201 was on its way.
+    for (const id of unknownIds) expect(acked.has(id)).toBe(true)
+
+    // The table is the log's fold: the damage is repaired, and every acknowledged write is there.
+    await waitForProjection(platform, topic)
+    const rows = await tableRows(platform)
+    expect(rows).toEqual(await foldLog(topic))
+    expect((await listD()).view).toBe(repairedView)
+    const urls = new Map(rows.map((r) => [r.id, r.url]))
+    for (const [id, n] of acked) expect(urls.get(id)).toBe(urlOf(n))
 
     // The live projection keeps working on the swapped-in table, and a second rebuild is identical.
-    const after = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+    const after = await platform.api("POST", "/api/v1/webhooks", { key: wKey, body: valid })
     expect(after.status).toBe(201)
-    expect((await platform.api("GET", `/api/v1/webhooks/${after.json.data.id}`, { key })).status).toBe(200)
-    const withNew = await snapshot(platform)
-    expect(runCli(platform, "replay", "endpoints").status).toBe(0)
-    expect(await snapshot(platform)).toBe(withNew)
-  })
+    expect((await platform.api("GET", `/api/v1/webhooks/${after.json.data.id}`, { key: wKey })).status).toBe(200)
+    const again = await runCli(platform, "replay", "endpoints").exited
+    expect(again.status, again.output).toBe(0)
+    expect(await tableRows(platform)).toEqual(await foldLog(topic))
+  }, 300_000)
 })
 
 describe("broker outage", () => {
