@@ -151,7 +151,7 @@ describe("EndpointProjection exactly once (real broker, real Postgres)", () => {
     const layer = EndpointProjection.layer.pipe(Layer.provide([Db.layer, TopicAdmin.layer]), Layer.provide(KafkaClient.layer))
     runtime = ManagedRuntime.make(layer, { memoMap: Layer.makeMemoMapUnsafe() })
     await runtime.context()
-  })
+  }, 60_000)
 
   afterAll(async () => {
     await runtime?.dispose()
@@ -192,7 +192,7 @@ describe("EndpointProjection exactly once (real broker, real Postgres)", () => {
     const [writes] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM endpoint_writes`
     expect(writes!.n).toBe(2 * endpoints.length)
     expect(await table()).toEqual(expectedTable())
-  })
+  }, 90_000)
 
   it("applies a record whose transaction fails at COMMIT when it is redelivered, never skips it", async () => {
     // The next transaction that writes a row fails at COMMIT, once.
@@ -222,5 +222,5 @@ describe("EndpointProjection exactly once (real broker, real Postgres)", () => {
     })
     expect(await table()).toEqual(expectedTable())
     expect(await caughtUp()).toBe(true)
-  })
+  }, 90_000)
 })
