@@ -266,12 +266,12 @@ describe("projection crash and replay", () => {
 
   it("replay endpoints repairs a damaged read model from the log while the API keeps reading and writing", async () => {
     const topic = topicsFor(platform.topicPrefix).endpointEvents.name
-    // A log long enough for the rebuild to overlap the reads and writes below.
     const box = await Effect.runPromise(
       Effect.gen(function*() {
         return yield* (yield* SecretBox).encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0")
       }).pipe(Effect.provide(SecretBox.layerFromKeyRing(platform.env.ORBIT_SECRET_KEYS!)))
     )
+    // A log long enough for the rebuild to overlap the reads and writes below.
     const bulkTenant = uniqueTenant()
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
     await producer.connect()
