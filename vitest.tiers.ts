@@ -10,6 +10,8 @@ type TestOptions = NonNullable<ViteUserConfig["test"]>
  */
 export const tiers = (options: {
   readonly unit: ReadonlyArray<string>
+  /** Test options of both projects. */
+  readonly common?: TestOptions
   /** Test options of the integration project (timeouts, pool, global setup). */
   readonly integration?: TestOptions
   /** Where the test files are (default `test/**`). */
@@ -17,6 +19,7 @@ export const tiers = (options: {
 }) =>
   defineConfig({
     test: {
+      ...options.common,
       projects: [
         {
           extends: true,
