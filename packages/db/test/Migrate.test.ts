@@ -46,10 +46,10 @@ afterAll(async () => {
 
 describe("migrate (real Postgres, two processes)", () => {
   it("two processes migrating one fresh schema at once both succeed, and each migration applies once", async () => {
-    // Both processes' first step on the schema has to overlap, however the host schedules them: this
-    // connection creates the schema in a transaction left open, so whatever either process does
-    // first that touches the schema (taking the migration lock, or creating the schema) waits on
-    // it. Once both wait, it rolls back: the schema is fresh again and both go on at once.
+    // The two migrations have to overlap, however the host schedules the processes: this
+    // connection creates the schema in a transaction left open, so a process's CREATE SCHEMA waits
+    // on it (and with the migration lock held by that process, the other waits on the lock). Once
+    // both wait, it rolls back: the schema is fresh again and both go on at once.
     const holder = await sql.reserve()
     await holder`BEGIN`
     await holder.unsafe(`CREATE SCHEMA "${schema}"`)
