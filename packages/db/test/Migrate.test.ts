@@ -32,9 +32,9 @@ const migratingProcess = () =>
 /** Resolves once `n` of the migrating processes' connections wait on a lock. */
 const untilWaiting = async (n: number) => {
   for (;;) {
-    const [{ waiting }] = await sql<Array<{ waiting: number }>>`
+    const [row] = await sql<Array<{ waiting: number }>>`
       SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE application_name = ${appName} AND wait_event_type = 'Lock'`
-    if (waiting >= n) return
+    if (row!.waiting >= n) return
     await new Promise((r) => setTimeout(r, 50))
   }
 }
