@@ -1,8 +1,10 @@
-import { defineConfig } from "vitest/config"
+import { tiers } from "../vitest.tiers.ts"
 
-export default defineConfig({
-  test: {
-    include: ["e2e/**/*.test.ts"],
+export default tiers({
+  // The local broker's tooling where it is pure.
+  unit: ["e2e/infra.test.ts"],
+  include: ["e2e/**/*.test.ts"],
+  integration: {
     globalSetup: ["./src/globalSetup.ts"],
     // One broker and two cores: files run one after another; fault tests stop shared parts.
     fileParallelism: false,

@@ -1,11 +1,7 @@
-import { defineConfig } from "vitest/config"
+import { tiers } from "../../vitest.tiers.ts"
 
 // Integration tests run against the real broker (KAFKA_BROKERS, else 127.0.0.1:KAFKA_PORT, default 9092); each file uses its own topic prefix.
-export default defineConfig({
-  test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: "forks"
-  }
+export default tiers({
+  unit: ["test/pure.test.ts"],
+  integration: { testTimeout: 60_000, hookTimeout: 60_000, pool: "forks" }
 })

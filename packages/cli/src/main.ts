@@ -3,7 +3,7 @@ import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { Db } from "@orbit/db"
 import { Mode, TenantId } from "@orbit/domain"
-import { Cause, Effect, Exit, Logger, Schema } from "effect"
+import { Cause, Effect, Exit, Logger, Option, Schema } from "effect"
 import { createKey, listKeys, revokeKey } from "./Keys.ts"
 
 const USAGE = `usage: npm run orbit -- <command>
@@ -27,10 +27,20 @@ const decode = <A>(schema: Schema.Decoder<A>, value: unknown, what: string): A =
   return Exit.isSuccess(r) ? r.value : fail(`invalid ${what}: ${JSON.stringify(value)}`)
 }
 
+/**
+ * An expected failure (Postgres unreachable, a query refused) is one line naming what went wrong:
+ * the person at the terminal needs the message, not a trace. A defect keeps its trace.
+ */
+const describeFailure = (cause: Cause.Cause<unknown>): string =>
+  Option.match(Cause.findErrorOption(cause), {
+    onNone: () => Cause.pretty(cause),
+    onSome: (e) => (e instanceof Error ? e.message || e.name : String(e)).replace(/\s*\n\s*/g, " ")
+  })
+
 const run = <A>(effect: Effect.Effect<A, unknown, Db>) =>
   Effect.runPromiseExit(effect.pipe(Effect.provide(Db.layer), Effect.provide(StderrLogging))).then((exit) => {
     if (Exit.isFailure(exit)) {
-      process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+      process.stderr.write(`${describeFailure(exit.cause)}\n`)
       process.exit(1)
     }
     return exit.value

@@ -3,40 +3,19 @@
  * topic prefix): rows appear, duplicates and redeliveries add nothing, unreadable records are
  * skipped, and a restart resumes from the offsets stored with the rows.
  */
-import { randomBytes, randomUUID } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { Db } from "@orbit/db"
-import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
+import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, topicsFor } from "@orbit/domain"
 import { brokersFromEnv, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, type AttemptRow, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
+import { attempted } from "./attempted.ts"
 
 const BROKERS = brokersFromEnv().join(",")
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
-
-const attempted = (endpointId: string, over: Partial<DeliveryAttempted> = {}): DeliveryAttempted => ({
-  _tag: "DeliveryAttempted",
-  schema_version: 1,
-  event_id: randomUUID(),
-  occurred_at: new Date().toISOString(),
-  delivery_id: randomUUID(),
-  endpoint_id: endpointId,
-  tenant_id: "tenant_p",
-  mode: "live",
-  source_event_id: newEventId(),
-  source_event_type: "message.delivered",
-  attempt: 1,
-  outcome: "failed",
-  http_status: 503,
-  duration_ms: 12,
-  error_class: "http_status",
-  error_message: "HTTP 503",
-  next_attempt_at: new Date(Date.now() + 60_000).toISOString(),
-  dead_lettered: false,
-  ...over
-})
 
 /** Attempt events as the records of one partition, from offset 0, keyed by their endpoint. */
 const asMessages = (events: ReadonlyArray<DeliveryAttempted>): Array<KafkaMessage> =>
@@ -48,27 +27,6 @@ const asMessages = (events: ReadonlyArray<DeliveryAttempted>): Array<KafkaMessag
     attributes: 0,
     headers: {}
   }))
-
-describe("attemptRow (pure)", () => {
-  it("maps the event to a row, normalising instants", () => {
-    const e = attempted("wh_x", { occurred_at: "2026-11-27T10:00:00.123456+01:00", next_attempt_at: null })
-    expect(attemptRow(e)).toMatchObject({
-      id: e.event_id,
-      endpoint_id: "wh_x",
-      occurred_at: "2026-11-27T09:00:00.123Z",
-      next_attempt_at: null,
-      http_status: 503
-    })
-  })
-
-  it("refuses what Postgres would reject", () => {
-    expect(attemptRow(attempted("wh_x", { occurred_at: "yesterday" }))).toHaveProperty("poison")
-    expect(attemptRow(attempted("wh_x", { occurred_at: "1" }))).toHaveProperty("poison")
-    expect(attemptRow(attempted("wh_x", { next_attempt_at: "2026-13-01T00:00:00Z" }))).toHaveProperty("poison")
-    expect(attemptRow(attempted("wh_x", { duration_ms: 2 ** 31 }))).toHaveProperty("poison")
-    expect(attemptRow(attempted("wh_x", { error_message: "a\u0000b" }))).toHaveProperty("poison")
-  })
-})
 
 describe("AttemptProjection (real broker, real Postgres)", () => {
   const id = `tproj${Date.now().toString(36)}${randomBytes(3).toString("hex")}`

@@ -1,0 +1,6 @@
+import { tiers } from "../../vitest.tiers.ts"
+
+// Integration tests run against the real Postgres, each file in its own schema.
+export default tiers({
+  unit: ["test/Cursor.test.ts"]
+})
