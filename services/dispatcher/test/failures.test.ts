@@ -61,6 +61,9 @@ describe("failed attempts", () => {
     await h.publish(event)
     const [attempt] = await waitFor("attempt", () => attemptsOf(endpoint.id).length > 0 && attemptsOf(endpoint.id))
     expect(attempt).toMatchObject({ outcome: "failed", error_class: "timeout", http_status: null, dead_lettered: true })
+    // Aborted at this endpoint's timeout (the dispatcher's own record of the limit it applied),
+    // never before it.
+    expect(attempt!.error_message).toBe("no complete response within 1000 ms")
     expect(attempt!.duration_ms).toBeGreaterThanOrEqual(950)
     expect(receiver.received.filter((r) => r.path === "/hang")).toHaveLength(1)
     await waitFor("the 1 s request closed by the dispatcher", () => !open.has("/hang"))
