@@ -366,15 +366,18 @@ export const waitForGroupCaughtUp = async (h: Harness, group: string, topic: str
   }
 }
 
-/** Every delivery task `topic` holds now (read to its current end offsets by a throwaway group). */
-export const tasksIn = async (h: Harness, topic: string): Promise<Array<DeliveryTask>> => {
-  const admin = h.kafka.admin()
+/** Every record `topic` holds now, read to its current end offsets by a throwaway consumer group. */
+export const readToEnd = async (
+  client: { readonly kafka: Kafka; readonly prefix: string },
+  topic: string
+): Promise<Array<{ readonly partition: number; readonly key: string | null; readonly value: string | null }>> => {
+  const admin = client.kafka.admin()
   await admin.connect()
   const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect())
   const want = new Map(ends.map((p) => [p.partition, BigInt(p.high)]))
   const next = new Map(ends.map((p) => [p.partition, BigInt(p.low)]))
-  const tasks: Array<DeliveryTask> = []
-  const consumer = h.kafka.consumer({ groupId: `${h.prefix}test-read-${randomUUID()}`, maxWaitTimeInMs: 50 })
+  const records: Array<{ partition: number; key: string | null; value: string | null }> = []
+  const consumer = client.kafka.consumer({ groupId: `${client.prefix}test-read-${randomUUID()}`, maxWaitTimeInMs: 50 })
   await consumer.connect()
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true })
@@ -382,13 +385,17 @@ export const tasksIn = async (h: Harness, topic: string): Promise<Array<Delivery
       eachMessage: async ({ partition, message }) => {
         const offset = BigInt(message.offset)
         if (offset >= want.get(partition)!) return
-        if (message.value !== null) tasks.push(decodeDeliveryTask(message.value.toString("utf8")))
+        records.push({ partition, key: message.key?.toString("utf8") ?? null, value: message.value?.toString("utf8") ?? null })
         next.set(partition, offset + 1n)
       }
     })
     await waitFor(`${topic} read to its end`, () => [...want].every(([p, high]) => next.get(p)! >= high))
-    return tasks
+    return records
   } finally {
     await consumer.disconnect()
   }
 }
+
+/** Every delivery task `topic` holds now. */
+export const tasksIn = async (client: { readonly kafka: Kafka; readonly prefix: string }, topic: string): Promise<Array<DeliveryTask>> =>
+  (await readToEnd(client, topic)).flatMap((r) => r.value === null ? [] : [decodeDeliveryTask(r.value)])
