@@ -1,5 +1,6 @@
 /** A hanging endpoint holds only its own slots: other endpoints' deliveries keep flowing. */
 import { randomUUID } from "node:crypto"
+import type { ServerResponse } from "node:http"
 import { deliveryIdFor, retryTiersOf } from "@orbit/domain"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, waitFor } from "./support.ts"
@@ -26,40 +27,56 @@ afterAll(async () => {
 })
 
 describe("slow-endpoint isolation", () => {
-  it("delivers to healthy endpoints while another hangs until its timeout", async () => {
+  it("delivers to healthy endpoints while another holds all its slots", async () => {
     const t = `ten_${randomUUID()}`
+    // The slow endpoint's requests stay open until the test answers them (its timeout is far
+    // beyond the test's waits): every fast delivery must arrive while all of them are held.
+    const held: Array<ServerResponse> = []
+    let answering = false
     let slowInFlight = 0
     let slowMax = 0
+    // In flight: received and not yet answered (the dispatcher cannot see an answer sooner).
+    const answer = (res: ServerResponse) => {
+      slowInFlight--
+      res.writeHead(200).end("ok")
+    }
     receiver.on("/slow", (_req, res) => {
       slowInFlight++
       slowMax = Math.max(slowMax, slowInFlight)
-      res.on("close", () => slowInFlight--)
-      // never answers: the dispatcher aborts at timeout_seconds
+      if (answering) answer(res)
+      else held.push(res)
     })
-    const slow = await h.register({ url: `https://hooks.test:${receiver.port}/slow`, tenantId: t, timeoutSeconds: 8 })
+    const slow = await h.register({ url: `https://hooks.test:${receiver.port}/slow`, tenantId: t, timeoutSeconds: 120 })
     await h.register({ url: `https://hooks.test:${receiver.port}/fast`, tenantId: t })
-    const started = Date.now()
     for (let i = 0; i < 40; i++) await h.publish(domainEvent(t, "message.sent", { message_id: `m${i}` }))
 
-    await waitFor("all fast deliveries", () => receiver.received.filter((r) => r.path === "/fast").length >= 40, 15_000)
-    const fastDone = Date.now() - started
-    // The slow endpoint got only its 4 slots and none of them has timed out yet.
-    expect(fastDone).toBeLessThan(8000)
-    expect(slowMax).toBeLessThanOrEqual(4)
+    await waitFor("the slow endpoint's 4 slots taken", () => held.length >= 4)
+    await waitFor("all fast deliveries", () => receiver.received.filter((r) => r.path === "/fast").length >= 40, 30_000)
+    // Meanwhile nothing of the slow endpoint finished, and it never had more than its 4 slots.
+    expect(held).toHaveLength(4)
+    expect(slowInFlight).toBe(4)
+    expect(slowMax).toBe(4)
     expect(h.attempts.filter((a) => a.endpoint_id === slow.id)).toHaveLength(0)
 
-    // Then its attempts time out, 4 at a time.
-    await waitFor("slow attempts time out", () => h.attempts.filter((a) => a.endpoint_id === slow.id).length >= 4, 15_000)
-    expect(h.attempts.filter((a) => a.endpoint_id === slow.id).every((a) => a.error_class === "timeout")).toBe(true)
+    // Once it answers, its 40 deliveries go through, still at most 4 at a time.
+    answering = true
+    for (const res of held) answer(res)
+    await waitFor("slow deliveries", () => h.attempts.filter((a) => a.endpoint_id === slow.id).length >= 40, 30_000)
+    expect(h.attempts.filter((a) => a.endpoint_id === slow.id).every((a) => a.outcome === "succeeded")).toBe(true)
+    expect(slowMax).toBe(4)
   })
 
   it("parks an unresponsive endpoint's waiting tasks in a retry tier, attempts unspent, and delivers them once it answers", async () => {
     const t = `ten_${randomUUID()}`
-    let hanging = true
+    // The first four requests (the endpoint's slots) hang until the dispatcher aborts them; every
+    // later one is answered. The receiver decides, so no later request can hang by arriving before
+    // the test has noticed the timeouts.
+    let hung = 0
     let inFlight = 0
     let maxInFlight = 0
     receiver.on("/recovering", (_req, res) => {
-      if (!hanging) return void res.writeHead(200).end("ok")
+      if (hung >= 4) return void res.writeHead(200).end("ok")
+      hung++
       inFlight++
       maxInFlight = Math.max(maxInFlight, inFlight)
       res.on("close", () => inFlight--) // never answers: aborted at timeout_seconds
@@ -83,7 +100,6 @@ describe("slow-endpoint isolation", () => {
     // Four attempts (its slots) time out; the eight waiting behind them are parked, not attempted.
     const attemptsOf = () => h.attempts.filter((a) => a.endpoint_id === endpoint.id)
     await waitFor("four timeouts", () => attemptsOf().length >= 4, 15_000)
-    hanging = false
     await waitFor("the other eight delivered", () => receiver.received.filter((r) => r.path === "/recovering").length >= 12, 20_000)
     const parked = (await parkedSoFar()) - parkedBefore
     await admin.disconnect()

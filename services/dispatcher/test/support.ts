@@ -15,6 +15,9 @@ import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, SecretBo
 import {
   decodeDeliveryAttempted,
   decodeDeliveryDeadLettered,
+  decodeDeliveryTask,
+  type DeliveryTask,
+  retryTiersOf,
   type DeliveryAttempted,
   type DeliveryDeadLettered,
   type EndpointEvent,
@@ -276,3 +279,123 @@ export const domainEvent = (tenantId: string, type = "message.delivered", data: 
   data
 })
 
+
+/** Where one record sits in a topic. */
+export interface RecordAt {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: bigint
+}
+
+/**
+ * The first delivery task in `topics` (the deliveries topic or the retry tiers) that `match`
+ * accepts, read from the beginning by a throwaway consumer group; waits until it is there.
+ */
+export const findTask = async (
+  h: Harness,
+  topics: ReadonlyArray<string>,
+  match: (task: DeliveryTask) => boolean,
+  timeoutMs = 20_000
+): Promise<RecordAt & { readonly task: DeliveryTask }> => {
+  const consumer = h.kafka.consumer({ groupId: `${h.prefix}test-find-${randomUUID()}`, maxWaitTimeInMs: 50 })
+  let found: (RecordAt & { readonly task: DeliveryTask }) | undefined
+  await consumer.connect()
+  try {
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ topic, partition, message }) => {
+        if (found !== undefined || message.value === null) return
+        const task = decodeDeliveryTask(message.value.toString("utf8"))
+        if (match(task)) found = { topic, partition, offset: BigInt(message.offset), task }
+      }
+    })
+    return await waitFor("the delivery task in Kafka", () => found, timeoutMs)
+  } finally {
+    await consumer.disconnect()
+  }
+}
+
+/** The retry tier topics of a harness. */
+export const tierTopics = (h: Harness): Array<string> => retryTiersOf(h.topics).map((t) => t.topic)
+
+/** Committed offsets of `${prefix}${group}` on `topic`, by partition (-1 where nothing is committed). */
+export const committedOffsets = async (h: Harness, group: string, topic: string): Promise<Map<number, bigint>> => {
+  const admin = h.kafka.admin()
+  await admin.connect()
+  try {
+    const [t] = await admin.fetchOffsets({ groupId: `${h.prefix}${group}`, topics: [topic] })
+    return new Map((t?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]))
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+/**
+ * Waits until the dispatcher's consumer group `group` (e.g. "orbit-dispatcher-retry") has committed
+ * past `record`: its handling finished and its outcome is durable (offsets are committed after).
+ */
+export const waitForCommittedPast = async (h: Harness, group: string, record: RecordAt, timeoutMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const committed = (await committedOffsets(h, group, record.topic)).get(record.partition) ?? -1n
+    if (committed > record.offset) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${group} to commit ${record.topic}[${record.partition}] past ${record.offset} (at ${committed})`)
+    await sleep(100)
+  }
+}
+
+/**
+ * Waits until the consumer group `group` has committed every record that `topic` holds now (its
+ * committed offsets reach the current end offsets): everything produced so far was handled.
+ */
+export const waitForGroupCaughtUp = async (h: Harness, group: string, topic: string, timeoutMs = 30_000): Promise<void> => {
+  const admin = h.kafka.admin()
+  await admin.connect()
+  try {
+    const ends = (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, high: BigInt(p.high) }))
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const committed = await committedOffsets(h, group, topic)
+      const behind = ends.filter((e) => e.high > 0n && (committed.get(e.partition) ?? -1n) < e.high)
+      if (behind.length === 0) return
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${group} to commit ${topic} up to ${JSON.stringify(behind.map((b) => [b.partition, String(b.high)]))}`)
+      await sleep(100)
+    }
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+/** Every record `topic` holds now, read to its current end offsets by a throwaway consumer group. */
+export const readToEnd = async (
+  client: { readonly kafka: Kafka; readonly prefix: string },
+  topic: string
+): Promise<Array<{ readonly partition: number; readonly key: string | null; readonly value: string | null }>> => {
+  const admin = client.kafka.admin()
+  await admin.connect()
+  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect())
+  const want = new Map(ends.map((p) => [p.partition, BigInt(p.high)]))
+  const next = new Map(ends.map((p) => [p.partition, BigInt(p.low)]))
+  const records: Array<{ partition: number; key: string | null; value: string | null }> = []
+  const consumer = client.kafka.consumer({ groupId: `${client.prefix}test-read-${randomUUID()}`, maxWaitTimeInMs: 50 })
+  await consumer.connect()
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const offset = BigInt(message.offset)
+        if (offset >= want.get(partition)!) return
+        records.push({ partition, key: message.key?.toString("utf8") ?? null, value: message.value?.toString("utf8") ?? null })
+        next.set(partition, offset + 1n)
+      }
+    })
+    await waitFor(`${topic} read to its end`, () => [...want].every(([p, high]) => next.get(p)! >= high))
+    return records
+  } finally {
+    await consumer.disconnect()
+  }
+}
+
+/** Every delivery task `topic` holds now. */
+export const tasksIn = async (client: { readonly kafka: Kafka; readonly prefix: string }, topic: string): Promise<Array<DeliveryTask>> =>
+  (await readToEnd(client, topic)).flatMap((r) => r.value === null ? [] : [decodeDeliveryTask(r.value)])
