@@ -411,6 +411,23 @@ describe("GET /api/v1/webhooks query validation", () => {
     expect(expectError(both, 422, "VALIDATION_ERROR").map((d) => d.field).sort()).toEqual(["limit", "offset"])
   })
 
+  it("treats parameters named like Object.prototype members as the unknown parameters they are", async () => {
+    const cases = [
+      ["__proto__=1", ["__proto__"]],
+      ["__proto__=1&constructor=2", ["__proto__", "constructor"]],
+      ["toString=1&hasOwnProperty=2&valueOf=3", ["hasOwnProperty", "toString", "valueOf"]],
+      ["limit=5&__proto__=1", ["__proto__"]],
+      ["limit=0&constructor=x", ["constructor", "limit"]]
+    ] as const
+    for (const [query, fields] of cases) {
+      const res = await platform.api("GET", `${BASE}?${query}`, { key })
+      expect(expectError(res, 422, "VALIDATION_ERROR").map((d) => d.field).sort(), query).toEqual(fields)
+    }
+    // The same decoding serves the attempt log's query.
+    const deliveries = await platform.api("GET", `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa/deliveries?__proto__=1&toString=2`, { key })
+    expect(expectError(deliveries, 422, "VALIDATION_ERROR").map((d) => d.field).sort()).toEqual(["__proto__", "toString"])
+  })
+
   it("refuses a cursor that this API did not produce with 400 INVALID_CURSOR", async () => {
     for (const cursor of ["x", "a".repeat(5000), "%00%ff.%2e", "eyJ9.abc"]) {
       expectError(await platform.api("GET", `${BASE}?cursor=${cursor}`, { key }), 400, "INVALID_CURSOR")
@@ -434,6 +451,22 @@ describe("error envelope on every kind of error", () => {
       ids.add(res.json.meta.request_id)
     }
     expect(ids.size).toBe(responses.length)
+  })
+
+  it("a path whose percent-encoding does not decode is an unknown route: 404 NOT_FOUND", async () => {
+    for (const [method, pathname] of [
+      ["GET", `${BASE}/%E0%A4%A`],
+      ["GET", `${BASE}/%ZZ`],
+      ["GET", `${BASE}/wh_%E0%A4%A`],
+      ["PUT", `${BASE}/%E0%A4%A`],
+      ["DELETE", `${BASE}/%E0%A4%A`],
+      ["POST", `${BASE}/%E0%A4%A/rotate-secret`],
+      ["GET", `${BASE}/%E0%A4%A/deliveries`],
+      ["GET", "/api/v1/%E0%A4%A"]
+    ] as const) {
+      const res = await platform.api(method, pathname, { key, ...(method === "PUT" ? { body: valid } : {}) })
+      expectError(res, 404, "NOT_FOUND")
+    }
   })
 })
 
