@@ -84,7 +84,7 @@ describe("database outage", () => {
     const post = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
     expect(post.status, post.text).toBe(503)
     expect(post.json.error.code).toBe("SERVICE_UNAVAILABLE")
-    // Reads may be served from the key cache until its entry expires; then they need Postgres too.
+    // Reads may authenticate from the key cache, but the list itself needs Postgres: 503 too.
     let get: Awaited<ReturnType<Platform["api"]>> | undefined
     const readStatuses = new Set<number>()
     await platform.waitFor("reads to answer 503", async () => {
