@@ -79,6 +79,8 @@ describe("401 INVALID_API_KEY", () => {
     const { key: live, keyId } = await platform.createKey(tenant)
     expect((await platform.api("GET", BASE, { key: live })).status).toBe(200)
     await platform.sql`UPDATE api_keys SET revoked_at = now() WHERE id = ${keyId}`
+    // Writes check the key in Postgres every time, never the key cache: refused at once.
+    expectError(await platform.api("POST", BASE, { key: live, body: valid }), 401, "INVALID_API_KEY")
     await waitForRefusal(live)
 
     const unknown = generateApiKey({ mode: "live", kind: "secret" }).key
