@@ -9,6 +9,31 @@ afterAll(() => platform?.close())
 
 const valid = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
 
+/** Registers one endpoint and returns its id. */
+const register = async (key: string) => {
+  const res = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+  expect(res.status, res.text).toBe(201)
+  return res.json.data.id as string
+}
+
+/**
+ * Waits until the list shows every one of `ids`. A 201 normally comes after the projection applied
+ * the write, but answers anyway once its wait times out (the event is durable): a paging test
+ * waits for what it pages over to be visible rather than assume that wait never timed out.
+ */
+const waitVisible = (key: string, ids: ReadonlyArray<string>) =>
+  platform.waitFor(`${ids.length} endpoints to be listed`, async () => {
+    const listed = new Set<string>()
+    let cursor: string | null = null
+    do {
+      const q: string = cursor ? `?limit=200&cursor=${encodeURIComponent(cursor)}` : "?limit=200"
+      const res = await platform.api("GET", `/api/v1/webhooks${q}`, { key })
+      for (const e of res.json.data as Array<{ id: string }>) listed.add(e.id)
+      cursor = res.json.meta.pagination.cursor
+    } while (cursor)
+    return ids.every((id) => listed.has(id))
+  })
+
 describe("POST /api/v1/webhooks", () => {
   it("registers an endpoint: 201, envelope, Location, X-Request-Id, generated whsec_ secret", async () => {
     const { key } = await platform.createKey(uniqueTenant())
@@ -117,9 +142,8 @@ describe("GET /api/v1/webhooks", () => {
   it("pages newest first with opaque cursors; cursor is null exactly when has_more is false", async () => {
     const { key } = await platform.createKey(uniqueTenant())
     const ids: Array<string> = []
-    for (let i = 0; i < 7; i++) {
-      ids.push((await platform.api("POST", "/api/v1/webhooks", { key, body: valid })).json.data.id)
-    }
+    for (let i = 0; i < 7; i++) ids.push(await register(key))
+    await waitVisible(key, ids)
     const seen: Array<string> = []
     let cursor: string | null = null
     let pages = 0
@@ -139,7 +163,7 @@ describe("GET /api/v1/webhooks", () => {
 
   it("defaults to 25 per page", async () => {
     const { key } = await platform.createKey(uniqueTenant())
-    await Promise.all(Array.from({ length: 27 }, () => platform.api("POST", "/api/v1/webhooks", { key, body: valid })))
+    await waitVisible(key, await Promise.all(Array.from({ length: 27 }, () => register(key))))
     const res = await platform.api("GET", "/api/v1/webhooks", { key })
     expect(res.json.data).toHaveLength(25)
     expect(res.json.meta.pagination.has_more).toBe(true)
@@ -148,28 +172,45 @@ describe("GET /api/v1/webhooks", () => {
   it("walking all pages while endpoints are being created returns every earlier endpoint exactly once", async () => {
     const { key } = await platform.createKey(uniqueTenant())
     const before: Array<string> = []
-    for (let i = 0; i < 30; i++) before.push((await platform.api("POST", "/api/v1/webhooks", { key, body: valid })).json.data.id)
+    for (let i = 0; i < 30; i++) before.push(await register(key))
+    await waitVisible(key, before)
+    // The writer keeps registering until the walk is over; between two pages the walk waits for
+    // one more registration to complete, so every page boundary has a write landing in between.
     let inserting = true
+    const during: Array<string> = []
+    let wake = () => {}
     const writer = (async () => {
-      let n = 0
-      while (inserting && n < 100) {
-        await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
-        n++
+      while (inserting) {
+        during.push(await register(key))
+        wake()
       }
     })()
+    const oneMoreWrite = () => {
+      const target = during.length + 1
+      return new Promise<void>((resolve) => {
+        wake = () => during.length >= target && resolve()
+        wake()
+      })
+    }
     const seen: Array<string> = []
     let cursor: string | null = null
+    let pages = 0
     do {
       const q: string = cursor ? `?limit=4&cursor=${encodeURIComponent(cursor)}` : "?limit=4"
       const res = await platform.api("GET", `/api/v1/webhooks${q}`, { key })
+      expect(res.status, res.text).toBe(200)
       seen.push(...res.json.data.map((e: { id: string }) => e.id))
       cursor = res.json.meta.pagination.cursor
-      await new Promise((r) => setTimeout(r, 20))
+      pages++
+      if (cursor) await oneMoreWrite()
     } while (cursor)
     inserting = false
     await writer
+    expect(during.length).toBeGreaterThanOrEqual(pages - 1)
     expect(new Set(seen).size).toBe(seen.length)
-    for (const id of before) expect(seen).toContain(id)
+    // Every endpoint that existed before the walk, once; nothing else but what was written during it.
+    expect(seen.filter((id) => before.includes(id)).sort()).toEqual([...before].sort())
+    for (const id of seen) expect([...before, ...during]).toContain(id)
   })
 
   it("refuses cursors that were tampered with or belong to another tenant or mode", async () => {
@@ -177,7 +218,9 @@ describe("GET /api/v1/webhooks", () => {
     const { key } = await platform.createKey(tenant)
     const { key: testKey } = await platform.createKey(tenant, "test")
     const { key: otherKey } = await platform.createKey(uniqueTenant())
-    for (let i = 0; i < 3; i++) await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+    const ids: Array<string> = []
+    for (let i = 0; i < 3; i++) ids.push(await register(key))
+    await waitVisible(key, ids)
     const cursor: string = (await platform.api("GET", "/api/v1/webhooks?limit=1", { key })).json.meta.pagination.cursor
     expect((await platform.api("GET", `/api/v1/webhooks?cursor=${encodeURIComponent(cursor)}`, { key })).status).toBe(200)
     const [payload, tag] = cursor.split(".")

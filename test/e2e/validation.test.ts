@@ -27,7 +27,7 @@ const MAX_BODY = 64 * 1024
 /** Asserts the error envelope of API.md §2 and returns `error.details` (or []). */
 const expectError = (res: Res, status: number, code: string) => {
   expect(res.status, res.text).toBe(status)
-  expect(res.headers.get("content-type")).toMatch(/^application\/json/)
+  expect(res.headers.get("content-type") ?? "(no content-type)", res.text).toMatch(/^application\/json/)
   expect(Object.keys(res.json).sort()).toEqual(["error", "meta"])
   const { error, meta } = res.json
   expect(error.code).toBe(code)
@@ -81,14 +81,14 @@ const streamed = (
   })
 
 /**
- * Each case: a body, the expected status/code, and the exact `details[].field`s (for
- * VALIDATION_ERROR). `codes` lists every acceptable code where the contract allows either.
+ * Each case: a body, the expected code, and the exact `details[].field`s (for VALIDATION_ERROR).
+ * Where the contract would allow either code (a URL the schema already refuses), the case names
+ * the one the API gives, so a change of answer is seen.
  */
 interface Case {
   readonly name: string
   readonly body: unknown
   readonly code?: "VALIDATION_ERROR" | "INVALID_WEBHOOK_URL"
-  readonly codes?: ReadonlyArray<string>
   readonly fields?: ReadonlyArray<string>
   /** A substring of `details[0].expected` that names the bound that was broken. */
   readonly mentions?: string
@@ -108,8 +108,8 @@ const bodyCases: ReadonlyArray<Case> = [
   { name: "url not a string (number)", body: { ...valid, url: 443 }, fields: ["url"] },
   { name: "url not a string (object)", body: { ...valid, url: { href: "https://a.example.com/" } }, fields: ["url"] },
   { name: "url null", body: { ...valid, url: null }, fields: ["url"] },
-  { name: "url empty", body: { ...valid, url: "" }, codes: ["VALIDATION_ERROR", "INVALID_WEBHOOK_URL"], fields: ["url"] },
-  { name: "url of 2049 chars", body: { ...valid, url: urlOf(2049) }, codes: ["VALIDATION_ERROR", "INVALID_WEBHOOK_URL"], fields: ["url"] },
+  { name: "url empty", body: { ...valid, url: "" }, fields: ["url"] },
+  { name: "url of 2049 chars", body: { ...valid, url: urlOf(2049) }, fields: ["url"] },
   { name: "url relative", body: { ...valid, url: "/hooks/orbit" }, code: "INVALID_WEBHOOK_URL" },
   { name: "url without scheme", body: { ...valid, url: "hooks.example.com/orbit" }, code: "INVALID_WEBHOOK_URL" },
   { name: "url http:// (insecure http is off by default)", body: { ...valid, url: "http://hooks.example.com/orbit" }, code: "INVALID_WEBHOOK_URL" },
@@ -117,7 +117,7 @@ const bodyCases: ReadonlyArray<Case> = [
   { name: "url with user:password", body: { ...valid, url: "https://user:pw@hooks.example.com/" }, code: "INVALID_WEBHOOK_URL" },
   { name: "url with user only", body: { ...valid, url: "https://user@hooks.example.com/" }, code: "INVALID_WEBHOOK_URL" },
   { name: "url with a space", body: { ...valid, url: "https://hooks.example.com/a b" }, code: "INVALID_WEBHOOK_URL" },
-  { name: "url with a NUL", body: { ...valid, url: "https://hooks.example.com/\u0000" }, codes: ["VALIDATION_ERROR", "INVALID_WEBHOOK_URL"], fields: ["url"] },
+  { name: "url with a NUL", body: { ...valid, url: "https://hooks.example.com/\u0000" }, fields: ["url"] },
   // events
   { name: "events empty", body: { ...valid, events: [] }, fields: ["events"], mentions: "1" },
   { name: "events > 100", body: { ...valid, events: Array<string>(101).fill("message.sent") }, fields: ["events"], mentions: "100" },
@@ -212,10 +212,9 @@ const bodyCases: ReadonlyArray<Case> = [
 ]
 
 const expectCase = (res: Res, c: Case) => {
-  const codes = c.codes ?? [c.code ?? "VALIDATION_ERROR"]
   expect(res.status, `${c.name}: ${res.text}`).toBe(422)
-  expect(codes, c.name).toContain(res.json.error.code)
-  const details = expectError(res, 422, res.json.error.code)
+  expect(res.json.error.code, c.name).toBe(c.code ?? "VALIDATION_ERROR")
+  const details = expectError(res, 422, c.code ?? "VALIDATION_ERROR")
   if (res.json.error.code === "INVALID_WEBHOOK_URL") {
     expect(details.map((d) => d.field)).toEqual(["url"])
     return
@@ -403,12 +402,28 @@ describe("GET /api/v1/webhooks query validation", () => {
     const twice = await platform.api("GET", `${BASE}?limit=1&limit=2`, { key })
     expect(expectError(twice, 422, "VALIDATION_ERROR").map((d) => d.field)).toEqual(["limit"])
     const cursorTwice = await platform.api("GET", `${BASE}?cursor=a&cursor=b`, { key })
-    expect(cursorTwice.status).toBeGreaterThanOrEqual(400)
-    expect(cursorTwice.status).toBeLessThan(500)
+    expect(expectError(cursorTwice, 422, "VALIDATION_ERROR").map((d) => d.field)).toEqual(["cursor"])
     const unknown = await platform.api("GET", `${BASE}?page=2&sort=asc`, { key })
     expect(expectError(unknown, 422, "VALIDATION_ERROR").map((d) => d.field).sort()).toEqual(["page", "sort"])
     const both = await platform.api("GET", `${BASE}?limit=0&offset=5`, { key })
     expect(expectError(both, 422, "VALIDATION_ERROR").map((d) => d.field).sort()).toEqual(["limit", "offset"])
+  })
+
+  it("treats parameters named like Object.prototype members as the unknown parameters they are", async () => {
+    const cases = [
+      ["__proto__=1", ["__proto__"]],
+      ["__proto__=1&constructor=2", ["__proto__", "constructor"]],
+      ["toString=1&hasOwnProperty=2&valueOf=3", ["hasOwnProperty", "toString", "valueOf"]],
+      ["limit=5&__proto__=1", ["__proto__"]],
+      ["limit=0&constructor=x", ["constructor", "limit"]]
+    ] as const
+    for (const [query, fields] of cases) {
+      const res = await platform.api("GET", `${BASE}?${query}`, { key })
+      expect(expectError(res, 422, "VALIDATION_ERROR").map((d) => d.field).sort(), query).toEqual(fields)
+    }
+    // The same decoding serves the attempt log's query.
+    const deliveries = await platform.api("GET", `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa/deliveries?__proto__=1&toString=2`, { key })
+    expect(expectError(deliveries, 422, "VALIDATION_ERROR").map((d) => d.field).sort()).toEqual(["__proto__", "toString"])
   })
 
   it("refuses a cursor that this API did not produce with 400 INVALID_CURSOR", async () => {
@@ -435,6 +450,22 @@ describe("error envelope on every kind of error", () => {
     }
     expect(ids.size).toBe(responses.length)
   })
+
+  it("a path whose percent-encoding does not decode is an unknown route: 404 NOT_FOUND", async () => {
+    for (const [method, pathname] of [
+      ["GET", `${BASE}/%E0%A4%A`],
+      ["GET", `${BASE}/%ZZ`],
+      ["GET", `${BASE}/wh_%E0%A4%A`],
+      ["PUT", `${BASE}/%E0%A4%A`],
+      ["DELETE", `${BASE}/%E0%A4%A`],
+      ["POST", `${BASE}/%E0%A4%A/rotate-secret`],
+      ["GET", `${BASE}/%E0%A4%A/deliveries`],
+      ["GET", "/api/v1/%E0%A4%A"]
+    ] as const) {
+      const res = await platform.api(method, pathname, { key, ...(method === "PUT" ? { body: valid } : {}) })
+      expectError(res, 404, "NOT_FOUND")
+    }
+  })
 })
 
 describe("bad input changes nothing", () => {
@@ -454,11 +485,11 @@ describe("bad input changes nothing", () => {
         const res = await platform.api("POST", BASE, { key: k, body: c.body, headers })
         expect(res.status, c.name).toBe(422)
       }
-      for (const raw of ["{", "[]", "null"]) {
-        expect((await platform.api("POST", BASE, { key: k, rawBody: raw, headers: { ...headers, "content-type": "application/json" } })).status).toBeGreaterThanOrEqual(400)
+      for (const [raw, status, code] of [["{", 400, "INVALID_JSON"], ["[]", 422, "VALIDATION_ERROR"], ["null", 422, "VALIDATION_ERROR"]] as const) {
+        expectError(await platform.api("POST", BASE, { key: k, rawBody: raw, headers: { ...headers, "content-type": "application/json" } }), status, code)
       }
-      expect((await platform.api("POST", BASE, { key: k, rawBody: JSON.stringify(valid), headers })).status).toBe(400)
-      expect((await platform.api("POST", BASE, { key: k, body: { ...valid, description: "x".repeat(MAX_BODY) }, headers })).status).toBe(413)
+      expectError(await platform.api("POST", BASE, { key: k, rawBody: JSON.stringify(valid), headers }), 400, "INVALID_JSON")
+      expectError(await platform.api("POST", BASE, { key: k, body: { ...valid, description: "x".repeat(MAX_BODY) }, headers }), 413, "PAYLOAD_TOO_LARGE")
 
       const list = await platform.api("GET", BASE, { key: k })
       expect(list.status).toBe(200)
@@ -481,110 +512,162 @@ describe("bad input changes nothing", () => {
 })
 
 describe("no 500 for anything", () => {
-  it("answers hostile input with a 4xx (or a 2xx), never a 5xx, and keeps serving", async () => {
+  it("answers each kind of hostile input with its exact status and code, and keeps serving", async () => {
     const { key: k } = await platform.createKey(uniqueTenant())
     const json = (raw: string) => ({ key: k, rawBody: raw, headers: { "content-type": "application/json" } })
     const deepArray = `${"[".repeat(50_000)}${"]".repeat(50_000)}`.slice(0, 60_000)
     const deepObject = `${"{\"a\":".repeat(6_000)}1${"}".repeat(6_000)}`
-    const requests: Array<[string, string, string, Parameters<Platform["api"]>[2]]> = [
-      ["deep array (unterminated)", "POST", BASE, json(deepArray)],
-      ["deep array in events", "POST", BASE, json(`{"url":"https://a.example.com/","events":${"[".repeat(5000)}${"]".repeat(5000)}}`)],
-      ["deep object", "POST", BASE, json(deepObject)],
-      ["deep retry_policy", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"retry_policy":${deepObject}}`)],
-      ["1e999", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":1e999}`)],
-      ["-1e999", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":-1e999}`)],
-      ["huge integer", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":${"9".repeat(400)}}`)],
-      ["huge max_attempts", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"retry_policy":{"strategy":"fixed","max_attempts":1e308,"delay_seconds":1e308}}`)],
-      ["-0", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":-0}`)],
-      ["__proto__", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"__proto__":{"admin":true,"url":"https://evil.example/"}}`)],
-      ["__proto__ only", "POST", BASE, json(`{"__proto__":{"url":"https://a.example.com/","events":["*"]}}`)],
-      ["constructor", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"constructor":{"prototype":{"admin":true}}}`)],
-      ["prototype names in events", "POST", BASE, { key: k, body: { url: "https://a.example.com/", events: ["__proto__", "constructor", "toString", "hasOwnProperty"] } }],
-      ["prototype strategy", "POST", BASE, { key: k, body: { url: "https://a.example.com/", events: ["*"], retry_policy: { strategy: "__proto__" } } }],
-      ["toString url", "POST", BASE, { key: k, body: { url: { toString: "https://a.example.com/" }, events: ["*"] } }],
-      ["duplicate keys", "POST", BASE, json(`{"url":"https://a.example.com/","url":5,"events":["*"]}`)],
-      ["BOM", "POST", BASE, json(`\ufeff${JSON.stringify(valid)}`)],
-      ["invalid UTF-8", "POST", BASE, { key: k, rawBody: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]).toString("latin1"), headers: { "content-type": "application/json" } }],
-      ["unicode url", "POST", BASE, { key: k, body: { url: "https://exämple.com/пример/😀", events: ["*"] } }],
-      ["RTL + zero-width url", "POST", BASE, { key: k, body: { url: "https://\u202eexample.com\u200b/", events: ["*"] } }],
-      ["emoji description", "POST", BASE, { key: k, body: { ...valid, description: "😀".repeat(128) } }],
-      ["lone surrogates", "POST", BASE, json(`{"url":"https://a.example.com/\\udc00","events":["*"],"description":"\\ud800"}`)],
-      ["null byte escape", "POST", BASE, json(`{"url":"https://a.example.com/","events":["*"],"description":"\\u0000"}`)],
-      ["very long header value", "GET", BASE, { key: k, headers: { "x-filler": "a".repeat(12_000) } }],
-      ["oversized headers", "GET", BASE, { key: k, headers: { "x-filler": "a".repeat(70_000) } }],
-      ["long API key", "GET", BASE, { key: `dv_live_sk_${"A".repeat(8_000)}` }],
-      ["API key with odd bytes", "GET", BASE, { key: "dv_live_sk_ÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿ" }],
-      ["long Idempotency-Key", "POST", BASE, { key: k, body: valid, headers: { "idempotency-key": "i".repeat(8_000) } }],
-      ["long cursor", "GET", `${BASE}?cursor=${"c".repeat(6_000)}`, { key: k }],
-      ["many query params", "GET", `${BASE}?${Array.from({ length: 500 }, (_, i) => `p${i}=${i}`).join("&")}`, { key: k }],
-      ["query __proto__", "GET", `${BASE}?__proto__=1&constructor=2`, { key: k }],
-      ["bad percent-encoding in path", "GET", `${BASE}/%E0%A4%A`, { key: k }],
-      ["bad percent-encoding in query", "GET", `${BASE}?limit=%E0%A4%A`, { key: k }],
-      ["long id", "GET", `${BASE}/wh_${"a".repeat(5_000)}`, { key: k }],
-      ["path traversal id", "GET", `${BASE}/..%2F..%2Fhealthz`, { key: k }],
-      ["PUT with prototype id", "PUT", `${BASE}/__proto__`, { key: k, body: valid }],
-      ["DELETE constructor id", "DELETE", `${BASE}/constructor`, { key: k }],
-      ["PATCH collection", "PATCH", BASE, { key: k, body: valid }],
-      ["PUT collection", "PUT", BASE, { key: k, body: valid }],
-      ["DELETE collection", "DELETE", BASE, { key: k }],
-      ["OPTIONS collection", "OPTIONS", BASE, { key: k }],
-      ["HEAD collection", "HEAD", BASE, { key: k }],
-      ["PROPFIND", "PROPFIND", BASE, { key: k }],
-      ["POST to an id", "POST", `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa`, { key: k, body: valid }],
-      ["GET with a body", "GET", BASE, { key: k, rawBody: "{}", headers: { "content-type": "application/json" } }]
+    const manyParams = Array.from({ length: 500 }, (_, i) => `p${i}`)
+    /**
+     * name, request, and the answer: a success status, or an error status, its code and (for
+     * VALIDATION_ERROR) the fields named. `closes`: the server answers and closes the connection
+     * while the client may still be sending, so a connection error is an acceptable outcome too.
+     */
+    const requests: Array<{
+      name: string
+      method: string
+      path: string
+      options: Parameters<Platform["api"]>[2]
+      status: number
+      code?: string
+      fields?: ReadonlyArray<string>
+      closes?: true
+    }> = [
+      { name: "deep array (unterminated)", method: "POST", path: BASE, options: json(deepArray), status: 400, code: "INVALID_JSON" },
+      { name: "deep array in events", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":${"[".repeat(5000)}${"]".repeat(5000)}}`), status: 422, code: "VALIDATION_ERROR", fields: ["events[0]"] },
+      { name: "deep object", method: "POST", path: BASE, options: json(deepObject), status: 422, code: "VALIDATION_ERROR", fields: ["a", "events", "url"] },
+      { name: "deep retry_policy", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"retry_policy":${deepObject}}`), status: 422, code: "VALIDATION_ERROR", fields: ["retry_policy"] },
+      { name: "1e999", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":1e999}`), status: 422, code: "VALIDATION_ERROR", fields: ["timeout_seconds"] },
+      { name: "-1e999", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":-1e999}`), status: 422, code: "VALIDATION_ERROR", fields: ["timeout_seconds"] },
+      { name: "huge integer", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":${"9".repeat(400)}}`), status: 422, code: "VALIDATION_ERROR", fields: ["timeout_seconds"] },
+      { name: "huge max_attempts", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"retry_policy":{"strategy":"fixed","max_attempts":1e308,"delay_seconds":1e308}}`), status: 422, code: "VALIDATION_ERROR", fields: ["retry_policy.delay_seconds", "retry_policy.max_attempts"] },
+      { name: "-0", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"timeout_seconds":-0}`), status: 422, code: "VALIDATION_ERROR", fields: ["timeout_seconds"] },
+      { name: "__proto__", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"__proto__":{"admin":true,"url":"https://evil.example/"}}`), status: 422, code: "VALIDATION_ERROR", fields: ["__proto__"] },
+      { name: "__proto__ only", method: "POST", path: BASE, options: json(`{"__proto__":{"url":"https://a.example.com/","events":["*"]}}`), status: 422, code: "VALIDATION_ERROR", fields: ["__proto__", "events", "url"] },
+      { name: "constructor", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"constructor":{"prototype":{"admin":true}}}`), status: 422, code: "VALIDATION_ERROR", fields: ["constructor"] },
+      { name: "prototype names in events", method: "POST", path: BASE, options: { key: k, body: { url: "https://a.example.com/", events: ["__proto__", "constructor", "toString", "hasOwnProperty"] } }, status: 422, code: "VALIDATION_ERROR", fields: ["events[0]", "events[1]", "events[2]", "events[3]"] },
+      { name: "prototype strategy", method: "POST", path: BASE, options: { key: k, body: { url: "https://a.example.com/", events: ["*"], retry_policy: { strategy: "__proto__" } } }, status: 422, code: "VALIDATION_ERROR", fields: ["retry_policy"] },
+      { name: "toString url", method: "POST", path: BASE, options: { key: k, body: { url: { toString: "https://a.example.com/" }, events: ["*"] } }, status: 422, code: "VALIDATION_ERROR", fields: ["url"] },
+      // JSON.parse keeps the last of duplicate keys: url is 5.
+      { name: "duplicate keys", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","url":5,"events":["*"]}`), status: 422, code: "VALIDATION_ERROR", fields: ["url"] },
+      // A UTF-8 byte order mark is not part of the text (the body decodes as UTF-8 text first).
+      { name: "BOM", method: "POST", path: BASE, options: json(`\ufeff${JSON.stringify(valid)}`), status: 201 },
+      { name: "invalid UTF-8", method: "POST", path: BASE, options: { key: k, rawBody: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]).toString("latin1"), headers: { "content-type": "application/json" } }, status: 400, code: "INVALID_JSON" },
+      { name: "unicode url", method: "POST", path: BASE, options: { key: k, body: { url: "https://exämple.com/пример/😀", events: ["*"] } }, status: 201 },
+      { name: "RTL + zero-width url", method: "POST", path: BASE, options: { key: k, body: { url: "https://\u202eexample.com\u200b/", events: ["*"] } }, status: 422, code: "INVALID_WEBHOOK_URL", fields: ["url"] },
+      { name: "emoji description", method: "POST", path: BASE, options: { key: k, body: { ...valid, description: "😀".repeat(128) } }, status: 201 },
+      { name: "lone surrogates", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/\\udc00","events":["*"],"description":"\\ud800"}`), status: 422, code: "VALIDATION_ERROR", fields: ["description", "url"] },
+      { name: "null byte escape", method: "POST", path: BASE, options: json(`{"url":"https://a.example.com/","events":["*"],"description":"\\u0000"}`), status: 422, code: "VALIDATION_ERROR", fields: ["description"] },
+      { name: "very long header value", method: "GET", path: BASE, options: { key: k, headers: { "x-filler": "a".repeat(12_000) } }, status: 200 },
+      { name: "oversized headers", method: "GET", path: BASE, options: { key: k, headers: { "x-filler": "a".repeat(70_000) } }, status: 431, code: "HEADERS_TOO_LARGE", closes: true },
+      { name: "long API key", method: "GET", path: BASE, options: { key: `dv_live_sk_${"A".repeat(8_000)}` }, status: 401, code: "INVALID_API_KEY" },
+      { name: "API key with odd bytes", method: "GET", path: BASE, options: { key: "dv_live_sk_ÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿ" }, status: 401, code: "INVALID_API_KEY" },
+      { name: "long Idempotency-Key", method: "POST", path: BASE, options: { key: k, body: valid, headers: { "idempotency-key": "i".repeat(8_000) } }, status: 422, code: "VALIDATION_ERROR", fields: ["Idempotency-Key"] },
+      { name: "long cursor", method: "GET", path: `${BASE}?cursor=${"c".repeat(6_000)}`, options: { key: k }, status: 400, code: "INVALID_CURSOR" },
+      { name: "many query params", method: "GET", path: `${BASE}?${manyParams.map((p, i) => `${p}=${i}`).join("&")}`, options: { key: k }, status: 422, code: "VALIDATION_ERROR", fields: manyParams },
+      { name: "query __proto__", method: "GET", path: `${BASE}?__proto__=1&constructor=2`, options: { key: k }, status: 422, code: "VALIDATION_ERROR", fields: ["__proto__", "constructor"] },
+      { name: "bad percent-encoding in path", method: "GET", path: `${BASE}/%E0%A4%A`, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      // URLSearchParams decodes a broken escape to U+FFFD, which is not a number.
+      { name: "bad percent-encoding in query", method: "GET", path: `${BASE}?limit=%E0%A4%A`, options: { key: k }, status: 422, code: "VALIDATION_ERROR", fields: ["limit"] },
+      { name: "long id", method: "GET", path: `${BASE}/wh_${"a".repeat(5_000)}`, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "path traversal id", method: "GET", path: `${BASE}/..%2F..%2Fhealthz`, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "PUT with prototype id", method: "PUT", path: `${BASE}/__proto__`, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" },
+      { name: "DELETE constructor id", method: "DELETE", path: `${BASE}/constructor`, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "PATCH collection", method: "PATCH", path: BASE, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" },
+      { name: "PUT collection", method: "PUT", path: BASE, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" },
+      { name: "DELETE collection", method: "DELETE", path: BASE, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "OPTIONS collection", method: "OPTIONS", path: BASE, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "HEAD collection", method: "HEAD", path: BASE, options: { key: k }, status: 200 },
+      { name: "PROPFIND", method: "PROPFIND", path: BASE, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "POST to an id", method: "POST", path: `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa`, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" }
     ]
-    for (const [name, method, pathname, options] of requests) {
+    for (const { name, method, path, options, status, code, fields, closes } of requests) {
       let res: Res
       try {
-        res = await platform.api(method, pathname, options)
+        res = await platform.api(method, path, options)
       } catch (e) {
-        // fetch itself refuses some methods/headers; the server was never asked.
-        expect(String(e), name).toMatch(/TypeError|invalid|not a valid/i)
+        // Only where the server closes the connection on purpose may the exchange end without an answer.
+        if (closes) continue
+        throw new Error(`${name}: the request failed without an answer: ${String(e)} (${String((e as Error).cause)})`)
+      }
+      if (code === undefined) {
+        expect(res.status, `${name}: ${res.text.slice(0, 300)}`).toBe(status)
+        if (method !== "HEAD") expect(res.headers.get("x-request-id"), name).toBe(res.json.meta.request_id)
         continue
       }
-      expect(res.status, `${name}: ${res.text.slice(0, 300)}`).toBeLessThan(500)
-      if (res.text && res.headers.get("content-type")?.startsWith("application/json")) {
-        expect(res.headers.get("x-request-id"), name).toBe(res.json.meta.request_id)
-        if (res.status >= 400) expect(res.json.error.status, name).toBe(res.status)
-      }
+      const details = expectError(res, status, code)
+      if (fields) expect(details.map((d) => d.field).sort(), name).toEqual([...fields].sort())
     }
-    // Raw sockets, for what fetch would not send.
+    // fetch refuses to send a GET with a body, so node:http sends it: the list ignores the body.
+    const getWithBody = await plainRequest("GET", BASE, { "x-api-key": k, "content-type": "application/json" }, "{}")
+    expect(getWithBody.status, getWithBody.text).toBe(200)
+    expect(JSON.parse(getWithBody.text).data).toHaveLength(3)
+
+    // Raw sockets, for what neither would send: each is answered 400 MALFORMED_REQUEST and closed.
     for (const raw of [
+      // The client ends after 8 of the 10 body bytes it announced.
       `POST ${BASE} HTTP/1.1\r\nHost: x\r\nX-API-Key: ${k}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"url":1`,
       `POST ${BASE} HTTP/1.1\r\nHost: x\r\nX-API-Key: ${k}\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}`,
       `GET ${BASE}?limit=\u00ff HTTP/1.1\r\nHost: x\r\nX-API-Key: ${k}\r\n\r\n`
     ]) {
-      const status = await rawStatus(raw)
-      if (status !== undefined) expect(status, raw.slice(0, 80)).toBeLessThan(500)
+      await expectRawError(raw, 400, "MALFORMED_REQUEST")
     }
     // Still healthy, nothing unexpected was logged, and the tenant holds only what a 2xx created.
     // Readiness is sampled once a second and includes the projection's lag, which the writes above
-    // can leave non-zero for a moment: ready again within seconds, not necessarily at once.
-    await platform.ready(15_000)
+    // can leave non-zero for a moment: wait for it to be ready again, not for it to be ready at once.
+    await platform.ready()
     expect((await post(valid, k)).status).toBe(201)
+    expect((await platform.api("GET", BASE, { key: k })).json.data).toHaveLength(4)
     const logs = (platform.logs.get("registration") ?? []).join("\n")
     expect(logs).not.toContain("unhandled error")
     expect(logs).not.toContain("INTERNAL_ERROR")
   })
 })
 
-/** Writes raw bytes to the server and returns all it answered before closing. */
-const rawResponse = (raw: string): Promise<string> =>
+/** One request over node:http (which, unlike fetch, sends a body with any method). */
+const plainRequest = (method: string, pathname: string, headers: Record<string, string>, body: string) =>
+  new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const url = new URL(platform.baseUrl)
+    const framed = { ...headers, "content-length": String(Buffer.byteLength(body)) }
+    const req = http.request({ host: url.hostname, port: url.port, path: pathname, method, headers: framed }, (res) => {
+      let text = ""
+      res.setEncoding("utf8")
+      res.on("data", (c: string) => (text += c))
+      res.on("end", () => resolve({ status: res.statusCode!, text }))
+    })
+    req.on("error", reject)
+    req.end(body)
+  })
+
+/**
+ * Writes raw bytes to the server and returns all it answered before closing. Every raw request
+ * here is one the server answers and then closes, so the exchange ends when the server closes;
+ * a reset on the way (the server closing while bytes it never read are still arriving) is
+ * returned with the text, which the caller checks in full.
+ */
+const rawResponse = (raw: string): Promise<{ text: string; error?: string }> =>
   new Promise((resolve) => {
     const url = new URL(platform.baseUrl)
     const socket = net.connect(Number(url.port), url.hostname, () => socket.end(Buffer.from(raw, "latin1")))
     let text = ""
+    let error: string | undefined
     socket.setEncoding("latin1")
-    socket.setTimeout(3000, () => socket.destroy())
     socket.on("data", (c: string) => (text += c))
-    socket.on("error", () => undefined)
-    socket.on("close", () => resolve(text))
+    socket.on("error", (e) => (error = String(e)))
+    socket.on("close", () => resolve(error === undefined ? { text } : { text, error }))
   })
 
-/** The status line's code of a raw exchange (undefined if the socket closed first). */
-const rawStatus = async (raw: string): Promise<number | undefined> => {
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(await rawResponse(raw))
-  return m ? Number(m[1]) : undefined
+/** A raw exchange answered with the error envelope: status line, code, request id and length. */
+const expectRawError = async (raw: string, status: number, code: string) => {
+  const { text, error } = await rawResponse(raw)
+  const what = `${raw.slice(0, 60)}… → ${text.slice(0, 200) || "(no answer)"}${error ? ` [${error}]` : ""}`
+  const [head, body = ""] = text.split("\r\n\r\n") as [string, string?]
+  expect(head, what).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
+  const json = JSON.parse(body)
+  expect(json.error, what).toMatchObject({ code, status })
+  expect(head.toLowerCase()).toContain(`x-request-id: ${json.meta.request_id.toLowerCase()}`)
+  expect(head.toLowerCase()).toContain(`content-length: ${Buffer.byteLength(body)}`)
+  expect(head.toLowerCase()).toContain("connection: close")
 }
 
 describe("requests Node cannot parse", () => {
@@ -594,17 +677,9 @@ describe("requests Node cannot parse", () => {
       ["GARBAGE\r\n\r\n", 400, "MALFORMED_REQUEST"],
       [`POST ${BASE} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}`, 400, "MALFORMED_REQUEST"]
     ] as const
-    for (const [raw, status, code] of cases) {
-      const text = await rawResponse(raw)
-      const [head, body] = text.split("\r\n\r\n") as [string, string]
-      expect(head, raw.slice(0, 40)).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
-      const json = JSON.parse(body)
-      expect(json.error).toMatchObject({ code, status })
-      expect(head.toLowerCase()).toContain(`x-request-id: ${json.meta.request_id.toLowerCase()}`)
-      expect(head.toLowerCase()).toContain(`content-length: ${Buffer.byteLength(body)}`)
-    }
+    for (const [raw, status, code] of cases) await expectRawError(raw, status, code)
     // Readiness is sampled once a second and includes the projection's lag, which the writes above
-    // can leave non-zero for a moment: ready again within seconds, not necessarily at once.
-    await platform.ready(15_000)
+    // can leave non-zero for a moment: wait for it to be ready again, not for it to be ready at once.
+    await platform.ready()
   })
 })

@@ -13,7 +13,8 @@ const TTL = "24 hours"
 
 /**
  * `Idempotency-Key` records. A key is claimed before anything is produced, so concurrent
- * repeats can't both register; the stored response holds the secret only as a SecretBox.
+ * repeats can't both register; the stored response holds the secret only as a SecretBox, and is
+ * kept as the JSON text it was written as (a replay answers with the original's bytes).
  */
 export class Idempotency extends Context.Service<Idempotency, {
   claim(principal: Principal, key: string, body: unknown): Effect.Effect<Claim, DbUnavailable>
@@ -36,7 +37,7 @@ export class Idempotency extends Context.Service<Idempotency, {
               const inserted = await tx`INSERT INTO idempotency_keys (tenant_id, mode, key, request_hash)
                 VALUES (${p.tenantId}, ${p.mode}, ${key}, ${hash}) ON CONFLICT DO NOTHING RETURNING key`
               if (inserted.length > 0) return undefined
-              return await tx<Array<{ request_hash: string; status: number | null; response: unknown }>>`
+              return await tx<Array<{ request_hash: string; status: number | null; response: string | null }>>`
                 SELECT request_hash, status, response FROM idempotency_keys
                 WHERE tenant_id = ${p.tenantId} AND mode = ${p.mode} AND key = ${key}`
             })
@@ -45,7 +46,11 @@ export class Idempotency extends Context.Service<Idempotency, {
           const row = rows[0]
           if (row === undefined) continue
           if (row.request_hash !== hash) return { _tag: "Mismatch" } as Claim
-          if (row.status !== null) return { _tag: "Replay", status: row.status, response: row.response } as Claim
+          if (row.status !== null) {
+            // The stored text, parsed: JSON.parse keeps the order of the original's fields, so the
+            // replay serializes to the same bytes as the first answer.
+            return { _tag: "Replay", status: row.status, response: JSON.parse(row.response ?? "null") } as Claim
+          }
           // The first request is still running: wait for its answer rather than registering twice.
           yield* Effect.sleep("100 millis")
         }
@@ -54,7 +59,7 @@ export class Idempotency extends Context.Service<Idempotency, {
 
       const complete = (p: Principal, key: string, status: number, response: unknown) =>
         query(() =>
-          sql`UPDATE idempotency_keys SET status = ${status}, response = ${sql.json(response as never)}
+          sql`UPDATE idempotency_keys SET status = ${status}, response = ${JSON.stringify(response)}
             WHERE tenant_id = ${p.tenantId} AND mode = ${p.mode} AND key = ${key}`
         ).pipe(Effect.asVoid)
 

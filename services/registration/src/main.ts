@@ -18,7 +18,7 @@ import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes } from "./server/DocsRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
-import { NotFoundRoutes } from "./server/Middleware.ts"
+import { NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
 import { WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
 const HttpServerLive = Layer.unwrap(
@@ -26,7 +26,7 @@ const HttpServerLive = Layer.unwrap(
     NodeHttpServer.layer(createApiServer, { port, host: "0.0.0.0" }))
 )
 
-const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes, NotFoundRoutes)
+const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes, NotFoundRoutes, UnroutableAsNotFound)
 
 const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
   Layer.provideMerge(KafkaClient.layer)

@@ -1,5 +1,5 @@
-import { Cause, Effect } from "effect"
-import { HttpRouter, type HttpServerRequest, type HttpServerResponse } from "effect/http"
+import { Cause, Effect, type Types } from "effect"
+import { HttpRouter, HttpServerError, type HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { ApiError, internalError, notFound } from "../api/ApiErrors.ts"
 import { failure, newRequestId } from "./Envelope.ts"
 
@@ -31,3 +31,18 @@ export const enveloped = <E, R>(
 export const NotFoundRoutes = HttpRouter.use(Effect.fn(function*(router) {
   yield* router.add("*", "/*", enveloped(() => Effect.fail(notFound("No such route."))))
 }))
+
+/**
+ * Paths the router cannot match at all, not even against the wildcard above (a percent-encoding
+ * that does not decode, e.g. `/api/v1/webhooks/%E0%A4%A`, or a parameter over its length limit),
+ * fail with RouteNotFound before any route runs; without this they get a bare 404 with no body.
+ * They are unknown routes like any other: the 404 envelope.
+ */
+const isRouteNotFound = (e: unknown): e is HttpServerError.HttpServerError =>
+  HttpServerError.isHttpServerError(e) && e.reason._tag === "RouteNotFound"
+
+export const UnroutableAsNotFound = HttpRouter.middleware(
+  (httpEffect): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> =>
+    Effect.catchIf(httpEffect, isRouteNotFound, () => Effect.succeed(failure(newRequestId(), notFound("No such route.")))),
+  { global: true }
+)

@@ -39,10 +39,14 @@ const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavail
       Effect.andThen(Effect.fail(serviceUnavailable()))
     ))
 
-/** The query string as a record (a repeated parameter becomes an array, which the schema refuses). */
+/**
+ * The query string as a record (a repeated parameter becomes an array, which the schema refuses).
+ * The record has no prototype: `__proto__`, `constructor` or `toString` are parameters like any
+ * other (unknown, so refused), not members of Object.prototype to assign to or find already there.
+ */
 const queryOf = (request: HttpServerRequest.HttpServerRequest) => {
-  const raw: Record<string, string | Array<string>> = {}
-  for (const [k, v] of new URL(request.url, "http://localhost").searchParams) raw[k] = k in raw ? [raw[k]!, v].flat() : v
+  const raw: Record<string, string | Array<string>> = Object.create(null)
+  for (const [k, v] of new URL(request.url, "http://localhost").searchParams) raw[k] = Object.hasOwn(raw, k) ? [raw[k]!, v].flat() : v
   return raw
 }
 
