@@ -291,9 +291,18 @@ describe("dead letter and replay", () => {
     expect(new Set(logged.map((x) => x.delivery_id))).toEqual(new Set([deliveryId]))
     await attemptsOf(key, b.id, 2, (l) => l.some((x) => x.dead_lettered))
 
-    // Nothing more comes by itself.
-    await new Promise((r) => setTimeout(r, 2500))
+    // Nothing more comes by itself. Sentinel: another tenant's endpoint with the same policy fails
+    // once, after both dead letters; its retry (due later than any retry of /flaky-a could be)
+    // comes through the same retry path.
+    const sentinelTenant = uniqueTenant()
+    const { key: sentinelKey } = await platform.createKey(sentinelTenant)
+    receiver.respond("/sentinel-retry", () => (receiver.received.some((r) => r.path === "/sentinel-retry") ? 200 : 500))
+    await register(sentinelKey, { url: receiver.url("/sentinel-retry"), events: ["*"], retry_policy: policy, timeout_seconds: 5 })
+    const sentinel = domainEvent(sentinelTenant, "call.completed")
+    await publish(sentinel)
+    await eventually("the sentinel's retry", () => receivedEvent(sentinel.id).find((r) => r.status === 200))
     expect(onPath("/flaky-a")).toHaveLength(2)
+    expect(onPath("/flaky-b")).toHaveLength(2)
 
     failing.clear() // the receivers recover
 
@@ -317,8 +326,12 @@ describe("dead letter and replay", () => {
     const after = await attemptsOf(key, a.id, 3)
     expect(after[0]).toMatchObject({ attempt: 1, outcome: "succeeded", http_status: 200, delivery_id: deliveryId, dead_lettered: false })
 
-    // Only the selected endpoint's dead letters were replayed.
-    await new Promise((r) => setTimeout(r, 2000))
+    // Only the selected endpoint's dead letters were replayed. Sentinel: a new event for both
+    // endpoints; a replayed /flaky-b task would be ahead of it in /flaky-b's partition.
+    const later = domainEvent(tenant, "call.completed")
+    await publish(later)
+    await eventually("the later event on both endpoints", () =>
+      ["/flaky-a", "/flaky-b"].every((p) => receivedEvent(later.id).some((r) => r.path === p)))
     expect(onPath("/flaky-b")).toHaveLength(2)
     expect(onPath("/flaky-a")).toHaveLength(3)
   })
@@ -402,11 +415,17 @@ describe("test events", () => {
 
     const [attempt] = await attemptsOf(key, target.id, 1)
     expect(attempt).toMatchObject({ delivery_id, event_id, event_type: "webhook.test", outcome: "succeeded", attempt: 1 })
-    // Events are fanned out whole: had the bystander matched, its request would be here by now.
-    await new Promise((r) => setTimeout(r, 1000))
-    expect(receiver.received.filter((r) => r.path === "/test-bystander")).toEqual([])
+    // Sentinel: a later event of the tenant, which only the bystander subscribes to. It is fanned
+    // out after the test event, so a bystander copy of the test event would have come first.
+    const sentinel = domainEvent(tenant)
+    await publish(sentinel)
+    await firstDelivery("the sentinel on the bystander", sentinel.id)
+    expect(receiver.received.filter((r) => r.path === "/test-bystander").map((r) => r.headers["x-devotel-event-id"])).toEqual([sentinel.id])
     expect(receivedEvent(event_id)).toHaveLength(1)
-    expect((await deliveries(key, bystander.id)).json.data).toEqual([])
+    // Its attempt log holds the sentinel only, once the projection has every attempt so far.
+    await attemptsOf(key, bystander.id, 1)
+    await platform.projectionCaughtUp("attempts")
+    expect((await deliveries(key, bystander.id)).json.data.map((a: Attempt) => a.event_id)).toEqual([sentinel.id])
 
     const spec = (await platform.api("GET", "/api/v1/openapi.json")).json
     expect(Object.keys(spec.paths["/api/v1/webhooks/{id}/test"]?.post?.responses ?? {})).toContain("202")

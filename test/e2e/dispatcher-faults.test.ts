@@ -111,7 +111,10 @@ const makeDeployment = async (name: string, env: Record<string, string> = {}) =>
   await admin.disconnect()
   const endpoints: Array<{ id: string; tenant: string; key: string }> = []
 
-  const register = async (count: number, options: { timeoutSeconds?: number; tenant?: string } = {}) => {
+  const register = async (
+    count: number,
+    options: { timeoutSeconds?: number; tenant?: string; retryDelaysSeconds?: ReadonlyArray<number> } = {}
+  ) => {
     const tenant = options.tenant ?? `tenant_${randomBytes(4).toString("hex")}`
     const created = Array.from({ length: count }, () => {
       const id = newEndpointId()
@@ -130,7 +133,7 @@ const makeDeployment = async (name: string, env: Record<string, string> = {}) =>
         active: true,
         timeout_seconds: options.timeoutSeconds ?? 10,
         // Retries a few seconds apart: a delivery cut short by a fault is retried soon.
-        retry_policy: { strategy: "custom", delays_seconds: [1, 2, 3, 5, 8] },
+        retry_policy: { strategy: "custom", delays_seconds: [...(options.retryDelaysSeconds ?? [1, 2, 3, 5, 8])] },
         secret_box: encrypt(ring, generateWebhookSecret())
       }
       return { id, tenant, key, event }
@@ -234,6 +237,14 @@ const waitFor = async (what: string, check: () => boolean, timeoutMs: number, co
   }
 }
 
+const waitForAsync = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
 /** Each (event, endpoint) pair arrived, and every copy carried the pair's delivery id. */
 const expectAllDelivered = (d: Awaited<ReturnType<typeof makeDeployment>>) => {
   expect(d.missing()).toEqual([])
@@ -295,13 +306,15 @@ describe("dispatcher faults", () => {
     const joinsBeforeKill = first.lines("consumer group joined").length
 
     await d.publish(1500, tenants) // 3,000 deliveries
+    const publishedBeforeKill = d.expected.size
     await waitFor("some deliveries", () => d.mine().length >= 300, 30_000)
     const deliveredBeforeKill = new Set(d.mine().map((r) => r.deliveryId)).size
     second.child.kill("SIGKILL")
     await second.exited
     await d.publish(500, tenants) // more load after the crash: 1,000 more deliveries
     await waitFor("every delivery", () => d.missing().length === 0, 60_000, first.log)
-    expect(deliveredBeforeKill).toBeLessThan(d.expected.size)
+    // The kill came under load: work published before it was still undelivered.
+    expect(deliveredBeforeKill).toBeLessThan(publishedBeforeKill)
     // The survivor took over the dead member's partitions (it rejoined the groups after the kill).
     expect(first.lines("consumer group joined").length).toBeGreaterThan(joinsBeforeKill)
     expect(Number(lastJoin(first, "orbit-dispatcher-delivery")?.partitions)).toBe(6)
@@ -314,10 +327,29 @@ describe("dispatcher faults", () => {
     async () => {
       const d = await makeDeployment("broker")
       const tenants = await d.registerTenants(12, 2)
+      // A gated endpoint answers 503 until the broker is back: its deliveries are failed and
+      // scheduled for retry in Kafka before the restart, and can only succeed after it. Its
+      // retries (113 s in all) outlast any restart.
+      const [gated] = await d.register(1, { retryDelaysSeconds: [1, 2, 3, 5, 8, 13, 21, 30, 30] })
+      let gateOpen = false
+      const refusedBeforeRestart = new Set<string>()
+      const acceptedAfterRestart = new Set<string>()
+      behaviours.set(gated!.key, (req, res) => {
+        const id = String(req.headers["x-devotel-delivery-id"])
+        if (gateOpen) {
+          acceptedAfterRestart.add(id)
+          res.writeHead(200).end("ok")
+        } else {
+          refusedBeforeRestart.add(id)
+          res.writeHead(503).end("closed")
+        }
+      })
       const dispatcher = await d.startDispatcher()
+      await d.publish(20, [gated!.tenant])
+      const gatedIds = [...d.expected.keys()]
       await d.publish(1000, tenants) // 2,000 deliveries
+      await waitFor("every gated delivery refused once", () => gatedIds.every((id) => refusedBeforeRestart.has(id)), 60_000, dispatcher.log)
       await waitFor("some deliveries", () => d.mine().length >= 200, 30_000)
-      const before = d.mine().length
       // Other suites share this broker: it is down only for this stop/start, restarted at once.
       let stopped = false
       try {
@@ -326,58 +358,77 @@ describe("dispatcher faults", () => {
         await startKafka()
       }
       expect(stopped).toBe(true) // it really was down
+      gateOpen = true
       await d.publish(500, tenants) // 1,000 more after the restart
-      await waitFor("every delivery", () => d.missing().length === 0, 90_000, dispatcher.log)
-      expect(before).toBeLessThan(d.expected.size)
+      await waitFor("every delivery", () => d.missing().length === 0, 150_000, dispatcher.log)
+      // Work pending across the restart (retries scheduled before it) completed after it.
+      await waitFor("every gated delivery accepted after the restart", () => gatedIds.every((id) => acceptedAfterRestart.has(id)), 150_000, dispatcher.log)
       expectAllDelivered(d)
-    }
+      behaviours.delete(gated!.key)
+    },
+    // A broker restart on a loaded host, then retries up to 30 s apart: generous, and the waits
+    // above end as soon as their condition holds.
+    420_000
   )
 
-  it("a receiver hanging 30 s causes no rebalance; other endpoints keep receiving", async () => {
-    // A short session timeout: if the hanging call held up heartbeats, the group would rebalance.
+  it("a receiver that never answers causes no rebalance; other endpoints keep receiving", async () => {
+    // A short session timeout: if the hanging calls held up heartbeats, the group would rebalance
+    // long before the dispatcher gives up on them (30 s).
     const d = await makeDeployment("hang", { DISPATCHER_SESSION_TIMEOUT_MS: "10000" })
     const [slow] = await d.register(1, { timeoutSeconds: 30 })
     const healthy = await d.register(2)
     const dispatcher = await d.startDispatcher()
-    const groups = ["orbit-dispatcher-delivery", "orbit-dispatcher-fanout"].map((g) => `${d.prefix}${g}`)
+    const groups = ["orbit-dispatcher-delivery", "orbit-dispatcher-retry", "orbit-dispatcher-fanout"].map((g) => `${d.prefix}${g}`)
     const joins = () => dispatcher.lines("consumer group joined").length
-    await waitFor("groups joined", () => joins() >= 3, 30_000)
-    await new Promise((r) => setTimeout(r, 1_000)) // let the initial joins settle
+    const membership = () =>
+      Promise.all(groups.map(async (g) => {
+        const { state, members } = await describeGroup(g)
+        return { state, members: members.map((m) => m.memberId).sort() }
+      }))
+    // Every group has settled with this process as its one member.
+    await waitForAsync("every group stable with one member", async () =>
+      (await membership()).every((g) => g.state === "Stable" && g.members.length === 1), 60_000)
     const joinsBefore = joins()
-    const membersBefore = await Promise.all(groups.map(async (g) => (await describeGroup(g)).members.map((m) => m.memberId).sort()))
+    const membersBefore = await membership()
 
-    let hangStarted = 0
-    let hangEnded = 0
+    // The slow endpoint never answers: only the dispatcher's 30 s timeout ends its requests.
+    const hanging = new Set<ServerResponse>()
+    let hangsEnded = 0
     behaviours.set(slow!.key, (_req, res) => {
-      hangStarted ||= Date.now()
-      setTimeout(() => {
-        hangEnded ||= Date.now()
-        if (!res.destroyed) res.writeHead(200).end("late")
-      }, 30_000)
+      hanging.add(res)
+      res.once("close", () => {
+        hanging.delete(res)
+        hangsEnded++
+      })
     })
-    await d.publish(5, [slow!.tenant]) // 5 requests to the slow endpoint, all held 30 s
-    await waitFor("the slow endpoint to be hanging", () => hangStarted > 0, 15_000)
+    await d.publish(5, [slow!.tenant]) // 5 requests to the slow endpoint, all held
+    await waitFor("the slow endpoint to be hanging", () => hanging.size > 0, 15_000)
+
     // Healthy endpoints (another tenant) receive throughout the hang, in several waves.
+    const healthyKeys = new Set(healthy.map((h) => h.key))
+    const healthyMissing = () => d.missing().filter((id) => healthyKeys.has(d.expected.get(id)!.endpoint))
     for (let wave = 0; wave < 5; wave++) {
       await d.publish(40, [healthy[0]!.tenant])
-      await new Promise((r) => setTimeout(r, 5_000))
+      await waitFor(`healthy wave ${wave} delivered`, () => healthyMissing().length === 0, 30_000, dispatcher.log)
     }
-    await waitFor("the hang to end", () => hangEnded > 0, 40_000)
-    await new Promise((r) => setTimeout(r, 2_000))
+    // All of that happened while no slow request had ended.
+    expect(hangsEnded).toBe(0)
+    expect(hanging.size).toBeGreaterThan(0)
+
+    // The dispatcher gives up on the 5 hanging requests (its timeout), closing them. (Their
+    // retries may hang again: the endpoint still never answers.)
+    await waitFor("the dispatcher to close the hanging requests", () => hangsEnded >= 5, 60_000, dispatcher.log)
+    // Sentinel: a wave published after the hang ended is delivered; a rebalance caused by the hang
+    // (session timeout 10 s, hang 30 s) would have been logged before it.
+    await d.publish(10, [healthy[1]!.tenant])
+    await waitFor("the sentinel wave", () => healthyMissing().length === 0, 30_000, dispatcher.log)
 
     // No (re)join happened in this process and the groups still have the same members.
     expect(joins()).toBe(joinsBefore)
-    const membersAfter = await Promise.all(groups.map(async (g) => (await describeGroup(g)).members.map((m) => m.memberId).sort()))
-    expect(membersAfter).toEqual(membersBefore)
-    for (const g of groups) expect((await describeGroup(g)).state).toBe("Stable")
-
-    // And the healthy endpoints received while the slow one hung.
-    await waitFor("healthy deliveries", () => d.missing().filter((id) => d.expected.get(id)!.endpoint !== slow!.key).length === 0, 30_000)
-    const healthyKeys = new Set(healthy.map((h) => h.key))
-    const duringHang = d.mine().filter((r) => healthyKeys.has(r.endpoint) && r.at > hangStarted && r.at < hangEnded)
-    expect(duringHang.length).toBeGreaterThan(0)
+    expect(await membership()).toEqual(membersBefore)
+    for (const res of hanging) res.destroy()
     behaviours.delete(slow!.key)
-  }, 150_000)
+  }, 180_000)
 
   it("SIGTERM: in-flight attempts finish or are handed back; a restarted dispatcher completes everything", async () => {
     const d = await makeDeployment("sigterm")
@@ -387,11 +438,13 @@ describe("dispatcher faults", () => {
     const first = await d.startDispatcher({ DISPATCHER_SHUTDOWN_GRACE_MS: "1000" })
     await d.publish(150, [endpoints[0]!.tenant]) // 300 deliveries, ~6 s of work
     await waitFor("some deliveries", () => d.mine().length >= 30, 30_000)
-    const stoppedAt = Date.now()
     first.child.kill("SIGTERM")
-    await first.exited
-    // It stopped on its own (nothing here sends SIGKILL), within the grace period plus closing...
-    expect(Date.now() - stoppedAt).toBeLessThan(15_000)
+    // It stopped on its own and cleanly (nothing here sends SIGKILL; a process that ignored the
+    // signal would keep the test waiting until its timeout): the signal did not kill it, and the
+    // exit code is the runtime's for a shutdown by interruption alone (130; a failure while
+    // closing exits 1)...
+    expect(await first.exited).toBe(130)
+    expect(first.child.signalCode).toBeNull()
     // ...with work in flight when the signal came (so something was finished or handed back).
     const stopping = first.lines("delivery worker stopping")
     expect(stopping).toHaveLength(1)

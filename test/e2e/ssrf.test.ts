@@ -185,13 +185,12 @@ describe("host names and DNS", () => {
     }
   })
 
+  // How long registration waits for DNS (2 s, then it goes on) is pinned with a test clock in
+  // packages/net-guard/test/NetGuard.test.ts; here: the outcome through the API.
   it("a DNS lookup that fails does not block registration (the dispatcher re-checks)", async () => {
     const { key: k } = await platform.createKey(uniqueTenant())
     for (const url of ["https://does-not-exist.invalid/", "https://hooks.orbit-webhooks-test.example/"]) {
-      const started = Date.now()
-      const res = await register(platform, k, url)
-      expectAccepted(res, url)
-      expect(Date.now() - started).toBeLessThan(4_000)
+      expectAccepted(await register(platform, k, url), url)
     }
     expect((await platform.api("GET", BASE, { key: k })).json.data).toHaveLength(2)
   })
@@ -207,6 +206,9 @@ describe("PUT applies the same rule to a new URL", () => {
     for (const url of ["https://127.0.0.1/", "https://2130706433/", "https://[::ffff:7f00:1]/", "https://localhost/", "http://hooks.example.com/"]) {
       expectRefused(await platform.api("PUT", `${BASE}/${id}`, { key: k, body: { url, events } }), url)
     }
+    // A refused change that still reached the log would be in the read model once the projection
+    // has caught up with the log's end.
+    await platform.projectionCaughtUp("endpointEvents")
     expect((await platform.api("GET", `${BASE}/${id}`, { key: k })).json.data).toEqual(before)
     const moved = await platform.api("PUT", `${BASE}/${id}`, { key: k, body: { url: "https://93.184.216.34/b", events } })
     expect(moved.status).toBe(200)

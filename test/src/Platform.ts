@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto"
 import { once } from "node:events"
 import net from "node:net"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
+import { topicsFor } from "@orbit/domain"
 import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
 import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
@@ -114,6 +115,26 @@ export const startPlatform = async (options: {
     return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined, text }
   }
 
+  /**
+   * Waits until the projection has applied a topic (`endpointEvents` or `attempts`) up to its end
+   * as of this call: its stored offsets reach the end offsets read now, so every record published
+   * before the call is in the read model. A check that something did NOT reach the read model
+   * waits on this (after a sentinel write), never on a sleep.
+   */
+  const projectionCaughtUp = async (topic: "endpointEvents" | "attempts", timeoutMs = 60_000) => {
+    const name = topicsFor(`${id}_`)[topic].name
+    const admin = new Kafka({ clientId: "e2e-projection-caught-up", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
+    await admin.connect()
+    const ends = await admin.fetchTopicOffsets(name).finally(() => admin.disconnect())
+    await waitFor(`the projection to reach the end of ${name}`, async () => {
+      const stored = new Map(
+        (await sql<Array<{ partition: number; next_offset: string }>>`
+          SELECT partition, next_offset FROM projection_offsets WHERE topic = ${name}`).map((r) => [r.partition, BigInt(r.next_offset)])
+      )
+      return ends.every((p) => (stored.get(p.partition) ?? 0n) >= BigInt(p.offset))
+    }, timeoutMs)
+  }
+
   /** Stops the services, then removes this run's schema and topics so runs never pile up. */
   const close = async () => {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
@@ -127,7 +148,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, createKey, api, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, sql, start, stop, ready, waitFor, projectionCaughtUp, createKey, api, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>

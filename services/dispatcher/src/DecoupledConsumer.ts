@@ -104,6 +104,12 @@ export class DecoupledConsumer {
       const partitions = Object.values(memberAssignment).reduce((n, ps) => n + ps.length, 0)
       options.onJoin?.({ groupId, memberId, partitions })
     })
+    this.consumer.on(this.consumer.events.CRASH, (event) => {
+      // The crashed generation is gone: nothing more is committed for it, the next join starts
+      // from the committed offsets.
+      this.trackers = new Map()
+      if (!event.payload.restart) this.restartAfterCrash(event.payload.error)
+    })
   }
 
   get outstanding(): number {
@@ -117,20 +123,64 @@ export class DecoupledConsumer {
     if (this.started) return
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.options.topics], fromBeginning: true })
-    await this.consumer.run({
+    await this.run()
+    this.commitTimer = setInterval(() => void this.commit(), this.options.commitIntervalMs ?? 200)
+    this.started = true
+  }
+
+  private run(): Promise<void> {
+    return this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 6,
       eachBatch: (payload) => this.eachBatch(payload)
     })
-    this.commitTimer = setInterval(() => void this.commit(), this.options.commitIntervalMs ?? 200)
-    this.started = true
+  }
+
+  /** A crash kafkajs does not restart by itself, waiting to be restarted here. */
+  private crashed = false
+  private restarting = false
+
+  /**
+   * kafkajs restarts a crashed consumer only when the error was retriable. After any other error
+   * (a rebalance or membership error while the broker restarts, for example) it stays stopped for
+   * good: nothing is fetched again and every commit fails with "Consumer group was not
+   * initialized". So the consumer is connected and run again here, backing off 1 s → 10 s, until
+   * it runs without crashing again or the shutdown begins.
+   */
+  private restartAfterCrash(error: unknown): void {
+    this.crashed = true
+    if (this.restarting || this.shutdown.signal.aborted) return
+    this.restarting = true
+    this.options.onError?.("kafka consumer crashed; restarting it", error)
+    void (async () => {
+      for (let delay = 1_000; this.crashed; delay = Math.min(delay * 2, 10_000)) {
+        await sleepUnlessAborted(delay, this.shutdown.signal).catch(() => undefined)
+        if (this.shutdown.signal.aborted) break
+        this.crashed = false
+        try {
+          await this.consumer.connect()
+          // A join that fails inside `run` crashes again, which sets `crashed` before `run` returns.
+          await this.run()
+        } catch (e) {
+          this.crashed = true
+          this.options.onError?.("kafka consumer restart failed; trying again", e)
+        }
+      }
+      this.restarting = false
+      // The shutdown began while restarting: leave the group the restart may have joined.
+      if (this.shutdown.signal.aborted) await this.consumer.disconnect().catch(() => undefined)
+    })()
   }
 
   /** Stops taking records, waits up to `graceMs` for in-flight ones, commits, leaves the group. */
   async stop(graceMs: number): Promise<void> {
     if (this.shutdown.signal.aborted) return
-    this.consumer.pause(this.options.topics.map((topic) => ({ topic })))
+    try {
+      this.consumer.pause(this.options.topics.map((topic) => ({ topic })))
+    } catch {
+      // Crashed and not running: there is nothing to pause.
+    }
     for (const t of this.timers) clearTimeout(t)
     let timer: NodeJS.Timeout | undefined
     await Promise.race([

@@ -1,0 +1,86 @@
+/**
+ * `DecoupledConsumer` against the real broker: after kafkajs crashes with an error it does not
+ * restart on by itself, the consumer comes back, takes every record (those before the crash and
+ * those published after it) and commits up to the end of the topic.
+ */
+import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services
+import { randomBytes } from "node:crypto"
+import { Kafka, KafkaJSNonRetriableError, logLevel } from "kafkajs"
+import { afterAll, describe, expect, it } from "vitest"
+import { DecoupledConsumer } from "../src/DecoupledConsumer.ts"
+import { BROKERS, waitFor } from "./support.ts"
+
+const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: BROKERS.split(","), logLevel: logLevel.NOTHING })
+const topics: Array<string> = []
+
+afterAll(async () => {
+  const admin = kafka.admin()
+  await admin.connect()
+  await admin.deleteTopics({ topics }).catch(() => undefined)
+  await admin.disconnect()
+})
+
+describe("DecoupledConsumer", () => {
+  it("recovers from a kafkajs crash that kafkajs does not restart: nothing is lost or left uncommitted", async () => {
+    const topic = `decoupled_crash_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`
+    const groupId = `${topic}_group`
+    topics.push(topic)
+    const admin = kafka.admin()
+    await admin.connect()
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2, replicationFactor: 1 }] })
+    const producer = kafka.producer({ allowAutoTopicCreation: false })
+    await producer.connect()
+    const publish = (from: number, count: number) =>
+      producer.send({
+        topic,
+        acks: -1,
+        messages: Array.from({ length: count }, (_, i) => ({ key: `k${(from + i) % 7}`, value: `r${from + i}` }))
+      })
+
+    const handled = new Set<string>()
+    const errors: Array<string> = []
+    let joins = 0
+    let crashes = 0
+    const consumer = new DecoupledConsumer({
+      kafka,
+      groupId,
+      topics: [topic],
+      maxOutstanding: 100,
+      handle: async (_topic, _partition, message) => {
+        handled.add(message.value!.toString())
+      },
+      // The fault: the first time record r5 is looked at, the kafkajs callback throws an error
+      // kafkajs treats as fatal (no restart of its own), as a failed rejoin does on a broker restart.
+      notBefore: (_topic, message) => {
+        if (message.value!.toString() === "r5" && crashes++ === 0) throw new KafkaJSNonRetriableError("injected crash")
+        return undefined
+      },
+      onError: (message) => errors.push(message),
+      onJoin: () => void joins++
+    })
+    try {
+      await publish(0, 20)
+      await consumer.start()
+      await waitFor("the crash", () => crashes > 0, 30_000)
+      // Published after the crash: taken only by a consumer that came back.
+      await publish(20, 20)
+      await waitFor("every record handled", () => handled.size === 40, 60_000)
+      expect([...handled].sort()).toEqual(Array.from({ length: 40 }, (_, i) => `r${i}`).sort())
+      expect(joins).toBeGreaterThanOrEqual(2) // it rejoined the group after the crash
+      // Its commits reach the end of every partition.
+      const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.offset]))
+      const committed = async () =>
+        Object.fromEntries((await admin.fetchOffsets({ groupId, topics: [topic] }))[0]!.partitions.map((p) => [p.partition, p.offset]))
+      const deadline = Date.now() + 30_000
+      while (JSON.stringify(await committed()) !== JSON.stringify(Object.fromEntries(ends)) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(await committed()).toEqual(Object.fromEntries(ends))
+      expect(errors).not.toContain("offset commit failed")
+    } finally {
+      await consumer.stop(1_000)
+      await producer.disconnect()
+      await admin.disconnect()
+    }
+  }, 120_000)
+})
