@@ -13,9 +13,11 @@ import { createHmac, randomUUID } from "node:crypto"
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
 import { encrypt, parseKeyRing } from "@orbit/crypto"
-import type { EndpointEvent, EndpointRegistered } from "@orbit/domain"
+import { type DeliveryTask, deliveryIdFor, encodeDeliveryTask, type EndpointEvent, type EndpointRegistered } from "@orbit/domain"
 import type { Admin } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { encodeIndexOffsets, INDEX_OFFSETS_HEADER } from "../src/EndpointIndex.ts"
+import { buildWebhookBody } from "../src/WebhookBody.ts"
 import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, type TestEndpoint, waitFor } from "./support.ts"
 
 const ROUNDS = 40
@@ -218,4 +220,53 @@ describe("read-your-writes", () => {
     }
     expect(violations).toEqual([])
   }, 600_000)
+
+  it("a worker whose index is behind a task's index offsets waits for them before it decides and signs", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const topic = h.topics.endpointEvents.name
+    const before = await admin.fetchTopicOffsets(topic)
+    const endpoint = await h.register({ url: url("/ryw/ahead"), tenantId: tenant, events: ["message.sent"], secret: `old-secret-${randomUUID()}` })
+    const after = await admin.fetchTopicOffsets(topic)
+    const partition = after.find((a) => a.high !== before.find((b) => b.partition === a.partition)?.high)!.partition
+    // As if another instance had matched the event with the rotation below applied: the rotation
+    // is the next record of the endpoint's partition.
+    const ahead = after.map((a) => ({ partition: a.partition, offset: a.partition === partition ? String(BigInt(a.high) + 1n) : a.high }))
+    const task = (eventId: string): DeliveryTask => {
+      const event = { ...domainEvent(tenant, "message.sent"), id: eventId }
+      const at = new Date().toISOString()
+      return {
+        _tag: "DeliveryTask", schema_version: 1, event_id: randomUUID(), occurred_at: at,
+        delivery_id: deliveryIdFor(event.id, endpoint.id), endpoint_id: endpoint.id, tenant_id: tenant, mode: "live",
+        source_event_id: event.id, source_event_type: event.type, body: buildWebhookBody(event as never), attempt: 1, not_before: at
+      }
+    }
+    const waiting = task(domainEvent(tenant).id)
+    const sentinel = task(domainEvent(tenant).id)
+    await h.producer.send({
+      topic: h.topics.deliveries.name,
+      acks: -1,
+      messages: [
+        { key: endpoint.id, value: encodeDeliveryTask(waiting), headers: { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(ahead) } },
+        // No offsets: handled at the topic's end offsets of now. Same key, so the same consumer takes it after the first.
+        { key: endpoint.id, value: encodeDeliveryTask(sentinel) }
+      ]
+    })
+    const ofEvent = (id: string) => () => receiver.received.find((r) => r.path === "/ryw/ahead" && r.headers["x-devotel-event-id"] === id)
+    await waitFor("the sentinel task", ofEvent(sentinel.source_event_id))
+    // The first task has been taken, and must not have been delivered before the rotation.
+    expect(ofEvent(waiting.source_event_id)()).toBeUndefined()
+
+    const ring = parseKeyRing(h.keyRing)
+    const newSecret = `new-secret-${randomUUID()}`
+    await h.emit({
+      _tag: "EndpointSecretRotated", schema_version: 1, event_id: randomUUID(), occurred_at: new Date().toISOString(),
+      endpoint_id: endpoint.id, tenant_id: tenant, mode: "live",
+      secret_box: encrypt(ring, newSecret),
+      previous_secret_box: encrypt(ring, endpoint.secret),
+      previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
+    })
+    const got = await waitFor("the task that waited for the rotation", ofEvent(waiting.source_event_id))
+    const sig = signatures(got.headers["x-devotel-signature"]!)
+    expect(sig.v1).toEqual([hmacHex(newSecret, sig.t, got.body), hmacHex(endpoint.secret, sig.t, got.body)])
+  })
 })
