@@ -104,10 +104,10 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  * It returns the offsets it waited for; `catchUpNow(offsets)` waits for such offsets without
  * measuring (another process's index reached them when it matched an event).
  *
- * Measurements are shared: a call joins the next measurement not sent yet. That one starts on the
- * next turn of the event loop (so every record of a fetched batch shares it), after the request in
- * flight has returned (at most one at a time) and ≥ 5 ms after the previous one started. Each is
- * one ListOffsets round trip (`EndOffsets.ts`).
+ * Measurements are shared: a call joins the next measurement not sent yet. That one is sent on
+ * the next turn of the event loop (so every record of a fetched batch shares it) and ≥ 5 ms after
+ * the previous one, without waiting for it to return. Each is one ListOffsets round trip
+ * (`EndOffsets.ts`).
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined
@@ -190,24 +190,19 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
         })
       }
 
-      /** The ListOffsets request in flight (or the last one). */
-      let measuring: Promise<IndexOffsets> = Promise.resolve([])
       /** The measurement that new callers join: not sent yet. */
       let next: Promise<IndexOffsets> | undefined
       let lastStartedAt = Number.NEGATIVE_INFINITY
       const measure = (): Promise<IndexOffsets> => {
         if (next !== undefined) return next
-        const previous = measuring
-        const joined: Promise<IndexOffsets> = (async () => {
+        const joined = (async () => {
           await new Promise<void>((resolve) => setImmediate(resolve))
-          await previous.catch(() => undefined)
           const wait = lastStartedAt + MIN_MEASUREMENT_SPACING_MS - Date.now()
           if (wait > 0) await new Promise<void>((resolve) => setTimeout(resolve, wait))
           // From here on, callers need a measurement sent after their call: the next one.
           next = undefined
           lastStartedAt = Date.now()
-          measuring = probe.endOffsets(topic)
-          return measuring
+          return probe.endOffsets(topic)
         })()
         next = joined
         return joined
