@@ -14,7 +14,7 @@ import type { KafkaMessage } from "kafkajs"
 import { Abandoned, DecoupledConsumer, sleepUnlessAborted, untilDone } from "./DecoupledConsumer.ts"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
-import { EndpointIndex } from "./EndpointIndex.ts"
+import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
 import { attemptedJson } from "./FastJson.ts"
 import { KeyedLimiter, SHED } from "./KeyedLimiter.ts"
 import { Publisher } from "./Publisher.ts"
@@ -52,27 +52,40 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
         untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
 
-      const toTier = (task: DeliveryTask, remainingMs: number): TopicMessages => ({
+      /** A task (a retry, or one not due yet) to a tier, with the index offsets it must be handled at. */
+      const toTier = (task: DeliveryTask, remainingMs: number, indexOffsets: IndexOffsets | undefined): TopicMessages => ({
         topic: (tierFor(tiers, remainingMs) ?? tiers[0]!).topic,
-        messages: [{ key: task.endpoint_id, value: encodeDeliveryTask(task) }]
+        messages: [{
+          key: task.endpoint_id,
+          value: encodeDeliveryTask(task),
+          ...(indexOffsets === undefined ? {} : { headers: { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(indexOffsets) } })
+        }]
       })
 
-      const process = async (task: DeliveryTask, signal: AbortSignal): Promise<void> => {
+      /**
+       * Read-your-writes, whichever process takes the task: this process's index first applies
+       * the endpoint topic up to the offsets the fan-out matched the event at (its own index may
+       * lag behind the fan-out's), so a write acknowledged before the event was published decides
+       * whether the task is delivered and how it is signed. A task without them (a replay) waits
+       * for the topic's end offsets measured now.
+       */
+      const catchUp = (indexOffsets: IndexOffsets | undefined, signal: AbortSignal): Promise<IndexOffsets> =>
+        indexOffsets === undefined
+          ? durably("endpoint index sync", () => index.syncNow(), signal)
+          : durably("endpoint index catch-up", () => index.catchUpNow(indexOffsets).then(() => indexOffsets), signal)
+
+      const process = async (task: DeliveryTask, taskOffsets: IndexOffsets | undefined, signal: AbortSignal): Promise<void> => {
         const takenAt = Date.now()
         const remaining = Date.parse(task.not_before) - takenAt
         if (remaining > 0) {
           // Not due: park it in a tier (durable) or, under the shortest tier, wait here.
           if (tierFor(tiers, remaining) !== undefined) {
-            return durably("parking a task", () => publisher.send([toTier(task, remaining)]), signal)
+            return durably("parking a task", () => publisher.send([toTier(task, remaining, taskOffsets)]), signal)
           }
           await sleepUnlessAborted(remaining, signal)
         }
-        let endpoint = index.get(task.endpoint_id)
-        if (endpoint === undefined) {
-          // Maybe registered a moment ago and not yet seen by this process's index.
-          await durably("endpoint index sync", () => run(index.sync(takenAt)), signal)
-          endpoint = index.get(task.endpoint_id)
-        }
+        const indexOffsets = await catchUp(taskOffsets, signal)
+        const endpoint = index.get(task.endpoint_id)
         if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type, task.addressed)) {
           log("Info", "delivery cancelled: endpoint deleted, inactive or unsubscribed", {
             delivery_id: task.delivery_id,
@@ -94,7 +107,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           // backlog would fill this consumer's buffer and pause fetching for every endpoint.
           const delayMs = Math.max(1_000, target.timeout_seconds * 1_000)
           const parked = { ...task, not_before: new Date(Date.now() + delayMs).toISOString() }
-          return durably("parking a task for an unresponsive endpoint", () => publisher.send([toTier(parked, delayMs)]), signal)
+          return durably("parking a task for an unresponsive endpoint", () => publisher.send([toTier(parked, delayMs, indexOffsets)]), signal)
         }
         const now = Date.now()
         const plan = planAfterAttempt({
@@ -109,7 +122,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           topic: topics.attempts.name,
           messages: [{ key: task.endpoint_id, value: attemptedJson(plan.attempted) }]
         }]
-        if (plan.retry !== undefined) out.push(toTier(plan.retry, Date.parse(plan.retry.not_before) - now))
+        if (plan.retry !== undefined) out.push(toTier(plan.retry, Date.parse(plan.retry.not_before) - now, indexOffsets))
         if (plan.dead !== undefined) {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
@@ -129,7 +142,8 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         const key = `${task.delivery_id}#${task.attempt}`
         const existing = running.get(key)
         if (existing !== undefined) return existing
-        const work = process(task, signal).finally(() => running.delete(key))
+        const header = message.headers?.[INDEX_OFFSETS_HEADER]
+        const work = process(task, header === undefined ? undefined : decodeIndexOffsets(String(header)), signal).finally(() => running.delete(key))
         running.set(key, work)
         return work
       }

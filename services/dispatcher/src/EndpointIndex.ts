@@ -8,25 +8,47 @@ import { makeEndOffsets } from "./EndOffsets.ts"
 const SYNC_TIMEOUT_MS = 10_000
 
 /**
- * Back-to-back measurements start at least this far apart. Fan-out does not wait for the sync
- * before producing (see FanOut), only before committing, so a little spacing costs no latency
- * and saves the broker hundreds of offset requests per second under load.
+ * Back-to-back measurements start at least this far apart, so that under a steady stream of
+ * records the broker sees at most ~200 offsets requests per second. Fan-out waits for its
+ * measurement before producing, so this bounds the latency it adds under load, too.
  */
-const MIN_MEASUREMENT_SPACING_MS = 20
+const MIN_MEASUREMENT_SPACING_MS = 5
 
 export class SyncTimeout extends Schema.TaggedError<SyncTimeout>()("SyncTimeout", {
   message: Schema.String
 }) {}
 
+/** Positions in `webhooks.endpoint-events`: per partition, the offset of the next record to apply. */
+export type IndexOffsets = ReadonlyArray<{ readonly partition: number; readonly offset: string }>
+
+/**
+ * Header of a delivery task (and of its retries): the endpoint-topic offsets the fan-out's index
+ * had applied when it matched the event. Whoever takes the task applies them too before deciding
+ * whether to deliver it and how to sign it.
+ */
+export const INDEX_OFFSETS_HEADER = "orbit-index-offsets"
+
+/** `0:12,1:7,2:0` (pure). */
+export const encodeIndexOffsets = (offsets: IndexOffsets): string =>
+  offsets.map((p) => `${p.partition}:${p.offset}`).join(",")
+
+/** The offsets of an `orbit-index-offsets` header, or undefined when absent or unreadable (pure). */
+export const decodeIndexOffsets = (header: string): IndexOffsets | undefined => {
+  const out: Array<{ partition: number; offset: string }> = []
+  for (const part of header.split(",")) {
+    const match = /^(\d+):(\d+)$/.exec(part)
+    if (match === null) return undefined
+    out.push({ partition: Number(match[1]), offset: match[2]! })
+  }
+  return out
+}
+
 /** The in-memory endpoint state, folded with the pure `evolve` (no I/O). */
 export class EndpointTable {
   private readonly byId = new Map<string, Endpoint>()
-  /** Incremented by every applied event. */
-  version = 0
   private readonly byScope = new Map<string, Set<string>>()
 
   apply(event: Parameters<typeof evolve>[1]): void {
-    this.version++
     const before = this.byId.get(event.endpoint_id)
     const after = evolve(before, event)
     if (before !== undefined) this.byScope.get(scopeKey(before.tenant_id, before.mode))?.delete(before.id)
@@ -74,25 +96,28 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
 
 /**
  * Every endpoint, kept current from `webhooks.endpoint-events` (read from offset 0 by a consumer
- * group unique to this process, never committed). Readers call `sync(t)` to wait until the index
- * includes every endpoint event appended before time `t`: an endpoint whose registration returned
- * 201 before an event was published is then guaranteed to be matched.
+ * group unique to this process, never committed).
  *
- * One measurement of the topic's end offsets serves every caller whose `t` is not later than the
- * moment it was taken: at most one is in flight, callers that arrive meanwhile share the next one
- * (started ≥ 20 ms after the previous one), and once a measurement is reached, callers with an
- * earlier `t` return at once. So the broker sees at most ~50 offsets requests per second however
- * many batches arrive.
+ * Read-your-writes: `syncNow()` measures the topic's end offsets *after* it is called and waits
+ * until the index has applied them, so every endpoint event acknowledged before the call (a
+ * registration, rotation, update or deletion that returned 2xx) is in the index when it returns.
+ * It returns the offsets it waited for; `catchUpNow(offsets)` waits for such offsets without
+ * measuring (another process's index reached them when it matched an event).
+ *
+ * Measurements are shared: a call joins the next measurement not sent yet. That one is sent on
+ * the next turn of the event loop (so every record of a fetched batch shares it) and ≥ 5 ms after
+ * the previous one, without waiting for it to return. Each is one ListOffsets round trip
+ * (`EndOffsets.ts`).
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined
   matching(tenantId: string, mode: Mode, type: string, only?: string): ReadonlyArray<Endpoint>
-  /** Changes whenever an endpoint event is applied (so a caller can tell the index moved). */
-  version(): number
-  /** Waits until the index has applied the topic up to its end offsets measured at or after `sinceMs`. */
-  sync(sinceMs: number): Effect.Effect<void, KafkaUnavailable | SyncTimeout>
+  /** Waits until the index has applied the topic up to its end offsets measured after this call; returns them. */
+  sync(): Effect.Effect<IndexOffsets, KafkaUnavailable | SyncTimeout>
   /** The same as a promise (rejects with KafkaUnavailable or SyncTimeout). */
-  syncNow(sinceMs: number): Promise<void>
+  syncNow(): Promise<IndexOffsets>
+  /** Waits until the index has applied the topic up to `offsets` (rejects with SyncTimeout). */
+  catchUpNow(offsets: IndexOffsets): Promise<void>
 }>()("@orbit/dispatcher/EndpointIndex") {
   /** Built once the index has caught up with the topic as it was at start. */
   static readonly layer = Layer.effect(
@@ -105,9 +130,8 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       const table = new EndpointTable()
       /** Next offset to apply, per partition. */
       const applied = new Map<number, bigint>()
-      type Target = ReadonlyArray<{ partition: number; offset: string }>
-      const waiters = new Set<{ readonly target: Target; readonly done: () => void }>()
-      const reached = (target: Target) => target.every((t) => (applied.get(t.partition) ?? 0n) >= BigInt(t.offset))
+      const waiters = new Set<{ readonly target: IndexOffsets; readonly done: () => void }>()
+      const reached = (target: IndexOffsets) => target.every((t) => (applied.get(t.partition) ?? 0n) >= BigInt(t.offset))
       const wake = () => {
         for (const w of waiters) {
           if (reached(w.target)) {
@@ -148,11 +172,9 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
         )
       )
 
-      /** Measures the end offsets now, then waits until the index has applied them. */
-      const barrier = async (): Promise<void> => {
-        const target = await probe.endOffsets(topic)
-        if (reached(target)) return
-        await new Promise<void>((resolve, reject) => {
+      const catchUpNow = (target: IndexOffsets): Promise<void> => {
+        if (reached(target)) return Promise.resolve()
+        return new Promise<void>((resolve, reject) => {
           const waiter = {
             target,
             done: () => {
@@ -168,51 +190,39 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
         })
       }
 
-      /** Start time of the newest measurement known to be reached. */
-      let reachedAt = Number.NEGATIVE_INFINITY
-      let inflight: { readonly startedAt: number; readonly done: Promise<void> } | undefined
-      let next: Promise<void> | undefined
-      const start = (): Promise<void> => {
-        const startedAt = Date.now()
-        const done = barrier().then(() => {
-          reachedAt = Math.max(reachedAt, startedAt)
-        })
-        const current = { startedAt, done }
-        inflight = current
-        void done.finally(() => {
-          if (inflight === current) inflight = undefined
-        }).catch(() => undefined)
-        return done
-      }
-
-      // Strictly later: a measurement started in the same millisecond as `sinceMs` may predate it.
-      const syncNow = (sinceMs: number): Promise<void> => {
-        if (reachedAt > sinceMs) return Promise.resolve()
-        // A measurement not started yet starts after this call: it covers the caller.
+      /** The measurement that new callers join: not sent yet. */
+      let next: Promise<IndexOffsets> | undefined
+      let lastStartedAt = Number.NEGATIVE_INFINITY
+      const measure = (): Promise<IndexOffsets> => {
         if (next !== undefined) return next
-        if (inflight === undefined) return start()
-        if (inflight.startedAt > sinceMs) return inflight.done
-        // The one in flight was measured too early for this caller: share the next one, started
-        // when this one ends but not sooner than MIN_MEASUREMENT_SPACING_MS after it started.
-        const previous = inflight
-        next = previous.done.catch(() => undefined).then(async () => {
-          const wait = previous.startedAt + MIN_MEASUREMENT_SPACING_MS - Date.now()
-          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+        const joined = (async () => {
+          await new Promise<void>((resolve) => setImmediate(resolve))
+          const wait = lastStartedAt + MIN_MEASUREMENT_SPACING_MS - Date.now()
+          if (wait > 0) await new Promise<void>((resolve) => setTimeout(resolve, wait))
+          // From here on, callers need a measurement sent after their call: the next one.
           next = undefined
-          return start()
-        })
-        return next
+          lastStartedAt = Date.now()
+          return probe.endOffsets(topic)
+        })()
+        next = joined
+        return joined
       }
 
-      const sync = Effect.fn("EndpointIndex.sync")((sinceMs: number) =>
+      const syncNow = async (): Promise<IndexOffsets> => {
+        const target = await measure()
+        await catchUpNow(target)
+        return target
+      }
+
+      const sync = Effect.fn("EndpointIndex.sync")(() =>
         Effect.tryPromise({
-          try: () => syncNow(sinceMs),
+          try: syncNow,
           catch: (e) => e instanceof SyncTimeout || e instanceof KafkaUnavailable ? e : new SyncTimeout({ message: String(e) })
         })
       )
 
       const started = Date.now()
-      yield* sync(started).pipe(
+      yield* sync().pipe(
         Effect.tapError((e) => Effect.logWarning("endpoint index not caught up yet; retrying", { error: String(e) })),
         Effect.retry(Schedule.spaced("1 second"))
       )
@@ -221,9 +231,9 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       return EndpointIndex.of({
         get: (id) => table.get(id),
         matching: (tenantId, mode, type, only) => table.matching(tenantId, mode, type, only),
-        version: () => table.version,
         sync,
-        syncNow
+        syncNow,
+        catchUpNow
       })
     })
   )

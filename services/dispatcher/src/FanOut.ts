@@ -5,7 +5,7 @@ import { Context, Effect, Layer, Option, Schedule } from "effect"
 import type { IHeaders, KafkaMessage } from "kafkajs"
 import { DecoupledConsumer, untilDone } from "./DecoupledConsumer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
-import { EndpointIndex } from "./EndpointIndex.ts"
+import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
 import { taskJson } from "./FastJson.ts"
 import { Publisher } from "./Publisher.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
@@ -21,8 +21,8 @@ export const fanOutBatch = (input: {
   readonly topics: { readonly deliveries: string; readonly invalid: string }
   readonly matching: EndpointIndex["Service"]["matching"]
   readonly now: number
-  /** Endpoints already given a task for these records: no second one. */
-  readonly exclude?: ReadonlySet<string> | undefined
+  /** The endpoint-topic offsets the index had applied when `matching` was read (header of every task). */
+  readonly indexOffsets: IndexOffsets
 }): {
   readonly out: ReadonlyArray<TopicMessages>
   readonly tasks: number
@@ -34,6 +34,7 @@ export const fanOutBatch = (input: {
   const tasks: Array<TopicMessages["messages"][number]> = []
   const invalid: Array<TopicMessages["messages"][number]> = []
   const at = new Date(input.now).toISOString()
+  const taskHeaders: IHeaders = { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(input.indexOffsets) }
   for (const message of input.messages) {
     const verdict = classifySourceRecord(message.value)
     if (verdict._tag === "Invalid") {
@@ -56,7 +57,6 @@ export const fanOutBatch = (input: {
     if (endpoints.length === 0) continue
     const body = buildWebhookBody(event)
     for (const endpoint of endpoints) {
-      if (input.exclude?.has(endpoint.id)) continue
       endpointIds.push(endpoint.id)
       const task: DeliveryTask = {
         _tag: "DeliveryTask",
@@ -75,7 +75,7 @@ export const fanOutBatch = (input: {
         // Last, in schema order: taskJson must produce the encoder's exact bytes.
         ...(event.endpoint_id === undefined ? {} : { addressed: true as const })
       }
-      tasks.push({ key: endpoint.id, value: taskJson(task) })
+      tasks.push({ key: endpoint.id, value: taskJson(task), headers: taskHeaders })
     }
   }
   const out: Array<TopicMessages> = []
@@ -113,32 +113,17 @@ export class FanOut extends Context.Service<FanOut, {
       const retrying = (what: string) => (error: unknown) => warn(`${what} failed; retrying`, { error: String(error).slice(0, 300) })
 
       /**
-       * Read-your-writes without paying the index sync before the produce: the tasks are computed
-       * from the index as it is and produced at once, while the index syncs to the end offsets
-       * measured after the record arrived. If the index did not change in between, those tasks
-       * were computed from a state that includes every endpoint event appended before the record
-       * arrived; if it did, the record is matched again and endpoints that now match get their
-       * task too (same delivery id). The offset is committed only after both are acknowledged.
+       * Read-your-writes: the record is matched only once the index has applied the endpoint
+       * topic up to its end offsets measured after the record arrived, so every endpoint write
+       * acknowledged before the event was published is reflected in its tasks. The tasks carry
+       * those offsets, and the worker that takes one catches its own index up to them before it
+       * decides to deliver and signs. Records of one fetched batch share one measurement.
        */
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
-        const arrived = Date.now()
-        const version = index.version()
-        const fan = (exclude?: ReadonlySet<string>) =>
-          fanOutBatch({ topic, partition, messages: [message], topics: outTopics, matching: index.matching, now: Date.now(), exclude })
-        const first = fan()
-        const published = untilDone(() => publisher.send(first.out, "tasks"), signal, retrying("producing delivery tasks"))
-        published.catch(() => undefined) // awaited below; this only keeps a shutdown rejection from going unhandled
-        if (first.invalid > 0) {
-          await published
-          warn("moved an invalid source record", { topic, partition, offset: message.offset })
-          return
-        }
-        await untilDone(() => index.syncNow(arrived), signal, retrying("endpoint index sync"))
-        if (index.version() !== version) {
-          const again = fan(new Set(first.endpoints))
-          await untilDone(() => publisher.send(again.out, "tasks"), signal, retrying("producing delivery tasks"))
-        }
-        await published
+        const indexOffsets = await untilDone(() => index.syncNow(), signal, retrying("endpoint index sync"))
+        const fanned = fanOutBatch({ topic, partition, messages: [message], topics: outTopics, matching: index.matching, now: Date.now(), indexOffsets })
+        await untilDone(() => publisher.send(fanned.out, "tasks"), signal, retrying("producing delivery tasks"))
+        if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
       }
 
       const consumer = new DecoupledConsumer({

@@ -84,6 +84,15 @@ describe("dispatcher delivery", () => {
     const tenant = `ten_${randomUUID()}`
     const oldSecret = "my-own-secret-of-24-chars-or-more"
     const endpoint = await h.register({ url: url("/rotated"), tenantId: tenant, secret: oldSecret })
+    // Delivered before the rotation: the dispatcher knows the endpoint and its old secret.
+    const before = domainEvent(tenant, "call.completed")
+    await h.publish(before)
+    const first = await waitFor("delivery before the rotation", () => receiver.received.find((r) => r.headers["x-devotel-event-id"] === before.id))
+    const firstSig = devotelSignatures(first.headers["x-devotel-signature"]!)
+    expect(firstSig.v1).toEqual([hmacHex(oldSecret, firstSig.t, first.body)])
+
+    // The event is published as soon as the rotation is acknowledged, with no wait in between:
+    // read-your-writes says it is signed with the rotation applied.
     const newSecret = "the-new-secret-after-rotation-xyz"
     const ring = parseKeyRing(h.keyRing)
     await h.emit({
@@ -98,8 +107,9 @@ describe("dispatcher delivery", () => {
       previous_secret_box: encrypt(ring, oldSecret),
       previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
     })
-    await h.publish(domainEvent(tenant, "call.completed"))
-    const got = await waitFor("delivery", () => receiver.received.find((r) => r.path === "/rotated"))
+    const after = domainEvent(tenant, "call.completed")
+    await h.publish(after)
+    const got = await waitFor("delivery after the rotation", () => receiver.received.find((r) => r.headers["x-devotel-event-id"] === after.id))
     const sig = devotelSignatures(got.headers["x-devotel-signature"]!)
     expect(sig.v1).toEqual([hmacHex(newSecret, sig.t, got.body), hmacHex(oldSecret, sig.t, got.body)])
     for (const secret of [newSecret, oldSecret]) {

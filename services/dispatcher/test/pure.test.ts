@@ -1,7 +1,7 @@
 /** Pure building blocks: no broker, no network. */
 import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent, topicsFor, retryTiersOf } from "@orbit/domain"
 import { replayTask } from "../src/DeadLetterReplay.ts"
-import { EndpointTable } from "../src/EndpointIndex.ts"
+import { decodeIndexOffsets, EndpointTable, INDEX_OFFSETS_HEADER } from "../src/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/FastJson.ts"
 import { fanOutBatch } from "../src/FanOut.ts"
 import { describe, expect, it } from "vitest"
@@ -203,22 +203,29 @@ describe("FastJson", () => {
 })
 
 describe("fanOutBatch", () => {
-  it("gives each matching endpoint one task and skips those excluded (the re-match after an index sync)", () => {
+  it("gives each matching endpoint one task, carrying the index offsets it was matched at", () => {
     const event = { id: "evt_" + "a".repeat(32), type: "message.sent", tenant_id: "t1", mode: "live", created_at: "2026-01-01T00:00:00.000Z", data: {} }
-    const input = {
+    const all = fanOutBatch({
       topic: "src",
       partition: 0,
       messages: [{ key: null, value: Buffer.from(JSON.stringify(event)), offset: "7", timestamp: "0", attributes: 0, headers: {} }],
       topics: { deliveries: "deliveries", invalid: "invalid" },
       matching: () => [{ id: "wh_a" }, { id: "wh_b" }] as never,
-      now: 0
-    }
-    const all = fanOutBatch(input)
+      now: 0,
+      indexOffsets: [{ partition: 0, offset: "12" }, { partition: 1, offset: "0" }, { partition: 2, offset: "7" }]
+    })
     expect(all.endpoints).toEqual(["wh_a", "wh_b"])
-    const again = fanOutBatch({ ...input, exclude: new Set(all.endpoints.slice(0, 1)) })
-    expect(again.endpoints).toEqual(["wh_b"])
-    expect(again.out).toHaveLength(1)
-    expect(again.out[0]!.messages.map((m) => m.key)).toEqual(["wh_b"])
+    expect(all.out).toHaveLength(1)
+    expect(all.out[0]!.messages.map((m) => m.key)).toEqual(["wh_a", "wh_b"])
+    for (const m of all.out[0]!.messages) {
+      expect(m.headers).toEqual({ [INDEX_OFFSETS_HEADER]: "0:12,1:0,2:7" })
+      expect(decodeIndexOffsets(String(m.headers![INDEX_OFFSETS_HEADER]))).toEqual([
+        { partition: 0, offset: "12" },
+        { partition: 1, offset: "0" },
+        { partition: 2, offset: "7" }
+      ])
+    }
+    expect(decodeIndexOffsets("0:12,x")).toBeUndefined()
   })
 
   it("gives an event addressed to one endpoint (endpoint_id) to that endpoint only, whatever it subscribes to", () => {
@@ -247,7 +254,8 @@ describe("fanOutBatch", () => {
         }],
         topics: { deliveries: "deliveries", invalid: "invalid" },
         matching: (tenant, mode, type, only) => table.matching(tenant, mode, type, only),
-        now: 0
+        now: 0,
+        indexOffsets: []
       })
     const toA = fan({ endpoint_id: A })
     expect(toA.endpoints).toEqual([A]) // its filter does not list webhook.test
