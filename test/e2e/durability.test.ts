@@ -338,6 +338,11 @@ describe("projection crash and replay", () => {
     const failures: Array<string> = []
     let rebuildSeen = false
     let swapSeen = false
+    // While `held`, the test holds the projections' advisory lock: the rebuild (its batches and
+    // its swap) and the live projection wait, and the rebuild's table exists. Reads and writes
+    // made then overlap the rebuild however fast it would otherwise finish.
+    let held = false
+    let holdEnded = false
     let writesDuringRebuild = 0
     let readsDuringRebuild = 0
     let running = true
@@ -345,7 +350,7 @@ describe("projection crash and replay", () => {
     const writer = (async () => {
       while (running) {
         const n = ++seq
-        const startedInRebuild = rebuildSeen && !swapSeen
+        const startedBeforeHoldEnded = !holdEnded
         const ids = [...acked.keys()]
         const res = acked.size < 60 && n % 2 === 1
           ? await platform.api("POST", "/api/v1/webhooks", { key: wKey, body: { ...valid, url: urlOf(n) } })
@@ -355,7 +360,7 @@ describe("projection crash and replay", () => {
           continue
         }
         acked.set(res.json.data.id, n)
-        if (startedInRebuild && rebuildSeen && !swapSeen) writesDuringRebuild++
+        if (startedBeforeHoldEnded && (held || holdEnded)) writesDuringRebuild++
       }
     })()
 
@@ -366,7 +371,7 @@ describe("projection crash and replay", () => {
     let repairedSeen = false
     const reader = (async () => {
       while (running) {
-        const startedInRebuild = rebuildSeen && !swapSeen
+        const startedWhileHeld = held
         const before = new Map(acked)
         const list = await platform.api("GET", "/api/v1/webhooks?limit=200", { key: wKey })
         if (list.status !== 200) failures.push(`list W: ${list.status} ${list.text}`)
@@ -388,21 +393,52 @@ describe("projection crash and replay", () => {
         if (dl.status !== 200) failures.push(`list D: ${dl.status} ${dl.view}`)
         else if (dl.view === repairedView) repairedSeen = true
         else if (dl.view !== damagedView || repairedSeen) failures.push(`list D: ${dl.view}`)
-        if (startedInRebuild && rebuildSeen && !swapSeen) readsDuringRebuild++
+        if (startedWhileHeld && held) readsDuringRebuild++
       }
     })()
 
     // The rebuild builds endpoints_rebuild beside the live table and renames it at the swap.
     const rebuildTable = async () =>
       (await platform.sql`SELECT to_regclass('endpoints_rebuild') IS NOT NULL AS present`)[0]!.present as boolean
+    const endOffsetsTotal = async () => {
+      const admin = kafka.admin()
+      await admin.connect()
+      const ends = await admin.fetchTopicOffsets(topic)
+      await admin.disconnect()
+      return ends.reduce((s, e) => s + BigInt(e.high), 0n)
+    }
+    const liveAppliedTotal = async () => {
+      const [{ total }] = await platform.sql<Array<{ total: string | null }>>`
+        SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
+      return BigInt(total ?? "0")
+    }
+    // Holds the rebuild once its table exists (the lock is the projections' advisory lock, see
+    // services/projection/src/EndpointProjection.ts), until three reads have completed and the
+    // writer's write in flight is in the log but applied by neither projection: the rebuild must
+    // catch up with it before it may swap. The write's 201 waits for the live projection, so it
+    // comes after the hold.
+    const holdRebuild = () =>
+      platform.sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(hashtext('orbit-projection:endpoints'))`
+        const reads = readsDuringRebuild
+        held = true
+        await platform.waitFor("reads, and a write appended, while the rebuild is held", async () =>
+          readsDuringRebuild >= reads + 3 && (await endOffsetsTotal()) > (await liveAppliedTotal()))
+        held = false
+        holdEnded = true
+      })
+
     await platform.waitFor("the first write", async () => acked.size > 0)
     const replay = runCli(platform, "replay", "endpoints")
+    let holding: Promise<unknown> | undefined
     while (replay.running()) {
       const present = await rebuildTable()
       if (present) rebuildSeen = true
       else if (rebuildSeen) swapSeen = true
+      if (present && holding === undefined) holding = holdRebuild()
       await new Promise((r) => setTimeout(r, 20))
     }
+    await holding
     const result = await replay.exited
     running = false
     await Promise.all([writer, reader])
@@ -420,8 +456,8 @@ describe("projection crash and replay", () => {
     const urls = new Map(rows.map((r) => [r.id, r.url]))
     for (const [id, n] of acked) expect(urls.get(id)).toBe(urlOf(n))
     expect(rebuildSeen && swapSeen).toBe(true)
-    // The reads and writes overlapped the rebuild (from its fresh table to the swap).
-    expect(readsDuringRebuild).toBeGreaterThan(0)
+    // Reads and writes were made while the rebuild was held between its fresh table and its swap.
+    expect(readsDuringRebuild).toBeGreaterThanOrEqual(3)
     expect(writesDuringRebuild).toBeGreaterThan(0)
 
     // The live projection keeps working on the swapped-in table, and a second rebuild is identical.
