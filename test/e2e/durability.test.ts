@@ -16,6 +16,7 @@ import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (
 import { Kafka, logLevel } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
+import { logEnd, readAll } from "../src/KafkaLog.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -28,31 +29,6 @@ beforeAll(async () => {
 afterAll(() => platform?.close())
 
 const valid = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
-
-/** Every record of a topic, read from offset 0 up to the end offsets measured now. */
-const readAll = async (topic: string) => {
-  const admin = kafka.admin()
-  await admin.connect()
-  const ends = await admin.fetchTopicOffsets(topic)
-  await admin.disconnect()
-  const remaining = new Map(ends.filter((e) => e.high !== "0").map((e) => [e.partition, BigInt(e.high)]))
-  const values: Array<string> = []
-  if (remaining.size === 0) return values
-  const consumer = kafka.consumer({ groupId: `read-all-${Date.now()}-${Math.random()}` })
-  await consumer.connect()
-  await consumer.subscribe({ topics: [topic], fromBeginning: true })
-  await new Promise<void>((resolve) => {
-    void consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        values.push(message.value?.toString("utf8") ?? "")
-        if (BigInt(message.offset) + 1n >= (remaining.get(partition) ?? 0n)) remaining.delete(partition)
-        if (remaining.size === 0) resolve()
-      }
-    })
-  })
-  await consumer.disconnect()
-  return values
-}
 
 /** The endpoint read model the log describes: every readable record folded with the domain's `evolve`. */
 const foldLog = async (topic: string) => {
@@ -110,18 +86,11 @@ const runCli = (p: Platform, ...args: Array<string>) => {
   return { exited, running: () => running }
 }
 
-/** Caught up: the offsets the projection stored with its rows reach the topic's end offsets. */
-const waitForProjection = async (p: Platform, topic: string) => {
-  const admin = kafka.admin()
-  await admin.connect()
-  const ends = await admin.fetchTopicOffsets(topic)
-  await admin.disconnect()
-  const target = ends.reduce((s, e) => s + BigInt(e.high), 0n)
-  await p.waitFor("the projection to reach the log's end", async () => {
-    const [{ total }] = await p.sql<Array<{ total: string | null }>>`
-      SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
-    return BigInt(total ?? "0") >= target
-  }, 90_000)
+/** The sum of the live endpoint projection's stored offsets for `topic`: how many records it has applied. */
+const appliedTotal = async (p: Platform, topic: string) => {
+  const [{ total }] = await p.sql<Array<{ total: string | null }>>`
+    SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
+  return BigInt(total ?? "0")
 }
 
 describe("secrets at rest", () => {
@@ -243,25 +212,13 @@ describe("projection crash and replay", () => {
     platform.start("projection")
     // Caught up = the offsets stored with the rows reach the topic's end (readiness is probed
     // only once a second, so it can still show the state from before the kill).
-    const endOffsetsTotal = async () => {
-      const admin = kafka.admin()
-      await admin.connect()
-      const o = await admin.fetchTopicOffsets(topic)
-      await admin.disconnect()
-      return o.reduce((s, p) => s + BigInt(p.high), 0n)
-    }
-    const appliedTotal = async () => {
-      const [{ total }] = await platform.sql<Array<{ total: string | null }>>`
-        SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
-      return BigInt(total ?? "0")
-    }
-    const target = await endOffsetsTotal()
-    await platform.waitFor("projection caught up", async () => (await appliedTotal()) >= target, 90_000)
+    const target = await logEnd(topic)
+    await platform.waitFor("projection caught up", async () => (await appliedTotal(platform, topic)) >= target, 90_000)
     const rows = await platform.sql<Array<{ id: string; description: string | null }>>`
       SELECT id, description FROM endpoints WHERE tenant_id = ${tenant}`
     expect(rows.length).toBe(expected.size)
     for (const row of rows) expect(row.description ?? "").toBe(expected.get(row.id))
-    expect(await appliedTotal()).toBe(await endOffsetsTotal())
+    expect(await appliedTotal(platform, topic)).toBe(await logEnd(topic))
   })
 
   it("replay endpoints repairs a damaged read model from the log while the API keeps reading and writing", async () => {
@@ -310,7 +267,7 @@ describe("projection crash and replay", () => {
       expect(res.status).toBe(201)
       d.push({ id: res.json.data.id, url: res.json.data.url })
     }
-    await waitForProjection(platform, topic)
+    await platform.projectionCaughtUp("endpointEvents", 90_000)
     const stray = newEndpointId()
     await platform.sql`UPDATE endpoints SET url = 'https://wrong.example.com/' WHERE id = ${d[0]!.id}`
     await platform.sql`DELETE FROM endpoints WHERE id = ${d[1]!.id}`
@@ -400,18 +357,6 @@ describe("projection crash and replay", () => {
     // The rebuild builds endpoints_rebuild beside the live table and renames it at the swap.
     const rebuildTable = async () =>
       (await platform.sql`SELECT to_regclass('endpoints_rebuild') IS NOT NULL AS present`)[0]!.present as boolean
-    const endOffsetsTotal = async () => {
-      const admin = kafka.admin()
-      await admin.connect()
-      const ends = await admin.fetchTopicOffsets(topic)
-      await admin.disconnect()
-      return ends.reduce((s, e) => s + BigInt(e.high), 0n)
-    }
-    const liveAppliedTotal = async () => {
-      const [{ total }] = await platform.sql<Array<{ total: string | null }>>`
-        SELECT sum(next_offset)::text AS total FROM projection_offsets WHERE projection = 'endpoints' AND topic = ${topic}`
-      return BigInt(total ?? "0")
-    }
     // Holds the rebuild once its table exists (the lock is the projections' advisory lock, see
     // services/projection/src/EndpointProjection.ts), until three reads have completed and the
     // writer's write in flight is in the log but applied by neither projection: the rebuild must
@@ -423,7 +368,7 @@ describe("projection crash and replay", () => {
         const reads = readsDuringRebuild
         held = true
         await platform.waitFor("reads, and a write appended, while the rebuild is held", async () =>
-          readsDuringRebuild >= reads + 3 && (await endOffsetsTotal()) > (await liveAppliedTotal()))
+          readsDuringRebuild >= reads + 3 && (await logEnd(topic)) > (await appliedTotal(platform, topic)))
         held = false
         holdEnded = true
       })
@@ -449,7 +394,7 @@ describe("projection crash and replay", () => {
     for (const id of unknownIds) expect(acked.has(id)).toBe(true)
 
     // The table is the log's fold: the damage is repaired, and every acknowledged write is there.
-    await waitForProjection(platform, topic)
+    await platform.projectionCaughtUp("endpointEvents", 90_000)
     const rows = await tableRows(platform)
     expect(rows).toEqual(await foldLog(topic))
     expect((await listD()).view).toBe(repairedView)

@@ -4,11 +4,9 @@
  * 422s; a key is scoped to its tenant and mode. "Exactly one" is checked at all three places an
  * endpoint exists: the list API, the Postgres read model and the endpoint events in Kafka.
  */
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { topicsFor } from "@orbit/domain"
-import { Kafka, logLevel } from "kafkajs"
-import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { readAll } from "../src/KafkaLog.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 let platform: Platform
@@ -26,33 +24,6 @@ const valid = {
   events: ["message.delivered", "call.completed"],
   description: "idempotent",
   retry_policy: { strategy: "exponential", max_attempts: 4 }
-}
-
-const kafka = new Kafka({ brokers: brokers(), logLevel: logLevel.NOTHING })
-
-/** Every record of a topic, read from offset 0 up to the end offsets measured now. */
-const readAll = async (topic: string) => {
-  const admin = kafka.admin()
-  await admin.connect()
-  const ends = await admin.fetchTopicOffsets(topic)
-  await admin.disconnect()
-  const remaining = new Map(ends.filter((e) => e.high !== "0").map((e) => [e.partition, BigInt(e.high)]))
-  const values: Array<string> = []
-  if (remaining.size === 0) return values
-  const consumer = kafka.consumer({ groupId: `read-all-${Date.now()}-${Math.random()}` })
-  await consumer.connect()
-  await consumer.subscribe({ topics: [topic], fromBeginning: true })
-  await new Promise<void>((resolve) => {
-    void consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        values.push(message.value?.toString("utf8") ?? "")
-        if (BigInt(message.offset) + 1n >= (remaining.get(partition) ?? 0n)) remaining.delete(partition)
-        if (remaining.size === 0) resolve()
-      }
-    })
-  })
-  await consumer.disconnect()
-  return values
 }
 
 /** The ids of the endpoints registered for `tenant` (in `mode`), as seen by the API, Postgres and Kafka. */
