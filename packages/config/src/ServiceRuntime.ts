@@ -1,5 +1,5 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Config, Effect, Layer, Logger, References } from "effect"
+import { Cause, Config, Effect, Exit, Layer, Logger, References } from "effect"
 
 const LogLevel = Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault("Info"))
 
@@ -16,8 +16,9 @@ export const JsonLogging = Layer.mergeAll(
 
 /**
  * Runs a service's layer until SIGINT/SIGTERM, then closes it gracefully (scopes finalize in
- * reverse order). A failure at start-up - a missing or bad setting, an unreachable
- * Postgres - is printed as one line that names the problem, and the process exits 1.
+ * reverse order) and exits 0: a stop by signal is a clean stop to a supervisor. A failure at
+ * start-up - a missing or bad setting, an unreachable Postgres - or while closing is printed as
+ * one line that names the problem, and the process exits 1.
  */
 export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void =>
   Layer.launch(layer).pipe(
@@ -26,8 +27,12 @@ export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void 
       Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}`)
     ),
     Effect.provide(JsonLogging),
-    (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true })
+    (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true, teardown: exitCode })
   )
+
+/** 0 for success or an interruption alone (the signal's graceful stop), 1 for any failure. */
+const exitCode = (exit: Exit.Exit<unknown, unknown>, onExit: (code: number) => void) =>
+  onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
 
 export const startupMessage = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
