@@ -124,6 +124,8 @@ export async function startKafka(): Promise<StartResult> {
     return done("running")
   }
 
+  requireTools()
+
   // A previous `start` may still be booting (e.g. two callers at once): wait for it instead.
   let pid = ourBrokerPid()
   if (pid === undefined) {
@@ -188,6 +190,35 @@ export async function resetKafka(): Promise<void> {
 }
 
 // --- internals -------------------------------------------------------------
+
+/** What running the local broker needs on PATH, with the Debian package that provides it. */
+const TOOLS = [
+  { command: "java", what: "Java 17+ (Kafka runs on it)", debian: "openjdk-17-jre-headless" },
+  { command: "mvn", what: "Maven (it fetches the Kafka jars)", debian: "maven" },
+] as const
+
+/** Fails with one line naming the package to install when java or mvn is not on PATH. */
+function requireTools(): void {
+  for (const tool of TOOLS) {
+    if (!onPath(tool.command)) {
+      throw new Error(
+        `\`${tool.command}\` not found on PATH: the local Kafka broker needs ${tool.what}. ` +
+          `Install it with: sudo apt-get install ${tool.debian} (or set KAFKA_BROKERS to use another broker)`
+      )
+    }
+  }
+}
+
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? "").split(path.delimiter).filter(Boolean).some((dir) => {
+    try {
+      fs.accessSync(path.join(dir, command), fs.constants.X_OK)
+      return fs.statSync(path.join(dir, command)).isFile()
+    } catch {
+      return false
+    }
+  })
+}
 
 function pinnedVersion(): string {
   const version = /<kafka\.version>(.+?)<\/kafka\.version>/.exec(fs.readFileSync(POM, "utf8"))?.[1]
@@ -287,7 +318,8 @@ function alive(pid: number): boolean {
   }
 }
 
-function tcpOpen(host: string, port: number): Promise<boolean> {
+/** True if something accepts a TCP connection on host:port within a second. */
+export function tcpOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port, timeout: 1000 })
     const finish = (ok: boolean) => {

@@ -1,11 +1,13 @@
 // `npm start`: a complete local platform in one command. Starts the Kafka broker if needed,
-// runs the three services (each migrates Postgres and creates its topics at start), creates a
-// development API key, and prints the API base URL and that key. Ctrl-C stops everything.
+// starts an embedded PostgreSQL when there is no other (infra/postgres.ts), runs the three
+// services (each migrates Postgres and creates its topics at start), creates a development API
+// key, and prints the API base URL and that key. Ctrl-C stops everything.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import fs from "node:fs"
 import path from "node:path"
 import { generateKeyRing } from "@orbit/crypto"
 import { startKafka } from "./kafka.ts"
+import { ensurePostgres } from "./postgres.ts"
 import { type ServiceName, serviceArgs } from "./services.ts"
 
 const ROOT = path.join(import.meta.dirname, "..")
@@ -22,7 +24,15 @@ if (!process.env.ORBIT_SECRET_KEYS) {
   process.env.ORBIT_SECRET_KEYS = fs.readFileSync(file, "utf8").trim()
 }
 
-await startKafka()
+// A missing tool or a Postgres that cannot start ends here with its one-line reason.
+const fail = (prefix: string) => (e: unknown): never => {
+  process.stderr.write(`[${prefix}] ${e instanceof Error ? e.message : String(e)}\n`)
+  process.exit(1)
+}
+await startKafka().catch(fail("kafka"))
+const postgresServer = await ensurePostgres().catch(fail("postgres"))
+if (postgresServer.message) process.stdout.write(`${postgresServer.message}\n`)
+if (postgresServer.url) process.env.DATABASE_URL = postgresServer.url
 
 const children: Array<ChildProcess> = []
 const run = (name: ServiceName) => {
@@ -44,9 +54,10 @@ const shutdown = (code: number) => {
   stopping = true
   for (const c of children) c.kill("SIGTERM")
   setTimeout(() => process.exit(code), 10_000).unref()
-  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.on("exit", r))))).then(() =>
-    process.exit(code)
-  )
+  // Postgres stops after the services, so none of them loses its database while shutting down.
+  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.on("exit", r)))))
+    .then(() => postgresServer.stop())
+    .then(() => process.exit(code))
 }
 process.on("SIGINT", () => shutdown(0))
 process.on("SIGTERM", () => shutdown(0))
