@@ -2,7 +2,7 @@ import { tiers } from "../vitest.tiers.ts"
 
 export default tiers({
   // The local broker's tooling where it is pure.
-  unit: ["e2e/infra.test.ts"],
+  unit: ["e2e/infra.test.ts", "e2e/start-prerequisites.test.ts"],
   include: ["e2e/**/*.test.ts"],
   integration: {
     globalSetup: ["./src/globalSetup.ts"],

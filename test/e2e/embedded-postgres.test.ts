@@ -63,12 +63,14 @@ beforeAll(async () => {
   pgPort = await freePort()
   const apiPort = await freePort()
   baseUrl = `http://127.0.0.1:${apiPort}`
-  const { DATABASE_URL: _ignored, ...env } = process.env
   platform = spawn(process.execPath, [path.join(ROOT, "infra", "start.ts")], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     env: {
-      ...env,
+      ...process.env,
+      // "always" replaces DATABASE_URL; were it used, this one answers nothing, so the platform
+      // could never run on the machine's own Postgres instead.
+      DATABASE_URL: "postgres://postgres@127.0.0.1:1/nowhere",
       ORBIT_EMBEDDED_POSTGRES: "always",
       ORBIT_EMBEDDED_POSTGRES_PORT: String(pgPort),
       ORBIT_EMBEDDED_POSTGRES_DIR: dataDir,
