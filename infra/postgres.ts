@@ -4,6 +4,7 @@
 //
 // The choice, ORBIT_EMBEDDED_POSTGRES:
 //   auto (default)  embedded only when DATABASE_URL is unset and nothing answers on 127.0.0.1:5432
+//                   (or ORBIT_EMBEDDED_POSTGRES_PORT); what answers there is used as it is
 //   always          always embedded (DATABASE_URL is replaced by the embedded server's)
 //   never           never embedded: DATABASE_URL, or the services' default 127.0.0.1:5432
 // ORBIT_EMBEDDED_POSTGRES_PORT (default 5432) and ORBIT_EMBEDDED_POSTGRES_DIR (default
@@ -37,11 +38,13 @@ export const embeddedMode = (value = process.env.ORBIT_EMBEDDED_POSTGRES): Embed
 /** Decides where Postgres comes from and, when embedded, starts it. */
 export async function ensurePostgres(env: NodeJS.ProcessEnv = process.env): Promise<PostgresResult> {
   const mode = embeddedMode(env.ORBIT_EMBEDDED_POSTGRES)
-  const none: PostgresResult = { url: env.DATABASE_URL, stop: async () => {} }
-  if (mode === "never") return none
-  if (mode === "auto" && (env.DATABASE_URL || (await tcpOpen(HOST, DEFAULT_PORT)))) return none
-
   const port = Number(env.ORBIT_EMBEDDED_POSTGRES_PORT ?? DEFAULT_PORT)
+  const url = `postgres://postgres@${HOST}:${port}/postgres`
+  const stopNothing = async () => {}
+  if (mode === "never" || (mode === "auto" && env.DATABASE_URL)) return { url: env.DATABASE_URL, stop: stopNothing }
+  // auto: a server already there (an installed one, or an embedded one left running) is used as it is.
+  if (mode === "auto" && (await tcpOpen(HOST, port))) return { url, stop: stopNothing }
+
   const dir = path.resolve(env.ORBIT_EMBEDDED_POSTGRES_DIR ?? path.join(import.meta.dirname, ".data", "postgres"))
   if (await tcpOpen(HOST, port)) {
     throw new Error(
@@ -49,9 +52,9 @@ export async function ensurePostgres(env: NodeJS.ProcessEnv = process.env): Prom
     )
   }
   const server = await startEmbedded(dir, port)
-  const why = mode === "always" ? "ORBIT_EMBEDDED_POSTGRES=always" : `no DATABASE_URL and nothing on ${HOST}:${DEFAULT_PORT}`
+  const why = mode === "always" ? "ORBIT_EMBEDDED_POSTGRES=always" : `no DATABASE_URL and nothing on ${HOST}:${port}`
   return {
-    url: `postgres://postgres@${HOST}:${port}/postgres`,
+    url,
     stop: () => server.stop(),
     message: `[postgres] ${why}: started an embedded PostgreSQL on ${HOST}:${port} (data in ${shown(dir)}, log in ${
       shown(`${dir}.log`)

@@ -3,7 +3,8 @@
  * (infra/start.ts, what `npm start` runs) as a child process, forced onto an embedded PostgreSQL
  * (ORBIT_EMBEDDED_POSTGRES=always) on a free port with its data in a temporary directory, so the
  * machine's own Postgres is never touched: register → deliver to a real HTTPS receiver → list,
- * then the embedded server stops with the platform.
+ * then the embedded server stops with the platform. Then the choice itself (infra/postgres.ts) on
+ * free ports: auto, always and never.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
@@ -19,6 +20,7 @@ import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers, tcpOpen } from "../../infra/kafka.ts"
+import { ensurePostgres } from "../../infra/postgres.ts"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -178,5 +180,77 @@ describe("npm start on an embedded PostgreSQL", () => {
     // A clean shutdown removes postmaster.pid; the port no longer answers.
     expect(fs.existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false)
     expect(await tcpOpen("127.0.0.1", pgPort)).toBe(false)
+  })
+})
+
+describe("ORBIT_EMBEDDED_POSTGRES chooses where Postgres comes from", () => {
+  const tempDir = () => path.join(os.tmpdir(), `orbit-embedded-pg-${id}-${randomBytes(3).toString("hex")}`)
+  const dirs: Array<string> = []
+  afterAll(() => {
+    for (const dir of dirs) {
+      fs.rmSync(dir, { recursive: true, force: true })
+      fs.rmSync(`${dir}.log`, { force: true })
+    }
+  })
+  const envFor = async (extra: Record<string, string>) => {
+    const dir = tempDir()
+    dirs.push(dir)
+    return { dir, env: { ORBIT_EMBEDDED_POSTGRES_PORT: String(await freePort()), ORBIT_EMBEDDED_POSTGRES_DIR: dir, ...extra } }
+  }
+
+  it("auto, with nothing on the port and no DATABASE_URL: starts one, says so, stops it", async () => {
+    const { dir, env } = await envFor({})
+    const port = env.ORBIT_EMBEDDED_POSTGRES_PORT
+    const result = await ensurePostgres(env)
+    try {
+      expect(result.url).toBe(`postgres://postgres@127.0.0.1:${port}/postgres`)
+      expect(result.message).toMatch(new RegExp(`^\\[postgres\\] no DATABASE_URL and nothing on 127\\.0\\.0\\.1:${port}: started an embedded PostgreSQL`))
+      const sql = postgres(result.url!, { max: 1, onnotice: () => undefined })
+      expect(await sql`SELECT 1 AS one`.finally(() => sql.end())).toEqual([{ one: 1 }])
+      expect(fs.existsSync(path.join(dir, "PG_VERSION"))).toBe(true)
+    } finally {
+      await result.stop()
+    }
+    expect(await tcpOpen("127.0.0.1", Number(port))).toBe(false)
+  })
+
+  it("auto, with DATABASE_URL set: uses it and starts nothing", async () => {
+    const { dir, env } = await envFor({ DATABASE_URL: "postgres://someone@db.example:5432/orbit" })
+    expect(await ensurePostgres(env)).toEqual({ url: "postgres://someone@db.example:5432/orbit", stop: expect.any(Function) })
+    expect(fs.existsSync(dir)).toBe(false)
+  })
+
+  it("auto, with a server answering on the port: uses it and starts nothing", async () => {
+    const { dir, env } = await envFor({})
+    const server = net.createServer((socket) => socket.destroy()).listen(Number(env.ORBIT_EMBEDDED_POSTGRES_PORT), "127.0.0.1")
+    await once(server, "listening")
+    try {
+      const result = await ensurePostgres(env)
+      expect(result).toEqual({ url: `postgres://postgres@127.0.0.1:${env.ORBIT_EMBEDDED_POSTGRES_PORT}/postgres`, stop: expect.any(Function) })
+    } finally {
+      server.close()
+    }
+    expect(fs.existsSync(dir)).toBe(false)
+  })
+
+  it("never: starts nothing, even with nothing anywhere", async () => {
+    const { dir, env } = await envFor({ ORBIT_EMBEDDED_POSTGRES: "never" })
+    expect(await ensurePostgres(env)).toEqual({ url: undefined, stop: expect.any(Function) })
+    expect(fs.existsSync(dir)).toBe(false)
+  })
+
+  it("always, on a taken port: one line asking for another port", async () => {
+    const { env } = await envFor({ ORBIT_EMBEDDED_POSTGRES: "always" })
+    const server = net.createServer((socket) => socket.destroy()).listen(Number(env.ORBIT_EMBEDDED_POSTGRES_PORT), "127.0.0.1")
+    await once(server, "listening")
+    await expect(ensurePostgres(env)).rejects.toThrow(
+      `cannot start the embedded PostgreSQL: port ${env.ORBIT_EMBEDDED_POSTGRES_PORT} is in use (set ORBIT_EMBEDDED_POSTGRES_PORT to a free port)`
+    ).finally(() => server.close())
+  })
+
+  it("a value other than auto, always or never is refused", async () => {
+    await expect(ensurePostgres({ ORBIT_EMBEDDED_POSTGRES: "sometimes" })).rejects.toThrow(
+      'ORBIT_EMBEDDED_POSTGRES must be auto, always or never (got "sometimes")'
+    )
   })
 })
