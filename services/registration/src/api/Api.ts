@@ -244,10 +244,11 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
   }))
 {}
 
-const Readiness = Schema.Struct({
-  status: Schema.Literals(["ready", "not_ready"]),
-  checks: Schema.Struct({ postgres: Schema.String, kafka: Schema.String, projection_lag: Schema.String })
-}).annotate({ identifier: "Readiness" })
+const ReadinessChecks = Schema.Struct({ postgres: Schema.String, kafka: Schema.String, projection_lag: Schema.String })
+const Ready = Schema.Struct({ status: Schema.Literal("ready"), checks: ReadinessChecks })
+  .annotate({ identifier: "Ready", description: "Postgres and Kafka answer and the projection is caught up" })
+const NotReady = Schema.Struct({ status: Schema.Literal("not_ready"), checks: ReadinessChecks })
+  .annotate({ identifier: "NotReady", description: "A check failed; checks says which" })
 
 /** Probes for load balancers and supervisors: no key, no rate limit, no envelope. */
 export class HealthGroup extends HttpApiGroup.make("health")
@@ -256,8 +257,8 @@ export class HealthGroup extends HttpApiGroup.make("health")
       .annotate(OpenApi.Summary, "Liveness")
       .annotate(OpenApi.Description, "Answers 200 while the process runs; checks nothing else."),
     HttpApiEndpoint.get("readyz", "/readyz", {
-      success: Readiness.annotate({ description: "Ready" }),
-      error: Readiness.annotate({ description: "Not ready" }).pipe(HttpApiSchema.status(503))
+      success: Ready,
+      error: NotReady.pipe(HttpApiSchema.status(503))
     })
       .annotate(OpenApi.Summary, "Readiness")
       .annotate(

@@ -26,12 +26,16 @@ const specFor = (publicUrl: Option.Option<string>) =>
     )
   )
 
-// Fonts come from the system: Scalar's default fonts load from its CDN. "Try it" sends the
-// `apiKey` scheme (X-API-Key) that the document applies to every webhook operation.
+// Nothing reaches out: fonts come from the system (Scalar's default fonts load from its CDN),
+// and its hosted extras (the developer toolbar with "Deploy API", the "Ask AI" agent) are off.
+// "Try it" sends the `apiKey` scheme (X-API-Key) that the document applies to every webhook
+// operation.
 const scalarConfiguration = {
   url: "/api/v1/openapi.json",
   withDefaultFonts: false,
-  hideClientButton: false,
+  showDeveloperTools: "never",
+  agent: { disabled: true },
+  defaultOpenAllTags: true,
   authentication: { preferredSecurityScheme: "apiKey" }
 }
 
