@@ -4,7 +4,7 @@ import { createRequire } from "node:module"
 import { promisify } from "node:util"
 import { chromium } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Platform, startPlatform } from "../src/Platform.ts"
+import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 /**
  * The API's front door: the OpenAPI document passes `redocly lint` (recommended rules) and
@@ -164,6 +164,29 @@ describe("GET /api/v1/docs", () => {
       await page.screenshot({ path: new URL("api-reference.png", OUTPUT).pathname, fullPage: false })
       expect(errors).toEqual([])
       expect(elsewhere).toEqual([])
+    } finally {
+      await browser.close()
+    }
+  })
+
+  it("\"try it\" sends the key typed into the page as X-API-Key and shows the 200", async () => {
+    const { key } = await platform.createKey(uniqueTenant())
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true })
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } })
+      const sent: Array<{ url: string; apiKey: string | undefined }> = []
+      page.on("request", (r) => {
+        if (new URL(r.url()).pathname === "/api/v1/webhooks") sent.push({ url: r.url(), apiKey: r.headers()["x-api-key"] })
+      })
+      await page.goto(`${platform.baseUrl}/api/v1/docs`)
+      await page.getByText("List endpoints", { exact: true }).first().waitFor({ state: "visible", timeout: 30_000 })
+      // The apiKey scheme's value field in the page's Authentication box (Scalar's own placeholder).
+      await page.getByPlaceholder("QUxMIFlPVVIgQkFTRSBBUkUgQkVMT05HIFRPIFVT").first().fill(key)
+      await page.getByRole("button", { name: /Test Request/ }).first().click()
+      await page.getByRole("button", { name: /^Send/ }).first().click()
+      await page.getByText("200 OK").first().waitFor({ state: "visible", timeout: 30_000 })
+      await page.screenshot({ path: new URL("api-reference-try-it.png", OUTPUT).pathname })
+      expect(sent).toEqual([{ url: `${platform.baseUrl}/api/v1/webhooks?limit=25`, apiKey: key }])
     } finally {
       await browser.close()
     }
