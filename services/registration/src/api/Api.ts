@@ -1,15 +1,42 @@
-import { EventSubscription, RetryPolicy } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, EventSubscription, RetryPolicy } from "@orbit/domain"
 import { Schema } from "effect"
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { ErrorDetail } from "./ApiErrors.ts"
 import { DeliveryAttemptResource, ListDeliveriesQuery } from "./DeliverySchemas.ts"
-import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "./EndpointSchemas.ts"
+import {
+  CreateEndpointRequest,
+  DEFAULT_PAGE_SIZE,
+  ListEndpointsQuery,
+  RotateSecretRequest,
+  SendTestEventRequest,
+  UpdateEndpointRequest
+} from "./EndpointSchemas.ts"
 
 /**
  * The schema-first declaration of the public API. The server (../server) decodes requests with
  * these same schemas, and the OpenAPI document at /api/v1/openapi.json is generated from here.
+ * Each operation lists every status its route can answer (API.md §2), 429 and 503 included.
  */
 const Meta = Schema.Struct({ request_id: Schema.String, timestamp: Schema.String })
+
+const RequestIdHeader = Schema.String.annotate({ description: "Equal to meta.request_id; quote it when reporting a problem." })
+
+/** Every response carries X-Request-Id (API.md §2); `extra` adds a response's own headers. */
+const withRequestId = <S extends Schema.Top>(schema: S, extra: Schema.Struct.Fields = {}) =>
+  HttpApiSchema.WithHeaders(schema, { "x-request-id": RequestIdHeader, ...extra })
+
+const EXAMPLE_ENDPOINT = {
+  id: "wh_3kTq9ZcV7mXw2bRf8LpN4s",
+  url: "https://hooks.example.com/orbit",
+  events: ["message.delivered", "message.failed"],
+  description: "Delivery receipts",
+  active: true,
+  timeout_seconds: 30,
+  retry_policy: DEFAULT_RETRY_POLICY,
+  created_at: "2026-11-27T10:00:00.000Z",
+  updated_at: "2026-11-27T10:00:00.000Z"
+}
+const EXAMPLE_META = { request_id: "req_Qm9yYml0V2ViaG9v", timestamp: "2026-11-27T10:00:00.000Z" }
 
 export const EndpointResource = Schema.Struct({
   id: Schema.String,
@@ -23,69 +50,161 @@ export const EndpointResource = Schema.Struct({
   updated_at: Schema.String
 }).annotate({ identifier: "Endpoint" })
 
-const ok = <S extends Schema.Top>(data: S, status = 200) =>
-  Schema.Struct({ data, meta: Meta }).pipe(HttpApiSchema.status(status))
+const EndpointWithSecret = Schema.Struct({
+  ...EndpointResource.fields,
+  signing_secret: Schema.String.annotate({ description: "The cleartext signing secret: returned in this response only, never again." })
+}).annotate({ identifier: "EndpointWithSecret" })
 
-const ErrorEnvelope = (status: number, identifier: string) =>
+const ok = <S extends Schema.Top>(data: S, status = 200, description = "Success", examples?: ReadonlyArray<unknown>) =>
+  withRequestId(
+    Schema.Struct({ data, meta: Meta }).annotate({ description, ...(examples ? { examples: examples as never } : {}) }),
+    status === 201 ? { location: Schema.String.annotate({ description: "The new endpoint's URL." }) } : {}
+  ).pipe(HttpApiSchema.status(status))
+
+const page = <S extends Schema.Top>(item: S) =>
+  withRequestId(
+    Schema.Struct({
+      data: Schema.Array(item),
+      meta: Schema.Struct({
+        request_id: Schema.String,
+        timestamp: Schema.String,
+        pagination: Schema.Struct({ cursor: Schema.NullOr(Schema.String), has_more: Schema.Boolean })
+      })
+    }).annotate({ description: "One page, newest first; meta.pagination.cursor is null exactly when has_more is false." })
+  )
+
+const ErrorEnvelope = (status: number, identifier: string, codes: readonly [string, ...Array<string>], description: string) =>
   Schema.Struct({
     error: Schema.Struct({
-      code: Schema.String,
+      code: codes.length === 1 ? Schema.Literal(codes[0]) : Schema.Literals(codes),
       message: Schema.String,
-      status: Schema.Int,
+      status: Schema.Literal(status),
       details: Schema.optionalKey(Schema.Array(ErrorDetail))
     }),
     meta: Meta
-  }).annotate({ identifier }).pipe(HttpApiSchema.status(status))
+  }).annotate({ identifier, description })
 
-const errors = [
-  ErrorEnvelope(400, "BadRequest"),
-  ErrorEnvelope(401, "InvalidApiKey"),
-  ErrorEnvelope(403, "InsufficientPermissions"),
-  ErrorEnvelope(404, "NotFound"),
-  ErrorEnvelope(413, "PayloadTooLarge"),
-  ErrorEnvelope(422, "ValidationError"),
-  ErrorEnvelope(503, "ServiceUnavailable")
-]
+const errorResponse = (status: number, identifier: string, codes: readonly [string, ...Array<string>], description: string, extra?: Schema.Struct.Fields) =>
+  withRequestId(ErrorEnvelope(status, identifier, codes, description), extra).pipe(HttpApiSchema.status(status))
 
-const IdParams = { id: Schema.String.annotate({ description: "wh_…" }) }
+const E = {
+  400: errorResponse(400, "BadRequest", ["INVALID_JSON", "INVALID_CURSOR"], "The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key."),
+  401: errorResponse(401, "InvalidApiKey", ["INVALID_API_KEY"], "X-API-Key is missing, unknown or revoked."),
+  403: errorResponse(403, "InsufficientPermissions", ["INSUFFICIENT_PERMISSIONS"], "A public (read-only) key attempted a write."),
+  404: errorResponse(404, "NotFound", ["NOT_FOUND"], "No webhook endpoint with this id for this key's tenant and mode."),
+  413: errorResponse(413, "PayloadTooLarge", ["PAYLOAD_TOO_LARGE"], "The request body is larger than 64 KiB."),
+  422: errorResponse(422, "ValidationError", ["VALIDATION_ERROR", "INVALID_WEBHOOK_URL"], "The body, query or a header fails the schema; one details entry per problem."),
+  429: errorResponse(429, "RateLimited", ["RATE_LIMITED"], "Too many requests for this API key.", {
+    "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
+  }),
+  500: errorResponse(500, "InternalError", ["INTERNAL_ERROR"], "An unexpected error; the body carries no internals."),
+  503: errorResponse(503, "ServiceUnavailable", ["SERVICE_UNAVAILABLE"], "Kafka or Postgres is unreachable; the request had no effect. Retry later.")
+}
+
+/** Every route authenticates (401), is rate limited (429) and depends on the backing services (503). */
+const always = [E[401], E[429], E[500], E[503]] as const
+const reads = [...always] as const
+const readsById = [E[404], ...always] as const
+const writesById = [E[400], E[403], E[404], E[413], E[422], ...always] as const
+
+/**
+ * Query parameters travel as text, so their OpenAPI schema would otherwise be the wire string
+ * (`limit`: a string of digits). The document types each one by what the server decodes it to
+ * (`limit`: an integer and its range), plus the default the route applies when it is absent.
+ */
+const typedQuery = (query: Schema.Struct<Schema.Struct.Fields>, defaults: Record<string, unknown>) => {
+  const properties = (Schema.toJsonSchemaDocument(Schema.toType(query)).schema as { properties: Record<string, object> }).properties
+  return (op: Record<string, any>) => ({
+    ...op,
+    parameters: op.parameters.map((p: { name: string; in: string }) =>
+      p.in === "query" && properties[p.name]
+        ? { ...p, schema: { ...properties[p.name], ...(p.name in defaults ? { default: defaults[p.name] } : {}) } }
+        : p
+    )
+  })
+}
+
+/** rotate-secret and test take an optional body: none at all is as good as the empty object. */
+const optionalBody = (op: Record<string, any>) => ({ ...op, requestBody: { ...op.requestBody, required: false } })
+
+const IdParams = { id: Schema.String.annotate({ description: "The endpoint's id (wh_…)." }) }
+
+const CREATE_EXAMPLE = {
+  url: "https://hooks.example.com/orbit",
+  events: ["message.delivered", "message.failed"],
+  description: "Delivery receipts",
+  timeout_seconds: 30
+}
+
+/** Declares that every operation it is applied to takes the X-API-Key header. */
+export const ApiKeySecurity = HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" }).pipe(
+  HttpApiSecurity.annotate(
+    OpenApi.Description,
+    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only)."
+  )
+)
+export class ApiKeyAuth extends HttpApiMiddleware.Service<ApiKeyAuth>()("ApiKeyAuth", { security: { apiKey: ApiKeySecurity } }) {}
 
 export class WebhooksGroup extends HttpApiGroup.make("webhooks")
   .add(
-    HttpApiEndpoint.get("list", "/", {
-      query: ListEndpointsQuery,
-      success: Schema.Struct({
-        data: Schema.Array(EndpointResource),
-        meta: Schema.Struct({
-          request_id: Schema.String,
-          timestamp: Schema.String,
-          pagination: Schema.Struct({ cursor: Schema.NullOr(Schema.String), has_more: Schema.Boolean })
-        })
-      }),
-      error: errors
-    }),
+    HttpApiEndpoint.get("list", "/", { query: ListEndpointsQuery, success: page(EndpointResource), error: [E[400], E[422], ...reads] })
+      .annotate(OpenApi.Transform, typedQuery(ListEndpointsQuery, { limit: DEFAULT_PAGE_SIZE }))
+      .annotate(OpenApi.Summary, "List endpoints")
+      .annotate(
+        OpenApi.Description,
+        "The tenant's webhook endpoints in this key's mode, newest first, cursor-paginated. Never returns a signing secret."
+      ),
     HttpApiEndpoint.post("create", "/", {
-      payload: CreateEndpointRequest,
-      headers: { "idempotency-key": Schema.optionalKey(Schema.String) },
-      success: ok(Schema.Struct({ ...EndpointResource.fields, signing_secret: Schema.String }), 201),
-      error: errors
-    }),
-    HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: errors }),
+      payload: CreateEndpointRequest.annotate({ examples: [CREATE_EXAMPLE] as never }),
+      headers: {
+        "idempotency-key": Schema.optionalKey(
+          Schema.String.annotate({ description: "1–255 characters. A repeat with the same body within 24 h returns the original 201." })
+        )
+      },
+      success: ok(EndpointWithSecret, 201, "Registered", [{
+        data: { ...EXAMPLE_ENDPOINT, signing_secret: "whsec_MfKQ9r8GKYqQ7l6WQ1H3sZrOp4ZT0d2c" },
+        meta: EXAMPLE_META
+      }]),
+      error: [E[400], E[403], E[413], E[422], ...always]
+    })
+      .annotate(OpenApi.Summary, "Register an endpoint")
+      .annotate(
+        OpenApi.Description,
+        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422)."
+      ),
+    HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: readsById })
+      .annotate(OpenApi.Summary, "Get an endpoint")
+      .annotate(OpenApi.Description, "One endpoint of the tenant. Another tenant's id answers 404, like an unknown one."),
     HttpApiEndpoint.put("update", "/:id", {
       params: IdParams,
-      payload: UpdateEndpointRequest,
+      payload: UpdateEndpointRequest.annotate({ examples: [{ ...CREATE_EXAMPLE, active: false }] as never }),
       success: ok(EndpointResource),
-      error: errors
-    }),
-    HttpApiEndpoint.delete("delete", "/:id", { params: IdParams, error: errors }),
+      error: writesById
+    })
+      .annotate(OpenApi.Summary, "Replace an endpoint")
+      .annotate(OpenApi.Description, "A full replacement: omitted optional fields get their defaults. The signing secret is unchanged."),
+    HttpApiEndpoint.delete("delete", "/:id", {
+      params: IdParams,
+      success: withRequestId(HttpApiSchema.NoContent.annotate({ description: "Deleted" })),
+      error: [E[403], E[404], ...always]
+    })
+      .annotate(OpenApi.Summary, "Delete an endpoint")
+      .annotate(OpenApi.Description, "Deletes the endpoint; its pending deliveries are cancelled."),
     HttpApiEndpoint.post("rotateSecret", "/:id/rotate-secret", {
       params: IdParams,
-      payload: RotateSecretRequest,
-      success: ok(Schema.Struct({ ...EndpointResource.fields, signing_secret: Schema.String })),
-      error: errors
-    }),
+      payload: RotateSecretRequest.annotate({ examples: [{ grace_period_seconds: 3600 }] as never }),
+      success: ok(EndpointWithSecret),
+      error: writesById
+    })
+      .annotate(OpenApi.Transform, optionalBody)
+      .annotate(OpenApi.Summary, "Rotate the signing secret")
+      .annotate(
+        OpenApi.Description,
+        "Returns a new signing secret, once. The previous secret keeps signing alongside it for grace_period_seconds (default 24 h). The body is optional."
+      ),
     HttpApiEndpoint.post("sendTest", "/:id/test", {
       params: IdParams,
-      payload: SendTestEventRequest,
+      payload: SendTestEventRequest.annotate({ examples: [{}] as never }),
       success: ok(
         Schema.Struct({
           event_id: Schema.String,
@@ -93,38 +212,87 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
           endpoint_id: Schema.String,
           type: Schema.Literal("webhook.test")
         }).annotate({ identifier: "TestEventSent" }),
-        202
+        202,
+        "Accepted: the event is durable"
       ),
-      error: errors
-    }).annotate(
-      OpenApi.Description,
-      "Sends a webhook.test event to this endpoint only, whatever event types it subscribes to. 202 once the event is durable; the delivery then appears in /deliveries under delivery_id. An inactive endpoint answers 422."
-    ),
+      error: writesById
+    })
+      .annotate(OpenApi.Transform, optionalBody)
+      .annotate(OpenApi.Summary, "Send a test event")
+      .annotate(
+        OpenApi.Description,
+        "Sends a webhook.test event to this endpoint only, whatever event types it subscribes to. 202 once the event is durable; the delivery then appears in /deliveries under delivery_id. An inactive endpoint answers 422."
+      ),
     HttpApiEndpoint.get("deliveries", "/:id/deliveries", {
       params: IdParams,
       query: ListDeliveriesQuery,
-      success: Schema.Struct({
-        data: Schema.Array(DeliveryAttemptResource),
-        meta: Schema.Struct({
-          request_id: Schema.String,
-          timestamp: Schema.String,
-          pagination: Schema.Struct({ cursor: Schema.NullOr(Schema.String), has_more: Schema.Boolean })
-        })
-      }),
-      error: errors
-    }).annotate(OpenApi.Description, "The endpoint's delivery-attempt log of the last 30 days, newest first, cursor-paginated (limit 1–100, default 25).")
+      success: page(DeliveryAttemptResource),
+      error: [E[400], E[422], ...readsById]
+    })
+      .annotate(OpenApi.Transform, typedQuery(ListDeliveriesQuery, { limit: DEFAULT_PAGE_SIZE }))
+      .annotate(OpenApi.Summary, "List delivery attempts")
+      .annotate(
+        OpenApi.Description,
+        "The endpoint's delivery-attempt log of the last 30 days, newest first, cursor-paginated (limit 1–100, default 25)."
+      )
   )
+  .middleware(ApiKeyAuth)
   .prefix("/api/v1/webhooks")
-  .annotateMerge(OpenApi.annotations({ title: "Webhook endpoints" }))
+  .annotateMerge(OpenApi.annotations({
+    title: "Webhook endpoints",
+    description: "Register, inspect, change and delete the HTTPS endpoints that receive the tenant's events, and read their delivery log."
+  }))
 {}
 
-export const ApiKeySecurity = HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" })
+const ReadinessChecks = Schema.Struct({ postgres: Schema.String, kafka: Schema.String, projection_lag: Schema.String })
+const Ready = Schema.Struct({ status: Schema.Literal("ready"), checks: ReadinessChecks })
+  .annotate({ identifier: "Ready", description: "Postgres and Kafka answer and the projection is caught up" })
+const NotReady = Schema.Struct({ status: Schema.Literal("not_ready"), checks: ReadinessChecks })
+  .annotate({ identifier: "NotReady", description: "A check failed; checks says which" })
+
+/** Probes for load balancers and supervisors: no key, no rate limit, no envelope. */
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz", { success: Schema.Struct({ status: Schema.Literal("ok") }).annotate({ description: "The process is up" }) })
+      .annotate(OpenApi.Summary, "Liveness")
+      .annotate(OpenApi.Description, "Answers 200 while the process runs; checks nothing else."),
+    HttpApiEndpoint.get("readyz", "/readyz", {
+      success: Ready,
+      error: NotReady.pipe(HttpApiSchema.status(503))
+    })
+      .annotate(OpenApi.Summary, "Readiness")
+      .annotate(
+        OpenApi.Description,
+        "200 when Postgres and Kafka answer and the projection has applied every endpoint event; 503 otherwise. Computed every second in the background."
+      )
+  )
+  .annotateMerge(OpenApi.annotations({ title: "Health", description: "Liveness and readiness probes. No API key." }))
+{}
+
+/** This document and the page that renders it. */
+export class DocsGroup extends HttpApiGroup.make("docs")
+  .add(
+    HttpApiEndpoint.get("openapi", "/api/v1/openapi.json", {
+      success: Schema.Record(Schema.String, Schema.Unknown).annotate({ description: "The OpenAPI 3.1 document" })
+    })
+      .annotate(OpenApi.Summary, "OpenAPI document")
+      .annotate(OpenApi.Description, "This document, generated from the schemas the server validates requests with."),
+    HttpApiEndpoint.get("reference", "/api/v1/docs", {
+      success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/html" })).annotate({ description: "The reference page" })
+    })
+      .annotate(OpenApi.Summary, "API reference page")
+      .annotate(OpenApi.Description, "An interactive reference of this document; \"try it\" sends X-API-Key.")
+  )
+  .annotateMerge(OpenApi.annotations({ title: "Documentation", description: "This OpenAPI document and its interactive reference. No API key." }))
+{}
 
 export class Api extends HttpApi.make("orbit-webhooks")
   .add(WebhooksGroup)
+  .add(HealthGroup)
+  .add(DocsGroup)
   .annotateMerge(OpenApi.annotations({
     title: "Orbit Webhooks API",
     version: "1.0.0",
-    description: "Register HTTPS endpoints and receive signed domain events. Every request carries X-API-Key."
+    description: "Register HTTPS endpoints and receive signed domain events. Every request to /api/v1/webhooks carries X-API-Key."
   }))
 {}

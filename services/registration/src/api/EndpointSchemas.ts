@@ -60,6 +60,9 @@ export const UpdateEndpointRequest = CreateEndpointRequest.mapFields(({ secret: 
 })
 export type UpdateEndpointRequest = typeof UpdateEndpointRequest.Type
 
+/** The page size of a list when the query names no `limit` (API.md §3). */
+export const DEFAULT_PAGE_SIZE = 25
+
 /** Query of `GET /api/v1/webhooks`. */
 export const ListEndpointsQuery = Schema.Struct({
   cursor: Schema.optionalKey(Schema.String.annotate({ expected: "a cursor from meta.pagination.cursor" })),

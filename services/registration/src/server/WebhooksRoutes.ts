@@ -16,7 +16,7 @@ import {
   validationError
 } from "../api/ApiErrors.ts"
 import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
-import { CreateEndpointRequest, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
+import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
@@ -94,7 +94,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     const q = request.url.includes("?") ? yield* decodeStrict(ListEndpointsQuery, queryOf(request)) : {}
     const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, p, q.cursor)
     if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
-    const page = yield* store.list(p, q.limit ?? 25, after)
+    const page = yield* store.list(p, q.limit ?? DEFAULT_PAGE_SIZE, after)
     const cursor = page.next ? encodeCursor(cursorKey, p, page.next) : null
     return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
   }, unavailableAs503)
@@ -208,7 +208,7 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
     const scope = { tenantId: p.tenantId, mode: p.mode, resource: `deliveries:${id}` }
     const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, scope, q.cursor)
     if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
-    const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? 25, after)
+    const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
     const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
     return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
   }, unavailableAs503)
