@@ -32,6 +32,11 @@ export const SETTLING_ERROR_TYPES: ReadonlySet<string> = new Set([
 const byType = new Map(errorCodes.map((e) => [e.type, e]))
 const byMessage = new Map(errorCodes.map((e) => [e.message, e]))
 
+/** The texts kafkajs gives the settling errors (as they appear in log lines). */
+export const SETTLING_ERROR_MESSAGES: ReadonlyArray<string> = errorCodes
+  .filter((e) => SETTLING_ERROR_TYPES.has(e.type))
+  .map((e) => e.message)
+
 /**
  * The kafkajs protocol error code whose text is exactly `message`. kafkajs' log lines carry an
  * error only as its message; its own table maps that text back to the typed code.

@@ -43,6 +43,9 @@ const jsonLogCreator = (minimum: LogLevel.LogLevel) => () => {
  * reports it once (a service's retry loop, `EnsureTopics`' line naming KAFKA_BROKERS). So:
  * - a response carrying a protocol error of a settling broker (`SETTLING_ERROR_TYPES`, looked up
  *   by kafkajs' own error table) is Debug; other protocol errors keep kafkajs' level;
+ * - a CreateTopics response with per-topic errors is Debug: the services create their topics at
+ *   the same time, so some already exist; kafkajs' admin ignores TOPIC_ALREADY_EXISTS and throws
+ *   any other topic error to `TopicAdmin`, whose caller reports it;
  * - a failed connection to a broker (`kafkajs.Connection` socket errors, `kafkajs.BrokerPool`
  *   reconnects) is Debug: the caller gets it as a KafkaJSConnectionError and reports it;
  * - a consumer crash on a settling error, and kafkajs restarting that consumer, are Debug;
@@ -62,6 +65,7 @@ export const kafkajsLogLevel = (entry: LogEntry, settlingCrash: Map<string, bool
   const message = String(log.message)
   const extra = log as { error?: unknown; groupId?: unknown }
   if (namespace === "Connection" && message.startsWith("Response ")) {
+    if (message.startsWith("Response CreateTopics") && extra.error === "Topic creation errors") return "Debug"
     const code = protocolErrorByMessage(extra.error)
     return code !== undefined && SETTLING_ERROR_TYPES.has(code.type) ? "Debug" : given
   }
