@@ -2,6 +2,7 @@
 // kafkajs' own lines (`KafkaClient`'s log creator) and of the services' retry loops.
 import { createRequire } from "node:module"
 import { Effect } from "effect"
+import "./KafkajsPatch.ts" // before any kafkajs module loads
 
 interface ProtocolErrorCode {
   readonly type: string

@@ -1,6 +1,6 @@
 import { Config, Context, Effect, Layer, LogLevel, References, Schema } from "effect"
-import { kafkaErrorType, protocolErrorByMessage, SETTLING_ERROR_TYPES } from "./BrokerSettling.ts"
 import "./KafkajsPatch.ts"
+import { kafkaErrorType, protocolErrorByMessage, SETTLING_ERROR_TYPES } from "./BrokerSettling.ts"
 import { Kafka, logLevel, type LogEntry } from "kafkajs"
 
 export class KafkaUnavailable extends Schema.TaggedError<KafkaUnavailable>()("KafkaUnavailable", {
@@ -41,8 +41,10 @@ const jsonLogCreator = (minimum: LogLevel.LogLevel) => () => {
  * The level of one kafkajs log line. kafkajs logs as ERROR every failed request and every failed
  * connection attempt, though it retries them and hands the final failure to its caller, which
  * reports it once (a service's retry loop, `EnsureTopics`' line naming KAFKA_BROKERS). So:
- * - a response carrying a protocol error of a settling broker (`SETTLING_ERROR_TYPES`, looked up
- *   by kafkajs' own error table) is Debug; other protocol errors keep kafkajs' level;
+ * - a response carrying a retriable protocol error (kafkajs' own error table, looked up by the
+ *   error's text) is Debug: a settling broker's (leader election, coordinator loading), or a topic
+ *   the metadata does not show yet while the services create it; other protocol errors keep
+ *   kafkajs' level;
  * - a CreateTopics response with per-topic errors is Debug: the services create their topics at
  *   the same time, so some already exist; kafkajs' admin ignores TOPIC_ALREADY_EXISTS and throws
  *   any other topic error to `TopicAdmin`, whose caller reports it;
@@ -67,7 +69,7 @@ export const kafkajsLogLevel = (entry: LogEntry, settlingCrash: Map<string, bool
   if (namespace === "Connection" && message.startsWith("Response ")) {
     if (message.startsWith("Response CreateTopics") && extra.error === "Topic creation errors") return "Debug"
     const code = protocolErrorByMessage(extra.error)
-    return code !== undefined && SETTLING_ERROR_TYPES.has(code.type) ? "Debug" : given
+    return code?.retriable === true ? "Debug" : given
   }
   if (namespace === "Connection" || namespace === "BrokerPool") return "Debug"
   if (namespace === "Consumer" && typeof extra.groupId === "string") {
