@@ -1,5 +1,6 @@
 import { Cause, Deferred, Effect, Queue, Schedule, Scope, Stream } from "effect"
 import type { Batch, Consumer as KafkaConsumer } from "kafkajs"
+import { logKafkaRetry } from "./BrokerSettling.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 
 /**
@@ -100,8 +101,6 @@ const consumeOnce = (
  */
 export const consumeBatches = (options: ConsumeOptions): Stream.Stream<ConsumedBatch, never, KafkaClient> =>
   consumeOnce(options).pipe(
-    Stream.tapError((error) =>
-      Effect.logWarning("kafka consumer crashed; starting a new one", { group: options.groupId, error: String(error) })
-    ),
+    Stream.tapError((error) => logKafkaRetry("kafka consumer crashed; starting a new one", error, { group: options.groupId })),
     Stream.retry(Schedule.spaced("1 second"))
   ) as Stream.Stream<ConsumedBatch, never, KafkaClient>

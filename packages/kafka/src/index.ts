@@ -1,3 +1,4 @@
+export * from "./BrokerSettling.ts"
 export * from "./Consumer.ts"
 export * from "./KafkaClient.ts"
 export * from "./Producer.ts"

@@ -8,7 +8,7 @@ import {
   subscribes,
   topicsFor
 } from "@orbit/domain"
-import { KafkaClient, type TopicMessages } from "@orbit/kafka"
+import { KafkaClient, logKafkaRetry, type TopicMessages } from "@orbit/kafka"
 import { Context, Effect, Layer, Schedule } from "effect"
 import type { KafkaMessage } from "kafkajs"
 import { Abandoned, DecoupledConsumer, sleepUnlessAborted, untilDone } from "./DecoupledConsumer.ts"
@@ -162,7 +162,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           },
           maxOutstanding: config.maxBuffered,
           sessionTimeoutMs: config.sessionTimeoutMs,
-          onError: (message, error) => log("Warning", message, { error: String(error).slice(0, 300) }),
+          onError: (message, error) => void run(logKafkaRetry(message, error)),
           onJoin: (info) => log("Info", "consumer group joined", info)
         })
       const consumers = [
@@ -172,7 +172,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => Promise.all(consumers.map((c) => c.start()))).pipe(
-          Effect.tapError((e) => Effect.logWarning("delivery consumer cannot start yet; retrying", { error: String(e) })),
+          Effect.tapError((e) => logKafkaRetry("delivery consumer cannot start yet; retrying", e)),
           Effect.retry(Schedule.spaced("1 second"))
         ),
         () =>

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module"
-import { KafkaUnavailable } from "@orbit/kafka"
+import { unavailable } from "@orbit/kafka"
 import type { Kafka } from "kafkajs"
 
 const require = createRequire(import.meta.url)
@@ -63,7 +63,7 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
     } catch (error) {
       if (cluster === c) cluster = undefined
       void c.disconnect().catch(() => undefined)
-      throw new KafkaUnavailable({ operation: "listOffsets", message: error instanceof Error ? error.message : String(error) })
+      throw unavailable("listOffsets")(error)
     }
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { decodeEndpointEvent, type Endpoint, evolve, type Mode, subscribes, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient, KafkaUnavailable } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, KafkaUnavailable, logKafkaRetry } from "@orbit/kafka"
 import { Context, Deferred, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import { makeEndOffsets } from "./EndOffsets.ts"
 
@@ -167,7 +167,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       )
       yield* Effect.forkScoped(
         consume.pipe(
-          Effect.tapError((e) => Effect.logWarning("endpoint index consumer failed; restarting", { error: String(e) })),
+          Effect.tapError((e) => logKafkaRetry("endpoint index consumer failed; restarting", e)),
           Effect.retry(Schedule.spaced("1 second"))
         )
       )
@@ -223,7 +223,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
 
       const started = Date.now()
       yield* sync().pipe(
-        Effect.tapError((e) => Effect.logWarning("endpoint index not caught up yet; retrying", { error: String(e) })),
+        Effect.tapError((e) => logKafkaRetry("endpoint index not caught up yet; retrying", e)),
         Effect.retry(Schedule.spaced("1 second"))
       )
       yield* Effect.logInfo("endpoint index ready", { topic, endpoints: table.size, ms: Date.now() - started })

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { type DeliveryTask, deliveryIdFor, topicsFor } from "@orbit/domain"
-import { KafkaClient, type TopicMessages } from "@orbit/kafka"
+import { KafkaClient, logKafkaRetry, type TopicMessages } from "@orbit/kafka"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import type { IHeaders, KafkaMessage } from "kafkajs"
 import { DecoupledConsumer, untilDone } from "./DecoupledConsumer.ts"
@@ -133,12 +133,12 @@ export class FanOut extends Context.Service<FanOut, {
         handle,
         maxOutstanding: config.maxBuffered,
         sessionTimeoutMs: config.sessionTimeoutMs,
-        onError: (message, error) => warn(message, { error: String(error).slice(0, 300) }),
+        onError: (message, error) => void run(logKafkaRetry(message, error)),
         onJoin: (info) => void run(Effect.logInfo("consumer group joined", info))
       })
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => consumer.start()).pipe(
-          Effect.tapError((e) => Effect.logWarning("fan-out consumer cannot start yet; retrying", { error: String(e) })),
+          Effect.tapError((e) => logKafkaRetry("fan-out consumer cannot start yet; retrying", e)),
           Effect.retry(Schedule.spaced("1 second"))
         ),
         () =>

@@ -1,4 +1,4 @@
-import { KafkaClient, KafkaUnavailable, KeyPartitioner, type TopicMessages } from "@orbit/kafka"
+import { KafkaClient, KafkaUnavailable, KeyPartitioner, type TopicMessages, unavailable } from "@orbit/kafka"
 import { Context, Effect, Layer } from "effect"
 import { CompressionTypes, type Kafka, type Message, type Producer as KafkaProducer } from "kafkajs"
 
@@ -97,7 +97,7 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
         }
       } catch (error) {
         replace()
-        const failure = new KafkaUnavailable({ operation: "produce", message: error instanceof Error ? error.message : String(error) })
+        const failure = unavailable("produce")(error)
         let dropped = false
         for (const item of taken) {
           if (!item.caller.failed) {

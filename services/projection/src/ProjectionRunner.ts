@@ -1,5 +1,5 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
-import { consumeBatches, type KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin } from "@orbit/kafka"
 import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
 import type { Batch } from "kafkajs"
 
@@ -117,9 +117,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
       )
     )
     yield* Effect.forkScoped(Effect.andThen(aligned, handle).pipe(
-      Effect.tapCause((cause) =>
-        Effect.logWarning(`${options.name}: consumer stopped; starting a new one`, { cause: String(Cause.squash(cause)) })
-      ),
+      Effect.tapCause((cause) => logKafkaRetry(`${options.name}: consumer stopped; starting a new one`, Cause.squash(cause))),
       Effect.retry(Schedule.spaced("1 second"))
     ))
     yield* Effect.logInfo(`${options.name} started`, { topic: options.topic })
