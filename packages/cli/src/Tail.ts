@@ -34,7 +34,7 @@ export const tail = (filter: { readonly tenant: string | undefined; readonly end
     const ends = yield* admin.endOffsets(topic)
     yield* admin.setGroupOffsets(groupId, topic, ends)
     yield* Effect.addFinalizer(() => admin.deleteGroup(groupId).pipe(Effect.ignore))
-    process.stderr.write(`tailing ${topic} from its end (Ctrl-C to stop)\n`)
+    process.stderr.write(`tailing ${topic} from its end as group ${groupId} (Ctrl-C to stop)\n`)
 
     yield* consumeBatches({ groupId, topics: [topic], fromBeginning: false }).pipe(
       Stream.runForEach(({ batch, done }) =>

@@ -30,7 +30,7 @@ const keysCreate = Command.make(
   {
     tenant,
     mode: Flag.Literals("mode", Mode.literals).pipe(Flag.withDescription("Key mode"), Flag.withDefault("live")),
-    public: Flag.Boolean("public").pipe(Flag.withDescription("Create a public (publishable) key instead of a secret one"))
+    public: Flag.Boolean("public").pipe(Flag.withDescription("Create a public (publishable) key instead of a secret one"), Flag.withDefault(false))
   },
   Effect.fn(function*(o) {
     const { key } = yield* createKey({ tenant: o.tenant, mode: o.mode, kind: o.public ? "public" : "secret" }).pipe(
