@@ -6,6 +6,22 @@ import { Kafka, logLevel } from "kafkajs"
 
 const kafka = new Kafka({ clientId: "cli-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
 
+/**
+ * Runs `f` until it succeeds (30 tries, a second apart): a topic just created can answer "does not
+ * host this topic-partition" until its leader is known everywhere. Only for reads: a retried send
+ * could write its records twice.
+ */
+const retrying = async <A>(f: () => Promise<A>): Promise<A> => {
+  for (let i = 0;; i++) {
+    try {
+      return await f()
+    } catch (error) {
+      if (i >= 30) throw error
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  }
+}
+
 /** A topic prefix of the test's own, with every platform topic created under it (as the platform's start does). */
 export const platformTopics = async (name: string) => {
   const prefix = `${name}${Date.now().toString(36)}${randomBytes(3).toString("hex")}_`
@@ -17,6 +33,8 @@ export const platformTopics = async (name: string) => {
       waitForLeaders: true,
       topics: Object.values(topics).map((t) => ({ topic: t.name, numPartitions: t.partitions }))
     })
+    // Ready once every partition has a leader that answers for it.
+    for (const t of Object.values(topics)) await retrying(() => admin.fetchTopicOffsets(t.name))
   } finally {
     await admin.disconnect()
   }
@@ -35,7 +53,7 @@ export const platformTopics = async (name: string) => {
 export const readAll = async (topic: string): Promise<Array<{ key: string; value: string }>> => {
   const admin = kafka.admin()
   await admin.connect()
-  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect())
+  const ends = await retrying(() => admin.fetchTopicOffsets(topic)).finally(() => admin.disconnect())
   const remaining = new Map(ends.filter((e) => e.high !== "0").map((e) => [e.partition, BigInt(e.high)]))
   const records: Array<{ key: string; value: string }> = []
   if (remaining.size === 0) return records
