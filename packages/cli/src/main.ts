@@ -170,6 +170,15 @@ const Config = CliConfig.layer({ builtIns: GlobalFlag.BuiltIns.filter((f) => f !
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ").trim()
 
+/** A parse error in words a person reads; an unknown command is named as the user typed it. */
+const describeCliError = (e: CliError.NonShowHelpErrors): string => {
+  if (e._tag === "UnknownSubcommand") {
+    const typed = [...(e.parent ?? []).slice(1), e.subcommand].join(" ")
+    return `unknown command: ${typed}${e.suggestions.length > 0 ? ` (did you mean ${e.suggestions.join(" or ")}?)` : ""}`
+  }
+  return oneLine(e.message)
+}
+
 const helpHint = (commandPath: ReadonlyArray<string>) => `see \`${[INVOKED_AS, ...commandPath.slice(1), "--help"].join(" ")}\``
 
 /**
@@ -194,7 +203,7 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<number> =>
       const first = e.errors[0]
       const message = first === undefined
         ? `missing command after \`${[INVOKED_AS, ...e.commandPath.slice(1)].join(" ")}\``
-        : oneLine(first.message)
+        : describeCliError(first)
       process.stderr.write(`${message}; ${helpHint(e.commandPath)}\n`)
       return 2
     }

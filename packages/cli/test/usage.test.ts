@@ -59,7 +59,9 @@ describe("orbit, bad invocations", () => {
   it.concurrent.each([
     { args: [], says: "missing command after `npm run orbit --`" },
     { args: ["keys"], says: "missing command after `npm run orbit -- keys`" },
-    { args: ["keys", "rotate"], says: `Unknown subcommand "rotate" for "orbit keys"` },
+    { args: ["keys", "rotate"], says: "unknown command: keys rotate" },
+    { args: ["keys", "lst"], says: "unknown command: keys lst (did you mean list?)" },
+    { args: ["trigerr", "message.sent"], says: "unknown command: trigerr (did you mean trigger?)" },
     { args: ["keys", "create"], says: "Missing required flag: --tenant" },
     { args: ["keys", "create", "--tenant", "acme", "--mode", "staging"], says: `Invalid value for flag --mode: "staging"` },
     { args: ["keys", "list", "--tenant", "acme", "--verbose"], says: "Unrecognized flag: --verbose" },
