@@ -1,12 +1,15 @@
 /**
- * The CLI as a person runs it, where no database is needed: a bad invocation exits 2 with what was
- * wrong and the usage, and a Postgres that cannot be reached exits 1 with one line that says so.
+ * The CLI as a person runs it, where no database or broker is needed: every command has `--help`,
+ * the CLI has `--version` and shell completions, a bad invocation exits 2 with one line saying
+ * what was wrong and where the help is, and a Postgres that cannot be reached exits 1 with one line.
  */
+import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
+import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { orbit } from "./cli.ts"
 
-const USAGE = "usage: npm run orbit -- <command>"
+const VERSION = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")).version
 
 /** A local port nothing listens on: bound once by us, then released. */
 const closedPort = () =>
@@ -19,20 +22,61 @@ const closedPort = () =>
     })
   })
 
+describe("orbit --help, --version, --completions", () => {
+  it.concurrent.each([
+    { path: [], shows: ["keys", "replay", "deliveries", "trigger", "tail"] },
+    { path: ["keys"], shows: ["create", "list", "revoke"] },
+    { path: ["keys", "create"], shows: ["--tenant", "--mode", "--public"] },
+    { path: ["keys", "list"], shows: ["--tenant"] },
+    { path: ["keys", "revoke"], shows: ["key-id"] },
+    { path: ["replay"], shows: ["endpoints"] },
+    { path: ["replay", "endpoints"], shows: ["offset 0"] },
+    { path: ["deliveries"], shows: ["replay"] },
+    { path: ["deliveries", "replay"], shows: ["--endpoint", "--since"] },
+    { path: ["trigger"], shows: ["event-type", "--tenant", "--mode", "--data", "message.delivered", "webhook.test"] },
+    { path: ["tail"], shows: ["--tenant", "--endpoint", "Ctrl-C"] }
+  ])("orbit $path --help exits 0 and describes the command on stdout", async ({ path, shows }) => {
+    const r = await orbit([...path, "--help"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toContain(`USAGE\n  ${["orbit", ...path].join(" ")}`)
+    for (const s of shows) expect(r.stdout).toContain(s)
+  })
+
+  it.concurrent("--version prints the CLI's version", async () => {
+    const r = await orbit(["--version"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe(`orbit v${VERSION}\n`)
+  })
+
+  it.concurrent.each(["bash", "zsh", "fish"])("--completions %s prints a completion script naming the commands", async (shell) => {
+    const r = await orbit(["--completions", shell])
+    expect(r.code, r.stderr).toBe(0)
+    for (const command of ["keys", "trigger", "tail", "--tenant"]) expect(r.stdout).toContain(command)
+  })
+})
+
 describe("orbit, bad invocations", () => {
   it.concurrent.each([
-    { args: [], says: "unknown command: " },
+    { args: [], says: "missing command after `npm run orbit --`" },
+    { args: ["keys"], says: "missing command after `npm run orbit -- keys`" },
     { args: ["keys", "rotate"], says: "unknown command: keys rotate" },
-    { args: ["keys", "create"], says: "invalid --tenant" },
-    { args: ["keys", "create", "--tenant", "acme", "--mode", "staging"], says: `invalid --mode: "staging"` },
-    { args: ["keys", "list", "--tenant", "acme", "--verbose"], says: "Unknown option '--verbose'" },
-    { args: ["keys", "revoke", "dv_live_sk_notanid"], says: `invalid key id: "dv_live_sk_notanid"` }
-  ])("orbit $args exits 2 saying $says, with the usage", async ({ args, says }) => {
+    { args: ["keys", "lst"], says: "unknown command: keys lst (did you mean list?)" },
+    { args: ["trigerr", "message.sent"], says: "unknown command: trigerr (did you mean trigger?)" },
+    { args: ["keys", "create"], says: "Missing required flag: --tenant" },
+    { args: ["keys", "create", "--tenant", "acme", "--mode", "staging"], says: `Invalid value for flag --mode: "staging"` },
+    { args: ["keys", "list", "--tenant", "acme", "--verbose"], says: "Unrecognized flag: --verbose" },
+    { args: ["keys", "revoke", "dv_live_sk_notanid"], says: `Invalid value for argument <key-id>: "dv_live_sk_notanid"` },
+    { args: ["trigger", "message.sent"], says: "Missing required flag: --tenant" },
+    { args: ["trigger", "--tenant", "acme"], says: "Missing required argument: event-type" },
+    { args: ["tail", "--since", "1h"], says: "Unrecognized flag: --since" }
+  ])("orbit $args exits 2 with one line saying $says and where the help is", async ({ args, says }) => {
     const r = await orbit(args)
     expect(r.code).toBe(2)
     expect(r.stdout).toBe("")
-    expect(r.stderr.split("\n")[0]).toContain(says)
-    expect(r.stderr).toContain(USAGE)
+    const lines = r.stderr.trimEnd().split("\n")
+    expect(lines, r.stderr).toHaveLength(1)
+    expect(lines[0]).toContain(says)
+    expect(lines[0]).toMatch(/; see `npm run orbit -- [a-z ]*--help`$/)
   })
 })
 

@@ -12,6 +12,14 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   clusterId: Effect.Effect<string, KafkaUnavailable>
   /** Moves a consumer group's committed offsets on `topic` to the earliest; fails while it has members. */
   resetGroupOffsets(groupId: string, topic: string): Effect.Effect<void, KafkaUnavailable>
+  /** Sets a (memberless) consumer group's committed offsets on `topic`, e.g. to the end offsets read just before. */
+  setGroupOffsets(
+    groupId: string,
+    topic: string,
+    offsets: ReadonlyArray<{ partition: number; offset: string }>
+  ): Effect.Effect<void, KafkaUnavailable>
+  /** Deletes a consumer group that has no members (a throwaway group, when its reader stops). */
+  deleteGroup(groupId: string): Effect.Effect<void, KafkaUnavailable>
 }>()("@orbit/kafka/TopicAdmin") {
   static readonly layer = Layer.effect(
     TopicAdmin,
@@ -55,7 +63,12 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
       const resetGroupOffsets = (groupId: string, topic: string) =>
         withAdmin("resetOffsets", () => admin.resetOffsets({ groupId, topic, earliest: true }))
 
-      return TopicAdmin.of({ ensureTopics, endOffsets, ping, clusterId, resetGroupOffsets })
+      const setGroupOffsets = (groupId: string, topic: string, offsets: ReadonlyArray<{ partition: number; offset: string }>) =>
+        withAdmin("setOffsets", () => admin.setOffsets({ groupId, topic, partitions: [...offsets] }))
+
+      const deleteGroup = (groupId: string) => withAdmin("deleteGroups", () => admin.deleteGroups([groupId])).pipe(Effect.asVoid)
+
+      return TopicAdmin.of({ ensureTopics, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup })
     })
   )
 }
