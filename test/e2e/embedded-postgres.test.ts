@@ -22,16 +22,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers, tcpOpen } from "../../infra/kafka.ts"
 import { ensurePostgres } from "../../infra/postgres.ts"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { freePort } from "../src/freePort.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
-
-const freePort = async () => {
-  const server = net.createServer().listen(0, "127.0.0.1")
-  await once(server, "listening")
-  const port = (server.address() as net.AddressInfo).port
-  server.close()
-  return port
-}
 
 const id = `t${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
 const topicPrefix = `${id}_`

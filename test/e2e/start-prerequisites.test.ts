@@ -4,13 +4,12 @@
  * tool, and a broker port where nothing answers, so it has to start a broker of its own.
  */
 import { execFile } from "node:child_process"
-import { once } from "node:events"
 import fs from "node:fs"
-import net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { generateKeyRing } from "@orbit/crypto"
 import { afterAll, describe, expect, it } from "vitest"
+import { freePort } from "../src/freePort.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
 const bins: Array<string> = []
@@ -18,14 +17,6 @@ const bins: Array<string> = []
 afterAll(() => {
   for (const dir of bins) fs.rmSync(dir, { recursive: true, force: true })
 })
-
-const freePort = async () => {
-  const server = net.createServer().listen(0, "127.0.0.1")
-  await once(server, "listening")
-  const port = (server.address() as net.AddressInfo).port
-  server.close()
-  return port
-}
 
 /** Where a command lives on this machine's PATH. */
 const which = (command: string) =>

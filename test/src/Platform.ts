@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
-import net from "node:net"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
 import { topicsFor } from "@orbit/domain"
 import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
@@ -9,6 +8,7 @@ import { Kafka, logLevel } from "kafkajs"
 import postgres from "postgres"
 import { brokers } from "../../infra/kafka.ts"
 import { type ServiceName, serviceArgs } from "../../infra/services.ts"
+import { freePort } from "./freePort.ts"
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -16,14 +16,6 @@ export type { ServiceName }
 
 /** Extra node flags for every service process, for diagnostics (e.g. "--trace-gc" or "--cpu-prof"). */
 const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []
-
-const freePort = async () => {
-  const server = net.createServer().listen(0, "127.0.0.1")
-  await once(server, "listening")
-  const port = (server.address() as net.AddressInfo).port
-  server.close()
-  return port
-}
 
 /**
  * A real deployment of the platform for one test file: its own Postgres schema and Kafka topic
