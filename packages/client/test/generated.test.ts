@@ -1,0 +1,25 @@
+import { execFile } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { afterAll, describe, expect, it } from "vitest"
+
+const script = new URL("../scripts/generate.ts", import.meta.url).pathname
+const committed = new URL("../src/generated/", import.meta.url).pathname
+const fresh = mkdtempSync(join(tmpdir(), "orbit-client-"))
+afterAll(() => rmSync(fresh, { recursive: true, force: true }))
+
+describe("the generated client", () => {
+  it("is what regenerating from the served document gives (run `npm run generate -w @orbit/client` after changing the API)", async () => {
+    await promisify(execFile)(process.execPath, [script, fresh])
+    const names = readdirSync(fresh).sort()
+    expect(names).toEqual(["openapi.json", "openapi.ts"])
+    expect(readdirSync(committed).sort()).toEqual(names)
+    for (const name of names) {
+      expect(readFileSync(join(committed, name), "utf8"), `src/generated/${name} differs from a fresh generation`).toBe(
+        readFileSync(join(fresh, name), "utf8")
+      )
+    }
+  })
+})
