@@ -17,9 +17,17 @@ describe("the generated client", () => {
     expect(names).toEqual(["openapi.json", "openapi.ts"])
     expect(readdirSync(committed).sort()).toEqual(names)
     for (const name of names) {
-      expect(readFileSync(join(committed, name), "utf8"), `src/generated/${name} differs from a fresh generation`).toBe(
-        readFileSync(join(fresh, name), "utf8")
-      )
+      const want = readFileSync(join(fresh, name), "utf8").split("\n")
+      const got = readFileSync(join(committed, name), "utf8").split("\n")
+      // The first differing line, so a failure says where (the files are thousands of lines long).
+      const line = want.findIndex((text, i) => got[i] !== text)
+      const at = line === -1 ? want.length : line
+      expect({ file: `src/generated/${name}`, line: at + 1, text: got[at] }).toEqual({
+        file: `src/generated/${name}`,
+        line: at + 1,
+        text: want[at]
+      })
+      expect(got.length, `src/generated/${name}: line count`).toBe(want.length)
     }
   })
 })
