@@ -29,5 +29,7 @@ describe("the generated client", () => {
       })
       expect(got.length, `src/generated/${name}: line count`).toBe(want.length)
     }
-  })
+    // A node process that loads Effect and openapi-typescript: seconds on a busy 2-core machine,
+    // more than vitest's 5 s default allows.
+  }, 60_000)
 })
