@@ -11,6 +11,7 @@ import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (
 import { Kafka, logLevel, type Producer } from "kafkajs"
 import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { CreateEndpointRequest } from "@orbit/client"
 import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -91,11 +92,9 @@ const devotelSignatures = (got: Received) => {
   }
 }
 
-const register = async (key: string, body: Record<string, unknown>) => {
-  const res = await platform.api("POST", "/api/v1/webhooks", { key, body })
-  expect(res.status).toBe(201)
-  return res.json.data as { id: string; signing_secret: string }
-}
+/** Registers through the client, which rejects anything but a 201 with the error envelope's code. */
+const register = async (key: string, body: Record<string, unknown>) =>
+  (await platform.client(key).webhooks.create(body as CreateEndpointRequest)).data
 
 interface Attempt {
   id: string
@@ -122,9 +121,8 @@ const deliveries = async (key: string, id: string, query = "") => {
 /** Waits until the projection has `n` attempts for the endpoint, and returns them (newest first). */
 const attemptsOf = (key: string, id: string, n: number, extra: (a: Array<Attempt>) => boolean = () => true) =>
   eventually(`${n} attempts of ${id} in the API`, async () => {
-    const res = await deliveries(key, id, "?limit=100")
-    const data = res.json?.data as Array<Attempt> | undefined
-    return res.status === 200 && data !== undefined && data.length >= n && extra(data) ? data : undefined
+    const data = await platform.client(key).webhooks.deliveries(id, { limit: 100 }).then((page) => page.data, () => undefined)
+    return data !== undefined && data.length >= n && extra(data) ? data : undefined
   })
 
 const runCli = (args: Array<string>) =>

@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from "node:child_process"
 import path from "node:path"
+import type { CreateEndpointRequest } from "@orbit/client"
 import { SecretBox } from "@orbit/crypto"
 import {
   decodeEndpointEvent,
@@ -28,7 +29,7 @@ beforeAll(async () => {
 })
 afterAll(() => platform?.close())
 
-const valid = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
+const valid: CreateEndpointRequest = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
 
 /** The endpoint read model the log describes: every readable record folded with the domain's `evolve`. */
 const foldLog = async (topic: string) => {
@@ -263,9 +264,8 @@ describe("projection crash and replay", () => {
     const { key: dKey } = await platform.createKey(uniqueTenant())
     const d: Array<{ id: string; url: string }> = []
     for (let i = 0; i < 3; i++) {
-      const res = await platform.api("POST", "/api/v1/webhooks", { key: dKey, body: { ...valid, url: `https://hooks.example.com/d/${i}` } })
-      expect(res.status).toBe(201)
-      d.push({ id: res.json.data.id, url: res.json.data.url })
+      const { data } = await platform.client(dKey).webhooks.create({ ...valid, url: `https://hooks.example.com/d/${i}` })
+      d.push({ id: data.id, url: data.url })
     }
     await platform.projectionCaughtUp("endpointEvents", 90_000)
     const stray = newEndpointId()
@@ -420,7 +420,7 @@ describe("broker outage", () => {
     "answers 503 while Kafka is down, changes nothing, and recovers by itself when it is back",
     async () => {
       const { key } = await platform.createKey(uniqueTenant())
-      await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+      await platform.client(key).webhooks.create(valid)
       await stopKafka()
       try {
         const res = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })

@@ -1,3 +1,4 @@
+import type { CreateEndpointRequest } from "@orbit/client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -7,14 +8,10 @@ beforeAll(async () => {
 })
 afterAll(() => platform?.close())
 
-const valid = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
+const valid: CreateEndpointRequest = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
 
-/** Registers one endpoint and returns its id. */
-const register = async (key: string) => {
-  const res = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
-  expect(res.status, res.text).toBe(201)
-  return res.json.data.id as string
-}
+/** Registers one endpoint through the client (which rejects anything but a 201) and returns its id. */
+const register = async (key: string) => (await platform.client(key).webhooks.create(valid)).data.id
 
 /**
  * Waits until the list shows every one of `ids`. A 201 normally comes after the projection applied
@@ -24,13 +21,7 @@ const register = async (key: string) => {
 const waitVisible = (key: string, ids: ReadonlyArray<string>) =>
   platform.waitFor(`${ids.length} endpoints to be listed`, async () => {
     const listed = new Set<string>()
-    let cursor: string | null = null
-    do {
-      const q: string = cursor ? `?limit=200&cursor=${encodeURIComponent(cursor)}` : "?limit=200"
-      const res = await platform.api("GET", `/api/v1/webhooks${q}`, { key })
-      for (const e of res.json.data as Array<{ id: string }>) listed.add(e.id)
-      cursor = res.json.meta.pagination.cursor
-    } while (cursor)
+    for await (const e of platform.client(key).webhooks.all({ limit: 200 })) listed.add(e.id)
     return ids.every((id) => listed.has(id))
   })
 
@@ -121,7 +112,7 @@ describe("POST /api/v1/webhooks", () => {
 describe("GET /api/v1/webhooks", () => {
   it("HEAD answers like GET, with its headers and without a body", async () => {
     const { key } = await platform.createKey(uniqueTenant())
-    await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+    await platform.client(key).webhooks.create(valid)
     for (const [path, headers, status] of [
       ["/api/v1/webhooks", { "x-api-key": key }, 200],
       ["/api/v1/webhooks", {}, 401],
@@ -255,7 +246,7 @@ describe("GET /api/v1/webhooks", () => {
 describe("GET, PUT, DELETE /api/v1/webhooks/{id}", () => {
   it("reads, replaces and deletes one endpoint; a deleted endpoint is gone at once", async () => {
     const { key } = await platform.createKey(uniqueTenant())
-    const created = (await platform.api("POST", "/api/v1/webhooks", { key, body: valid })).json.data
+    const created = (await platform.client(key).webhooks.create(valid)).data
     const got = await platform.api("GET", `/api/v1/webhooks/${created.id}`, { key })
     expect(got.status).toBe(200)
     expect(got.json.data.signing_secret).toBeUndefined()

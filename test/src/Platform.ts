@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
+import { Orbit } from "@orbit/client"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
 import { topicsFor } from "@orbit/domain"
 import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop (and Node 24's negative-timeout warning), fixed as in the services
@@ -108,6 +109,13 @@ export const startPlatform = async (options: {
   }
 
   /**
+   * The typed client (`@orbit/client`) for an API key: for the calls a test makes to set up or
+   * follow a normal flow. A test of wire behaviour (statuses, headers, raw bodies, hostile input)
+   * uses `api` instead.
+   */
+  const client = (key: string) => new Orbit({ apiKey: key, baseUrl })
+
+  /**
    * Waits until the projection has applied a topic (`endpointEvents` or `attempts`) up to its end
    * as of this call: its stored offsets reach the end offsets read now, so every record published
    * before the call is in the read model. A check that something did NOT reach the read model
@@ -140,7 +148,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, projectionCaughtUp, createKey, api, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, sql, start, stop, ready, waitFor, projectionCaughtUp, createKey, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>
