@@ -58,16 +58,17 @@ const IdempotencyKeyHeader = Schema.String.check(Schema.isMinLength(1), Schema.i
 
 /**
  * What the security middleware established for one request: its id (X-Request-Id, meta.request_id)
- * and the authenticated key. Kept beside the request object rather than provided as a service: one
- * more service per request would push the fiber's context past its overlay depth and copy it whole,
- * on every request.
+ * and the authenticated key. It travels on the request object itself (under a private symbol)
+ * rather than as a provided service, which would copy the fiber's context on every request, or in
+ * a WeakMap, whose short-lived entries each cost the garbage collector an ephemeron.
  */
 interface Call {
   readonly requestId: string
   readonly principal: Principal
 }
-const calls = new WeakMap<HttpServerRequest.HttpServerRequest, Call>()
-const callOf = (request: HttpServerRequest.HttpServerRequest) => calls.get(request)!
+const CALL = Symbol("orbit/registration/Call")
+type WithCall = HttpServerRequest.HttpServerRequest & { [CALL]?: Call }
+const callOf = (request: HttpServerRequest.HttpServerRequest) => (request as WithCall)[CALL]!
 
 /** The security middleware wraps a handler's failures in an object holding the original as `error`. */
 const unwrapHandlerError = (e: unknown): unknown =>
@@ -124,7 +125,7 @@ export const ApiKeyAuthLive = Layer.effect(
             unavailableAs503
           )
           return Effect.flatMap(principal, (principal): Effect.Effect<HttpServerResponse.HttpServerResponse, unknown> => {
-            calls.set(request, { requestId, principal })
+            (request as WithCall)[CALL] = { requestId, principal }
             return httpEffect
           }).pipe(Effect.catchCause(envelope(request, requestId, endpoint.query)))
         })
