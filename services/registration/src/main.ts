@@ -6,6 +6,8 @@ import { EnsureTopics, KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
 import { NetGuard } from "@orbit/net-guard"
 import { Config, Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 import { RateLimiter } from "./RateLimiter.ts"
 import { CursorKey } from "./CursorKey.ts"
@@ -16,17 +18,23 @@ import { Idempotency } from "./Idempotency.ts"
 import { TestEvents } from "./TestEvents.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
-import { DocsRoutes } from "./server/DocsRoutes.ts"
+import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
 import { NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
-import { WebhooksRoutes } from "./server/WebhooksRoutes.ts"
+import { ApiKeyAuthLive, WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
 const HttpServerLive = Layer.unwrap(
   Effect.map(Config.Port("PORT").pipe(Config.withDefault(8080)), (port) =>
     NodeHttpServer.layer(createApiServer, { port, host: "0.0.0.0" }))
 )
 
-const Routes = Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes, NotFoundRoutes, UnroutableAsNotFound)
+/** Every operation of Api.ts, served from its declaration; then the reference page's script and the 404 envelope. */
+const ApiRoutes = HttpApiBuilder.layer(Api).pipe(
+  Layer.provide(Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes)),
+  Layer.provide(ApiKeyAuthLive)
+)
+
+const Routes = Layer.mergeAll(ApiRoutes, ScalarAssetRoute, NotFoundRoutes, UnroutableAsNotFound)
 
 const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
   Layer.provideMerge(KafkaClient.layer)

@@ -13,8 +13,9 @@ import {
 } from "./EndpointSchemas.ts"
 
 /**
- * The schema-first declaration of the public API. The server (../server) decodes requests with
- * these same schemas, and the OpenAPI document at /api/v1/openapi.json is generated from here.
+ * The schema-first declaration of the public API: HttpApiBuilder serves these groups (../server
+ * implements their handlers), so routes, request schemas, the responses each operation declares and
+ * the OpenAPI document at /api/v1/openapi.json all come from here.
  * Each operation lists every status its route can answer (API.md §2), 429 and 503 included.
  */
 const Meta = Schema.Struct({ request_id: Schema.String, timestamp: Schema.String })
@@ -238,6 +239,8 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
   )
   .middleware(ApiKeyAuth)
   .prefix("/api/v1/webhooks")
+  // Strict, as for bodies: an unknown query parameter is refused, and every problem is reported.
+  .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotateMerge(OpenApi.annotations({
     title: "Webhook endpoints",
     description: "Register, inspect, change and delete the HTTPS endpoints that receive the tenant's events, and read their delivery log."

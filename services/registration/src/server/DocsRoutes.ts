@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { Config, Effect, Option } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { OpenApi } from "effect/http-api"
+import { HttpApiBuilder, OpenApi } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 
 /**
@@ -50,12 +50,18 @@ const html = `<!doctype html>
 <script src="${SCALAR_PATH}"></script>
 </body></html>`
 
-/** The OpenAPI document (generated from the same schemas that validate requests) and its interactive reference page. */
-export const DocsRoutes = HttpRouter.use(Effect.fn(function*(router) {
-  const spec = specFor(yield* Config.option(Config.NonEmptyString("ORBIT_PUBLIC_URL")))
+/** The OpenAPI document (generated from the same declaration that serves the API) and its interactive reference page. */
+export const DocsRoutes = HttpApiBuilder.group(Api, "docs", Effect.fn(function*(handlers) {
+  const spec = HttpServerResponse.jsonUnsafe(specFor(yield* Config.option(Config.NonEmptyString("ORBIT_PUBLIC_URL"))))
+  const page = HttpServerResponse.html(html)
+  return handlers
+    .handle("openapi", () => Effect.succeed(spec))
+    .handle("reference", () => Effect.succeed(page))
+}))
+
+/** The renderer's script: an asset of the reference page, not an operation of the API. */
+export const ScalarAssetRoute = HttpRouter.use(Effect.fn(function*(router) {
   const bundle = readFileSync(SCALAR_BUNDLE)
-  yield* router.add("GET", "/api/v1/openapi.json", Effect.succeed(HttpServerResponse.jsonUnsafe(spec)))
-  yield* router.add("GET", "/api/v1/docs", Effect.succeed(HttpServerResponse.html(html)))
   yield* router.add(
     "GET",
     SCALAR_PATH,

@@ -2,7 +2,9 @@ import { Db, query } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Effect, Ref, Schedule } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { Api } from "../api/Api.ts"
 import { ProjectionWatcher } from "../ProjectionWatcher.ts"
 
 interface Readiness {
@@ -15,7 +17,7 @@ interface Readiness {
  * applied every endpoint event. Readiness is computed by a background loop every second, so a
  * probe never waits on a slow dependency; it answers with the last result.
  */
-export const HealthRoutes = HttpRouter.use(Effect.fn(function*(router) {
+export const HealthRoutes = HttpApiBuilder.group(Api, "health", Effect.fn(function*(handlers) {
   const { sql } = yield* Db
   const admin = yield* TopicAdmin
   const watcher = yield* ProjectionWatcher
@@ -52,7 +54,10 @@ export const HealthRoutes = HttpRouter.use(Effect.fn(function*(router) {
   )
   yield* Effect.forkScoped(Effect.repeat(probe, Schedule.spaced("1 second")))
 
-  yield* router.add("GET", "/healthz", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" })))
-  yield* router.add("GET", "/readyz", Effect.map(Ref.get(state), ({ ready, checks }) =>
-    HttpServerResponse.jsonUnsafe({ status: ready ? "ready" : "not_ready", checks }, { status: ready ? 200 : 503 })))
+  const alive = HttpServerResponse.jsonUnsafe({ status: "ok" })
+  return handlers
+    .handle("healthz", () => Effect.succeed(alive))
+    .handle("readyz", () =>
+      Effect.map(Ref.get(state), ({ ready, checks }) =>
+        HttpServerResponse.jsonUnsafe({ status: ready ? "ready" : "not_ready", checks }, { status: ready ? 200 : 503 })))
 }))

@@ -2,10 +2,12 @@ import { ENDPOINT_ID_PATTERN } from "@orbit/domain"
 import { type KafkaUnavailable } from "@orbit/kafka"
 import { NetGuard } from "@orbit/net-guard"
 import { SecretBox } from "@orbit/crypto"
-import { Effect, Layer, Schema } from "effect"
-import { HttpRouter, HttpServerRequest } from "effect/http"
+import { Cause, Effect, Layer, Schema } from "effect"
+import { HttpServerRequest, type HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import {
   ApiError,
+  internalError,
   insufficientPermissions,
   invalidApiKey,
   invalidCursor,
@@ -15,8 +17,8 @@ import {
   serviceUnavailable,
   validationError
 } from "../api/ApiErrors.ts"
-import { ListDeliveriesQuery } from "../api/DeliverySchemas.ts"
-import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, ListEndpointsQuery, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
+import { Api, ApiKeyAuth } from "../api/Api.ts"
+import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
@@ -26,9 +28,8 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
-import { noContent, success } from "./Envelope.ts"
-import { enveloped } from "./Middleware.ts"
-import { decodeStrict, hasBody, readJsonBody } from "./RequestDecoding.ts"
+import { failure, newRequestId, noContent, success } from "./Envelope.ts"
+import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
 
@@ -43,6 +44,8 @@ const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavail
  * The query string as a record (a repeated parameter becomes an array, which the schema refuses).
  * The record has no prototype: `__proto__`, `constructor` or `toString` are parameters like any
  * other (unknown, so refused), not members of Object.prototype to assign to or find already there.
+ * HttpApiBuilder decodes the declared query itself; this raw record is what a refused query is
+ * reported against.
  */
 const queryOf = (request: HttpServerRequest.HttpServerRequest) => {
   const raw: Record<string, string | Array<string>> = Object.create(null)
@@ -52,9 +55,91 @@ const queryOf = (request: HttpServerRequest.HttpServerRequest) => {
 
 const IdempotencyKeyHeader = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
 
-export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
-  const keys = yield* ApiKeys
-  const limiter = yield* RateLimiter
+
+/**
+ * What the security middleware established for one request: its id (X-Request-Id, meta.request_id)
+ * and the authenticated key. It travels on the request object itself (under a private symbol)
+ * rather than as a provided service, which would copy the fiber's context on every request, or in
+ * a WeakMap, whose short-lived entries each cost the garbage collector an ephemeron.
+ */
+interface Call {
+  readonly requestId: string
+  readonly principal: Principal
+}
+const CALL = Symbol("orbit/registration/Call")
+type WithCall = HttpServerRequest.HttpServerRequest & { [CALL]?: Call }
+const callOf = (request: HttpServerRequest.HttpServerRequest) => (request as WithCall)[CALL]!
+
+/** The security middleware wraps a handler's failures in an object holding the original as `error`. */
+const unwrapHandlerError = (e: unknown): unknown =>
+  typeof e === "object" && e !== null && "~effect/http-api/HttpApiBuilder/HandlerError" in e ? (e as unknown as { error: unknown }).error : e
+
+/**
+ * A handler's ApiError becomes its error envelope here, so the endpoint itself never fails: the
+ * errors each operation declares in Api.ts describe these responses.
+ */
+const fromCall = <R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, ApiError, R>,
+  { request }: { readonly request: HttpServerRequest.HttpServerRequest }
+) => Effect.catch(effect, (e) => Effect.succeed(failure(callOf(request).requestId, e)))
+
+/**
+ * The `apiKey` security of every webhook operation (Api.ts): authenticates X-API-Key, applies the
+ * key's rate limit and, for writes, its permission, then runs the endpoint. It is also the one
+ * place where a failure becomes the error envelope: ApiErrors as they are, a query the declared
+ * schema refuses as 422 with one details entry per problem, anything unexpected logged and
+ * answered 500 with no internals in the body.
+ */
+export const ApiKeyAuthLive = Layer.effect(
+  ApiKeyAuth,
+  Effect.gen(function*() {
+    const keys = yield* ApiKeys
+    const limiter = yield* RateLimiter
+
+    const envelope = (request: HttpServerRequest.HttpServerRequest, requestId: string, query: Schema.Top | undefined) =>
+      (cause: Cause.Cause<unknown>): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
+        if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
+        const error = unwrapHandlerError(Cause.squash(cause))
+        if (error instanceof ApiError) return Effect.succeed(failure(requestId, error))
+        if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Query" && query !== undefined) {
+          const raw = queryOf(request)
+          return Effect.succeed(failure(requestId, validationError(issueDetails(error.cause.issue, raw))))
+        }
+        return Effect.logError("unhandled error", { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
+          Effect.as(failure(requestId, internalError()))
+        )
+      }
+
+    return ApiKeyAuth.of({
+      apiKey: (httpEffect, { endpoint }) =>
+        Effect.flatMap(Effect.service(HttpServerRequest.HttpServerRequest), (request) => {
+          const requestId = newRequestId()
+          const write = endpoint.method !== "GET"
+          const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write }).pipe(
+            Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
+            Effect.flatMap((principal) => {
+              const limit = limiter.check(principal.keyId)
+              if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
+              return write && !principal.canWrite ? Effect.fail(insufficientPermissions()) : Effect.succeed(principal)
+            }),
+            unavailableAs503
+          )
+          return Effect.flatMap(principal, (principal): Effect.Effect<HttpServerResponse.HttpServerResponse, unknown> => {
+            (request as WithCall)[CALL] = { requestId, principal }
+            return httpEffect
+          }).pipe(Effect.catchCause(envelope(request, requestId, endpoint.query)))
+        })
+    })
+  })
+)
+
+/**
+ * The webhook operations of Api.ts. Each answers with a response built here (Envelope.ts: the JSON
+ * text is written once, with no schema encoding pass); a test validates these bodies against the
+ * operation's declared schema. Bodies are read by the handler (handleRaw) so that the 64 KiB limit,
+ * the JSON content type and strict decoding report as API.md §2 says.
+ */
+export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(function*(handlers) {
   const store = yield* EndpointStore
   const commands = yield* EndpointCommands
   const guard = yield* NetGuard
@@ -64,162 +149,132 @@ export const WebhooksRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const attempts = yield* DeliveryAttemptStore
   const testEvents = yield* TestEvents
 
-  const authenticate = (request: HttpServerRequest.HttpServerRequest, access: "read" | "write") =>
-    keys.authenticate(request.headers["x-api-key"], { fresh: access === "write" }).pipe(
-      Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
-      Effect.flatMap((p) => {
-        const limit = limiter.check(p.keyId)
-        if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
-        return access === "write" && !p.canWrite ? Effect.fail(insufficientPermissions()) : Effect.succeed(p)
-      })
-    )
-
   const vetUrl = (url: string) =>
     guard.vetForRegistration(url).pipe(Effect.catchTag("ForbiddenUrl", (e) => Effect.fail(invalidWebhookUrl(e.reason, url))))
 
-  const pathId = Effect.gen(function*() {
-    const { id } = yield* HttpRouter.params
-    // Malformed ids can't exist: answer exactly like an unknown id.
-    if (id === undefined || !ENDPOINT_ID_PATTERN.test(id)) return yield* notFound("No webhook endpoint with this id.")
-    return id
-  })
+  // Malformed ids can't exist: answer exactly like an unknown id.
+  const checkId = (id: string) =>
+    ENDPOINT_ID_PATTERN.test(id) ? Effect.succeed(id) : Effect.fail(notFound("No webhook endpoint with this id."))
 
   const findOwned = (p: Principal, id: string) =>
     store.get(p, id).pipe(
       Effect.flatMap((e) => (e === undefined ? Effect.fail(notFound("No webhook endpoint with this id.")) : Effect.succeed(e)))
     )
 
-  const list = Effect.fn("Webhooks.list")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "read")
-    const q = request.url.includes("?") ? yield* decodeStrict(ListEndpointsQuery, queryOf(request)) : {}
-    const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, p, q.cursor)
-    if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
-    const page = yield* store.list(p, q.limit ?? DEFAULT_PAGE_SIZE, after)
-    const cursor = page.next ? encodeCursor(cursorKey, p, page.next) : null
-    return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
-  }, unavailableAs503)
-
-  const create = Effect.fn("Webhooks.create")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "write")
-    const body = yield* readJsonBody(request)
-    const idemKeyRaw = request.headers["idempotency-key"]
-    const req = yield* decodeStrict(CreateEndpointRequest, body)
-    yield* vetUrl(req.url)
-    const respond = (resource: object, signingSecret: string) =>
-      success(requestId, { ...resource, signing_secret: signingSecret }, {
-        status: 201,
-        headers: { location: `${BASE}/${(resource as { id: string }).id}` }
-      })
-    if (idemKeyRaw === undefined) {
-      const r = yield* commands.register(p, req)
-      return respond(r.resource, r.signingSecret)
-    }
-    const idemKey = yield* Schema.decodeUnknownEffect(IdempotencyKeyHeader)(idemKeyRaw).pipe(
-      Effect.mapError(() => validationError([{ field: "Idempotency-Key", value: idemKeyRaw.slice(0, 64), expected: "1–255 characters" }]))
-    )
-    const claim = yield* idempotency.claim(p, idemKey, body)
-    switch (claim._tag) {
-      case "Mismatch":
-        return yield* validationError(
-          [{ field: "Idempotency-Key", value: idemKey, expected: "the same request body as the first use of this key" }],
-          "This Idempotency-Key was already used with a different request body."
-        )
-      case "InProgress":
-        return yield* serviceUnavailable()
-      case "Replay": {
-        const stored = claim.response as { resource: { id: string }; secret_box: string }
-        return respond(stored.resource, yield* box.decrypt(stored.secret_box).pipe(Effect.orDie))
-      }
-      case "Claimed": {
-        const r = yield* commands.register(p, req).pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
-        yield* idempotency.complete(p, idemKey, 201, { resource: r.resource, secret_box: r.secretBox })
+  // The reads are untraced: a named Effect.fn captures a stack trace and opens a span on every
+  // call, a measurable share of a cached read's time. Writes keep theirs.
+  return handlers
+    .handle("list", Effect.fnUntraced(function*({ query: q, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, p, q.cursor)
+      if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
+      const page = yield* store.list(p, q.limit ?? DEFAULT_PAGE_SIZE, after)
+      const cursor = page.next ? encodeCursor(cursorKey, p, page.next) : null
+      return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+    }, unavailableAs503, fromCall))
+    .handleRaw("create", Effect.fn("Webhooks.create")(function*({ request }) {
+      const { principal: p, requestId } = callOf(request)
+      const body = yield* readJsonBody(request)
+      const idemKeyRaw = request.headers["idempotency-key"]
+      const req = yield* decodeStrict(CreateEndpointRequest, body)
+      yield* vetUrl(req.url)
+      const respond = (resource: object, signingSecret: string) =>
+        success(requestId, { ...resource, signing_secret: signingSecret }, {
+          status: 201,
+          headers: { location: `${BASE}/${(resource as { id: string }).id}` }
+        })
+      if (idemKeyRaw === undefined) {
+        const r = yield* commands.register(p, req)
         return respond(r.resource, r.signingSecret)
       }
-    }
-  }, unavailableAs503)
-
-  const get = Effect.fn("Webhooks.get")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "read")
-    const id = yield* pathId
-    return success(requestId, yield* findOwned(p, id))
-  }, unavailableAs503)
-
-  const update = Effect.fn("Webhooks.update")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "write")
-    const id = yield* pathId
-    const body = yield* readJsonBody(request)
-    const req = yield* decodeStrict(UpdateEndpointRequest, body)
-    const existing = yield* findOwned(p, id)
-    if (req.url !== existing.url) yield* vetUrl(req.url)
-    return success(requestId, yield* commands.update(p, existing, req))
-  }, unavailableAs503)
-
-  const remove = Effect.fn("Webhooks.remove")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "write")
-    const id = yield* pathId
-    yield* findOwned(p, id)
-    yield* commands.remove(p, id)
-    return noContent(requestId)
-  }, unavailableAs503)
-
-  /**
-   * A new signing secret, returned once. The previous one keeps signing alongside it for the
-   * grace period (default 24 h), so receivers can switch without dropping deliveries.
-   */
-  const rotateSecret = Effect.fn("Webhooks.rotateSecret")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "write")
-    const id = yield* pathId
-    const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
-    const existing = yield* findOwned(p, id)
-    const currentBox = yield* store.secretBox(p, id)
-    if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
-    const r = yield* commands.rotateSecret(p, existing, currentBox, {
-      ...(req.secret === undefined ? {} : { secret: req.secret }),
-      graceSeconds: req.grace_period_seconds ?? 86400
-    })
-    return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
-  }, unavailableAs503)
-
-  /**
-   * Sends a `webhook.test` event to this endpoint only, whatever event types it subscribes to;
-   * 202: the event is durable in Kafka and the dispatcher delivers it like any other event.
-   */
-  const sendTest = Effect.fn("Webhooks.sendTest")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "write")
-    const id = yield* pathId
-    if (hasBody(request)) yield* decodeStrict(SendTestEventRequest, yield* readJsonBody(request))
-    const existing = yield* findOwned(p, id)
-    if (!existing.active) {
-      return yield* validationError(
-        [{ field: "active", value: false, expected: "true: an inactive endpoint receives no deliveries, test events included" }],
-        "This endpoint is inactive."
+      const idemKey = yield* Schema.decodeUnknownEffect(IdempotencyKeyHeader)(idemKeyRaw).pipe(
+        Effect.mapError(() => validationError([{ field: "Idempotency-Key", value: idemKeyRaw.slice(0, 64), expected: "1–255 characters" }]))
       )
-    }
-    return success(requestId, yield* testEvents.send(p, id), { status: 202 })
-  }, unavailableAs503)
-
-  /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
-  const deliveries = Effect.fn("Webhooks.deliveries")(function*(request: HttpServerRequest.HttpServerRequest, requestId: string) {
-    const p = yield* authenticate(request, "read")
-    const id = yield* pathId
-    const raw = queryOf(request)
-    const q = yield* decodeStrict(ListDeliveriesQuery, raw)
-    yield* findOwned(p, id)
-    const scope = { tenantId: p.tenantId, mode: p.mode, resource: `deliveries:${id}` }
-    const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, scope, q.cursor)
-    if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
-    const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
-    const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
-    return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
-  }, unavailableAs503)
-
-  yield* router.add("GET", BASE, enveloped(list))
-  yield* router.add("POST", BASE, enveloped(create))
-  yield* router.add("GET", `${BASE}/:id`, enveloped(get))
-  yield* router.add("PUT", `${BASE}/:id`, enveloped(update))
-  yield* router.add("DELETE", `${BASE}/:id`, enveloped(remove))
-  yield* router.add("POST", `${BASE}/:id/rotate-secret`, enveloped(rotateSecret))
-  yield* router.add("GET", `${BASE}/:id/deliveries`, enveloped(deliveries))
-  yield* router.add("POST", `${BASE}/:id/test`, enveloped(sendTest))
+      const claim = yield* idempotency.claim(p, idemKey, body)
+      switch (claim._tag) {
+        case "Mismatch":
+          return yield* validationError(
+            [{ field: "Idempotency-Key", value: idemKey, expected: "the same request body as the first use of this key" }],
+            "This Idempotency-Key was already used with a different request body."
+          )
+        case "InProgress":
+          return yield* serviceUnavailable()
+        case "Replay": {
+          const stored = claim.response as { resource: { id: string }; secret_box: string }
+          return respond(stored.resource, yield* box.decrypt(stored.secret_box).pipe(Effect.orDie))
+        }
+        case "Claimed": {
+          const r = yield* commands.register(p, req).pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
+          yield* idempotency.complete(p, idemKey, 201, { resource: r.resource, secret_box: r.secretBox })
+          return respond(r.resource, r.signingSecret)
+        }
+      }
+    }, unavailableAs503, fromCall))
+    .handle("get", Effect.fnUntraced(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      return success(requestId, yield* findOwned(p, id))
+    }, unavailableAs503, fromCall))
+    .handleRaw("update", Effect.fn("Webhooks.update")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      const body = yield* readJsonBody(request)
+      const req = yield* decodeStrict(UpdateEndpointRequest, body)
+      const existing = yield* findOwned(p, id)
+      if (req.url !== existing.url) yield* vetUrl(req.url)
+      return success(requestId, yield* commands.update(p, existing, req))
+    }, unavailableAs503, fromCall))
+    .handle("delete", Effect.fn("Webhooks.remove")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      yield* findOwned(p, id)
+      yield* commands.remove(p, id)
+      return noContent(requestId)
+    }, unavailableAs503, fromCall))
+    /**
+     * A new signing secret, returned once. The previous one keeps signing alongside it for the
+     * grace period (default 24 h), so receivers can switch without dropping deliveries.
+     */
+    .handleRaw("rotateSecret", Effect.fn("Webhooks.rotateSecret")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
+      const existing = yield* findOwned(p, id)
+      const currentBox = yield* store.secretBox(p, id)
+      if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
+      const r = yield* commands.rotateSecret(p, existing, currentBox, {
+        ...(req.secret === undefined ? {} : { secret: req.secret }),
+        graceSeconds: req.grace_period_seconds ?? 86400
+      })
+      return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
+    }, unavailableAs503, fromCall))
+    /**
+     * Sends a `webhook.test` event to this endpoint only, whatever event types it subscribes to;
+     * 202: the event is durable in Kafka and the dispatcher delivers it like any other event.
+     */
+    .handleRaw("sendTest", Effect.fn("Webhooks.sendTest")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      if (hasBody(request)) yield* decodeStrict(SendTestEventRequest, yield* readJsonBody(request))
+      const existing = yield* findOwned(p, id)
+      if (!existing.active) {
+        return yield* validationError(
+          [{ field: "active", value: false, expected: "true: an inactive endpoint receives no deliveries, test events included" }],
+          "This endpoint is inactive."
+        )
+      }
+      return success(requestId, yield* testEvents.send(p, id), { status: 202 })
+    }, unavailableAs503, fromCall))
+    /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
+    .handle("deliveries", Effect.fnUntraced(function*({ params, query: q, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = yield* checkId(params.id)
+      yield* findOwned(p, id)
+      const scope = { tenantId: p.tenantId, mode: p.mode, resource: `deliveries:${id}` }
+      const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, scope, q.cursor)
+      if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
+      const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
+      const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
+      return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+    }, unavailableAs503, fromCall))
 }))
-
