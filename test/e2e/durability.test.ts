@@ -222,7 +222,7 @@ describe("projection crash and replay", () => {
     expect(await appliedTotal(platform, topic)).toBe(await logEnd(topic))
   })
 
-  it("replay endpoints repairs a damaged read model from the log while the API keeps reading and writing", async () => {
+  it("rebuild endpoints repairs a damaged read model from the log while the API keeps reading and writing", async () => {
     const topic = topicsFor(platform.topicPrefix).endpointEvents.name
     const box = await Effect.runPromise(
       Effect.gen(function*() {
@@ -374,7 +374,7 @@ describe("projection crash and replay", () => {
       })
 
     await platform.waitFor("the first write", async () => acked.size > 0)
-    const replay = runCli(platform, "replay", "endpoints")
+    const replay = runCli(platform, "rebuild", "endpoints")
     let holding: Promise<unknown> | undefined
     while (replay.running()) {
       const present = await rebuildTable()
@@ -409,8 +409,10 @@ describe("projection crash and replay", () => {
     const after = await platform.api("POST", "/api/v1/webhooks", { key: wKey, body: valid })
     expect(after.status).toBe(201)
     expect((await platform.api("GET", `/api/v1/webhooks/${after.json.data.id}`, { key: wKey })).status).toBe(200)
+    // The old name still works, after one deprecation line.
     const again = await runCli(platform, "replay", "endpoints").exited
     expect(again.status, again.output).toBe(0)
+    expect(again.output.split("\n")[0]).toBe("`orbit replay endpoints` is deprecated; use `orbit rebuild endpoints`")
     expect(await tableRows(platform)).toEqual(await foldLog(topic))
   }, 300_000)
 })

@@ -78,12 +78,25 @@ const runScript = (path: string, args: Array<string>) =>
     return r.status === 0 ? Effect.void : Effect.fail(new ExitWith({ code: r.status ?? 1 }))
   })
 
-const replay = Command.make("replay").pipe(
+const rebuildEndpoints = () => runScript("services/projection/src/rebuild-main.ts", [])
+
+const rebuild = Command.make("rebuild").pipe(
   Command.withDescription("Rebuild read models from Kafka"),
   Command.withSubcommands([
-    Command.make("endpoints", {}, () => runScript("services/projection/src/rebuild-main.ts", [])).pipe(
+    Command.make("endpoints", {}, rebuildEndpoints).pipe(
       Command.withDescription("Rebuild the endpoint read model from offset 0 and swap it in")
     )
+  ])
+)
+
+/** The old name of `rebuild` ("replay" now means only re-sending dead letters): one deprecation line, then the same. */
+const replay = Command.make("replay").pipe(
+  Command.withDescription("Deprecated: use `rebuild`"),
+  Command.withSubcommands([
+    Command.make("endpoints", {}, () =>
+      Effect.sync(() => process.stderr.write("`orbit replay endpoints` is deprecated; use `orbit rebuild endpoints`\n")).pipe(
+        Effect.andThen(rebuildEndpoints())
+      )).pipe(Command.withDescription("Deprecated: use `rebuild endpoints`"))
   ])
 )
 
@@ -154,7 +167,7 @@ const tailCommand = Command.make(
 
 const orbit = Command.make("orbit").pipe(
   Command.withDescription(`Orbit Webhooks operator CLI (run as \`${INVOKED_AS} <command>\`)`),
-  Command.withSubcommands([keys, replay, deliveries, trigger, tailCommand])
+  Command.withSubcommands([keys, rebuild, replay, deliveries, trigger, tailCommand])
 )
 
 /**

@@ -24,13 +24,15 @@ const closedPort = () =>
 
 describe("orbit --help, --version, --completions", () => {
   it.concurrent.each([
-    { path: [], shows: ["keys", "replay", "deliveries", "trigger", "tail"] },
+    { path: [], shows: ["keys", "rebuild", "replay", "deliveries", "trigger", "tail"] },
     { path: ["keys"], shows: ["create", "list", "revoke"] },
     { path: ["keys", "create"], shows: ["--tenant", "--mode", "--public"] },
     { path: ["keys", "list"], shows: ["--tenant"] },
     { path: ["keys", "revoke"], shows: ["key-id"] },
-    { path: ["replay"], shows: ["endpoints"] },
-    { path: ["replay", "endpoints"], shows: ["offset 0"] },
+    { path: ["rebuild"], shows: ["endpoints"] },
+    { path: ["rebuild", "endpoints"], shows: ["offset 0"] },
+    { path: ["replay"], shows: ["Deprecated", "rebuild"] },
+    { path: ["replay", "endpoints"], shows: ["Deprecated", "rebuild endpoints"] },
     { path: ["deliveries"], shows: ["replay"] },
     { path: ["deliveries", "replay"], shows: ["--endpoint", "--since"] },
     { path: ["trigger"], shows: ["event-type", "--tenant", "--mode", "--data", "message.delivered", "webhook.test"] },

@@ -1,4 +1,4 @@
-/** `npm run orbit -- replay endpoints`: rebuild the endpoint read model from offset 0, then exit. */
+/** `npm run orbit -- rebuild endpoints`: rebuild the endpoint read model from offset 0, then exit. */
 import { JsonLogging } from "@orbit/config"
 import { Db } from "@orbit/db"
 import { KafkaClient, TopicAdmin } from "@orbit/kafka"
