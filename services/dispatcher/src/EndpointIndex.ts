@@ -8,9 +8,9 @@ import { makeEndOffsets } from "./EndOffsets.ts"
 const SYNC_TIMEOUT_MS = 10_000
 
 /**
- * Back-to-back measurements start at least this far apart, so that under a steady stream of
- * records the broker sees at most ~200 offsets requests per second. Fan-out waits for its
- * measurement before producing, so this bounds the latency it adds under load, too.
+ * Back-to-back measurements start at least this far apart, which bounds the offsets requests a
+ * steady stream of records sends the broker (1000 / this per second). Fan-out waits for its
+ * measurement before producing, so this also bounds the latency it adds under load.
  */
 const MIN_MEASUREMENT_SPACING_MS = 5
 
@@ -105,8 +105,8 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  * measuring (another process's index reached them when it matched an event).
  *
  * Measurements are shared: a call joins the next measurement not sent yet. That one is sent on
- * the next turn of the event loop (so every record of a fetched batch shares it) and ≥ 5 ms after
- * the previous one, without waiting for it to return. Each is one ListOffsets round trip
+ * the next turn of the event loop (so every record of a fetched batch shares it) and at least
+ * MIN_MEASUREMENT_SPACING_MS after the previous one, without waiting for it to return. Each is one ListOffsets round trip
  * (`EndOffsets.ts`).
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
