@@ -13,8 +13,7 @@ import fs from "node:fs"
 import net from "node:net"
 import path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
-import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop and Node 24's negative-timeout warning
-import { Kafka, logLevel } from "kafkajs"
+import { Kafka, logLevel } from "@orbit/kafka"
 
 // Paths are relative to this file, not the cwd: npm workspaces run scripts from many folders.
 const INFRA = import.meta.dirname

@@ -1,6 +1,15 @@
 import { tiers } from "../../vitest.tiers.ts"
 
-// Integration tests (none yet) would run against the real broker.
+// DecoupledConsumer.test.ts runs against the real broker (integration tier).
 export default tiers({
-  unit: ["test/Crc32c.test.ts", "test/KafkaLogLevel.test.ts", "test/GroupMessagesPerPartition.test.ts", "test/KeyPartitioner.test.ts", "test/Varint.test.ts"]
+  unit: [
+    "test/Crc32c.test.ts",
+    "test/KafkaLogLevel.test.ts",
+    "test/GroupMessagesPerPartition.test.ts",
+    "test/KeyPartitioner.test.ts",
+    "test/DelayQueue.test.ts",
+    "test/OffsetTracker.test.ts",
+    "test/RequestQueueTimer.test.ts",
+    "test/Varint.test.ts"
+  ]
 })

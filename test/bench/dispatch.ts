@@ -37,10 +37,9 @@ import { createServer } from "node:https"
 import type { AddressInfo } from "node:net"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
-import "@orbit/kafka/KafkajsPatch" // kafkajs' idle 1 ms timer loop, fixed as in the services
 import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDelivery } from "@orbit/crypto"
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
-import { CompressionTypes, Kafka, logLevel, type Message } from "kafkajs"
+import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { Agent, request } from "undici"
 import { measureCpuSteal } from "./CpuSteal.ts"
 

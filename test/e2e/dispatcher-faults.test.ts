@@ -19,8 +19,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing } from "@orbit/crypto"
 import { deliveryIdFor, type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
-import "@orbit/kafka/KafkajsPatch" // kafkajs 2.2.4 spins a 1 ms timer on idle connections; the services patch it too
-import { Kafka, logLevel, type Producer } from "kafkajs"
+import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
 

@@ -13,8 +13,7 @@ import {
   topicsFor
 } from "@orbit/domain"
 import { Effect } from "effect"
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
-import { Kafka, logLevel } from "kafkajs"
+import { Kafka, logLevel } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
 import { logEnd, readAll } from "../src/KafkaLog.ts"

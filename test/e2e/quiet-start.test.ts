@@ -6,7 +6,7 @@
  */
 import net from "node:net"
 import { once } from "node:events"
-import { SETTLING_ERROR_MESSAGES } from "@orbit/kafka/BrokerSettling"
+import { SETTLING_ERROR_MESSAGES } from "@orbit/kafka"
 import { afterAll, describe, expect, it } from "vitest"
 import { makeSelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"

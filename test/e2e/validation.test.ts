@@ -4,8 +4,7 @@
  */
 import http from "node:http"
 import net from "node:net"
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
-import { Kafka, logLevel } from "kafkajs"
+import { Kafka, logLevel } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"

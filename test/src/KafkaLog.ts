@@ -1,5 +1,4 @@
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
-import { Kafka, logLevel } from "kafkajs"
+import { Kafka, logLevel } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
 
 const kafka = new Kafka({ clientId: "e2e-kafka-log", brokers: brokers(), logLevel: logLevel.NOTHING })

@@ -1,8 +1,7 @@
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services (it replaces kafkajs modules)
 import { randomBytes } from "node:crypto"
 import { topicsFor } from "@orbit/domain"
 import { brokersFromEnv } from "@orbit/kafka"
-import { Kafka, logLevel } from "kafkajs"
+import { Kafka, logLevel } from "@orbit/kafka"
 
 const kafka = new Kafka({ clientId: "cli-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
 

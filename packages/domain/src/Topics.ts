@@ -19,8 +19,9 @@ export const topicsFor = (prefix = "") => ({
   sourceEvents: spec(`${prefix}orbit.events`, 6, 7 * DAY_MS),
   invalidEvents: spec(`${prefix}orbit.events.invalid`, 1, 7 * DAY_MS),
   deliveries: spec(`${prefix}webhooks.deliveries`, 6, 7 * DAY_MS),
-  // Delay tiers for durable retries (see services/dispatcher/README.md): a record waits in the
-  // tier whose delay is the largest one not exceeding its remaining wait, then hops or is delivered.
+  // The tiers of the delivery delay queue (`DelayQueue` in @orbit/kafka, which gives each its
+  // delay): a record waits in the tier whose delay is the largest one not exceeding its remaining
+  // wait, then hops to a shorter one or is delivered.
   retry1s: spec(`${prefix}webhooks.deliveries.retry.1s`, 6, 7 * DAY_MS),
   retry5s: spec(`${prefix}webhooks.deliveries.retry.5s`, 6, 7 * DAY_MS),
   retry30s: spec(`${prefix}webhooks.deliveries.retry.30s`, 6, 7 * DAY_MS),
@@ -33,20 +34,3 @@ export const topicsFor = (prefix = "") => ({
 })
 
 export type Topics = ReturnType<typeof topicsFor>
-
-export interface RetryTier {
-  readonly topic: string
-  /** How long a record waits in this tier after it was appended. */
-  readonly delayMs: number
-}
-
-/** The retry tiers, shortest first. */
-export const retryTiersOf = (topics: Topics): ReadonlyArray<RetryTier> => [
-  { topic: topics.retry1s.name, delayMs: 1_000 },
-  { topic: topics.retry5s.name, delayMs: 5_000 },
-  { topic: topics.retry30s.name, delayMs: 30_000 },
-  { topic: topics.retry2m.name, delayMs: 120_000 },
-  { topic: topics.retry10m.name, delayMs: 600_000 },
-  { topic: topics.retry1h.name, delayMs: 3_600_000 },
-  { topic: topics.retry4h.name, delayMs: 14_400_000 }
-]

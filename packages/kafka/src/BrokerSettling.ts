@@ -2,7 +2,7 @@
 // kafkajs' own lines (`KafkaClient`'s log creator) and of the services' retry loops.
 import { createRequire } from "node:module"
 import { Effect } from "effect"
-import "./KafkajsPatch.ts" // before any kafkajs module loads
+import "./Kafkajs.ts" // the patch first: this module reads kafkajs' error table
 
 interface ProtocolErrorCode {
   readonly type: string

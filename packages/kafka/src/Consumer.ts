@@ -1,5 +1,5 @@
 import { Cause, Deferred, Effect, Queue, Schedule, Scope, Stream } from "effect"
-import type { Batch, Consumer as KafkaConsumer } from "kafkajs"
+import type { Batch, KafkajsConsumer as KafkaConsumer } from "./Kafkajs.ts"
 import { logKafkaRetry } from "./BrokerSettling.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 

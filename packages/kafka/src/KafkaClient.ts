@@ -1,7 +1,6 @@
 import { Config, Context, Effect, Layer, LogLevel, References, Schema } from "effect"
-import "./KafkajsPatch.ts"
 import { kafkaErrorType, protocolErrorByMessage, SETTLING_ERROR_TYPES } from "./BrokerSettling.ts"
-import { Kafka, logLevel, type LogEntry } from "kafkajs"
+import { Kafka, logLevel, type LogEntry } from "./Kafkajs.ts"
 
 export class KafkaUnavailable extends Schema.TaggedError<KafkaUnavailable>()("KafkaUnavailable", {
   operation: Schema.String,

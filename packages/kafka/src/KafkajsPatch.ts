@@ -1,6 +1,7 @@
 // Fixes to kafkajs 2.2.4, which is unmaintained: an idle timer loop, and three hot spots of the
 // producer path (CRC, partition grouping, varints), each checked against kafkajs' own code in
-// test/. Import this module before kafkajs loads.
+// test/. `Kafkajs.ts` imports this module before kafkajs, and every module of this package takes
+// kafkajs from there, so the patch is installed before kafkajs loads without anyone's care.
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
@@ -9,10 +10,30 @@ import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 /**
  * kafkajs 2.2.4 re-arms a 1 ms timer forever on every broker connection when nothing is
  * pending and no throttle is set (`throttledUntil - Date.now()` is negative): an idle consumer
- * burns ~20 % of a core, and Node 24 warns "TimeoutNegativeWarning". kafkajs is unmaintained,
- * so we replace that one method: schedule a check only when requests are actually waiting.
+ * keeps a core busy, and Node 24 warns "TimeoutNegativeWarning". kafkajs is unmaintained, so we
+ * replace that one method: schedule a check only when requests are actually waiting
+ * (`test/RequestQueueTimer.test.ts` pins it).
  */
 const require = createRequire(import.meta.url)
+
+/** The kafkajs release the speed patches were written against (they replace its internals). */
+export const PATCHED_KAFKAJS_VERSION = "2.2.4"
+export const installedKafkajsVersion: string = (require("kafkajs/package.json") as { version: string }).version
+/** False when another kafkajs is installed: the speed patches are skipped (one warning says so). */
+export const speedPatchesInstalled = installedKafkajsVersion === PATCHED_KAFKAJS_VERSION
+
+if (!speedPatchesInstalled) {
+  process.stderr.write(
+    JSON.stringify({
+      level: "WARN",
+      time: new Date().toISOString(),
+      logger: "@orbit/kafka",
+      message: `kafkajs ${installedKafkajsVersion} is installed; @orbit/kafka's speed patches are written for ` +
+        `${PATCHED_KAFKAJS_VERSION} and are skipped (CRC-32C, partition grouping and varints stay kafkajs' own)`
+    }) + "\n"
+  )
+}
+
 const RequestQueue = require("kafkajs/src/network/requestQueue/index.js") as {
   prototype: {
     throttledUntil: number
@@ -40,7 +61,7 @@ const Encoder = require("kafkajs/src/protocol/encoder.js") as {
   sizeOfVarLong: (value: unknown) => number
 }
 const VARINT_PATCHED = Symbol.for("@orbit/kafka/varint")
-if (!(VARINT_PATCHED in Encoder)) {
+if (speedPatchesInstalled && !(VARINT_PATCHED in Encoder)) {
   const originalWriteVarLong = Encoder.prototype.writeVarLong
   const originalSizeOfVarLong = Encoder.sizeOfVarLong.bind(Encoder)
   Encoder.prototype.writeUVarInt = writeUVarInt
@@ -51,9 +72,9 @@ if (!(VARINT_PATCHED in Encoder)) {
 
 /**
  * Replaces the exports of one kafkajs module, tagged so a second import is a no-op. kafkajs takes
- * its modules once, when it loads, so this must run before kafkajs is loaded (every module that
- * imports kafkajs imports this one first; `KafkaClient.ts` does), and it throws if `user`, the
- * kafkajs module that requires the replaced one, is already loaded.
+ * its modules once, when it loads, so this must run before kafkajs is loaded (`Kafkajs.ts` sees to
+ * it), and it throws if `user`, the kafkajs module that requires the replaced one, is already
+ * loaded: kafkajs was loaded around `@orbit/kafka`, which the dependency rule forbids.
  */
 const replaceModule = (module: string, user: string, tag: string, replacement: (...args: Array<never>) => unknown) => {
   const PATCHED = Symbol.for(tag)
@@ -62,13 +83,13 @@ const replaceModule = (module: string, user: string, tag: string, replacement: (
   const cached = require.cache[path]!
   if (PATCHED in cached.exports) return
   if (require.cache[require.resolve(user)] !== undefined) {
-    throw new Error("@orbit/kafka/KafkajsPatch was imported after kafkajs: import it first")
+    throw new Error("kafkajs was loaded before @orbit/kafka: import kafkajs only through @orbit/kafka")
   }
   cached.exports = Object.assign(replacement, { [PATCHED]: true })
 }
 
-/** Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values, ~6x faster). */
-replaceModule(
+/** Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values). */
+if (speedPatchesInstalled) replaceModule(
   "kafkajs/src/protocol/recordBatch/crc32C/index.js",
   "kafkajs/src/protocol/recordBatch/v0/index.js",
   "@orbit/kafka/crc32c",
@@ -76,7 +97,7 @@ replaceModule(
 )
 
 /** A producer's records are grouped by partition in linear time (`GroupMessagesPerPartition.ts`). */
-replaceModule(
+if (speedPatchesInstalled) replaceModule(
   "kafkajs/src/producer/groupMessagesPerPartition.js",
   "kafkajs/src/producer/sendMessages.js",
   "@orbit/kafka/groupMessagesPerPartition",

@@ -1,5 +1,4 @@
-import "./KafkajsPatch.ts" // before kafkajs loads: it replaces parts of kafkajs (CRC, partition grouping, varints)
-import { type ICustomPartitioner, Partitioners } from "kafkajs"
+import { type ICustomPartitioner, Partitioners } from "./Kafkajs.ts"
 
 const MAX_KEYS = 100_000
 

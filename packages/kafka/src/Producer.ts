@@ -1,6 +1,5 @@
 import { Context, Duration, Effect, Layer } from "effect"
-import "./KafkajsPatch.ts" // before kafkajs loads: it replaces parts of kafkajs (CRC, partition grouping, varints)
-import { CompressionTypes, type Message, type RecordMetadata } from "kafkajs"
+import { CompressionTypes, type Kafka, type KafkajsProducer, type Message, type RecordMetadata } from "./Kafkajs.ts"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
 
@@ -10,63 +9,223 @@ export interface TopicMessages {
 }
 
 /**
- * An idempotent producer with acks=all: once `send` succeeds the records are durable on the
- * broker and a retried request can't write them twice. A send that can't finish within
- * `sendTimeout` fails with KafkaUnavailable so callers can answer 503 instead of hanging.
+ * At most this many bytes of keys and values go into one produce request, so that no partition's
+ * record batch can reach the broker's `message.max.bytes` (1 MiB by default), however many callers
+ * are merged and however large one caller's batch is (a large batch is split over requests).
+ */
+const MAX_BYTES_PER_REQUEST = 512 * 1024
+
+interface Caller {
+  /** Records not yet acknowledged. */
+  remaining: number
+  failed: boolean
+  /** Sent in requests of its own, so the broker's answer (offsets per partition) is its alone. */
+  readonly alone: boolean
+  readonly metadata: Array<RecordMetadata>
+  readonly resolve: (metadata: ReadonlyArray<RecordMetadata>) => void
+  readonly reject: (error: KafkaUnavailable) => void
+}
+
+interface Pending {
+  readonly topic: string
+  readonly message: Message
+  readonly bytes: number
+  readonly caller: Caller
+}
+
+const sizeOf = (v: Message["value"] | Message["key"]): number =>
+  v === null || v === undefined ? 0 : typeof v === "string" ? Buffer.byteLength(v) : v.length
+
+/**
+ * The platform's only kafkajs producer settings: idempotent (one request in flight, so a retried
+ * request can't write a record twice), no topic auto-creation, the key partitioner.
+ */
+const newKafkajsProducer = (kafka: Kafka): KafkajsProducer =>
+  kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: KeyPartitioner,
+    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 }
+  })
+
+/**
+ * Group commit over one idempotent kafkajs producer; see `Producer`. `lingerMs` > 0 lets a
+ * request that would start on an idle lane wait that long for more records (fewer, larger
+ * requests where latency does not matter).
+ */
+const makeLane = (kafka: Kafka, lingerMs: number) => {
+  let current: Promise<KafkajsProducer> | undefined
+  const producer = (): Promise<KafkajsProducer> => {
+    current ??= (async () => {
+      const p = newKafkajsProducer(kafka)
+      try {
+        await p.connect()
+      } catch (error) {
+        await p.disconnect().catch(() => undefined)
+        throw error
+      }
+      return p
+    })()
+    const attempt = current
+    attempt.catch(() => {
+      if (current === attempt) current = undefined
+    })
+    return attempt
+  }
+  const replace = () => {
+    const old = current
+    current = undefined
+    void old?.then((p) => p.disconnect()).catch(() => undefined)
+  }
+
+  // Records in arrival order; a caller's records are contiguous.
+  let queue: Array<Pending> = []
+  let flushing = false
+  let closed = false
+
+  /** How many records from the head of the queue go into the next request. */
+  const nextRequestSize = () => {
+    const head = queue[0]!.caller
+    let bytes = 0
+    let n = 0
+    while (n < queue.length && (n === 0 || bytes + queue[n]!.bytes <= MAX_BYTES_PER_REQUEST)) {
+      const caller = queue[n]!.caller
+      if (n > 0 && (caller.alone || head.alone) && caller !== head) break
+      bytes += queue[n]!.bytes
+      n++
+    }
+    return n
+  }
+
+  const flush = async () => {
+    flushing = true
+    if (lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, lingerMs))
+    while (queue.length > 0) {
+      const n = nextRequestSize()
+      const taken = queue.slice(0, n)
+      queue = n === queue.length ? [] : queue.slice(n)
+      const byTopic = new Map<string, Array<Message>>()
+      for (const item of taken) {
+        let list = byTopic.get(item.topic)
+        if (list === undefined) byTopic.set(item.topic, list = [])
+        list.push(item.message)
+      }
+      const topicMessages = Array.from(byTopic, ([topic, messages]) => ({ topic, messages }))
+      try {
+        if (closed) throw new Error("producer closed")
+        const p = await producer()
+        const metadata = await p.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages })
+        if (taken[0]!.caller.alone) taken[0]!.caller.metadata.push(...metadata)
+        for (const item of taken) {
+          const c = item.caller
+          if (--c.remaining === 0 && !c.failed) c.resolve(c.metadata)
+        }
+      } catch (error) {
+        replace()
+        const failure = unavailable("produce")(error)
+        let dropped = false
+        for (const item of taken) {
+          if (!item.caller.failed) {
+            item.caller.failed = true
+            item.caller.reject(failure)
+            dropped = true
+          }
+        }
+        // The failed callers will send again; their records still queued are not sent now.
+        if (dropped) queue = queue.filter((item) => !item.caller.failed)
+      }
+    }
+    flushing = false
+  }
+
+  const send = (batch: ReadonlyArray<TopicMessages>, alone: boolean): Promise<ReadonlyArray<RecordMetadata>> => {
+    let records = 0
+    for (const b of batch) records += b.messages.length
+    if (records === 0) return Promise.resolve([])
+    return new Promise<ReadonlyArray<RecordMetadata>>((resolve, reject) => {
+      const caller: Caller = { remaining: records, failed: false, alone, metadata: [], resolve, reject }
+      for (const b of batch) {
+        for (const message of b.messages) {
+          queue.push({ topic: b.topic, message, bytes: sizeOf(message.value) + sizeOf(message.key) + 64, caller })
+        }
+      }
+      if (!flushing) void flush()
+    })
+  }
+
+  const close = async () => {
+    closed = true
+    const p = current
+    current = undefined
+    await p?.then((x) => x.disconnect()).catch(() => undefined)
+  }
+
+  return { send, close }
+}
+
+/**
+ * Which request pipeline a batch goes through; each lane has its own kafkajs producer (its own
+ * connection), created on first use. `prompt` starts a request at once; `lingering` waits 5 ms for
+ * more records first (fewer, larger requests where latency does not matter).
+ */
+export type Lane = "prompt" | "lingering"
+
+const LINGER_MS: Record<Lane, number> = { prompt: 0, lingering: 5 }
+
+/**
+ * The platform's one producer: idempotent, acks = all (once a send succeeds its records are
+ * durable on every in-sync replica and a retried request can't write them twice), the key
+ * partitioner, no compression.
+ *
+ * Group commit: callers that send while a produce request is in flight are merged into the next
+ * request. Idempotence allows one request in flight per producer (ordering), so without merging,
+ * throughput would be one broker round trip per record. A `send` is not merged with others, so
+ * the offsets it returns are its own records' (the API waits for the projection to reach them).
+ *
+ * Requests are strictly sequential: the next one starts only when kafkajs has settled the
+ * previous one. After any failed request the lane's kafkajs producer is replaced by a fresh one
+ * (new producer id): kafkajs rolls back its sequence numbers when a request fails, even for
+ * partitions the broker did write, and the failed records come back merged differently; the same
+ * producer id would then get `OUT_OF_ORDER_SEQUENCE_NUMBER` on that partition forever. A fresh id
+ * makes the re-send a plain duplicate at worst (at-least-once; every consumer tolerates it).
+ *
+ * The Effect faces give up after `sendTimeout` with KafkaUnavailable so an API can answer 503
+ * instead of hanging; `sendNow` has no timeout, for callers that retry until durable.
  */
 export class Producer extends Context.Service<Producer, {
+  /** One request of its own; resolves with the broker's answer (base offset per partition). */
   send(topic: string, messages: ReadonlyArray<Message>): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaUnavailable>
-  sendBatch(batch: ReadonlyArray<TopicMessages>): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaUnavailable>
+  /** Merged with other callers' records; resolves once every record is acknowledged. */
+  sendBatch(batch: ReadonlyArray<TopicMessages>, lane?: Lane): Effect.Effect<void, KafkaUnavailable>
+  /** `sendBatch` as a promise without timeout (rejects with KafkaUnavailable), for per-record code. */
+  sendNow(batch: ReadonlyArray<TopicMessages>, lane?: Lane): Promise<void>
 }>()("@orbit/kafka/Producer") {
   static readonly layer = (options: { readonly sendTimeout?: Duration.Input } = {}) =>
     Layer.effect(
       Producer,
       Effect.gen(function*() {
         const { kafka } = yield* KafkaClient
-        const producer = kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          createPartitioner: KeyPartitioner
-        })
-        let connected: Promise<void> | undefined
-        // Connect on first use and again after a failure, so start-up does not need a broker.
-        const ensureConnected = () => {
-          connected ??= producer.connect().catch((e: unknown) => {
-            connected = undefined
-            throw e
-          })
-          return connected
-        }
-        producer.on(producer.events.DISCONNECT, () => {
-          connected = undefined
-        })
-        yield* Effect.addFinalizer(() => Effect.promise(() => producer.disconnect().catch(() => undefined)))
+        const lanes = { prompt: makeLane(kafka, LINGER_MS.prompt), lingering: makeLane(kafka, LINGER_MS.lingering) }
+        yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all([lanes.prompt.close(), lanes.lingering.close()])))
         const timeout = options.sendTimeout ?? "5 seconds"
-
-        const sendBatch = (batch: ReadonlyArray<TopicMessages>) =>
+        const bounded = <A>(f: () => Promise<A>) =>
           Effect.tryPromise({
-            try: async () => {
-              await ensureConnected()
-              return await producer.sendBatch({
-                acks: -1,
-                compression: CompressionTypes.None,
-                topicMessages: batch.map((b) => ({ topic: b.topic, messages: [...b.messages] }))
-              })
-            },
-            catch: unavailable("produce")
+            try: f,
+            catch: (e) => e instanceof KafkaUnavailable ? e : new KafkaUnavailable({ operation: "produce", message: String(e) })
           }).pipe(
             Effect.timeoutOrElse({
               duration: timeout,
               orElse: () => Effect.fail(new KafkaUnavailable({ operation: "produce", message: "timed out" }))
             })
           )
-
+        const sendNow = (batch: ReadonlyArray<TopicMessages>, lane: Lane = "prompt") => lanes[lane].send(batch, false).then(() => undefined)
         return Producer.of({
-          sendBatch: Effect.fn("Producer.sendBatch")(sendBatch),
           send: Effect.fn("Producer.send")((topic: string, messages: ReadonlyArray<Message>) =>
-            sendBatch([{ topic, messages }])
-          )
+            bounded(() => lanes.prompt.send([{ topic, messages }], true))
+          ),
+          sendBatch: Effect.fn("Producer.sendBatch")((batch: ReadonlyArray<TopicMessages>, lane?: Lane) => bounded(() => sendNow(batch, lane))),
+          sendNow
         })
       })
     )

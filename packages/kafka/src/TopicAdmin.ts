@@ -5,6 +5,10 @@ import { KafkaClient, type KafkaUnavailable, unavailable } from "./KafkaClient.t
 /** Creates topics idempotently with explicit partitions and retention, and reads watermarks. */
 export class TopicAdmin extends Context.Service<TopicAdmin, {
   ensureTopics(specs: ReadonlyArray<TopicSpec>): Effect.Effect<void, KafkaUnavailable>
+  /** The names of the topics that exist. */
+  listTopics: Effect.Effect<ReadonlyArray<string>, KafkaUnavailable>
+  /** The first offset still stored (`low`) and the next one to be written (`high`), per partition. */
+  offsetRange(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; low: string; high: string }>, KafkaUnavailable>
   /** Next offset to be written, per partition (the "high watermark"). */
   endOffsets(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; offset: string }>, KafkaUnavailable>
   ping: Effect.Effect<void, KafkaUnavailable>
@@ -52,6 +56,13 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
         yield* Effect.logInfo("created topics", { topics: missing.map((s) => s.name) })
       })
 
+      const listTopics = withAdmin("listTopics", () => admin.listTopics())
+
+      const offsetRange = Effect.fn("TopicAdmin.offsetRange")(function*(topic: string) {
+        const offsets = yield* withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic))
+        return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high }))
+      })
+
       const endOffsets = Effect.fn("TopicAdmin.endOffsets")(function*(topic: string) {
         const offsets = yield* withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic))
         return offsets.map((o) => ({ partition: o.partition, offset: o.high }))
@@ -68,7 +79,7 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
 
       const deleteGroup = (groupId: string) => withAdmin("deleteGroups", () => admin.deleteGroups([groupId])).pipe(Effect.asVoid)
 
-      return TopicAdmin.of({ ensureTopics, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup })
+      return TopicAdmin.of({ ensureTopics, listTopics, offsetRange, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup })
     })
   )
 }

@@ -1,6 +1,12 @@
+// kafkajs' API first: `Kafkajs.ts` installs the patch before kafkajs loads.
+export * from "./Kafkajs.ts"
 export * from "./BrokerSettling.ts"
 export * from "./Consumer.ts"
+export * from "./DecoupledConsumer.ts"
+export * from "./DelayQueue.ts"
+export * from "./EndOffsets.ts"
 export * from "./KafkaClient.ts"
+export * from "./OffsetTracker.ts"
 export * from "./Producer.ts"
 export * from "./TopicAdmin.ts"
 export * from "./EnsureTopics.ts"

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
 import { createRequire } from "node:module"
 import { crc32c } from "../src/Crc32c.ts"
-import "../src/KafkajsPatch.ts"
+import "../src/index.ts" // the package entry installs the patch
 
 const require = createRequire(import.meta.url)
 // kafkajs' own byte-at-a-time implementation, as the reference.

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { groupMessagesPerPartition } from "../src/GroupMessagesPerPartition.ts"
-import "../src/KafkajsPatch.ts"
+import "../src/index.ts" // the package entry installs the patch
 
 const require = createRequire(import.meta.url)
 const ORIGINAL = require.resolve("kafkajs/src/producer/groupMessagesPerPartition.js")

@@ -2,8 +2,7 @@
 // settles (leader election, coordinator loading) is Debug, a fault keeps its level. The entries
 // below are the shapes kafkajs 2.2.4 logs (taken from a start of the platform).
 import { createRequire } from "node:module"
-import "../src/KafkajsPatch.ts" // before kafkajs loads, as in the services
-import { KafkaJSNumberOfRetriesExceeded, type LogEntry, logLevel } from "kafkajs"
+import { KafkaJSNumberOfRetriesExceeded, type LogEntry, logLevel } from "../src/index.ts"
 import { describe, expect, it } from "vitest"
 import { isBrokerSettling, kafkaErrorType } from "../src/BrokerSettling.ts"
 import { kafkajsLogLevel, unavailable } from "../src/KafkaClient.ts"

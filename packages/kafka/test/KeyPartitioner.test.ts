@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import "../src/KafkajsPatch.ts" // before kafkajs loads, as in the services
-import { type PartitionMetadata, Partitioners } from "kafkajs"
+import { type PartitionMetadata, Partitioners } from "../src/index.ts"
 import { KeyPartitioner } from "../src/KeyPartitioner.ts"
 
 const partitions = (n: number, leaderless: ReadonlyArray<number> = []): Array<PartitionMetadata> =>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import "../src/KafkajsPatch.ts"
+import "../src/index.ts" // the package entry installs the patch
 
 const require = createRequire(import.meta.url)
 const ENCODER = require.resolve("kafkajs/src/protocol/encoder.js")

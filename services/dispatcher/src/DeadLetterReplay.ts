@@ -7,7 +7,7 @@ import {
   encodeDeliveryTask,
   topicsFor
 } from "@orbit/domain"
-import { consumeBatches, KafkaClient, Producer } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, type KafkaUnavailable, Producer, TopicAdmin } from "@orbit/kafka"
 import { Deferred, Effect, Fiber, Schedule, Schema, Stream } from "effect"
 
 /**
@@ -102,23 +102,19 @@ export interface ReplayReport {
  * `webhooks.deliveries` (idempotent producer, acks all) and returns what it did.
  */
 export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(args: ReplayArgs) {
-  const { kafka, topicPrefix } = yield* KafkaClient
+  const { topicPrefix } = yield* KafkaClient
   const producer = yield* Producer
+  const admin = yield* TopicAdmin
   const topics = topicsFor(topicPrefix)
   const deadTopic = topics.dead.name
 
-  const admin = kafka.admin()
   // A broker that blips (restarts) for a few seconds is waited for; one that stays away is an error.
-  const adminCall = <A>(what: string, f: () => Promise<A>) =>
-    Effect.tryPromise({
-      try: f,
-      catch: (e) => new ReplayError({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
-    }).pipe(Effect.retry({ schedule: Schedule.spaced("1 second"), times: 15 }))
-  yield* Effect.acquireRelease(
-    adminCall("cannot connect to Kafka", () => admin.connect()),
-    () => Effect.promise(() => admin.disconnect().catch(() => undefined))
-  )
-  const existing = yield* adminCall("cannot list topics", () => admin.listTopics())
+  const adminCall = <A>(what: string, call: Effect.Effect<A, KafkaUnavailable>) =>
+    call.pipe(
+      Effect.mapError((e) => new ReplayError({ message: `${what}: ${e.message}` })),
+      Effect.retry({ schedule: Schedule.spaced("1 second"), times: 15 })
+    )
+  const existing = yield* adminCall("cannot list topics", admin.listTopics)
   if (!existing.includes(deadTopic)) {
     return yield* new ReplayError({
       message: `the dead-letter topic ${deadTopic} does not exist (is ORBIT_TOPIC_PREFIX right? has the dispatcher run?)`
@@ -126,7 +122,7 @@ export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(arg
   }
 
   // The last offset to read per partition, as of now; records dead-lettered later are not replayed.
-  const offsets = yield* adminCall("cannot read end offsets", () => admin.fetchTopicOffsets(deadTopic))
+  const offsets = yield* adminCall("cannot read end offsets", admin.offsetRange(deadTopic))
   const lastToRead = new Map<number, bigint>()
   for (const o of offsets) if (BigInt(o.high) > BigInt(o.low)) lastToRead.set(o.partition, BigInt(o.high) - 1n)
 
@@ -175,7 +171,7 @@ export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(arg
     yield* Effect.raceFirst(Deferred.await(caughtUp), stalled)
     yield* Fiber.interrupt(reading)
     // The group only existed for this read; leaving it behind would clutter the broker.
-    yield* Effect.promise(() => admin.deleteGroups([groupId]).catch(() => undefined))
+    yield* admin.deleteGroup(groupId).pipe(Effect.ignore)
   }
 
   const selected = selectForReplay(found, {

@@ -4,26 +4,34 @@ import {
   type DeliveryTask,
   encodeDeliveryDeadLettered,
   encodeDeliveryTask,
-  retryTiersOf,
   subscribes,
   topicsFor
 } from "@orbit/domain"
-import { KafkaClient, logKafkaRetry, type TopicMessages } from "@orbit/kafka"
+import {
+  Abandoned,
+  DecoupledConsumer,
+  DelayQueue,
+  delayTiersOf,
+  KafkaClient,
+  type KafkaMessage,
+  logKafkaRetry,
+  type Message,
+  Producer,
+  type TopicMessages,
+  untilDone
+} from "@orbit/kafka"
 import { Context, Effect, Layer, Schedule } from "effect"
-import type { KafkaMessage } from "kafkajs"
-import { Abandoned, DecoupledConsumer, sleepUnlessAborted, untilDone } from "./DecoupledConsumer.ts"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
 import { attemptedJson } from "./FastJson.ts"
 import { KeyedLimiter, SHED } from "./KeyedLimiter.ts"
-import { Publisher } from "./Publisher.ts"
-import { planAfterAttempt, ripeAt, tierFor } from "./RetrySchedule.ts"
+import { planAfterAttempt } from "./RetrySchedule.ts"
 
 /**
- * Takes delivery tasks from `webhooks.deliveries` and the retry tiers, makes the attempts in an
+ * Takes delivery tasks from `webhooks.deliveries` and the delay queue, makes the attempts in an
  * in-process pool (bounded overall and per endpoint), and records each outcome durably (attempt
- * event, plus the next attempt in a retry tier or a dead letter) before the task's offset is
+ * event, plus the next attempt in the delay queue or a dead letter) before the task's offset is
  * committed. A crash re-runs unfinished tasks (at-least-once); it can neither lose a scheduled
  * retry (it is in Kafka before the task is committed) nor fire one early (`not_before` is checked
  * whenever a task is taken).
@@ -39,11 +47,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const config = yield* DispatcherConfig
       const index = yield* EndpointIndex
       const deliverer = yield* Deliverer
-      const publisher = yield* Publisher
+      const producer = yield* Producer
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topics = topicsFor(topicPrefix)
-      const tiers = retryTiersOf(topics)
-      const tierByTopic = new Map(tiers.map((t) => [t.topic, t]))
+      // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
+      const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
       const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
         void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
@@ -52,14 +60,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
         untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
 
-      /** A task (a retry, or one not due yet) to a tier, with the index offsets it must be handled at. */
-      const toTier = (task: DeliveryTask, remainingMs: number, indexOffsets: IndexOffsets | undefined): TopicMessages => ({
-        topic: (tierFor(tiers, remainingMs) ?? tiers[0]!).topic,
-        messages: [{
-          key: task.endpoint_id,
-          value: encodeDeliveryTask(task),
-          ...(indexOffsets === undefined ? {} : { headers: { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(indexOffsets) } })
-        }]
+      /** A task (a retry, or one not due yet) as a record, with the index offsets it must be handled at. */
+      const taskMessage = (task: DeliveryTask, indexOffsets: IndexOffsets | undefined): Message => ({
+        key: task.endpoint_id,
+        value: encodeDeliveryTask(task),
+        ...(indexOffsets === undefined ? {} : { headers: { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(indexOffsets) } })
       })
 
       /**
@@ -75,15 +80,10 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           : durably("endpoint index catch-up", () => index.catchUpNow(indexOffsets).then(() => indexOffsets), signal)
 
       const process = async (task: DeliveryTask, taskOffsets: IndexOffsets | undefined, signal: AbortSignal): Promise<void> => {
-        const takenAt = Date.now()
-        const remaining = Date.parse(task.not_before) - takenAt
-        if (remaining > 0) {
-          // Not due: park it in a tier (durable) or, under the shortest tier, wait here.
-          if (tierFor(tiers, remaining) !== undefined) {
-            return durably("parking a task", () => publisher.send([toTier(task, remaining, taskOffsets)]), signal)
-          }
-          await sleepUnlessAborted(remaining, signal)
-        }
+        // Not due: park it in the delay queue (durable) or, for the last second, wait here.
+        const ripe = await delays.whenRipe(taskMessage(task, taskOffsets), Date.parse(task.not_before), signal, (park) =>
+          durably("parking a task", park, signal))
+        if (ripe === "parked") return
         const indexOffsets = await catchUp(taskOffsets, signal)
         const endpoint = index.get(task.endpoint_id)
         if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type, task.addressed)) {
@@ -102,12 +102,12 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           return r
         })
         if (result === SHED) {
-          // The endpoint is unresponsive and being probed: the task waits in a retry tier for
+          // The endpoint is unresponsive and being probed: the task waits in the delay queue for
           // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
           // backlog would fill this consumer's buffer and pause fetching for every endpoint.
-          const delayMs = Math.max(1_000, target.timeout_seconds * 1_000)
-          const parked = { ...task, not_before: new Date(Date.now() + delayMs).toISOString() }
-          return durably("parking a task for an unresponsive endpoint", () => publisher.send([toTier(parked, delayMs, indexOffsets)]), signal)
+          const notBefore = Date.now() + Math.max(1_000, target.timeout_seconds * 1_000)
+          const parked = { ...task, not_before: new Date(notBefore).toISOString() }
+          return durably("parking a task for an unresponsive endpoint", () => delays.send(taskMessage(parked, indexOffsets), notBefore), signal)
         }
         const now = Date.now()
         const plan = planAfterAttempt({
@@ -122,11 +122,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           topic: topics.attempts.name,
           messages: [{ key: task.endpoint_id, value: attemptedJson(plan.attempted) }]
         }]
-        if (plan.retry !== undefined) out.push(toTier(plan.retry, Date.parse(plan.retry.not_before) - now, indexOffsets))
+        if (plan.retry !== undefined) out.push(delays.record(taskMessage(plan.retry, indexOffsets), Date.parse(plan.retry.not_before), now))
         if (plan.dead !== undefined) {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
-        await durably("recording an attempt", () => publisher.send(out), signal)
+        await durably("recording an attempt", () => producer.sendNow(out, "lingering"), signal)
       }
 
       // A record fetched again (rebalance back to us) while its first copy is still running joins it.
@@ -148,26 +148,20 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         return work
       }
 
-      // Two groups: first attempts (latency matters, 6 partitions per fetch) and the retry tiers
-      // (42 mostly idle or paused partitions that would otherwise ride along in every hot fetch).
-      const consumerFor = (group: string, consumed: ReadonlyArray<string>) =>
-        new DecoupledConsumer({
-          kafka,
-          groupId: `${topicPrefix}${group}`,
-          topics: consumed,
-          handle,
-          notBefore: (topic, message) => {
-            const tier = tierByTopic.get(topic)
-            return tier === undefined ? undefined : ripeAt(tier, Number(message.timestamp))
-          },
-          maxOutstanding: config.maxBuffered,
-          sessionTimeoutMs: config.sessionTimeoutMs,
-          onError: (message, error) => void run(logKafkaRetry(message, error)),
-          onJoin: (info) => log("Info", "consumer group joined", info)
-        })
+      // Two groups: first attempts (latency matters, 6 partitions per fetch) and the delay queue
+      // (its many mostly idle or paused partitions would otherwise ride along in every hot fetch).
+      const consumerOptions = (group: string) => ({
+        kafka,
+        groupId: `${topicPrefix}${group}`,
+        handle,
+        maxOutstanding: config.maxBuffered,
+        sessionTimeoutMs: config.sessionTimeoutMs,
+        onError: (message: string, error: unknown) => void run(logKafkaRetry(message, error)),
+        onJoin: (info: Record<string, unknown>) => log("Info", "consumer group joined", info)
+      })
       const consumers = [
-        consumerFor("orbit-dispatcher-delivery", [topics.deliveries.name]),
-        consumerFor("orbit-dispatcher-retry", tiers.map((t) => t.topic))
+        new DecoupledConsumer({ ...consumerOptions("orbit-dispatcher-delivery"), topics: [topics.deliveries.name] }),
+        delays.consumer(consumerOptions("orbit-dispatcher-retry"))
       ]
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)
       yield* Effect.acquireRelease(

@@ -1,12 +1,11 @@
 import { SecretBox } from "@orbit/crypto"
-import { KafkaClient, TopicAdmin, TopicsReady } from "@orbit/kafka"
+import { KafkaClient, Producer, TopicAdmin, TopicsReady } from "@orbit/kafka"
 import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
 import { Layer } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DeliveryWorker } from "./DeliveryWorker.ts"
 import { EndpointIndex } from "./EndpointIndex.ts"
 import { FanOut } from "./FanOut.ts"
-import { Publisher } from "./Publisher.ts"
 
 /**
  * The whole dispatcher, needing only the Kafka client, the secret key ring, the SSRF policy and a
@@ -14,7 +13,7 @@ import { Publisher } from "./Publisher.ts"
  * delivery) and stop in reverse: fan-out and delivery stop taking work before the producer closes.
  */
 export const DispatcherLive = Layer.mergeAll(FanOut.layer, DeliveryWorker.layer).pipe(
-  Layer.provide(Layer.mergeAll(EndpointIndex.layer, Publisher.layer, Deliverer.layer)),
+  Layer.provide(Layer.mergeAll(EndpointIndex.layer, Producer.layer(), Deliverer.layer)),
   Layer.provide(TopicsReady),
   Layer.provide(TopicAdmin.layer)
 )

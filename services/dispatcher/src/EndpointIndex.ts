@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { decodeEndpointEvent, type Endpoint, evolve, type Mode, subscribes, topicsFor } from "@orbit/domain"
-import { consumeBatches, KafkaClient, KafkaUnavailable, logKafkaRetry } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, KafkaUnavailable, logKafkaRetry, makeEndOffsets } from "@orbit/kafka"
 import { Context, Deferred, Effect, Layer, Schedule, Schema, Stream } from "effect"
-import { makeEndOffsets } from "./EndOffsets.ts"
 
 /** How long a caller waits for the index to catch up before giving up (and retrying later). */
 const SYNC_TIMEOUT_MS = 10_000

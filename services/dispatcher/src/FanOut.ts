@@ -1,13 +1,19 @@
 import { randomUUID } from "node:crypto"
 import { type DeliveryTask, deliveryIdFor, topicsFor } from "@orbit/domain"
-import { KafkaClient, logKafkaRetry, type TopicMessages } from "@orbit/kafka"
+import {
+  DecoupledConsumer,
+  type IHeaders,
+  KafkaClient,
+  type KafkaMessage,
+  logKafkaRetry,
+  Producer,
+  type TopicMessages,
+  untilDone
+} from "@orbit/kafka"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
-import type { IHeaders, KafkaMessage } from "kafkajs"
-import { DecoupledConsumer, untilDone } from "./DecoupledConsumer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
 import { taskJson } from "./FastJson.ts"
-import { Publisher } from "./Publisher.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
 import { buildWebhookBody } from "./WebhookBody.ts"
 
@@ -91,7 +97,7 @@ export const fanOutBatch = (input: {
  * The kafkajs callback only hands records out (`DecoupledConsumer`), so fetching the next batch
  * overlaps with the index sync and the produce of the previous ones, and offsets are committed
  * in the background (every 200 ms) rather than one round trip per batch. Records of one batch
- * share one index sync and, through the `Publisher`, one produce request.
+ * share one index sync and, through the `Producer`, one produce request.
  */
 export class FanOut extends Context.Service<FanOut, {
   /** Source records taken and not yet fanned out durably. */
@@ -103,7 +109,7 @@ export class FanOut extends Context.Service<FanOut, {
       const { kafka, topicPrefix } = yield* KafkaClient
       const config = yield* DispatcherConfig
       const index = yield* EndpointIndex
-      const publisher = yield* Publisher
+      const producer = yield* Producer
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topics = topicsFor(topicPrefix)
       const sourceTopics = Option.getOrElse(config.sourceTopics, () => [topics.sourceEvents.name])
@@ -122,7 +128,7 @@ export class FanOut extends Context.Service<FanOut, {
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         const indexOffsets = await untilDone(() => index.syncNow(), signal, retrying("endpoint index sync"))
         const fanned = fanOutBatch({ topic, partition, messages: [message], topics: outTopics, matching: index.matching, now: Date.now(), indexOffsets })
-        await untilDone(() => publisher.send(fanned.out, "tasks"), signal, retrying("producing delivery tasks"))
+        await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
       }
 

@@ -4,8 +4,7 @@ import {
   type DeliveryTask,
   type AttemptErrorClass,
   nextAttemptAt,
-  type RetryPolicy,
-  type RetryTier
+  type RetryPolicy
 } from "@orbit/domain"
 
 /** What one HTTP attempt came to (the Deliverer's result). */
@@ -94,23 +93,6 @@ export const planAfterAttempt = (input: {
   }
   return { attempted, retry, dead }
 }
-
-/**
- * Where a task that is not due yet waits (pure): the tier with the largest delay not exceeding the
- * remaining wait, so it is never released early; undefined when the wait is shorter than the
- * shortest tier (the caller then waits in process).
- */
-export const tierFor = (tiers: ReadonlyArray<RetryTier>, remainingMs: number): RetryTier | undefined => {
-  let chosen: RetryTier | undefined
-  for (const tier of tiers) if (tier.delayMs <= remainingMs) chosen = tier
-  return chosen
-}
-
-/**
- * When the head record of a tier partition may be taken: its append time plus the tier's delay.
- * Append times grow along a partition, so nothing behind the head is due earlier.
- */
-export const ripeAt = (tier: RetryTier, appendedAtMs: number): number => appendedAtMs + tier.delayMs
 
 /** `Retry-After` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); undefined if absent or bad. */
 export const parseRetryAfter = (value: string | undefined, now: number): number | undefined => {

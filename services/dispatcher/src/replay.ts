@@ -5,7 +5,7 @@
  * See DeadLetterReplay.ts and the README ("Replaying dead letters").
  */
 import { parseArgs } from "node:util"
-import { KafkaClient, Producer } from "@orbit/kafka"
+import { KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
 import { Cause, Config, Effect, Exit, Layer, Logger, References, Schema, SchemaIssue } from "effect"
 import { replayDeadLetters, ReplayArgs } from "./DeadLetterReplay.ts"
 
@@ -59,7 +59,9 @@ const StderrLogging = Layer.mergeAll(
 
 const exit = await Effect.runPromiseExit(
   Effect.scoped(replayDeadLetters(args)).pipe(
-    Effect.provide(Producer.layer({ sendTimeout: "30 seconds" }).pipe(Layer.provideMerge(KafkaClient.layer))),
+    Effect.provide(
+      Layer.mergeAll(Producer.layer({ sendTimeout: "30 seconds" }), TopicAdmin.layer).pipe(Layer.provideMerge(KafkaClient.layer))
+    ),
     Effect.provide(StderrLogging)
   )
 )

@@ -1,7 +1,8 @@
 /** A hanging endpoint holds only its own slots: other endpoints' deliveries keep flowing. */
 import { randomUUID } from "node:crypto"
 import type { ServerResponse } from "node:http"
-import { deliveryIdFor, retryTiersOf } from "@orbit/domain"
+import { deliveryIdFor } from "@orbit/domain"
+import { delayTiersOf } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, waitFor } from "./support.ts"
 
@@ -88,7 +89,7 @@ describe("slow-endpoint isolation", () => {
     await admin.connect()
     const parkedSoFar = async () => {
       let n = 0
-      for (const tier of retryTiersOf(h.topics)) {
+      for (const tier of delayTiersOf(h.topics)) {
         for (const p of await admin.fetchTopicOffsets(tier.topic)) n += Number(p.high)
       }
       return n

@@ -1,32 +1,15 @@
 /** Pure building blocks: no broker, no network. */
-import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent, topicsFor, retryTiersOf } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent } from "@orbit/domain"
 import { replayTask } from "../src/DeadLetterReplay.ts"
 import { decodeIndexOffsets, EndpointTable, INDEX_OFFSETS_HEADER } from "../src/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/FastJson.ts"
 import { fanOutBatch } from "../src/FanOut.ts"
 import { describe, expect, it } from "vitest"
 import { KeyedLimiter, SHED } from "../src/KeyedLimiter.ts"
-import { OffsetTracker } from "../src/OffsetTracker.ts"
-import { parseRetryAfter, planAfterAttempt, tierFor } from "../src/RetrySchedule.ts"
+import { parseRetryAfter, planAfterAttempt } from "../src/RetrySchedule.ts"
 import { classifySourceRecord } from "../src/SourceRecord.ts"
 import { buildWebhookBody } from "../src/WebhookBody.ts"
 
-const tiers = retryTiersOf(topicsFor("x_"))
-
-describe("OffsetTracker", () => {
-  it("commits only the contiguous finished prefix", () => {
-    const t = new OffsetTracker()
-    for (const o of [5n, 6n, 7n, 8n]) t.start(o)
-    t.finish(6n)
-    t.finish(8n)
-    expect(t.committable()).toBeUndefined()
-    t.finish(5n)
-    expect(t.committable()).toBe(7n)
-    t.finish(7n)
-    expect(t.committable()).toBe(9n)
-    expect(t.inFlight).toBe(0)
-  })
-})
 
 describe("KeyedLimiter", () => {
   it("bounds per key and overall, and lets other keys pass a saturated one", async () => {
@@ -134,13 +117,6 @@ describe("retry schedule", () => {
     expect(parseRetryAfter("30", 0)).toBe(30)
     expect(parseRetryAfter(new Date(90_000).toUTCString(), 0)).toBe(90)
     expect(parseRetryAfter("soon", 0)).toBeUndefined()
-  })
-
-  it("parks a wait in the largest tier not exceeding it", () => {
-    expect(tierFor(tiers, 500)).toBeUndefined()
-    expect(tierFor(tiers, 1_000)?.delayMs).toBe(1_000)
-    expect(tierFor(tiers, 59_000)?.delayMs).toBe(30_000)
-    expect(tierFor(tiers, 86_400_000)?.delayMs).toBe(14_400_000)
   })
 })
 

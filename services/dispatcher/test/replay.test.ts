@@ -13,9 +13,8 @@ import {
   newEventId,
   topicsFor
 } from "@orbit/domain"
-import { KafkaClient, Producer } from "@orbit/kafka"
+import { Kafka, KafkaClient, logLevel, Producer, TopicAdmin } from "@orbit/kafka"
 import { Effect, Exit, Layer, Schema } from "effect"
-import { Kafka, logLevel } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ReplayArgs, replayDeadLetters, replayTask, selectForReplay, SinceArg } from "../src/DeadLetterReplay.ts"
 import { BROKERS, readToEnd } from "./support.ts"
@@ -130,7 +129,7 @@ describe("replay (real broker)", () => {
   const run = (args: typeof ReplayArgs.Type, topicPrefix = prefix) =>
     Effect.runPromise(
       Effect.scoped(replayDeadLetters(args)).pipe(
-        Effect.provide(Producer.layer().pipe(
+        Effect.provide(Layer.mergeAll(Producer.layer(), TopicAdmin.layer).pipe(
           Layer.provideMerge(Layer.succeed(KafkaClient, KafkaClient.of({ kafka, brokers: BROKERS.split(","), topicPrefix })))
         ))
       )

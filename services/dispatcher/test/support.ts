@@ -17,7 +17,6 @@ import {
   decodeDeliveryDeadLettered,
   decodeDeliveryTask,
   type DeliveryTask,
-  retryTiersOf,
   type DeliveryAttempted,
   type DeliveryDeadLettered,
   type EndpointEvent,
@@ -27,10 +26,9 @@ import {
   type RetryPolicy,
   topicsFor
 } from "@orbit/domain"
-import { brokersFromEnv, KafkaClient } from "@orbit/kafka"
+import { brokersFromEnv, delayTiersOf, Kafka, KafkaClient, type KafkajsConsumer as Consumer, type KafkajsProducer as Producer, logLevel } from "@orbit/kafka"
 import { NetGuardPolicy, type ResolveHost, Resolver } from "@orbit/net-guard"
 import { Layer, Logger, ManagedRuntime, References } from "effect"
-import { Kafka, logLevel, type Consumer, type Producer } from "kafkajs"
 import { DispatcherLive } from "../src/Dispatcher.ts"
 
 /** The broker the tests use: the local one on KAFKA_PORT (default 9092) unless KAFKA_BROKERS is set. */
@@ -316,7 +314,7 @@ export const findTask = async (
 }
 
 /** The retry tier topics of a harness. */
-export const tierTopics = (h: Harness): Array<string> => retryTiersOf(h.topics).map((t) => t.topic)
+export const tierTopics = (h: Harness): Array<string> => delayTiersOf(h.topics).map((t) => t.topic)
 
 /** Committed offsets of `${prefix}${group}` on `topic`, by partition (-1 where nothing is committed). */
 export const committedOffsets = async (h: Harness, group: string, topic: string): Promise<Map<number, bigint>> => {

@@ -2,7 +2,7 @@ import { Db, type Sql, type Tx } from "@orbit/db"
 import { decodeDeliveryAttempted, type DeliveryAttempted, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
 import { Cause, Context, Effect, Layer, Schedule } from "effect"
-import type { KafkaMessage } from "kafkajs"
+import type { KafkaMessage } from "@orbit/kafka"
 import { readNextOffset, writeNextOffset } from "./OffsetStore.ts"
 import { runProjection } from "./ProjectionRunner.ts"
 

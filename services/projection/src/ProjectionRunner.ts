@@ -1,7 +1,7 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
 import { consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin } from "@orbit/kafka"
 import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
-import type { Batch } from "kafkajs"
+import type { Batch } from "@orbit/kafka"
 
 export interface ProjectionOptions {
   /** For logs. */

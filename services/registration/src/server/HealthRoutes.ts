@@ -1,6 +1,6 @@
 import { Db, query } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
-import { KafkaClient, TopicAdmin } from "@orbit/kafka"
+import { KafkaClient, lagOf, TopicAdmin } from "@orbit/kafka"
 import { Effect, Ref, Schedule } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
@@ -33,9 +33,7 @@ export const HealthRoutes = HttpApiBuilder.group(Api, "health", Effect.fn(functi
 
   const projectionLag = Effect.gen(function*() {
     const [ends, applied] = yield* Effect.all([admin.endOffsets(topic), watcher.appliedOffsets(topic)], { concurrency: 2 })
-    let lag = 0n
-    for (const { partition, offset } of ends) lag += BigInt(offset) - (applied.get(partition) ?? 0n)
-    return String(lag)
+    return String(lagOf(ends, applied))
   }).pipe(Effect.timeout("2 seconds"), Effect.catchCause(() => Effect.succeed("unknown")))
 
   const state = yield* Ref.make<Readiness>({

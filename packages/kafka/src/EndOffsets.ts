@@ -1,6 +1,6 @@
 import { createRequire } from "node:module"
-import { unavailable } from "@orbit/kafka"
-import type { Kafka } from "kafkajs"
+import type { Kafka } from "./Kafkajs.ts"
+import { unavailable } from "./KafkaClient.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -29,7 +29,7 @@ type ClusterConstructor = new(options: Record<string, unknown>) => KafkajsCluste
  * then lists the latest offsets and then the earliest. The endpoint index measures end offsets
  * for every fan-out batch (read-your-writes), so that was most of the fan-out latency and a third
  * of the broker's requests. kafkajs 2.2.4 is pinned and unmaintained; its `Cluster` is internal,
- * hence the `require` (as in `@orbit/kafka`'s KafkajsPatch).
+ * hence the `require` (as in `KafkajsPatch.ts`).
  *
  * Any failure drops the cluster (a broker restart closes its connection); the next call builds a
  * fresh one with fresh metadata.
@@ -44,7 +44,7 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
       logger: kafka.logger(),
       socketFactory: socketFactory(),
       brokers: [...brokers],
-      clientId: "orbit-dispatcher-end-offsets",
+      clientId: "orbit-end-offsets",
       connectionTimeout: 3_000,
       requestTimeout: 10_000,
       enforceRequestTimeout: true,
@@ -74,4 +74,19 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
   }
 
   return { endOffsets, close }
+}
+
+export interface PartitionOffset {
+  readonly partition: number
+  readonly offset: string
+}
+
+/**
+ * Records not yet applied (pure): per partition, the end offset minus `applied` (the next offset
+ * to apply; 0 when absent), summed over the partitions.
+ */
+export const lagOf = (ends: ReadonlyArray<PartitionOffset>, applied: ReadonlyMap<number, bigint>): bigint => {
+  let lag = 0n
+  for (const { partition, offset } of ends) lag += BigInt(offset) - (applied.get(partition) ?? 0n)
+  return lag
 }

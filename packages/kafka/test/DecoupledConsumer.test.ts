@@ -3,14 +3,21 @@
  * restart on by itself, the consumer comes back, takes every record (those before the crash and
  * those published after it) and commits up to the end of the topic.
  */
-import "@orbit/kafka/KafkajsPatch" // before kafkajs loads, as in the services
 import { randomBytes } from "node:crypto"
-import { Kafka, KafkaJSNonRetriableError, logLevel } from "kafkajs"
 import { afterAll, describe, expect, it } from "vitest"
-import { DecoupledConsumer } from "../src/DecoupledConsumer.ts"
-import { BROKERS, waitFor } from "./support.ts"
+import { brokersFromEnv, DecoupledConsumer, Kafka, KafkaJSNonRetriableError, logLevel } from "../src/index.ts"
 
-const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: BROKERS.split(","), logLevel: logLevel.NOTHING })
+const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
+
+const waitFor = async <A>(what: string, f: () => A | undefined | false, timeoutMs = 20_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = f()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
 const topics: Array<string> = []
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import type { EachBatchPayload, Kafka, KafkaMessage, Consumer } from "kafkajs"
+import type { EachBatchPayload, Kafka, KafkajsConsumer as Consumer, KafkaMessage } from "./Kafkajs.ts"
 import { OffsetTracker } from "./OffsetTracker.ts"
 
 /** Thrown by a handler that gives a record back unfinished (shutdown): its offset is not committed. */
