@@ -2,7 +2,7 @@
 // EndpointStore.list sends for a first page) behind a bare node:http handler, with none of the
 // platform around it (no auth, no validation, no Effect).
 import http from "node:http"
-import postgres from "postgres"
+import { postgres } from "@orbit/db"
 
 const sql = postgres(process.env.DATABASE_URL!, { max: 10, connection: { search_path: process.env.ORBIT_DB_SCHEMA! } })
 const tenant = process.env.BENCH_TENANT!

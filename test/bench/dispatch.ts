@@ -40,7 +40,7 @@ import { join } from "node:path"
 import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDelivery } from "@orbit/crypto"
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
-import { Agent, request } from "undici"
+import { Agent, request } from "@orbit/net-guard"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { hashApiKey, parseApiKeyPrefix } from "@orbit/crypto"
-import postgres from "postgres"
+import { postgres } from "@orbit/db"
 import { afterAll, describe, expect, it } from "vitest"
 import { DATABASE_URL, orbit } from "./cli.ts"
 

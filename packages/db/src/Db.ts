@@ -115,3 +115,9 @@ export const migrate = (sql: Sql, schema: string) =>
       }
     })
   )
+
+/**
+ * The Postgres driver itself, for code that must talk to a database without the pool above
+ * (tests that inspect tables, benchmark baselines): this package is its only importer.
+ */
+export { default as postgres } from "postgres"

@@ -28,3 +28,6 @@ export {
   vetTarget
 } from "./PinnedAgent.ts"
 export type { PinnedDispatcherOptions } from "./PinnedAgent.ts"
+// undici, the HTTP client the pinned connector plugs into, for a loop that measures it bare (the
+// dispatch benchmark's ceiling); everything that reaches endpoints goes through the connector.
+export { Agent, request } from "undici"

@@ -21,7 +21,7 @@ import {
   untilDone
 } from "@orbit/kafka"
 import { Context, Effect, Layer, Schedule } from "effect"
-import { Deliverer } from "./Deliverer.ts"
+import { Deliverer } from "./delivery/Deliverer.ts"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
 import { attemptedJson } from "./FastJson.ts"

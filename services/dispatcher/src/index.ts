@@ -1,4 +1,4 @@
-export * from "./Deliverer.ts"
+export * from "./delivery/Deliverer.ts"
 export * from "./DeliveryWorker.ts"
 export * from "./Dispatcher.ts"
 export * from "./DispatcherConfig.ts"

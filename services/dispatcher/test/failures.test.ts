@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs"
 import type { ServerResponse } from "node:http"
 import { type DeliveryAttempted, deliveryIdFor, MAX_RETRY_AFTER_SECONDS } from "@orbit/domain"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { MAX_RESPONSE_BYTES } from "../src/Deliverer.ts"
+import { MAX_RESPONSE_BYTES } from "../src/delivery/Deliverer.ts"
 import {
   domainEvent,
   findTask,

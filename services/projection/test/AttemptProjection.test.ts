@@ -9,7 +9,7 @@ import { type DeliveryAttempted, encodeDeliveryAttempted, newEndpointId, topicsF
 import { brokersFromEnv, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer, ManagedRuntime } from "effect"
 import { Kafka, type KafkaMessage, logLevel } from "@orbit/kafka"
-import postgres from "postgres"
+import { postgres } from "@orbit/db"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { applyAttemptBatch, ATTEMPTS_PROJECTION, AttemptProjection, type AttemptRow, attemptRow, pruneAttempts } from "../src/AttemptProjection.ts"
 import { attempted } from "./attempted.ts"

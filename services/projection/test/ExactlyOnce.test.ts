@@ -16,7 +16,7 @@ import { encodeEndpointEvent, type Endpoint, type EndpointEvent, evolve, newEndp
 import { brokersFromEnv, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { Kafka, logLevel } from "@orbit/kafka"
-import postgres from "postgres"
+import { postgres } from "@orbit/db"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { EndpointProjection, PROJECTION } from "../src/EndpointProjection.ts"
 

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto"
 import { Db } from "@orbit/db"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import postgres from "postgres"
+import { postgres } from "@orbit/db"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CursorPosition } from "../src/Cursor.ts"
 import { EndpointStore } from "../src/EndpointStore.ts"
