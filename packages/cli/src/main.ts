@@ -111,7 +111,7 @@ const deliveries = Command.make("deliveries").pipe(
         since: Flag.String("since").pipe(Flag.withDescription("Only deliveries dead-lettered since this ISO 8601 time"), Flag.optional)
       },
       (o) =>
-        runScript("services/dispatcher/src/replay.ts", [
+        runScript("services/dispatcher/src/dead-letters/replay.ts", [
           ...Option.match(o.endpoint, { onNone: () => [], onSome: (e) => ["--endpoint", e] }),
           ...Option.match(o.since, { onNone: () => [], onSome: (s) => ["--since", s] })
         ])

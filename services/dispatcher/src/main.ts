@@ -1,4 +1,31 @@
+// The dispatcher: its layers, and the process that runs them when this file is the entry point
+// (`node services/dispatcher/src/main.ts`). Tests import `DispatcherLive` from here and provide
+// their own key ring, policy and resolver.
+import { SecretBox } from "@orbit/crypto"
+import { KafkaClient, Producer, TopicAdmin, TopicsReady } from "@orbit/kafka"
+import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
 import { runService } from "@orbit/config"
-import { DispatcherMain } from "./Dispatcher.ts"
+import { Layer } from "effect"
+import { Deliverer } from "./delivery/Deliverer.ts"
+import { DeliveryWorker } from "./delivery/DeliveryWorker.ts"
+import { EndpointIndex } from "./endpoints/EndpointIndex.ts"
+import { FanOut } from "./fan-out/FanOut.ts"
 
-runService("dispatcher", DispatcherMain)
+/**
+ * The whole dispatcher, needing only the Kafka client, the secret key ring, the SSRF policy and a
+ * resolver. Layers start in dependency order (topics, then the index caught up, then fan-out and
+ * delivery) and stop in reverse: fan-out and delivery stop taking work before the producer closes.
+ */
+export const DispatcherLive = Layer.mergeAll(FanOut.layer, DeliveryWorker.layer).pipe(
+  Layer.provide(Layer.mergeAll(EndpointIndex.layer, Producer.layer(), Deliverer.layer)),
+  Layer.provide(TopicsReady),
+  Layer.provide(TopicAdmin.layer)
+)
+
+/** Production dependencies: everything from configuration. */
+export const DispatcherMain = DispatcherLive.pipe(
+  Layer.provide(Layer.mergeAll(SecretBox.layer, NetGuardPolicy.layer, Resolver.layer)),
+  Layer.provide(KafkaClient.layer)
+)
+
+if (import.meta.main) runService("dispatcher", DispatcherMain)

@@ -4,7 +4,7 @@ import { encrypt, parseKeyRing } from "@orbit/crypto"
 import { deliveryIdFor } from "@orbit/domain"
 import { Webhook } from "standardwebhooks"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { INVALID_REASON_HEADER } from "../src/FanOut.ts"
+import { INVALID_REASON_HEADER } from "../src/fan-out/FanOut.ts"
 import {
   domainEvent,
   type Harness,

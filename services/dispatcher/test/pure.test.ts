@@ -1,14 +1,14 @@
 /** Pure building blocks: no broker, no network. */
 import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent } from "@orbit/domain"
-import { replayTask } from "../src/DeadLetterReplay.ts"
-import { decodeIndexOffsets, EndpointTable, INDEX_OFFSETS_HEADER } from "../src/EndpointIndex.ts"
-import { attemptedJson, taskJson } from "../src/FastJson.ts"
-import { fanOutBatch } from "../src/FanOut.ts"
+import { replayTask } from "../src/dead-letters/DeadLetterReplay.ts"
+import { decodeIndexOffsets, IndexedEndpoints, INDEX_OFFSETS_HEADER } from "../src/endpoints/EndpointIndex.ts"
+import { attemptedJson, taskJson } from "../src/RecordJson.ts"
+import { fanOutBatch } from "../src/fan-out/FanOut.ts"
 import { describe, expect, it } from "vitest"
-import { KeyedLimiter, SHED } from "../src/KeyedLimiter.ts"
-import { parseRetryAfter, planAfterAttempt } from "../src/RetrySchedule.ts"
-import { classifySourceRecord } from "../src/SourceRecord.ts"
-import { buildWebhookBody } from "../src/WebhookBody.ts"
+import { KeyedLimiter, SHED } from "../src/delivery/KeyedLimiter.ts"
+import { parseRetryAfter, planAfterAttempt } from "../src/retry/RetrySchedule.ts"
+import { classifySourceRecord } from "../src/fan-out/SourceRecord.ts"
+import { buildWebhookBody } from "../src/fan-out/WebhookBody.ts"
 
 
 describe("KeyedLimiter", () => {
@@ -139,7 +139,7 @@ describe("source records and bodies", () => {
   })
 })
 
-describe("FastJson", () => {
+describe("RecordJson", () => {
   it("writes exactly what the Schema encoders write", () => {
     const task: DeliveryTask = {
       _tag: "DeliveryTask",
@@ -205,7 +205,7 @@ describe("fanOutBatch", () => {
   })
 
   it("gives an event addressed to one endpoint (endpoint_id) to that endpoint only, whatever it subscribes to", () => {
-    const table = new EndpointTable()
+    const table = new IndexedEndpoints()
     const register = (id: string, tenant: string, events: Array<string>, active = true) =>
       table.apply({
         _tag: "EndpointRegistered", schema_version: 1, event_id: `evt_${id}`, occurred_at: "2026-01-01T00:00:00.000Z",

@@ -18,8 +18,8 @@ import { encrypt, parseKeyRing } from "@orbit/crypto"
 import { type DeliveryTask, deliveryIdFor, encodeDeliveryTask, type EndpointEvent, type EndpointRegistered } from "@orbit/domain"
 import type { Admin } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { encodeIndexOffsets, INDEX_OFFSETS_HEADER } from "../src/EndpointIndex.ts"
-import { buildWebhookBody } from "../src/WebhookBody.ts"
+import { encodeIndexOffsets, INDEX_OFFSETS_HEADER } from "../src/endpoints/EndpointIndex.ts"
+import { buildWebhookBody } from "../src/fan-out/WebhookBody.ts"
 import { domainEvent, type Harness, makeCert, makeHarness, type Receiver, startReceiver, type TestEndpoint, waitFor } from "./support.ts"
 
 const ROUNDS = 40

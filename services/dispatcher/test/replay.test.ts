@@ -16,7 +16,7 @@ import {
 import { Kafka, KafkaClient, logLevel, Producer, TopicAdmin } from "@orbit/kafka"
 import { Effect, Exit, Layer, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { ReplayArgs, replayDeadLetters, replayTask, selectForReplay, SinceArg } from "../src/DeadLetterReplay.ts"
+import { ReplayArgs, replayDeadLetters, replayTask, selectForReplay, SinceArg } from "../src/dead-letters/DeadLetterReplay.ts"
 import { BROKERS, readToEnd } from "./support.ts"
 
 const dead = (endpointId: string, at: string, over: Partial<DeliveryDeadLettered> = {}): DeliveryDeadLettered => {

@@ -29,7 +29,7 @@ import {
 import { brokersFromEnv, delayTiersOf, Kafka, KafkaClient, type KafkajsConsumer as Consumer, type KafkajsProducer as Producer, logLevel } from "@orbit/kafka"
 import { NetGuardPolicy, type ResolveHost, Resolver } from "@orbit/net-guard"
 import { Layer, Logger, ManagedRuntime, References } from "effect"
-import { DispatcherLive } from "../src/Dispatcher.ts"
+import { DispatcherLive } from "../src/main.ts"
 
 /** The broker the tests use: the local one on KAFKA_PORT (default 9092) unless KAFKA_BROKERS is set. */
 export const BROKERS = brokersFromEnv().join(",")

@@ -3,7 +3,7 @@ import { decodeEndpointEvent, type EndpointEvent, topicsFor } from "@orbit/domai
 import { KafkaClient } from "@orbit/kafka"
 import { Context, Effect, Layer } from "effect"
 import type { KafkaMessage } from "@orbit/kafka"
-import { applyEndpointEvents, endpointWrites, selectEndpointRows } from "./EndpointTable.ts"
+import { applyEndpointEvents, endpointWrites, selectEndpointRows } from "./EndpointRows.ts"
 import { nextOffsetOf, OFFSETS_CHANNEL, selectNextOffset, writeNextOffset } from "./OffsetStore.ts"
 import { runProjection } from "./ProjectionRunner.ts"
 

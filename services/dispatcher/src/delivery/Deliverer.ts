@@ -3,7 +3,7 @@ import type { DeliveryTask, Endpoint, AttemptErrorClass } from "@orbit/domain"
 import { ExtraCaConfig, isSsrfBlocked, makePinnedDispatcher, NetGuardPolicy, Resolver } from "@orbit/net-guard"
 import { Context, Effect, Exit, Layer } from "effect"
 import type { Dispatcher } from "undici"
-import { type AttemptResult, parseRetryAfter } from "../RetrySchedule.ts"
+import { type AttemptResult, parseRetryAfter } from "../retry/RetrySchedule.ts"
 
 /** At most this much of a response body is read; then the connection is closed. */
 export const MAX_RESPONSE_BYTES = 64 * 1024

@@ -11,9 +11,9 @@ import {
   untilDone
 } from "@orbit/kafka"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
-import { DispatcherConfig } from "./DispatcherConfig.ts"
-import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
-import { taskJson } from "./FastJson.ts"
+import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
+import { taskJson } from "../RecordJson.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
 import { buildWebhookBody } from "./WebhookBody.ts"
 

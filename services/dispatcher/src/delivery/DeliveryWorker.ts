@@ -21,12 +21,12 @@ import {
   untilDone
 } from "@orbit/kafka"
 import { Context, Effect, Layer, Schedule } from "effect"
-import { Deliverer } from "./delivery/Deliverer.ts"
-import { DispatcherConfig } from "./DispatcherConfig.ts"
-import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "./EndpointIndex.ts"
-import { attemptedJson } from "./FastJson.ts"
+import { Deliverer } from "./Deliverer.ts"
+import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
+import { attemptedJson } from "../RecordJson.ts"
 import { KeyedLimiter, SHED } from "./KeyedLimiter.ts"
-import { planAfterAttempt } from "./RetrySchedule.ts"
+import { planAfterAttempt } from "../retry/RetrySchedule.ts"
 
 /**
  * Takes delivery tasks from `webhooks.deliveries` and the delay queue, makes the attempts in an

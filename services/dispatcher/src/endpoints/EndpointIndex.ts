@@ -43,7 +43,7 @@ export const decodeIndexOffsets = (header: string): IndexOffsets | undefined => 
 }
 
 /** The in-memory endpoint state, folded with the pure `evolve` (no I/O). */
-export class EndpointTable {
+export class IndexedEndpoints {
   private readonly byId = new Map<string, Endpoint>()
   private readonly byScope = new Map<string, Set<string>>()
 
@@ -126,7 +126,7 @@ export class EndpointIndex extends Context.Service<EndpointIndex, {
       const probe = makeEndOffsets(kafka, brokers)
       yield* Effect.addFinalizer(() => Effect.promise(() => probe.close()))
       const topic = topicsFor(topicPrefix).endpointEvents.name
-      const table = new EndpointTable()
+      const table = new IndexedEndpoints()
       /** Next offset to apply, per partition. */
       const applied = new Map<number, bigint>()
       const waiters = new Set<{ readonly target: IndexOffsets; readonly done: () => void }>()
