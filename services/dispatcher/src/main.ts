@@ -4,7 +4,7 @@
 import { SecretBox } from "@orbit/crypto"
 import { KafkaClient, Producer, TopicAdmin, TopicsReady } from "@orbit/kafka"
 import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
-import { runService } from "@orbit/config"
+import { runService } from "@orbit/runtime"
 import { Layer } from "effect"
 import { Deliverer } from "./delivery/Deliverer.ts"
 import { DeliveryWorker } from "./delivery/DeliveryWorker.ts"

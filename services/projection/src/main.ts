@@ -1,4 +1,4 @@
-import { runService } from "@orbit/config"
+import { runService } from "@orbit/runtime"
 import { Db } from "@orbit/db"
 import { EnsureTopics, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer } from "effect"

@@ -1,5 +1,5 @@
 /** `npm run orbit -- rebuild endpoints`: rebuild the endpoint read model from offset 0, then exit. */
-import { JsonLogging } from "@orbit/config"
+import { JsonLogging } from "@orbit/runtime"
 import { Db } from "@orbit/db"
 import { KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Cause, Effect, Exit, Layer } from "effect"

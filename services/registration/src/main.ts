@@ -1,5 +1,5 @@
 import { NodeHttpServer } from "@effect/platform-node"
-import { runService } from "@orbit/config"
+import { runService } from "@orbit/runtime"
 import { SecretBox } from "@orbit/crypto"
 import { Db } from "@orbit/db"
 import { EnsureTopics, KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
