@@ -6,6 +6,7 @@ export default tiers({
     "test/Crc32c.test.ts",
     "test/KafkaLogLevel.test.ts",
     "test/GroupMessagesPerPartition.test.ts",
+    "test/KafkajsVersion.test.ts",
     "test/KeyPartitioner.test.ts",
     "test/DelayQueue.test.ts",
     "test/OffsetTracker.test.ts",
