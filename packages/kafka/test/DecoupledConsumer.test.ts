@@ -4,20 +4,17 @@
  * those published after it) and commits up to the end of the topic.
  */
 import { randomBytes } from "node:crypto"
-import { afterAll, describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it, vi } from "vitest"
 import { brokersFromEnv, DecoupledConsumer, Kafka, KafkaJSNonRetriableError, logLevel } from "../src/index.ts"
 
 const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
 
-const waitFor = async <A>(what: string, f: () => A | undefined | false, timeoutMs = 20_000): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = f()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+/** Waits until `f` holds (vitest polls it every 25 ms); fails naming `what` after `timeoutMs`. */
+const waitFor = (what: string, f: () => boolean, timeoutMs = 20_000) =>
+  vi.waitFor(() => {
+    if (!f()) throw new Error(`timed out waiting for ${what}`)
+  }, { timeout: timeoutMs, interval: 25 })
+
 const topics: Array<string> = []
 
 afterAll(async () => {
