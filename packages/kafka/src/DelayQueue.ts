@@ -76,13 +76,13 @@ export class DelayQueue {
   }
 
   /**
-   * For a handler that took `message` (from a tier or any other topic): "ripe" when `notBefore`
+   * For a handler that took a record (from a tier or any other topic): "ripe" when `notBefore`
    * has come, after waiting in process if less than the shortest tier remains; "parked" when it was
-   * early enough to go back into a tier, through `park` (which retries until it is durable).
-   * Rejects with `Abandoned` if `signal` aborts while waiting.
+   * early enough to go back into a tier as `message()` (built only then), through `park` (which
+   * retries until it is durable). Rejects with `Abandoned` if `signal` aborts while waiting.
    */
   async whenRipe(
-    message: Message,
+    message: () => Message,
     notBefore: number,
     signal: AbortSignal,
     park: (send: () => Promise<void>) => Promise<void>
@@ -90,7 +90,7 @@ export class DelayQueue {
     const remaining = notBefore - Date.now()
     if (remaining <= 0) return "ripe"
     if (tierFor(this.tiers, remaining) !== undefined) {
-      await park(() => this.send(message, notBefore))
+      await park(() => this.send(message(), notBefore))
       return "parked"
     }
     await sleepUnlessAborted(remaining, signal)

@@ -80,10 +80,13 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           : durably("endpoint index catch-up", () => index.catchUpNow(indexOffsets).then(() => indexOffsets), signal)
 
       const process = async (task: DeliveryTask, taskOffsets: IndexOffsets | undefined, signal: AbortSignal): Promise<void> => {
-        // Not due: park it in the delay queue (durable) or, for the last second, wait here.
-        const ripe = await delays.whenRipe(taskMessage(task, taskOffsets), Date.parse(task.not_before), signal, (park) =>
-          durably("parking a task", park, signal))
-        if (ripe === "parked") return
+        const notBefore = Date.parse(task.not_before)
+        if (notBefore > Date.now()) {
+          // Not due: park it in the delay queue (durable) or, for the last second, wait here.
+          const ripe = await delays.whenRipe(() => taskMessage(task, taskOffsets), notBefore, signal, (park) =>
+            durably("parking a task", park, signal))
+          if (ripe === "parked") return
+        }
         const indexOffsets = await catchUp(taskOffsets, signal)
         const endpoint = index.get(task.endpoint_id)
         if (endpoint === undefined || !subscribes(endpoint, task.tenant_id, task.mode, task.source_event_type, task.addressed)) {
