@@ -86,9 +86,8 @@ export class EndpointStore extends Context.Service<EndpointStore, {
         ).pipe(Effect.map((rows) => rows[0]?.secret_box))
 
       // No span of their own: each runs inside a route's span (Webhooks.list, …), and a span per
-      // call on the read path cost a captured stack trace and a copy of the fiber's whole context
-      // per request (a GET loop measured ~5,800 req/s without the spans of this store and ApiKeys,
-      // 4,800–5,400 with them; README).
+      // call on the read path costs a captured stack trace and a copy of the fiber's whole context
+      // per request (README, "Spans").
       return EndpointStore.of({ list, get, secretBox })
     })
   )
