@@ -9,7 +9,7 @@ import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 /**
  * kafkajs 2.2.4 re-arms a 1 ms timer forever on every broker connection when nothing is
  * pending and no throttle is set (`throttledUntil - Date.now()` is negative): an idle consumer
- * keeps part of a core busy, and Node 24 warns "TimeoutNegativeWarning". kafkajs is unmaintained,
+ * burns ~20 % of a core, and Node 24 warns "TimeoutNegativeWarning". kafkajs is unmaintained,
  * so we replace that one method: schedule a check only when requests are actually waiting.
  */
 const require = createRequire(import.meta.url)
