@@ -31,15 +31,14 @@ const CONTROLLER_PORT = PORT + 1
 const VERSION = process.env.KAFKA_VERSION ?? pinnedVersion()
 const LIB = path.join(INFRA, ".kafka", `lib-${VERSION}`)
 // AppCDS archive: the first broker run records the classes it loaded when it exits cleanly
-// (via stop); later starts map it instead of parsing ~40 MB of jars (measured ~4.4 s -> ~2.9 s).
+// (via stop); later starts map it instead of parsing ~40 MB of jars, which starts the broker faster.
 const CDS = path.join(LIB, "kafka.jsa")
 const CDS_TMP = `${CDS}.tmp` // renamed to CDS only after a clean exit, so a torn dump is never used
 
 // Small heap and SerialGC: a dev broker on a 2-core box; SerialGC starts faster than G1.
 // C1 only (no C2): on 2 cores the C2 compiler thread took half a core for the first minutes of
-// every broker start, competing with the services under test. Measured with a fresh broker at
-// 1,000 events/s (bench:dispatch rate run): C2 p99 221-3886 ms with the broker at 77-116 % CPU;
-// C1 p99 153-170 ms at 59-65 %; ready in 3.6 s instead of 8.0 s.
+// every broker start, competing with the services under test; C1 alone is ready sooner and keeps
+// the delivery latency of a freshly started broker low (docs/BENCHMARKS.md, "Kafka broker start-up").
 const JVM_OPTS = [
   "-Xms256m",
   "-Xmx512m",

@@ -1,7 +1,7 @@
 // The benchmarks' HTTP/1.1 client: keep-alive connections, one request in flight on each,
 // requests written as prepared bytes, responses framed by Content-Length. The load generator
-// shares two cores with everything it measures, so it must cost little: undici spent ~300 µs
-// of CPU per request here, close to a third of what the API server itself spends.
+// shares two cores with everything it measures, so it must cost little: undici's CPU per request
+// is a sizeable fraction of the API server's own (docs/BENCHMARKS.md).
 import net from "node:net"
 
 export interface Response { readonly status: number; readonly body: Buffer }

@@ -17,7 +17,7 @@
  *   rate      1,000 events/s offered for 10 s; publish-to-receipt p50/p95/p99
  *   hanging   10% of the endpoints never answer (timeout_seconds 2, 1 attempt): the rate and the
  *             burst runs again, measured on the healthy 90%
- * Then a table and the targets of issue 3 with PASS/MISS. The whole run is bounded (6 min
+ * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (6 min
  * watchdog; a stalled run gives up after 15 s without progress), stops the dispatcher with
  * SIGTERM, kills what is left and deletes its topics.
  *

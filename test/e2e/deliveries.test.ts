@@ -1,5 +1,5 @@
 /**
- * Issue 3 across services: registration (API) → dispatcher (real HTTPS receiver) → projection
+ * Deliveries across services: registration (API) → dispatcher (real HTTPS receiver) → projection
  * (`delivery_attempts`) → `GET /api/v1/webhooks/{id}/deliveries`, and the dead letter → replay CLI
  * round trip. Real processes, real Kafka, real Postgres; no mocks.
  */

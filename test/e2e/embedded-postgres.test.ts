@@ -1,5 +1,5 @@
 /**
- * Issue 9 item 8: `npm start` where no Postgres is installed. The real start script
+ * `npm start` where no Postgres is installed. The real start script
  * (infra/start.ts, what `npm start` runs) as a child process, forced onto an embedded PostgreSQL
  * (ORBIT_EMBEDDED_POSTGRES=always) on a free port with its data in a temporary directory, so the
  * machine's own Postgres is never touched: register → deliver to a real HTTPS receiver → list,

@@ -1,5 +1,5 @@
 /**
- * Issue 9 item 6, a quiet and useful start: the platform started on a healthy broker and Postgres,
+ * A quiet and useful start: the platform started on a healthy broker and Postgres,
  * with fresh topics and consumer groups (what makes the broker elect leaders and load group
  * coordinators), prints no ERROR line; a broker that cannot be reached is one ERROR line naming
  * the setting to fix.

@@ -1,5 +1,5 @@
 /**
- * Issue 9 item 8: `npm start` on a machine without Java or Maven stops at once with one line
+ * `npm start` on a machine without Java or Maven stops at once with one line
  * naming the Debian package to install. The real start script runs with a PATH that lacks the
  * tool, and a broker port where nothing answers, so it has to start a broker of its own.
  */

@@ -2,10 +2,11 @@ import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { stderrJsonLogging } from "@orbit/runtime"
 import { Db } from "@orbit/db"
 import { Mode, TenantId, WEBHOOK_EVENT_TYPES } from "@orbit/domain"
 import { KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
-import { Cause, Console, Effect, Layer, Logger, Option, Schema } from "effect"
+import { Cause, Console, Effect, Layer, Option, Schema } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import { createKey, listKeys, revokeKey } from "./Keys.ts"
 import { tail } from "./Tail.ts"
@@ -18,7 +19,7 @@ const INVOKED_AS = "npm run orbit --"
 const VERSION: string = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")).version
 
 /** stdout carries only the command's result (e.g. the new key); logs go to stderr. */
-const StderrLogging = Logger.layer([Logger.withConsoleError(Logger.formatJson)])
+const StderrLogging = stderrJsonLogging("Info")
 
 /** The exit code a command asks for (the replays pass on their script's). */
 class ExitWith extends Schema.TaggedError<ExitWith>()("ExitWith", { code: Schema.Number }) {}

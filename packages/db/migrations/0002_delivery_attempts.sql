@@ -1,4 +1,4 @@
--- The delivery-attempt log (issue 3), written only by the projection from
+-- The delivery-attempt log, written only by the projection from
 -- `webhooks.delivery-attempts`; rebuildable from Kafka. One row per `DeliveryAttempted` event.
 CREATE TABLE delivery_attempts (
   id                 text PRIMARY KEY,            -- the attempt event's event_id (idempotent inserts)

@@ -1,1 +1,2 @@
 export * from "./Db.ts"
+export * from "./Keyset.ts"

@@ -63,12 +63,15 @@ export const AttemptErrorClass = Schema.Literals([
 ])
 export type AttemptErrorClass = typeof AttemptErrorClass.Type
 
-/** One event per attempt, on `webhooks.delivery-attempts` (key = endpoint id). */
-export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
-  ...envelope,
-  ...delivery,
+/**
+ * What one attempt found: the fields of `DeliveryAttempted` after the delivery's identity, declared
+ * once for the event and for the API's attempt resource (registration's `DeliverySchemas.ts`).
+ */
+export const attemptResultFields = {
+  /** 1-based; a replay of a dead-lettered delivery starts again at 1. */
   attempt: Schema.Int,
   outcome: AttemptOutcome,
+  /** The receiver's HTTP status, or null when no response arrived (timeout, connection, TLS…). */
   http_status: Schema.NullOr(Schema.Int),
   duration_ms: Schema.Int,
   error_class: Schema.NullOr(AttemptErrorClass),
@@ -78,6 +81,13 @@ export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
   next_attempt_at: Schema.NullOr(Schema.String),
   /** True when this was the last attempt and the delivery went to the dead-letter topic. */
   dead_lettered: Schema.Boolean
+}
+
+/** One event per attempt, on `webhooks.delivery-attempts` (key = endpoint id). */
+export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
+  ...envelope,
+  ...delivery,
+  ...attemptResultFields
 })
 export type DeliveryAttempted = typeof DeliveryAttempted.Type
 

@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { EventType } from "./EventTypes.ts"
 import { ENDPOINT_ID_PATTERN } from "./Ids.ts"
+import { IsoInstant } from "./Instant.ts"
 import { Mode, TenantId } from "./Mode.ts"
 
 /** What upstream producers publish on `orbit.events` (API.md §8). */
@@ -9,7 +10,7 @@ export const DomainEvent = Schema.Struct({
   type: EventType,
   tenant_id: TenantId,
   mode: Schema.optionalKey(Mode),
-  created_at: Schema.String.check(Schema.isPattern(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/)),
+  created_at: IsoInstant,
   data: Schema.Record(Schema.String, Schema.Unknown),
   /**
    * (ours) Deliver to this one endpoint of the tenant and mode only, whatever event types it

@@ -1,7 +1,8 @@
 /**
  * CRC-32C (Castagnoli), the checksum of Kafka record batches, eight bytes per step
- * ("slicing-by-8"). kafkajs computes it one byte per step, which was 4.6 % of the dispatcher's
- * CPU in a burst; this gives the same values in about a sixth of the time (53 vs 310 µs per 64 KiB).
+ * ("slicing-by-8"). kafkajs computes it one byte per step, a hot spot of every produce; this gives
+ * the same values (`test/Crc32c.test.ts` checks them against kafkajs' and the standard check
+ * value) several times faster.
  */
 const POLY = 0x82f63b78
 const T = new Int32Array(8 * 256)

@@ -2,7 +2,7 @@
  * kafkajs' `groupMessagesPerPartition` (producer/groupMessagesPerPartition.js), in linear time.
  * kafkajs rebuilds a partition's array for every message (`[...current, message]`) and assigns it
  * through a fresh object each time, so a send of n records to one partition copies ~n²/2 array
- * slots: ~7 % of everything the dispatcher allocated in a burst. Same result: messages grouped by
+ * slots, a large share of what a producer allocates in a burst. Same result: messages grouped by
  * the partition the partitioner picks, in their original order, the partitioner called once per
  * message in that order. Installed by `KafkajsPatch.ts`.
  */

@@ -5,9 +5,9 @@ const MAX_KEYS = 100_000
 /**
  * kafkajs' default partitioner (Java-compatible: murmur2 of the key modulo the partition count),
  * remembering each string key's partition. Our keys are endpoint ids, a bounded set sent over
- * and over; hashing each one again, after the default partitioner has also filtered the
- * partition list, was ~2.4 % of the dispatcher's CPU. Same answers as the default, per topic and
- * partition count; unkeyed records still go round-robin.
+ * and over, so hashing each one again (after the default partitioner has also filtered the
+ * partition list) is wasted work on every record. Same answers as the default, per topic and
+ * partition count (`test/KeyPartitioner.test.ts`); unkeyed records still go round-robin.
  */
 export const KeyPartitioner: ICustomPartitioner = () => {
   const base = Partitioners.DefaultPartitioner()

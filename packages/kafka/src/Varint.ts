@@ -2,8 +2,8 @@
  * kafkajs' record varints without allocating. Its `Encoder.writeUVarInt` collects the bytes in an
  * array and copies them through `Buffer.from` for every varint (several per record), and
  * `writeVarLong` / `sizeOfVarLong` run zigzag and LEB128 on 64-bit `Long` objects, a new BigInt
- * wrapper per step, even for the record's timestamp delta, a small number: ~7 % of everything the
- * dispatcher allocated in a burst. These write the same bytes straight into the encoder's buffer;
+ * wrapper per step, even for the record's timestamp delta, a small number: a large share of what
+ * a producer allocates. These write the same bytes straight into the encoder's buffer;
  * a long outside ±2^30 (never seen in records we write) takes kafkajs' own path. Installed on
  * kafkajs' Encoder by `KafkajsPatch.ts`; a test checks every path against kafkajs' originals.
  */

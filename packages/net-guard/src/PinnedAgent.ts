@@ -83,7 +83,7 @@ export const makePinnedDispatcher = (options: PinnedDispatcherOptions): Agent =>
   const { policy, resolver = systemResolve, ca, connectTimeoutMs = 10_000 } = options
   // undici's own connector does the TCP/TLS work, given an IP as `hostname`. Extra CAs go into one
   // secure context built here: a `ca` option would make Node parse all ~150 roots again on every
-  // connection (~9 ms of CPU each), enough to time out a burst of new connections.
+  // connection (milliseconds of CPU each), enough to time out a burst of new connections.
   const dial = buildConnector({
     timeout: connectTimeoutMs,
     allowH2: false, // HTTP/1.1 only: receivers see a plain Host header

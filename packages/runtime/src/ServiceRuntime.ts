@@ -1,7 +1,10 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Config, Effect, Exit, Layer, Logger, References } from "effect"
 
-const LogLevel = Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault("Info"))
+type LogLevel = "Trace" | "Debug" | "Info" | "Warn" | "Error"
+
+const logLevel = (fallback: LogLevel) =>
+  Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault(fallback))
 
 /**
  * One JSON object per log line on stdout; `LOG_LEVEL` sets the minimum level. Spans (from
@@ -10,9 +13,19 @@ const LogLevel = Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "L
  */
 export const JsonLogging = Layer.mergeAll(
   Logger.layer([Logger.consoleJson]),
-  Layer.effect(References.MinimumLogLevel, LogLevel),
+  Layer.effect(References.MinimumLogLevel, logLevel("Info")),
   Layer.effect(References.TracerEnabled, Config.Boolean("ORBIT_TRACING").pipe(Config.withDefault(false)))
 ).pipe(Layer.orDie)
+
+/**
+ * For command-line programs, whose stdout carries only their result (a new key, a count): one JSON
+ * object per log line on stderr; `LOG_LEVEL` sets the minimum level, `fallback` when unset.
+ */
+export const stderrJsonLogging = (fallback: LogLevel) =>
+  Layer.mergeAll(
+    Logger.layer([Logger.withConsoleError(Logger.formatJson)]),
+    Layer.effect(References.MinimumLogLevel, logLevel(fallback))
+  ).pipe(Layer.orDie)
 
 /**
  * Runs a service's layer until SIGINT/SIGTERM, then closes it gracefully (scopes finalize in

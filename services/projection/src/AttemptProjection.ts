@@ -1,5 +1,5 @@
 import { Db, type Sql, type Tx } from "@orbit/db"
-import { decodeDeliveryAttempted, type DeliveryAttempted, topicsFor } from "@orbit/domain"
+import { decodeDeliveryAttempted, type DeliveryAttempted, ISO_INSTANT_PATTERN, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
 import { Cause, Context, Effect, Layer, Schedule } from "effect"
 import type { KafkaMessage } from "@orbit/kafka"
@@ -8,33 +8,18 @@ import { runProjection } from "./ProjectionRunner.ts"
 
 export const ATTEMPTS_PROJECTION = "delivery_attempts"
 
-/** One row of `delivery_attempts` (packages/db/migrations/0002_delivery_attempts.sql). */
-export interface AttemptRow {
-  readonly id: string
-  readonly delivery_id: string
-  readonly endpoint_id: string
-  readonly tenant_id: string
-  readonly mode: "live" | "test"
-  readonly source_event_id: string
-  readonly source_event_type: string
-  readonly attempt: number
-  readonly outcome: "succeeded" | "failed"
-  readonly http_status: number | null
-  readonly duration_ms: number
-  readonly error_class: string | null
-  readonly error_message: string | null
-  readonly next_attempt_at: string | null
-  readonly dead_lettered: boolean
-  readonly occurred_at: string
-}
+/**
+ * One row of `delivery_attempts` (packages/db/migrations/0002_delivery_attempts.sql): the attempt
+ * event's fields, its `event_id` as the row's `id`, its instants normalised.
+ */
+export type AttemptRow = Omit<DeliveryAttempted, "_tag" | "schema_version" | "event_id"> & { readonly id: string }
 
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
 const INT4_MIN = -(2 ** 31)
 const INT4_MAX = 2 ** 31 - 1
 
 /** An ISO instant, normalised so Postgres reads it exactly as JavaScript did; undefined if unreadable. */
 const instant = (s: string): string | undefined => {
-  if (!ISO_INSTANT.test(s)) return undefined
+  if (!ISO_INSTANT_PATTERN.test(s)) return undefined
   const ms = Date.parse(s)
   return Number.isNaN(ms) ? undefined : new Date(ms).toISOString()
 }

@@ -13,7 +13,7 @@ export interface Principal {
 
 export class InvalidApiKey extends Schema.TaggedError<InvalidApiKey>()("InvalidApiKey", {}) {}
 
-/** Revocations must bite within 5 s everywhere (issue 2), so lookups are cached for 2 s only. */
+/** Revocations must bite within 5 s everywhere (`test/e2e/auth-and-tenancy.test.ts` waits for the refusal), so lookups are cached for 2 s only. */
 const CACHE_TTL_MS = 2000
 const CACHE_MAX = 10_000
 

@@ -1,10 +1,8 @@
 import { createHmac, type KeyObject, timingSafeEqual } from "node:crypto"
+import type { KeysetPosition } from "@orbit/db"
 
 /** A position in a newest-first listing: the last item of the previous page. */
-export interface CursorPosition {
-  readonly createdAt: string
-  readonly id: string
-}
+export type CursorPosition = KeysetPosition
 
 export interface CursorScope {
   readonly tenantId: string

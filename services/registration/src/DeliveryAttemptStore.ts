@@ -1,23 +1,14 @@
-import { Db, type DbUnavailable, query } from "@orbit/db"
-import type { AttemptErrorClass, AttemptOutcome, Mode } from "@orbit/domain"
+import { Db, type DbUnavailable, type KeysetPage, keysetPage } from "@orbit/db"
+import type { Mode } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
 import type { DeliveryAttemptResource } from "./api/DeliverySchemas.ts"
 import type { CursorPosition } from "./Cursor.ts"
 
-interface Row {
-  readonly id: string
-  readonly delivery_id: string
-  readonly endpoint_id: string
+/** A row of `delivery_attempts`: the resource's fields under their column names, instants as `Date`s. */
+type Row = Omit<DeliveryAttemptResource, "event_id" | "event_type" | "next_attempt_at" | "attempted_at"> & {
   readonly source_event_id: string
   readonly source_event_type: string
-  readonly attempt: number
-  readonly outcome: AttemptOutcome
-  readonly http_status: number | null
-  readonly duration_ms: number
-  readonly error_class: AttemptErrorClass | null
-  readonly error_message: string | null
   readonly next_attempt_at: Date | null
-  readonly dead_lettered: boolean
   readonly occurred_at: Date
   /** Full-precision occurred_at, for cursors. */
   readonly occurred_key: string
@@ -46,11 +37,8 @@ export interface AttemptScope {
   readonly endpointId: string
 }
 
-export interface AttemptPage {
-  readonly items: ReadonlyArray<DeliveryAttemptResource>
-  /** The position after the last item, when there is a next page. `createdAt` holds the attempt time. */
-  readonly next: CursorPosition | undefined
-}
+/** A page of attempts; the cursor position's `createdAt` holds the attempt time. */
+export type AttemptPage = KeysetPage<DeliveryAttemptResource>
 
 /**
  * Reads of the delivery-attempt log (the projection owns every write). The caller checks that the
@@ -68,27 +56,17 @@ export class DeliveryAttemptStore extends Context.Service<DeliveryAttemptStore, 
         to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_key`
 
       const list = (scope: AttemptScope, limit: number, after: CursorPosition | undefined) =>
-        query(() =>
-          after === undefined
-            ? sql<Array<Row>>`
-                SELECT ${columns} FROM delivery_attempts
-                WHERE endpoint_id = ${scope.endpointId} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                ORDER BY occurred_at DESC, id DESC LIMIT ${limit + 1}`
-            : sql<Array<Row>>`
-                SELECT ${columns} FROM delivery_attempts
-                WHERE endpoint_id = ${scope.endpointId} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                  AND (occurred_at, id) < (${after.createdAt}::text::timestamptz, ${after.id})
-                ORDER BY occurred_at DESC, id DESC LIMIT ${limit + 1}`
-        ).pipe(
-          Effect.map((rows): AttemptPage => {
-            const page = rows.slice(0, limit)
-            const last = page[page.length - 1]
-            return {
-              items: page.map(toResource),
-              next: rows.length > limit && last ? { createdAt: last.occurred_key, id: last.id } : undefined
-            }
-          })
-        )
+        keysetPage(sql, {
+          select: sql`
+            SELECT ${columns} FROM delivery_attempts
+            WHERE endpoint_id = ${scope.endpointId} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`,
+          time: "delivery_attempts.occurred_at",
+          id: "delivery_attempts.id",
+          limit,
+          after,
+          item: toResource,
+          position: (row: Row) => ({ createdAt: row.occurred_key, id: row.id })
+        })
 
       return DeliveryAttemptStore.of({ list: Effect.fn("DeliveryAttemptStore.list")(list) })
     })

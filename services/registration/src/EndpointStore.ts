@@ -1,4 +1,4 @@
-import { Db, type DbUnavailable, query } from "@orbit/db"
+import { Db, type DbUnavailable, type KeysetPage, keysetPage, query } from "@orbit/db"
 import type { Endpoint, EndpointSettings, Mode } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
 import type { CursorPosition } from "./Cursor.ts"
@@ -11,22 +11,10 @@ interface Row extends EndpointResource {
   readonly created_key: string
 }
 
-const toResource = (r: Row): EndpointResource => ({
-  id: r.id,
-  url: r.url,
-  events: r.events,
-  description: r.description,
-  active: r.active,
-  timeout_seconds: r.timeout_seconds,
-  retry_policy: r.retry_policy,
-  created_at: r.created_at,
-  updated_at: r.updated_at
-})
+/** The row without its cursor key (the other columns are the resource's, in its order). */
+const toResource = ({ created_key: _, ...resource }: Row): EndpointResource => resource
 
-export interface Page {
-  readonly items: ReadonlyArray<EndpointResource>
-  readonly next: CursorPosition | undefined
-}
+export type Page = KeysetPage<EndpointResource>
 
 /** Reads of the endpoint read model (the projection owns every write). */
 export class EndpointStore extends Context.Service<EndpointStore, {
@@ -42,36 +30,22 @@ export class EndpointStore extends Context.Service<EndpointStore, {
       // Timestamps leave Postgres already formatted as the API shows them (no Date round trip). The
       // formatted columns reuse the names created_at/updated_at, so ORDER BY and WHERE name the table's
       // columns explicitly: an unqualified ORDER BY created_at would sort by the formatted text, reading
-      // and sorting every row of the tenant instead of walking the index for one page. The cursor's
-      // instant goes in as text for Postgres to parse: as a timestamptz parameter the driver would
-      // round it to milliseconds and a page could skip rows.
+      // and sorting every row of the tenant instead of walking the index for one page.
       const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
 
       const list = (scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined) =>
-        query(() =>
-          after === undefined
-            ? sql<Array<Row>>`
-                SELECT ${columns} FROM endpoints
-                WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${limit + 1}`
-            : sql<Array<Row>>`
-                SELECT ${columns} FROM endpoints
-                WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
-                  AND (endpoints.created_at, endpoints.id) < (${after.createdAt}::text::timestamptz, ${after.id})
-                ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${limit + 1}`
-        ).pipe(
-          Effect.map((rows): Page => {
-            const page = rows.slice(0, limit)
-            const last = page[page.length - 1]
-            return {
-              items: page.map(toResource),
-              next: rows.length > limit && last ? { createdAt: last.created_key, id: last.id } : undefined
-            }
-          })
-        )
+        keysetPage(sql, {
+          select: sql`SELECT ${columns} FROM endpoints WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`,
+          time: "endpoints.created_at",
+          id: "endpoints.id",
+          limit,
+          after,
+          item: toResource,
+          position: (row: Row) => ({ createdAt: row.created_key, id: row.id })
+        })
 
       const get = (scope: { tenantId: string; mode: Mode }, id: string) =>
         query(() =>
@@ -86,9 +60,8 @@ export class EndpointStore extends Context.Service<EndpointStore, {
         ).pipe(Effect.map((rows) => rows[0]?.secret_box))
 
       // No span of their own: each runs inside a route's span (Webhooks.list, …), and a span per
-      // call on the read path cost a captured stack trace and a copy of the fiber's whole context
-      // per request (a GET loop measured ~5,800 req/s without the spans of this store and ApiKeys,
-      // 4,800–5,400 with them; README).
+      // call on the read path costs a captured stack trace and a copy of the fiber's whole context
+      // per request (README, "Spans").
       return EndpointStore.of({ list, get, secretBox })
     })
   )

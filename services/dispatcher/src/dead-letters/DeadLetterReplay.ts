@@ -5,6 +5,8 @@ import {
   type DeliveryTask,
   ENDPOINT_ID_PATTERN,
   encodeDeliveryTask,
+  ISO_DATE_PATTERN,
+  ISO_INSTANT_PATTERN,
   topicsFor
 } from "@orbit/domain"
 import { consumeBatches, KafkaClient, type KafkaUnavailable, Producer, TopicAdmin } from "@orbit/kafka"
@@ -18,8 +20,6 @@ import { Deferred, Effect, Fiber, Schedule, Schema, Stream } from "effect"
  * current secret, retries per the endpoint's current policy, and a new dead letter if it fails again.
  */
 
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/
-
 /** A real calendar date (JavaScript would read 2026-02-30 as 2 March). */
 const isCalendarDate = (s: string) => {
   const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number]
@@ -29,7 +29,7 @@ const isCalendarDate = (s: string) => {
 
 /** `--since`: an ISO 8601 instant with a time zone (`2026-11-27T10:00:00Z`), or a UTC date (`2026-11-27`). */
 export const SinceArg = Schema.String.check(
-  Schema.makeFilter((s) => ISO_INSTANT.test(s) && isCalendarDate(s) && !Number.isNaN(Date.parse(s)), {
+  Schema.makeFilter((s) => (ISO_INSTANT_PATTERN.test(s) || ISO_DATE_PATTERN.test(s)) && isCalendarDate(s) && !Number.isNaN(Date.parse(s)), {
     expected: "an ISO 8601 time with a time zone, e.g. 2026-11-27T10:00:00Z, or a date, e.g. 2026-11-27"
   })
 )

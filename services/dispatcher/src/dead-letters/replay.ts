@@ -5,8 +5,10 @@
  * See DeadLetterReplay.ts and the README ("Replaying dead letters").
  */
 import { parseArgs } from "node:util"
+import { stderrJsonLogging } from "@orbit/runtime"
+import { schemaProblems } from "@orbit/domain"
 import { KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
-import { Cause, Config, Effect, Exit, Layer, Logger, References, Schema, SchemaIssue } from "effect"
+import { Cause, Effect, Exit, Layer, Schema } from "effect"
 import { replayDeadLetters, ReplayArgs } from "./DeadLetterReplay.ts"
 
 const USAGE = "usage: npm run orbit -- deliveries replay --endpoint <wh_…> [--since <ISO 8601 time>]"
@@ -15,8 +17,6 @@ const usage = (problem: string): never => {
   process.stderr.write(`${problem}\n\n${USAGE}\n`)
   process.exit(2)
 }
-
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
 /** Arguments are input like any other: parsed strictly, decoded by a Schema, refused with a clear message. */
 const parseReplayArgs = (argv: ReadonlyArray<string>): ReplayArgs => {
@@ -37,8 +37,8 @@ const parseReplayArgs = (argv: ReadonlyArray<string>): ReplayArgs => {
   const issue = Schema.isSchemaError(error) ? error.issue : undefined
   const problems = issue === undefined
     ? [String(error)]
-    : formatter(issue).issues.map(({ path, message }) => {
-      const key = String((path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? p.key : p))[0] ?? "")
+    : schemaProblems(issue).map(({ path, message }) => {
+      const key = String(path[0] ?? "")
       const given = key ? (values as Record<string, unknown>)[key] : undefined
       const expected = message === "Missing key" ? "is required" : message.replace(/^Expected /, "must be ")
       return `--${key} ${expected}${given === undefined ? "" : ` (got ${JSON.stringify(given)})`}`
@@ -49,13 +49,7 @@ const parseReplayArgs = (argv: ReadonlyArray<string>): ReplayArgs => {
 const args = parseReplayArgs(process.argv.slice(2))
 
 /** stdout carries only the result line; logs (JSON) go to stderr, as for every CLI command. */
-const StderrLogging = Layer.mergeAll(
-  Logger.layer([Logger.withConsoleError(Logger.formatJson)]),
-  Layer.effect(
-    References.MinimumLogLevel,
-    Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault("Warn"))
-  )
-).pipe(Layer.orDie)
+const StderrLogging = stderrJsonLogging("Warn")
 
 const exit = await Effect.runPromiseExit(
   Effect.scoped(replayDeadLetters(args)).pipe(

@@ -106,7 +106,7 @@ const scopeKey = (tenantId: string, mode: Mode) => `${mode}\u0000${tenantId}`
  * Measurements are shared: a call joins the next measurement not sent yet. That one is sent on
  * the next turn of the event loop (so every record of a fetched batch shares it) and at least
  * MIN_MEASUREMENT_SPACING_MS after the previous one, without waiting for it to return. Each is one ListOffsets round trip
- * (`EndOffsets.ts`).
+ * (`@orbit/kafka`'s `makeEndOffsets`).
  */
 export class EndpointIndex extends Context.Service<EndpointIndex, {
   get(id: string): Endpoint | undefined

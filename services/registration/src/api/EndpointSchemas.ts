@@ -63,16 +63,20 @@ export type UpdateEndpointRequest = typeof UpdateEndpointRequest.Type
 /** The page size of a list when the query names no `limit` (API.md §3). */
 export const DEFAULT_PAGE_SIZE = 25
 
-/** Query of `GET /api/v1/webhooks`. */
-export const ListEndpointsQuery = Schema.Struct({
-  cursor: Schema.optionalKey(Schema.String.annotate({ expected: "a cursor from meta.pagination.cursor" })),
-  // Digits only: `Number()` would also take "0x10", "1e1", " 5" or "".
-  limit: Schema.optionalKey(
-    Schema.String.check(Schema.isPattern(/^[0-9]{1,9}$/, { expected: "integer 1–200" })).pipe(
-      Schema.decodeTo(between(1, 200), SchemaTransformation.numberFromString)
-    ).annotate({ expected: "integer 1–200" })
-  )
-})
+/** The query of a cursor-paged list: an optional `cursor` and an optional `limit` of 1 to `maximum`. */
+export const pageQuery = (maximum: number) =>
+  Schema.Struct({
+    cursor: Schema.optionalKey(Schema.String.annotate({ expected: "a cursor from meta.pagination.cursor" })),
+    // Digits only: `Number()` would also take "0x10", "1e1", " 5" or "".
+    limit: Schema.optionalKey(
+      Schema.String.check(Schema.isPattern(/^[0-9]{1,9}$/, { expected: `integer 1–${maximum}` })).pipe(
+        Schema.decodeTo(between(1, maximum), SchemaTransformation.numberFromString)
+      ).annotate({ expected: `integer 1–${maximum}` })
+    )
+  })
+
+/** Query of `GET /api/v1/webhooks` (API.md §3: limit ≤ 200). */
+export const ListEndpointsQuery = pageQuery(200)
 
 /** Body of `POST /api/v1/webhooks/{id}/rotate-secret` (optional: an empty body generates a secret). */
 export const RotateSecretRequest = Schema.Struct({

@@ -1,10 +1,9 @@
-import { ByteSize, Effect, Schema, SchemaIssue } from "effect"
+import { schemaProblems } from "@orbit/domain"
+import { ByteSize, Effect, Schema, type SchemaIssue } from "effect"
 import { HttpIncomingMessage, type HttpServerRequest } from "effect/http"
 import { type ErrorDetail, invalidJson, payloadTooLarge, validationError } from "../api/ApiErrors.ts"
 
 export const MAX_BODY_BYTES = 64 * 1024
-
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
 const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
   let current = input
@@ -48,8 +47,7 @@ const preview = (value: unknown): unknown => {
 export const issueDetails = (issue: SchemaIssue.Issue, input: unknown): Array<ErrorDetail> => {
   const seen = new Set<string>()
   const details: Array<ErrorDetail> = []
-  for (const { path, message } of formatter(issue).issues) {
-    const keys = (path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? p.key : p)) as Array<PropertyKey>
+  for (const { path: keys, message } of schemaProblems(issue)) {
     const field = fieldName(keys) || "body"
     if (seen.has(field)) continue
     seen.add(field)
