@@ -578,7 +578,11 @@ describe("no 500 for anything", () => {
       { name: "OPTIONS collection", method: "OPTIONS", path: BASE, options: { key: k }, status: 404, code: "NOT_FOUND" },
       { name: "HEAD collection", method: "HEAD", path: BASE, options: { key: k }, status: 200 },
       { name: "PROPFIND", method: "PROPFIND", path: BASE, options: { key: k }, status: 404, code: "NOT_FOUND" },
-      { name: "POST to an id", method: "POST", path: `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa`, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" }
+      { name: "POST to an id", method: "POST", path: `${BASE}/wh_aaaaaaaaaaaaaaaaaaaaaaaa`, options: { key: k, body: valid }, status: 404, code: "NOT_FOUND" },
+      // A malformed id is an unknown id whatever else is wrong with the request (API.md §2: 404 first).
+      { name: "malformed id, refused query", method: "GET", path: `${BASE}/not-an-id/deliveries?limit=0&unknown=1`, options: { key: k }, status: 404, code: "NOT_FOUND" },
+      { name: "malformed id, refused body", method: "PUT", path: `${BASE}/not-an-id`, options: { key: k, body: { url: 5 } }, status: 404, code: "NOT_FOUND" },
+      { name: "malformed id, body not JSON", method: "POST", path: `${BASE}/not-an-id/rotate-secret`, options: json("{"), status: 404, code: "NOT_FOUND" }
     ]
     for (const { name, method, path, options, status, code, fields, closes } of requests) {
       let res: Res

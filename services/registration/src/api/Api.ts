@@ -1,7 +1,23 @@
-import { DEFAULT_RETRY_POLICY, EventSubscription, RetryPolicy } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, ENDPOINT_ID_PATTERN, EventSubscription, RetryPolicy } from "@orbit/domain"
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
-import { ErrorDetail } from "./ApiErrors.ts"
+import {
+  type ApiErrorClass,
+  codeOfClass,
+  ErrorDetail,
+  InsufficientPermissions,
+  InternalError,
+  InvalidApiKey,
+  InvalidCursor,
+  InvalidJson,
+  InvalidWebhookUrl,
+  NotFound,
+  PayloadTooLarge,
+  RateLimited,
+  ServiceUnavailable,
+  statusOfClass,
+  ValidationError
+} from "./ApiErrors.ts"
 import { DeliveryAttemptResource, ListDeliveriesQuery } from "./DeliverySchemas.ts"
 import {
   CreateEndpointRequest,
@@ -74,32 +90,46 @@ const page = <S extends Schema.Top>(item: S) =>
     }).annotate({ description: "One page, newest first; meta.pagination.cursor is null exactly when has_more is false." })
   )
 
-const ErrorEnvelope = (status: number, identifier: string, codes: readonly [string, ...Array<string>], description: string) =>
-  Schema.Struct({
-    error: Schema.Struct({
-      code: codes.length === 1 ? Schema.Literal(codes[0]) : Schema.Literals(codes),
-      message: Schema.String,
-      status: Schema.Literal(status),
-      details: Schema.optionalKey(Schema.Array(ErrorDetail))
-    }),
-    meta: Meta
-  }).annotate({ identifier, description })
-
-const errorResponse = (status: number, identifier: string, codes: readonly [string, ...Array<string>], description: string, extra?: Schema.Struct.Fields) =>
-  withRequestId(ErrorEnvelope(status, identifier, codes, description), extra).pipe(HttpApiSchema.status(status))
+/**
+ * The error response of one status: the envelope whose `code` is one of the given classes' codes.
+ * Status and codes come from the classes themselves (ApiErrors.ts), so a class's status is stated once.
+ */
+const errorResponse = (
+  classes: readonly [ApiErrorClass, ...Array<ApiErrorClass>],
+  identifier: string,
+  description: string,
+  extra?: Schema.Struct.Fields
+) => {
+  const status = statusOfClass(classes[0])
+  const stray = classes.find((c) => statusOfClass(c) !== status)
+  if (stray !== undefined) throw new Error(`${identifier}: ${stray.identifier} has status ${statusOfClass(stray)}, not ${status}`)
+  const codes = classes.map(codeOfClass)
+  return withRequestId(
+    Schema.Struct({
+      error: Schema.Struct({
+        code: codes.length === 1 ? Schema.Literal(codes[0]!) : Schema.Literals(codes),
+        message: Schema.String,
+        status: Schema.Literal(status),
+        details: Schema.optionalKey(Schema.Array(ErrorDetail))
+      }),
+      meta: Meta
+    }).annotate({ identifier, description }),
+    extra
+  ).pipe(HttpApiSchema.status(status))
+}
 
 const E = {
-  400: errorResponse(400, "BadRequest", ["INVALID_JSON", "INVALID_CURSOR"], "The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key."),
-  401: errorResponse(401, "InvalidApiKey", ["INVALID_API_KEY"], "X-API-Key is missing, unknown or revoked."),
-  403: errorResponse(403, "InsufficientPermissions", ["INSUFFICIENT_PERMISSIONS"], "A public (read-only) key attempted a write."),
-  404: errorResponse(404, "NotFound", ["NOT_FOUND"], "No webhook endpoint with this id for this key's tenant and mode."),
-  413: errorResponse(413, "PayloadTooLarge", ["PAYLOAD_TOO_LARGE"], "The request body is larger than 64 KiB."),
-  422: errorResponse(422, "ValidationError", ["VALIDATION_ERROR", "INVALID_WEBHOOK_URL"], "The body, query or a header fails the schema; one details entry per problem."),
-  429: errorResponse(429, "RateLimited", ["RATE_LIMITED"], "Too many requests for this API key.", {
+  400: errorResponse([InvalidJson, InvalidCursor], "BadRequest", "The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key."),
+  401: errorResponse([InvalidApiKey], "InvalidApiKey", "X-API-Key is missing, unknown or revoked."),
+  403: errorResponse([InsufficientPermissions], "InsufficientPermissions", "A public (read-only) key attempted a write."),
+  404: errorResponse([NotFound], "NotFound", "No webhook endpoint with this id for this key's tenant and mode."),
+  413: errorResponse([PayloadTooLarge], "PayloadTooLarge", "The request body is larger than 64 KiB."),
+  422: errorResponse([ValidationError, InvalidWebhookUrl], "ValidationError", "The body, query or a header fails the schema; one details entry per problem."),
+  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key.", {
     "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
   }),
-  500: errorResponse(500, "InternalError", ["INTERNAL_ERROR"], "An unexpected error; the body carries no internals."),
-  503: errorResponse(503, "ServiceUnavailable", ["SERVICE_UNAVAILABLE"], "Kafka or Postgres is unreachable; the request had no effect. Retry later.")
+  500: errorResponse([InternalError], "InternalError", "An unexpected error; the body carries no internals."),
+  503: errorResponse([ServiceUnavailable], "ServiceUnavailable", "Kafka or Postgres is unreachable; the request had no effect. Retry later.")
 }
 
 /** Every route authenticates (401), is rate limited (429) and depends on the backing services (503). */
@@ -128,7 +158,13 @@ const typedQuery = (query: Schema.Struct<Schema.Struct.Fields>, defaults: Record
 /** rotate-secret and test take an optional body: none at all is as good as the empty object. */
 const optionalBody = (op: Record<string, any>) => ({ ...op, requestBody: { ...op.requestBody, required: false } })
 
-const IdParams = { id: Schema.String.annotate({ description: "The endpoint's id (wh_…)." }) }
+/**
+ * Path ids are decoded before the query, headers and body: a malformed id answers 404 like an
+ * unknown one (server/WebhooksRoutes.ts), whatever else is wrong with the request.
+ */
+const IdParams = {
+  id: Schema.String.check(Schema.isPattern(ENDPOINT_ID_PATTERN)).annotate({ description: "The endpoint's id (wh_…)." })
+}
 
 const CREATE_EXAMPLE = {
   url: "https://hooks.example.com/orbit",

@@ -23,10 +23,10 @@ export const createApiServer = (): Server => {
     if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") return socket.end("HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n")
     if (!error.code?.startsWith("HPE_")) return socket.destroy()
     const apiError = error.code === "HPE_HEADER_OVERFLOW" ? headersTooLarge() : malformedRequest()
-    const { body, headers } = errorEnvelope(newRequestId(), apiError)
+    const { status, body, headers } = errorEnvelope(newRequestId(), apiError)
     const text = JSON.stringify(body)
     socket.end(
-      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
         `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n` +
         `x-request-id: ${headers["x-request-id"]}\r\nconnection: close\r\n\r\n${text}`
     )

@@ -1,6 +1,6 @@
 import { randomFillSync } from "node:crypto"
 import { HttpServerResponse } from "effect/http"
-import type { ApiError } from "../api/ApiErrors.ts"
+import { type ApiError, statusOf } from "../api/ApiErrors.ts"
 
 // Request ids are random and of one fixed length: a counter would tell any client how much traffic
 // the platform serves, and a varying length would make otherwise identical responses differ in
@@ -47,25 +47,29 @@ export const success = (
   )
 
 /** The single place where an ApiError becomes the error envelope (API.md §2) and its headers. */
-export const errorEnvelope = (requestId: string, error: ApiError) => ({
-  body: {
-    error: {
-      code: error.code,
-      message: error.message,
-      status: error.status,
-      ...(error.details ? { details: error.details } : {})
+export const errorEnvelope = (requestId: string, error: ApiError) => {
+  const status = statusOf(error)
+  return {
+    status,
+    body: {
+      error: {
+        code: error.code,
+        message: error.message,
+        status,
+        ...("details" in error && error.details ? { details: error.details } : {})
+      },
+      meta: meta(requestId)
     },
-    meta: meta(requestId)
-  },
-  headers: {
-    "x-request-id": requestId,
-    ...(error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) })
+    headers: {
+      "x-request-id": requestId,
+      ...(error._tag === "RateLimited" ? { "retry-after": String(error.retryAfterSeconds) } : {})
+    }
   }
-})
+}
 
 export const failure = (requestId: string, error: ApiError) => {
-  const { body, headers } = errorEnvelope(requestId, error)
-  return json(body, error.status, headers)
+  const { status, body, headers } = errorEnvelope(requestId, error)
+  return json(body, status, headers)
 }
 
 export const noContent = (requestId: string) =>

@@ -1,12 +1,12 @@
 import { Cause, Effect, type Types } from "effect"
 import { HttpRouter, HttpServerError, type HttpServerRequest, type HttpServerResponse } from "effect/http"
-import { ApiError, internalError, notFound } from "../api/ApiErrors.ts"
+import { internalError, isApiError, notFound } from "../api/ApiErrors.ts"
 import { failure, newRequestId } from "./Envelope.ts"
 
 /**
  * Runs a route handler with a fresh request id and turns every failure into the error
  * envelope: ApiErrors as they are, anything unexpected logged and answered 500 with no
- * internals in the body. Handlers only ever fail with ApiError on purpose. The id is passed as
+ * internals in the body. Handlers only ever fail with the classes of ApiErrors.ts on purpose. The id is passed as
  * an argument rather than provided as a service: one more service per request would push the
  * fiber's context past its overlay depth and copy it whole, on every request.
  */
@@ -18,7 +18,7 @@ export const enveloped = <E, R>(
   return handler(request, requestId).pipe(
     Effect.catchCause((cause) => {
       const error = Cause.squash(cause)
-      if (error instanceof ApiError) return Effect.succeed(failure(requestId, error))
+      if (isApiError(error)) return Effect.succeed(failure(requestId, error))
       if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
       return Effect.logError("unhandled error", { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
         Effect.as(failure(requestId, internalError()))

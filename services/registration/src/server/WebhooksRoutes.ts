@@ -6,8 +6,9 @@ import { Cause, Effect, Layer, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import {
-  ApiError,
+  type ApiError,
   internalError,
+  isApiError,
   insufficientPermissions,
   invalidApiKey,
   invalidCursor,
@@ -32,10 +33,11 @@ import { failure, newRequestId, noContent, success } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
+const NO_SUCH_ENDPOINT = "No webhook endpoint with this id."
 
 /** Infrastructure failures become 503: the client did nothing wrong and may retry. */
 const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavailable | { _tag: "DbUnavailable" }, R>) =>
-  Effect.catchIf(effect, (e): e is Exclude<typeof e, ApiError> => !(e instanceof ApiError), (e) =>
+  Effect.catchIf(effect, (e): e is Exclude<typeof e, ApiError> => !isApiError(e), (e) =>
     Effect.logWarning("backing service unavailable", { error: String((e as { message?: string }).message ?? e._tag) }).pipe(
       Effect.andThen(Effect.fail(serviceUnavailable()))
     ))
@@ -100,7 +102,9 @@ export const ApiKeyAuthLive = Layer.effect(
       (cause: Cause.Cause<unknown>): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
         if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
         const error = unwrapHandlerError(Cause.squash(cause))
-        if (error instanceof ApiError) return Effect.succeed(failure(requestId, error))
+        if (isApiError(error)) return Effect.succeed(failure(requestId, error))
+        // A malformed path id cannot name an endpoint: the same 404 as an unknown one.
+        if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Params") return Effect.succeed(failure(requestId, notFound(NO_SUCH_ENDPOINT)))
         if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Query" && query !== undefined) {
           const raw = queryOf(request)
           return Effect.succeed(failure(requestId, validationError(issueDetails(error.cause.issue, raw))))
@@ -117,7 +121,7 @@ export const ApiKeyAuthLive = Layer.effect(
           const write = endpoint.method !== "GET"
           const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write }).pipe(
             Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
-            Effect.flatMap((principal) => {
+            Effect.flatMap((principal): Effect.Effect<Principal, ApiError> => {
               const limit = limiter.check(principal.keyId)
               if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
               return write && !principal.canWrite ? Effect.fail(insufficientPermissions()) : Effect.succeed(principal)
@@ -154,11 +158,11 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
 
   // Malformed ids can't exist: answer exactly like an unknown id.
   const checkId = (id: string) =>
-    ENDPOINT_ID_PATTERN.test(id) ? Effect.succeed(id) : Effect.fail(notFound("No webhook endpoint with this id."))
+    ENDPOINT_ID_PATTERN.test(id) ? Effect.succeed(id) : Effect.fail(notFound(NO_SUCH_ENDPOINT))
 
   const findOwned = (p: Principal, id: string) =>
     store.get(p, id).pipe(
-      Effect.flatMap((e) => (e === undefined ? Effect.fail(notFound("No webhook endpoint with this id.")) : Effect.succeed(e)))
+      Effect.flatMap((e) => (e === undefined ? Effect.fail(notFound(NO_SUCH_ENDPOINT)) : Effect.succeed(e)))
     )
 
   // The reads are untraced: a named Effect.fn captures a stack trace and opens a span on every
@@ -241,7 +245,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
       const existing = yield* findOwned(p, id)
       const currentBox = yield* store.secretBox(p, id)
-      if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
+      if (currentBox === undefined) return yield* notFound(NO_SUCH_ENDPOINT)
       const r = yield* commands.rotateSecret(p, existing, currentBox, {
         ...(req.secret === undefined ? {} : { secret: req.secret }),
         graceSeconds: req.grace_period_seconds ?? 86400
