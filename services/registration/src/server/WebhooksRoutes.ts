@@ -1,6 +1,5 @@
 import { ENDPOINT_ID_PATTERN } from "@orbit/domain"
 import { type KafkaUnavailable } from "@orbit/kafka"
-import { NetGuard } from "@orbit/net-guard"
 import { SecretBox } from "@orbit/crypto"
 import { Cause, Effect, Layer, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
@@ -11,7 +10,6 @@ import {
   insufficientPermissions,
   invalidApiKey,
   invalidCursor,
-  invalidWebhookUrl,
   notFound,
   rateLimited,
   serviceUnavailable,
@@ -28,6 +26,7 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
+import { answerRejections } from "./Rejections.ts"
 import { failure, newRequestId, noContent, success } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
@@ -142,15 +141,11 @@ export const ApiKeyAuthLive = Layer.effect(
 export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(function*(handlers) {
   const store = yield* EndpointStore
   const commands = yield* EndpointCommands
-  const guard = yield* NetGuard
   const idempotency = yield* Idempotency
   const box = yield* SecretBox
   const cursorKey = yield* CursorKey
   const attempts = yield* DeliveryAttemptStore
   const testEvents = yield* TestEvents
-
-  const vetUrl = (url: string) =>
-    guard.vetForRegistration(url).pipe(Effect.catchTag("ForbiddenUrl", (e) => Effect.fail(invalidWebhookUrl(e.reason, url))))
 
   // Malformed ids can't exist: answer exactly like an unknown id.
   const checkId = (id: string) =>
@@ -177,14 +172,14 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const body = yield* readJsonBody(request)
       const idemKeyRaw = request.headers["idempotency-key"]
       const req = yield* decodeStrict(CreateEndpointRequest, body)
-      yield* vetUrl(req.url)
+      const { registered: r, append } = yield* answerRejections(commands.register(p, req))
       const respond = (resource: object, signingSecret: string) =>
         success(requestId, { ...resource, signing_secret: signingSecret }, {
           status: 201,
           headers: { location: `${BASE}/${(resource as { id: string }).id}` }
         })
       if (idemKeyRaw === undefined) {
-        const r = yield* commands.register(p, req)
+        yield* append
         return respond(r.resource, r.signingSecret)
       }
       const idemKey = yield* Schema.decodeUnknownEffect(IdempotencyKeyHeader)(idemKeyRaw).pipe(
@@ -204,7 +199,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
           return respond(stored.resource, yield* box.decrypt(stored.secret_box).pipe(Effect.orDie))
         }
         case "Claimed": {
-          const r = yield* commands.register(p, req).pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
+          yield* append.pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
           yield* idempotency.complete(p, idemKey, 201, { resource: r.resource, secret_box: r.secretBox })
           return respond(r.resource, r.signingSecret)
         }
@@ -220,15 +215,12 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const id = yield* checkId(params.id)
       const body = yield* readJsonBody(request)
       const req = yield* decodeStrict(UpdateEndpointRequest, body)
-      const existing = yield* findOwned(p, id)
-      if (req.url !== existing.url) yield* vetUrl(req.url)
-      return success(requestId, yield* commands.update(p, existing, req))
+      return success(requestId, yield* answerRejections(commands.update(p, id, req)))
     }, unavailableAs503, fromCall))
     .handle("delete", Effect.fn("Webhooks.remove")(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
       const id = yield* checkId(params.id)
-      yield* findOwned(p, id)
-      yield* commands.remove(p, id)
+      yield* answerRejections(commands.remove(p, id))
       return noContent(requestId)
     }, unavailableAs503, fromCall))
     /**
@@ -239,13 +231,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const { principal: p, requestId } = callOf(request)
       const id = yield* checkId(params.id)
       const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
-      const existing = yield* findOwned(p, id)
-      const currentBox = yield* store.secretBox(p, id)
-      if (currentBox === undefined) return yield* notFound("No webhook endpoint with this id.")
-      const r = yield* commands.rotateSecret(p, existing, currentBox, {
-        ...(req.secret === undefined ? {} : { secret: req.secret }),
-        graceSeconds: req.grace_period_seconds ?? 86400
-      })
+      const r = yield* answerRejections(commands.rotateSecret(p, id, { secret: req.secret, graceSeconds: req.grace_period_seconds }))
       return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
     }, unavailableAs503, fromCall))
     /**
