@@ -55,18 +55,11 @@ const settingsOf = (req: UpdateEndpointRequest) => ({
   retry_policy: normalizeRetryPolicy(req.retry_policy)
 })
 
-/** The resource of API.md §3, in its field order. */
-const resourceOf = (e: Endpoint): EndpointResource => ({
-  id: e.id,
-  url: e.url,
-  events: e.events,
-  description: e.description,
-  active: e.active,
-  timeout_seconds: e.timeout_seconds,
-  retry_policy: e.retry_policy,
-  created_at: e.created_at,
-  updated_at: e.updated_at
-})
+/** The resource of API.md §3: the state without its scope and secrets (the rest keeps its order). */
+const resourceOf = (state: Endpoint): EndpointResource => {
+  const { tenant_id: _t, mode: _m, secret_box: _s, previous_secret_box: _p, previous_expires_at: _e, ...resource } = state
+  return resource
+}
 
 const scopeOf = (p: Principal) => ({ tenant_id: p.tenantId, mode: p.mode })
 
