@@ -1,6 +1,7 @@
 export * from "./Delivery.ts"
 export * from "./DomainEvent.ts"
 export * from "./Endpoint.ts"
+export * from "./EndpointDecider.ts"
 export * from "./EndpointEvents.ts"
 export * from "./EventExamples.ts"
 export * from "./EventTypes.ts"

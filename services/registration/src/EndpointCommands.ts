@@ -1,27 +1,50 @@
 import { SecretBox, generateWebhookSecret } from "@orbit/crypto"
+import type { DbUnavailable } from "@orbit/db"
 import {
+  decide,
+  type DecideContext,
+  type Endpoint,
+  type EndpointCommand,
   type EndpointEvent,
+  type EndpointNotFound,
+  type EndpointRejection,
+  type UrlRefused,
+  type UrlVerdict,
   encodeEndpointEvent,
+  evolve,
   newEndpointId,
   newEventId,
   normalizeRetryPolicy,
   topicsFor
 } from "@orbit/domain"
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
-import { Context, Effect, Layer } from "effect"
+import { NetGuard } from "@orbit/net-guard"
+import { Context, Effect, Layer, Result } from "effect"
 import type { CreateEndpointRequest, UpdateEndpointRequest } from "./api/EndpointSchemas.ts"
 import type { Principal } from "./ApiKeys.ts"
-import type { EndpointResource } from "./EndpointStore.ts"
+import { type EndpointResource, EndpointStore } from "./EndpointStore.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 
 /** How long a write waits for the projection before answering anyway (the event is durable). */
 const READ_YOUR_WRITES_TIMEOUT_MS = 10_000
+
+/** How long a rotated-out secret keeps signing when the caller does not say. */
+const DEFAULT_GRACE_SECONDS = 86_400
 
 export interface Registered {
   readonly resource: EndpointResource
   readonly signingSecret: string
   readonly secretBox: string
 }
+
+/** A registration decided but not yet written: the caller appends it (after claiming an idempotency key, say). */
+export interface DecidedRegistration {
+  readonly registered: Registered
+  readonly append: Effect.Effect<void, KafkaUnavailable>
+}
+
+/** The rejections a caller sees: the shell vets a URL whenever the decider asks, so `UrlUnvetted` never escapes. */
+export type CommandRejection = EndpointNotFound | UrlRefused
 
 const settingsOf = (req: UpdateEndpointRequest) => ({
   url: req.url,
@@ -32,21 +55,36 @@ const settingsOf = (req: UpdateEndpointRequest) => ({
   retry_policy: normalizeRetryPolicy(req.retry_policy)
 })
 
+/** The resource of API.md §3: the state without its scope and secrets (the rest keeps its order). */
+const resourceOf = (state: Endpoint): EndpointResource => {
+  const { tenant_id: _t, mode: _m, secret_box: _s, previous_secret_box: _p, previous_expires_at: _e, ...resource } = state
+  return resource
+}
+
+const scopeOf = (p: Principal) => ({ tenant_id: p.tenantId, mode: p.mode })
+
+const withVerdict = (command: EndpointCommand, url_verdict: UrlVerdict): EndpointCommand =>
+  command._tag === "RegisterEndpoint" || command._tag === "UpdateEndpoint" ? { ...command, url_verdict } : command
+
+const contextNow = (): DecideContext => ({ now: new Date().toISOString(), event_id: newEventId() })
+
 /**
- * The endpoint aggregate's command side: each command appends one event to
- * `webhooks.endpoint-events` (keyed by endpoint id, so one endpoint's events stay ordered) and
- * returns once the projection has applied it, so the caller's next read sees the change.
+ * The endpoint aggregate's command side, around the pure decider of @orbit/domain: load the state,
+ * `decide`, append the events to `webhooks.endpoint-events` (keyed by endpoint id, so one
+ * endpoint's events stay ordered), and return once the projection has applied them, so the
+ * caller's next read sees the change. The I/O the decider must not do happens here: the clock,
+ * fresh ids, the sealed secret, and vetting a URL when the decider asks for it.
  */
 export class EndpointCommands extends Context.Service<EndpointCommands, {
-  register(p: Principal, req: CreateEndpointRequest): Effect.Effect<Registered, KafkaUnavailable>
-  update(p: Principal, existing: EndpointResource, req: UpdateEndpointRequest): Effect.Effect<EndpointResource, KafkaUnavailable>
-  remove(p: Principal, id: string): Effect.Effect<void, KafkaUnavailable>
+  /** Vets the URL and decides; appending is left to the caller. */
+  register(p: Principal, req: CreateEndpointRequest): Effect.Effect<DecidedRegistration, CommandRejection>
+  update(p: Principal, id: string, req: UpdateEndpointRequest): Effect.Effect<EndpointResource, CommandRejection | KafkaUnavailable | DbUnavailable>
+  remove(p: Principal, id: string): Effect.Effect<void, CommandRejection | KafkaUnavailable | DbUnavailable>
   rotateSecret(
     p: Principal,
-    existing: EndpointResource,
-    currentBox: string,
-    options: { secret?: string; graceSeconds: number }
-  ): Effect.Effect<Registered, KafkaUnavailable>
+    id: string,
+    options: { secret?: string | undefined; graceSeconds?: number | undefined }
+  ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -54,10 +92,12 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
       const producer = yield* Producer
       const box = yield* SecretBox
       const watcher = yield* ProjectionWatcher
+      const store = yield* EndpointStore
+      const guard = yield* NetGuard
       const { topicPrefix } = yield* KafkaClient
       const topic = topicsFor(topicPrefix).endpointEvents.name
 
-      const append = Effect.fn("EndpointCommands.append")(function*(event: EndpointEvent) {
+      const appendOne = Effect.fn("EndpointCommands.append")(function*(event: EndpointEvent) {
         const started = performance.now()
         const [meta] = yield* producer.send(topic, [{ key: event.endpoint_id, value: encodeEndpointEvent(event) }])
         if (meta?.baseOffset === undefined) return
@@ -73,62 +113,82 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         }
       })
 
-      const envelope = (p: Principal, endpointId: string) => ({
-        schema_version: 1 as const,
-        event_id: newEventId(),
-        occurred_at: new Date().toISOString(),
-        endpoint_id: endpointId,
-        tenant_id: p.tenantId,
-        mode: p.mode
+      /** Appends the decided events in order, each awaited by the projection before the next. */
+      const append = (events: ReadonlyArray<EndpointEvent>) => Effect.forEach(events, appendOne, { discard: true })
+
+      const vet = (url: string): Effect.Effect<UrlVerdict> =>
+        guard.vetForRegistration(url).pipe(
+          Effect.as<UrlVerdict>({ _tag: "UrlAccepted" }),
+          Effect.catchTag("ForbiddenUrl", (e) => Effect.succeed<UrlVerdict>({ _tag: "UrlRefused", reason: e.reason }))
+        )
+
+      /**
+       * Decides, vetting the URL first when the decider asks for it, then deciding again with the
+       * verdict (and a fresh clock, so the event's instant follows the DNS lookup).
+       */
+      const decideVetting = Effect.fnUntraced(function*(command: EndpointCommand, state: Endpoint | undefined) {
+        let decision = decide(command, state, contextNow())
+        if (Result.isFailure(decision) && decision.failure._tag === "UrlUnvetted") {
+          decision = decide(withVerdict(command, yield* vet(decision.failure.url)), state, contextNow())
+        }
+        if (Result.isSuccess(decision)) return decision.success
+        const rejection: EndpointRejection = decision.failure
+        switch (rejection._tag) {
+          case "EndpointNotFound":
+          case "UrlRefused":
+            return yield* Effect.fail(rejection)
+          default:
+            return yield* Effect.die(rejection)
+        }
       })
+
+      /** The state after the events, as the projection will hold it. */
+      const fold = (state: Endpoint | undefined, events: ReadonlyArray<EndpointEvent>) => events.reduce(evolve, state)
 
       const register = Effect.fn("EndpointCommands.register")(function*(p: Principal, req: CreateEndpointRequest) {
         const signingSecret = req.secret ?? generateWebhookSecret()
         const secretBox = yield* box.encrypt(signingSecret)
-        const event = {
-          _tag: "EndpointRegistered" as const,
-          ...envelope(p, newEndpointId()),
-          ...settingsOf(req),
+        const command = {
+          _tag: "RegisterEndpoint" as const,
+          ...scopeOf(p),
+          endpoint_id: newEndpointId(),
+          settings: settingsOf(req),
           secret_box: secretBox
         }
-        yield* append(event)
-        const { _tag, schema_version, event_id, occurred_at, endpoint_id, tenant_id, mode, secret_box, ...settings } = event
-        return {
-          resource: { id: endpoint_id, ...settings, created_at: occurred_at, updated_at: occurred_at },
-          signingSecret,
-          secretBox
-        }
+        const events = yield* decideVetting(command, undefined)
+        const registered: Registered = { resource: resourceOf(fold(undefined, events)!), signingSecret, secretBox }
+        return { registered, append: append(events) }
       })
 
-      const update = Effect.fn("EndpointCommands.update")(function*(p: Principal, existing: EndpointResource, req: UpdateEndpointRequest) {
-        const event = { _tag: "EndpointUpdated" as const, ...envelope(p, existing.id), ...settingsOf(req) }
-        yield* append(event)
-        const { _tag, schema_version, event_id, occurred_at, endpoint_id, tenant_id, mode, ...settings } = event
-        return { ...existing, ...settings, updated_at: occurred_at }
+      const update = Effect.fn("EndpointCommands.update")(function*(p: Principal, id: string, req: UpdateEndpointRequest) {
+        const state = yield* store.load(id)
+        const events = yield* decideVetting({ _tag: "UpdateEndpoint", ...scopeOf(p), endpoint_id: id, settings: settingsOf(req) }, state)
+        yield* append(events)
+        return resourceOf(fold(state, events)!)
       })
 
       const remove = Effect.fn("EndpointCommands.remove")(function*(p: Principal, id: string) {
-        yield* append({ _tag: "EndpointDeleted", ...envelope(p, id) })
+        const state = yield* store.load(id)
+        yield* append(yield* decideVetting({ _tag: "RemoveEndpoint", ...scopeOf(p), endpoint_id: id }, state))
       })
 
       const rotateSecret = Effect.fn("EndpointCommands.rotateSecret")(function*(
         p: Principal,
-        existing: EndpointResource,
-        currentBox: string,
-        options: { secret?: string; graceSeconds: number }
+        id: string,
+        options: { secret?: string | undefined; graceSeconds?: number | undefined }
       ) {
+        const state = yield* store.load(id)
         const signingSecret = options.secret ?? generateWebhookSecret()
         const secretBox = yield* box.encrypt(signingSecret)
-        const env = envelope(p, existing.id)
-        yield* append({
-          _tag: "EndpointSecretRotated",
-          ...env,
+        const events = yield* decideVetting({
+          _tag: "RotateEndpointSecret",
+          ...scopeOf(p),
+          endpoint_id: id,
           secret_box: secretBox,
-          previous_secret_box: currentBox,
-          // The old secret keeps signing alongside the new one, so receivers can switch over.
-          previous_expires_at: new Date(Date.parse(env.occurred_at) + options.graceSeconds * 1000).toISOString()
-        })
-        return { resource: { ...existing, updated_at: env.occurred_at }, signingSecret, secretBox }
+          grace_seconds: options.graceSeconds ?? DEFAULT_GRACE_SECONDS
+        }, state)
+        yield* append(events)
+        return { resource: resourceOf(fold(state, events)!), signingSecret, secretBox }
       })
 
       return EndpointCommands.of({ register, update, remove, rotateSecret })

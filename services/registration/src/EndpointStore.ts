@@ -20,8 +20,11 @@ export type Page = KeysetPage<EndpointResource>
 export class EndpointStore extends Context.Service<EndpointStore, {
   list(scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined): Effect.Effect<Page, DbUnavailable>
   get(scope: { tenantId: string; mode: Mode }, id: string): Effect.Effect<EndpointResource | undefined, DbUnavailable>
-  /** The current secret's box, for rotation (never leaves the service). */
-  secretBox(scope: { tenantId: string; mode: Mode }, id: string): Effect.Effect<string | undefined, DbUnavailable>
+  /**
+   * The aggregate's state for a command to decide on, whatever its tenant and mode (the decider
+   * checks the scope). Carries the secret boxes, so it never leaves the service.
+   */
+  load(id: string): Effect.Effect<Endpoint | undefined, DbUnavailable>
 }>()("@orbit/registration/EndpointStore") {
   static readonly layer = Layer.effect(
     EndpointStore,
@@ -53,16 +56,21 @@ export class EndpointStore extends Context.Service<EndpointStore, {
             SELECT ${columns} FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
         ).pipe(Effect.map((rows) => (rows[0] ? toResource(rows[0]) : undefined)))
 
-      const secretBox = (scope: { tenantId: string; mode: Mode }, id: string) =>
+      const load = (id: string) =>
         query(() =>
-          sql<Array<{ secret_box: string }>>`
-            SELECT secret_box FROM endpoints WHERE id = ${id} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`
-        ).pipe(Effect.map((rows) => rows[0]?.secret_box))
+          sql<Array<Endpoint>>`
+            SELECT id, tenant_id, mode, url, events, description, active, timeout_seconds, retry_policy,
+              secret_box, previous_secret_box,
+              to_char(previous_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS previous_expires_at,
+              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+              to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at
+            FROM endpoints WHERE id = ${id}`
+        ).pipe(Effect.map((rows) => rows[0]))
 
       // No span of their own: each runs inside a route's span (Webhooks.list, …), and a span per
       // call on the read path costs a captured stack trace and a copy of the fiber's whole context
       // per request (README, "Spans").
-      return EndpointStore.of({ list, get, secretBox })
+      return EndpointStore.of({ list, get, load })
     })
   )
 }

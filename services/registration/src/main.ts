@@ -44,7 +44,7 @@ const Services = Layer.mergeAll(
   ApiKeys.layer,
   RateLimiter.layer,
   EndpointStore.layer,
-  EndpointCommands.layer,
+  EndpointCommands.layer.pipe(Layer.provide(Layer.mergeAll(EndpointStore.layer, NetGuard.layer))),
   Idempotency.layer,
   NetGuard.layer,
   CursorKey.layer,

@@ -13,7 +13,7 @@ import { EndpointStore } from "../src/EndpointStore.ts"
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
-describe("EndpointStore.list (real Postgres)", () => {
+describe("EndpointStore (real Postgres)", () => {
   const schema = `tstore${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
   const sql = postgres(DATABASE_URL, { max: 2, onnotice: () => undefined, connection: { search_path: schema } })
   let runtime: ManagedRuntime.ManagedRuntime<EndpointStore, unknown>
@@ -69,5 +69,36 @@ describe("EndpointStore.list (real Postgres)", () => {
       if (after === undefined) break
     }
     expect(seen).toEqual(expected)
+  })
+
+  it("loads an endpoint's whole state by id, whatever its tenant and mode, for the decider to scope", async () => {
+    await sql`INSERT INTO endpoints (id, tenant_id, mode, url, events, description, active, timeout_seconds,
+        retry_policy, secret_box, previous_secret_box, previous_expires_at, created_at, updated_at)
+      VALUES ('wh_load', 'tenant_c', 'test', 'https://example.com/h', '["*"]', 'd', false, 10,
+        '{"strategy":"custom","delays_seconds":[1]}', 'box_now', 'box_before', '2026-11-28T10:00:00.123456Z',
+        '2026-11-27T10:00:00.123456Z', '2026-11-27T11:00:00Z')`
+    const [loaded, missing] = await runtime.runPromise(
+      Effect.gen(function*() {
+        const store = yield* EndpointStore
+        return [yield* store.load("wh_load"), yield* store.load("wh_none")] as const
+      })
+    )
+    expect(loaded).toEqual({
+      id: "wh_load",
+      tenant_id: "tenant_c",
+      mode: "test",
+      url: "https://example.com/h",
+      events: ["*"],
+      description: "d",
+      active: false,
+      timeout_seconds: 10,
+      retry_policy: { strategy: "custom", delays_seconds: [1] },
+      secret_box: "box_now",
+      previous_secret_box: "box_before",
+      previous_expires_at: "2026-11-28T10:00:00.123Z",
+      created_at: "2026-11-27T10:00:00.123Z",
+      updated_at: "2026-11-27T11:00:00.000Z"
+    })
+    expect(missing).toBeUndefined()
   })
 })

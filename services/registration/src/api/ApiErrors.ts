@@ -127,6 +127,8 @@ export const invalidCursor = () => new InvalidCursor({ message: "The cursor was 
 export const invalidWebhookUrl = (reason: string, value: string) =>
   new InvalidWebhookUrl({ message: reason, details: [{ field: "url", value, expected: "a public https:// URL" }] })
 export const notFound = (what = "The requested resource was not found.") => new NotFound({ message: what })
+/** Unknown, deleted, another tenant's or mode's, or malformed: one answer for all (API.md §2). */
+export const endpointNotFound = () => notFound("No webhook endpoint with this id.")
 export const payloadTooLarge = () => new PayloadTooLarge({ message: "The request body is larger than 64 KiB." })
 export const headersTooLarge = () => new HeadersTooLarge({ message: "The request headers are larger than 16 KiB." })
 export const malformedRequest = () => new MalformedRequest({ message: "The request is not valid HTTP/1.1." })

@@ -1,6 +1,4 @@
-import { ENDPOINT_ID_PATTERN } from "@orbit/domain"
 import { type KafkaUnavailable } from "@orbit/kafka"
-import { NetGuard } from "@orbit/net-guard"
 import { SecretBox } from "@orbit/crypto"
 import { Cause, Effect, Layer, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
@@ -12,8 +10,7 @@ import {
   insufficientPermissions,
   invalidApiKey,
   invalidCursor,
-  invalidWebhookUrl,
-  notFound,
+  endpointNotFound,
   rateLimited,
   serviceUnavailable,
   validationError
@@ -29,11 +26,11 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
+import { answerRejections } from "./Rejections.ts"
 import { failure, newRequestId, noContent, success } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
-const NO_SUCH_ENDPOINT = "No webhook endpoint with this id."
 
 /** Infrastructure failures become 503: the client did nothing wrong and may retry. */
 const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavailable | { _tag: "DbUnavailable" }, R>) =>
@@ -104,7 +101,7 @@ export const ApiKeyAuthLive = Layer.effect(
         const error = unwrapHandlerError(Cause.squash(cause))
         if (isApiError(error)) return Effect.succeed(failure(requestId, error))
         // A malformed path id cannot name an endpoint: the same 404 as an unknown one.
-        if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Params") return Effect.succeed(failure(requestId, notFound(NO_SUCH_ENDPOINT)))
+        if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Params") return Effect.succeed(failure(requestId, endpointNotFound()))
         if (HttpApiError.HttpApiSchemaError.is(error) && error.kind === "Query" && query !== undefined) {
           const raw = queryOf(request)
           return Effect.succeed(failure(requestId, validationError(issueDetails(error.cause.issue, raw))))
@@ -146,23 +143,16 @@ export const ApiKeyAuthLive = Layer.effect(
 export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(function*(handlers) {
   const store = yield* EndpointStore
   const commands = yield* EndpointCommands
-  const guard = yield* NetGuard
   const idempotency = yield* Idempotency
   const box = yield* SecretBox
   const cursorKey = yield* CursorKey
   const attempts = yield* DeliveryAttemptStore
   const testEvents = yield* TestEvents
 
-  const vetUrl = (url: string) =>
-    guard.vetForRegistration(url).pipe(Effect.catchTag("ForbiddenUrl", (e) => Effect.fail(invalidWebhookUrl(e.reason, url))))
-
-  // Malformed ids can't exist: answer exactly like an unknown id.
-  const checkId = (id: string) =>
-    ENDPOINT_ID_PATTERN.test(id) ? Effect.succeed(id) : Effect.fail(notFound(NO_SUCH_ENDPOINT))
 
   const findOwned = (p: Principal, id: string) =>
     store.get(p, id).pipe(
-      Effect.flatMap((e) => (e === undefined ? Effect.fail(notFound(NO_SUCH_ENDPOINT)) : Effect.succeed(e)))
+      Effect.flatMap((e) => (e === undefined ? Effect.fail(endpointNotFound()) : Effect.succeed(e)))
     )
 
   // The reads are untraced: a named Effect.fn captures a stack trace and opens a span on every
@@ -181,14 +171,14 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const body = yield* readJsonBody(request)
       const idemKeyRaw = request.headers["idempotency-key"]
       const req = yield* decodeStrict(CreateEndpointRequest, body)
-      yield* vetUrl(req.url)
+      const { registered: r, append } = yield* answerRejections(commands.register(p, req))
       const respond = (resource: object, signingSecret: string) =>
         success(requestId, { ...resource, signing_secret: signingSecret }, {
           status: 201,
           headers: { location: `${BASE}/${(resource as { id: string }).id}` }
         })
       if (idemKeyRaw === undefined) {
-        const r = yield* commands.register(p, req)
+        yield* append
         return respond(r.resource, r.signingSecret)
       }
       const idemKey = yield* Schema.decodeUnknownEffect(IdempotencyKeyHeader)(idemKeyRaw).pipe(
@@ -208,7 +198,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
           return respond(stored.resource, yield* box.decrypt(stored.secret_box).pipe(Effect.orDie))
         }
         case "Claimed": {
-          const r = yield* commands.register(p, req).pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
+          yield* append.pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
           yield* idempotency.complete(p, idemKey, 201, { resource: r.resource, secret_box: r.secretBox })
           return respond(r.resource, r.signingSecret)
         }
@@ -216,23 +206,20 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
     }, unavailableAs503, fromCall))
     .handle("get", Effect.fnUntraced(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
+      const id = params.id
       return success(requestId, yield* findOwned(p, id))
     }, unavailableAs503, fromCall))
     .handleRaw("update", Effect.fn("Webhooks.update")(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
+      const id = params.id
       const body = yield* readJsonBody(request)
       const req = yield* decodeStrict(UpdateEndpointRequest, body)
-      const existing = yield* findOwned(p, id)
-      if (req.url !== existing.url) yield* vetUrl(req.url)
-      return success(requestId, yield* commands.update(p, existing, req))
+      return success(requestId, yield* answerRejections(commands.update(p, id, req)))
     }, unavailableAs503, fromCall))
     .handle("delete", Effect.fn("Webhooks.remove")(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
-      yield* findOwned(p, id)
-      yield* commands.remove(p, id)
+      const id = params.id
+      yield* answerRejections(commands.remove(p, id))
       return noContent(requestId)
     }, unavailableAs503, fromCall))
     /**
@@ -241,15 +228,9 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
      */
     .handleRaw("rotateSecret", Effect.fn("Webhooks.rotateSecret")(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
+      const id = params.id
       const req = hasBody(request) ? yield* decodeStrict(RotateSecretRequest, yield* readJsonBody(request)) : {}
-      const existing = yield* findOwned(p, id)
-      const currentBox = yield* store.secretBox(p, id)
-      if (currentBox === undefined) return yield* notFound(NO_SUCH_ENDPOINT)
-      const r = yield* commands.rotateSecret(p, existing, currentBox, {
-        ...(req.secret === undefined ? {} : { secret: req.secret }),
-        graceSeconds: req.grace_period_seconds ?? 86400
-      })
+      const r = yield* answerRejections(commands.rotateSecret(p, id, { secret: req.secret, graceSeconds: req.grace_period_seconds }))
       return success(requestId, { ...r.resource, signing_secret: r.signingSecret })
     }, unavailableAs503, fromCall))
     /**
@@ -258,7 +239,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
      */
     .handleRaw("sendTest", Effect.fn("Webhooks.sendTest")(function*({ params, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
+      const id = params.id
       if (hasBody(request)) yield* decodeStrict(SendTestEventRequest, yield* readJsonBody(request))
       const existing = yield* findOwned(p, id)
       if (!existing.active) {
@@ -272,7 +253,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
     /** The attempt log of one endpoint, newest first; cursors are bound to the endpoint as well as the tenant and mode. */
     .handle("deliveries", Effect.fnUntraced(function*({ params, query: q, request }) {
       const { principal: p, requestId } = callOf(request)
-      const id = yield* checkId(params.id)
+      const id = params.id
       yield* findOwned(p, id)
       const scope = { tenantId: p.tenantId, mode: p.mode, resource: `deliveries:${id}` }
       const after = q.cursor === undefined ? undefined : decodeCursor(cursorKey, scope, q.cursor)
