@@ -270,7 +270,6 @@ export class EventTypesGroup extends HttpApiGroup.make("eventTypes")
   )
   .middleware(ApiKeyAuth)
   .prefix("/api/v1/event-types")
-  .annotate(HttpApi.QueryParseOptions, { errors: "all", onExcessProperty: "error" })
   .annotateMerge(OpenApi.annotations({
     title: "Event types",
     description: "The catalog of event types: what each one means and the shape of its data."
