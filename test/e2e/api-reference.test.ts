@@ -61,11 +61,11 @@ describe("GET /api/v1/openapi.json", () => {
     expect(result.errors, result.problems.join("\n")).toBe(0)
   })
 
-  it("declares the X-API-Key scheme on every webhook operation, and no key for health and docs", async () => {
+  it("declares the X-API-Key scheme on every webhook and event-type operation, and no key for health and docs", async () => {
     const spec = await fetchSpec()
     expect(spec.components.securitySchemes).toEqual({ apiKey: expect.objectContaining({ type: "apiKey", in: "header", name: "X-API-Key" }) })
     for (const { path, method, op } of operations(spec)) {
-      const keyless = !path.startsWith("/api/v1/webhooks")
+      const keyless = !path.startsWith("/api/v1/webhooks") && !path.startsWith("/api/v1/event-types")
       expect(op.security, `${method} ${path}`).toEqual(keyless ? [] : [{ apiKey: [] }])
     }
     expect(operations(spec).filter(({ op }) => op.security.length === 0).map(({ path }) => path).sort())

@@ -16,6 +16,7 @@ type Spec = { paths: Record<string, Record<string, Operation>>; components: { sc
 type Observed = { method: string; template: string; status: number; json: any; headers: Headers; input: string }
 
 const BASE = "/api/v1/webhooks"
+const EVENT_TYPES = "/api/v1/event-types"
 const valid = { url: "https://hooks.example.com/orbit", events: ["message.delivered"] }
 const MISSING_ID = "wh_0000000000000000000000"
 const TOO_LARGE = JSON.stringify({ ...valid, description: "x".repeat(64 * 1024) })
@@ -147,6 +148,16 @@ describe("every answer is one its OpenAPI operation lists", () => {
     await call("DELETE", one, `${BASE}/${doomed}`, { key: k, input: "valid" })
     await call("GET", one, `${BASE}/${id}`, { key: k, input: "deleted" })
 
+    // The event catalog: any valid key reads it, public ones included; it takes no query.
+    {
+      const k = await freshKey()
+      await call("GET", EVENT_TYPES, EVENT_TYPES, { input: "no key" })
+      await call("GET", EVENT_TYPES, EVENT_TYPES, { key: "dv_live_sk_unknown", input: "unknown key" })
+      await call("GET", EVENT_TYPES, EVENT_TYPES, { key: readOnly, input: "read-only key" })
+      await call("GET", EVENT_TYPES, EVENT_TYPES, { key: k, input: "valid" })
+      await call("GET", EVENT_TYPES, `${EVENT_TYPES}?limit=1`, { key: k, input: "limit=1" })
+    }
+
     // One key past its rate limit: every operation answers 429.
     const limited = await freshKey()
     let exhausted = false
@@ -155,6 +166,7 @@ describe("every answer is one its OpenAPI operation lists", () => {
     }
     expect(exhausted, "no 429 within 200 requests at a burst of 30").toBe(true)
     for (const [method, template, path] of ops) await call(method, template, path, { key: limited, ...bodyFor(method), input: "rate limited" })
+    await call("GET", EVENT_TYPES, EVENT_TYPES, { key: limited, input: "rate limited" })
 
     // The keyless operations.
     await call("GET", "/healthz", "/healthz")
@@ -203,5 +215,12 @@ describe("every answer is one its OpenAPI operation lists", () => {
       }
     }
     expect(unseen).toEqual([])
+  })
+
+  it("observes every error status the event-types operation declares but 500 and 503", () => {
+    const seen = new Set(observed.filter((o) => o.template === EVENT_TYPES).map((o) => o.status))
+    const declared = Object.keys(spec.paths[EVENT_TYPES]?.get?.responses ?? {}).map(Number)
+    expect(declared).toContain(200)
+    expect(declared.filter((s) => s !== 500 && s !== 503 && !seen.has(s))).toEqual([])
   })
 })

@@ -26,6 +26,7 @@ export type CreateEndpointRequest = Schemas["CreateEndpointRequest"]
 export type UpdateEndpointRequest = Schemas["UpdateEndpointRequest"]
 export type RotateSecretRequest = Schemas["RotateSecretRequest"]
 export type SendTestEventRequest = Schemas["SendTestEventRequest"]
+export type EventTypeDescription = Schemas["EventType"]
 
 /** `{ cursor, limit }` of `GET /api/v1/webhooks` (limit 1–200, default 25). */
 export type ListParams = NonNullable<operations["webhooks.list"]["parameters"]["query"]>
@@ -196,10 +197,24 @@ export class Webhooks {
   }
 }
 
+/** `/api/v1/event-types`: the event catalog, readable with any key of the tenant. */
+export class EventTypes {
+  readonly #http: Client<paths>
+  constructor(http: Client<paths>) {
+    this.#http = http
+  }
+
+  /** Every event type with its group, description, the JSON Schema of its `data` and an example. */
+  list(): Promise<Json<"eventTypes.list", 200>> {
+    return unwrap(this.#http.GET("/api/v1/event-types"))
+  }
+}
+
 export class Orbit {
   /** The typed `openapi-fetch` client underneath, with the API key set, for anything not wrapped here. */
   readonly http: Client<paths>
   readonly webhooks: Webhooks
+  readonly eventTypes: EventTypes
 
   constructor(options: OrbitOptions) {
     this.http = createClient<paths>({
@@ -208,5 +223,6 @@ export class Orbit {
       ...(options.fetch ? { fetch: options.fetch } : {})
     })
     this.webhooks = new Webhooks(this.http)
+    this.eventTypes = new EventTypes(this.http)
   }
 }

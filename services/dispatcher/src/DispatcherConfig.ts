@@ -15,6 +15,8 @@ export const DispatcherConfig = Config.all({
   /** On SIGTERM, how long in-flight attempts may finish before they are handed back uncommitted. */
   shutdownGraceMs: Config.Int("DISPATCHER_SHUTDOWN_GRACE_MS").pipe(Config.withDefault(20_000)),
   /** Consumer-group session timeout: how soon the partitions of a crashed process move to another. */
-  sessionTimeoutMs: Config.Int("DISPATCHER_SESSION_TIMEOUT_MS").pipe(Config.withDefault(30_000))
+  sessionTimeoutMs: Config.Int("DISPATCHER_SESSION_TIMEOUT_MS").pipe(Config.withDefault(30_000)),
+  /** Source events whose `data` fails their type's schema go to the invalid topic instead of being delivered. */
+  strictEventData: Config.Boolean("ORBIT_STRICT_EVENT_DATA").pipe(Config.withDefault(false))
 })
 export type DispatcherConfig = typeof DispatcherConfig extends Config.Config<infer A> ? A : never

@@ -130,6 +130,15 @@ describe("source records and bodies", () => {
     expect(classifySourceRecord(Buffer.from(JSON.stringify({ ...valid, data: [] })))).toMatchObject({ reason: "invalid_shape" })
     expect(classifySourceRecord(Buffer.alloc(1024 * 1024 + 1, 0x20))).toMatchObject({ reason: "too_large" })
   })
+  it("with strict data, refuses data that fails its type's schema and names each problem", () => {
+    const record = (data: unknown) => Buffer.from(JSON.stringify({ ...valid, data }))
+    const good = { message_id: "msg_1", channel: "sms", from: "+15005550006", to: "+15005550001", status: "sent" }
+    expect(classifySourceRecord(record(good), { strictData: true })._tag).toBe("Valid")
+    expect(classifySourceRecord(record({ a: 1 }))._tag).toBe("Valid")
+    const verdict = classifySourceRecord(record({ ...good, status: "read", segments: -1 }), { strictData: true })
+    expect(verdict).toMatchObject({ _tag: "Invalid", reason: "invalid_data" })
+    expect(verdict._tag === "Invalid" && verdict.detail).toMatch(/^data\.status: Expected "sent".*; data\.segments: Expected a value greater than or equal to 0/)
+  })
   it("builds the §7 body, truncating data over 256 KiB", () => {
     expect(JSON.parse(buildWebhookBody(valid as never))).toEqual({ id: valid.id, type: valid.type, created_at: valid.created_at, data: { a: 1 } })
     const big = { ...valid, data: { id: "x", campaign_id: "c", blob: "z".repeat(256 * 1024) } }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
 import { Db, type DbUnavailable, query } from "@orbit/db"
-import { Context, Effect, Layer } from "effect"
+import { Cause, Config, Context, Effect, Layer, Schedule } from "effect"
 import type { Principal } from "./ApiKeys.ts"
 
 export type Claim =
@@ -11,15 +11,25 @@ export type Claim =
 
 const TTL = "24 hours"
 
+/** Expired rows deleted per statement: each statement holds its row locks briefly. */
+export const SWEEP_BATCH = 1000
+
+/** How often expired keys are deleted (a Duration such as "1 minute"). */
+const SweepInterval = Config.Duration("ORBIT_IDEMPOTENCY_SWEEP_INTERVAL").pipe(Config.withDefault("1 minute"))
+
 /**
  * `Idempotency-Key` records. A key is claimed before anything is produced, so concurrent
  * repeats can't both register; the stored response holds the secret only as a SecretBox, and is
  * kept as the JSON text it was written as (a replay answers with the original's bytes).
+ * A key lives 24 hours: a background fiber of the layer deletes expired rows in batches every
+ * ORBIT_IDEMPOTENCY_SWEEP_INTERVAL (default one minute), so the table holds one day of keys.
  */
 export class Idempotency extends Context.Service<Idempotency, {
   claim(principal: Principal, key: string, body: unknown): Effect.Effect<Claim, DbUnavailable>
   complete(principal: Principal, key: string, status: number, response: unknown): Effect.Effect<void, DbUnavailable>
   release(principal: Principal, key: string): Effect.Effect<void, DbUnavailable>
+  /** Deletes every expired key, `batch` rows per statement; the number deleted. */
+  deleteExpired(batch?: number): Effect.Effect<number, DbUnavailable>
 }>()("@orbit/registration/Idempotency") {
   static readonly layer = Layer.effect(
     Idempotency,
@@ -69,7 +79,28 @@ export class Idempotency extends Context.Service<Idempotency, {
             WHERE tenant_id = ${p.tenantId} AND mode = ${p.mode} AND key = ${key} AND status IS NULL`
         ).pipe(Effect.asVoid)
 
-      return Idempotency.of({ claim, complete, release })
+      // Rows a claim holds locked are skipped, not waited for: the claim deletes its own expired row.
+      const deleteExpired = Effect.fn("Idempotency.deleteExpired")(function*(batch: number = SWEEP_BATCH) {
+        let total = 0
+        for (;;) {
+          const { count } = yield* query(() =>
+            sql`DELETE FROM idempotency_keys WHERE (tenant_id, mode, key) IN (
+              SELECT tenant_id, mode, key FROM idempotency_keys
+              WHERE created_at < now() - ${TTL}::interval
+              LIMIT ${batch} FOR UPDATE SKIP LOCKED)`
+          )
+          total += count
+          if (count < batch) return total
+        }
+      })
+
+      const sweep = deleteExpired().pipe(
+        Effect.flatMap((deleted) => deleted > 0 ? Effect.logInfo("expired idempotency keys deleted", { deleted }) : Effect.void),
+        Effect.catchCause((cause) => Effect.logWarning("deleting expired idempotency keys failed; will try again", { cause: String(Cause.squash(cause)) }))
+      )
+      yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(yield* SweepInterval)))
+
+      return Idempotency.of({ claim, complete, release, deleteExpired })
     })
   )
 }

@@ -19,6 +19,7 @@ import { TestEvents } from "./TestEvents.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
+import { EventTypesRoutes } from "./server/EventTypesRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
 import { NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
 import { ApiKeyAuthLive, WebhooksRoutes } from "./server/WebhooksRoutes.ts"
@@ -30,7 +31,7 @@ const HttpServerLive = Layer.unwrap(
 
 /** Every operation of Api.ts, served from its declaration; then the reference page's script and the 404 envelope. */
 const ApiRoutes = HttpApiBuilder.layer(Api).pipe(
-  Layer.provide(Layer.mergeAll(WebhooksRoutes, HealthRoutes, DocsRoutes)),
+  Layer.provide(Layer.mergeAll(WebhooksRoutes, EventTypesRoutes, HealthRoutes, DocsRoutes)),
   Layer.provide(ApiKeyAuthLive)
 )
 

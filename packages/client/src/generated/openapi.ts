@@ -117,6 +117,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/event-types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List event types
+         * @description Every event type an endpoint can subscribe to, with its group, a description, the JSON Schema of its data and an example. Not paginated: the catalog is small.
+         */
+        get: operations["eventTypes.list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -296,6 +316,23 @@ export interface components {
                 request_id: string;
                 timestamp: string;
             };
+        };
+        EventType: {
+            /**
+             * @description A name from the event-type catalog
+             * @enum {string}
+             */
+            type: "message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test";
+            /**
+             * @description The part of the type before the dot
+             * @enum {string}
+             */
+            group: "message" | "call" | "verification" | "contact" | "campaign" | "webhook";
+            description: string;
+            /** @description The JSON Schema (draft 2020-12) of the event's data */
+            schema: Record<string, never>;
+            /** @description An example data object; it validates against schema */
+            example: Record<string, never>;
         };
         /** @description No webhook endpoint with this id for this key's tenant and mode. */
         NotFound: {
@@ -1376,6 +1413,74 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationError"];
+                };
+            };
+            /** @description Too many requests for this API key. */
+            429: {
+                headers: {
+                    "x-request-id": string;
+                    "retry-after": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimited"];
+                };
+            };
+            /** @description An unexpected error; the body carries no internals. */
+            500: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            503: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailable"];
+                };
+            };
+        };
+    };
+    "eventTypes.list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every event type, in catalog order */
+            200: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["EventType"][];
+                        meta: {
+                            request_id: string;
+                            timestamp: string;
+                        };
+                    };
+                };
+            };
+            /** @description X-API-Key is missing, unknown or revoked. */
+            401: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvalidApiKey"];
                 };
             };
             /** @description Too many requests for this API key. */

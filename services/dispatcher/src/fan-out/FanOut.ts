@@ -29,6 +29,8 @@ export const fanOutBatch = (input: {
   readonly now: number
   /** The endpoint-topic offsets the index had applied when `matching` was read (header of every task). */
   readonly indexOffsets: IndexOffsets
+  /** Refuse events whose `data` fails their type's schema (ORBIT_STRICT_EVENT_DATA). */
+  readonly strictData?: boolean
 }): {
   readonly out: ReadonlyArray<TopicMessages>
   readonly tasks: number
@@ -42,7 +44,7 @@ export const fanOutBatch = (input: {
   const at = new Date(input.now).toISOString()
   const taskHeaders: IHeaders = { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(input.indexOffsets) }
   for (const message of input.messages) {
-    const verdict = classifySourceRecord(message.value)
+    const verdict = classifySourceRecord(message.value, { strictData: input.strictData ?? false })
     if (verdict._tag === "Invalid") {
       const headers: IHeaders = {
         ...message.headers,
@@ -127,7 +129,16 @@ export class FanOut extends Context.Service<FanOut, {
        */
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         const indexOffsets = await untilDone(() => index.syncNow(), signal, retrying("endpoint index sync"))
-        const fanned = fanOutBatch({ topic, partition, messages: [message], topics: outTopics, matching: index.matching, now: Date.now(), indexOffsets })
+        const fanned = fanOutBatch({
+          topic,
+          partition,
+          messages: [message],
+          topics: outTopics,
+          matching: index.matching,
+          now: Date.now(),
+          indexOffsets,
+          strictData: config.strictEventData
+        })
         await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
       }

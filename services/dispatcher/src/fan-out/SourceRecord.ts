@@ -1,10 +1,10 @@
-import { DomainEvent, type DomainEvent as DomainEventType, isEventType } from "@orbit/domain"
+import { DomainEvent, type DomainEvent as DomainEventType, eventDataProblems, isEventType } from "@orbit/domain"
 import { Result, Schema } from "effect"
 
 /** API.md §8: a source record over 1 MiB is refused. */
 export const MAX_SOURCE_RECORD_BYTES = 1024 * 1024
 
-export type InvalidReason = "too_large" | "empty" | "invalid_json" | "unknown_type" | "invalid_shape"
+export type InvalidReason = "too_large" | "empty" | "invalid_json" | "unknown_type" | "invalid_shape" | "invalid_data"
 
 export type SourceRecordVerdict =
   | { readonly _tag: "Valid"; readonly event: DomainEventType }
@@ -14,8 +14,12 @@ const decode = Schema.decodeUnknownResult(DomainEvent)
 
 const invalid = (reason: InvalidReason, detail: string): SourceRecordVerdict => ({ _tag: "Invalid", reason, detail })
 
-/** Classifies one `orbit.events` record (pure). Unknown types are told apart from other shape errors. */
-export const classifySourceRecord = (value: Buffer | null): SourceRecordVerdict => {
+/**
+ * Classifies one `orbit.events` record (pure). Unknown types are told apart from other shape errors.
+ * With `strictData`, an event whose `data` fails its type's schema (@orbit/domain's EventCatalog)
+ * is invalid too, its detail listing each problem as `path: message`.
+ */
+export const classifySourceRecord = (value: Buffer | null, options: { readonly strictData?: boolean } = {}): SourceRecordVerdict => {
   if (value === null || value.length === 0) return invalid("empty", "record has no value")
   if (value.length > MAX_SOURCE_RECORD_BYTES) return invalid("too_large", `record is ${value.length} bytes`)
   let json: unknown
@@ -30,5 +34,12 @@ export const classifySourceRecord = (value: Buffer | null): SourceRecordVerdict 
   }
   const decoded = decode(json)
   if (Result.isFailure(decoded)) return invalid("invalid_shape", decoded.failure.message.slice(0, 500))
+  if (options.strictData) {
+    const problems = eventDataProblems(decoded.success.type, decoded.success.data)
+    if (problems.length > 0) {
+      const detail = problems.map((p) => `data${p.path.map((k) => `.${String(k)}`).join("")}: ${p.message}`).join("; ")
+      return invalid("invalid_data", detail.slice(0, 500))
+    }
+  }
   return { _tag: "Valid", event: decoded.success }
 }

@@ -1,4 +1,4 @@
-import { DEFAULT_RETRY_POLICY, ENDPOINT_ID_PATTERN, EventSubscription, RetryPolicy } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, ENDPOINT_ID_PATTERN, EVENT_CATALOG, EVENT_GROUPS, EventSubscription, EventType, RetryPolicy } from "@orbit/domain"
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import {
@@ -283,6 +283,35 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
   }))
 {}
 
+export const EventTypeResource = Schema.Struct({
+  type: EventType,
+  group: Schema.Literals(EVENT_GROUPS).annotate({ description: "The part of the type before the dot" }),
+  description: Schema.String,
+  schema: Schema.Record(Schema.String, Schema.Unknown).annotate({ description: "The JSON Schema (draft 2020-12) of the event's data" }),
+  example: Schema.Record(Schema.String, Schema.Unknown).annotate({ description: "An example data object; it validates against schema" })
+}).annotate({ identifier: "EventType" })
+
+/** The event catalog: readable with any valid key, public ones included. */
+export class EventTypesGroup extends HttpApiGroup.make("eventTypes")
+  .add(
+    HttpApiEndpoint.get("list", "/", {
+      success: ok(Schema.Array(EventTypeResource), 200, "Every event type, in catalog order", [{ data: EVENT_CATALOG.slice(0, 1), meta: EXAMPLE_META }]),
+      error: reads
+    })
+      .annotate(OpenApi.Summary, "List event types")
+      .annotate(
+        OpenApi.Description,
+        "Every event type an endpoint can subscribe to, with its group, a description, the JSON Schema of its data and an example. Not paginated: the catalog is small."
+      )
+  )
+  .middleware(ApiKeyAuth)
+  .prefix("/api/v1/event-types")
+  .annotateMerge(OpenApi.annotations({
+    title: "Event types",
+    description: "The catalog of event types: what each one means and the shape of its data."
+  }))
+{}
+
 const ReadinessChecks = Schema.Struct({ postgres: Schema.String, kafka: Schema.String, projection_lag: Schema.String })
 const Ready = Schema.Struct({ status: Schema.Literal("ready"), checks: ReadinessChecks })
   .annotate({ identifier: "Ready", description: "Postgres and Kafka answer and the projection is caught up" })
@@ -327,6 +356,7 @@ export class DocsGroup extends HttpApiGroup.make("docs")
 
 export class Api extends HttpApi.make("orbit-webhooks")
   .add(WebhooksGroup)
+  .add(EventTypesGroup)
   .add(HealthGroup)
   .add(DocsGroup)
   .annotateMerge(OpenApi.annotations({

@@ -67,7 +67,7 @@ interface Call {
 }
 const CALL = Symbol("orbit/registration/Call")
 type WithCall = HttpServerRequest.HttpServerRequest & { [CALL]?: Call }
-const callOf = (request: HttpServerRequest.HttpServerRequest) => (request as WithCall)[CALL]!
+export const callOf = (request: HttpServerRequest.HttpServerRequest) => (request as WithCall)[CALL]!
 
 /** The security middleware wraps a handler's failures in an object holding the original as `error`. */
 const unwrapHandlerError = (e: unknown): unknown =>
