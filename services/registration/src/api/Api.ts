@@ -163,7 +163,9 @@ const optionalBody = (op: Record<string, any>) => ({ ...op, requestBody: { ...op
  * unknown one (server/WebhooksRoutes.ts), whatever else is wrong with the request.
  */
 const IdParams = {
-  id: Schema.String.check(Schema.isPattern(ENDPOINT_ID_PATTERN)).annotate({ description: "The endpoint's id (wh_…)." })
+  id: Schema.String.check(Schema.isPattern(ENDPOINT_ID_PATTERN)).annotate({
+    description: "The endpoint's id: `wh_` and 20–64 letters or digits. Any other id answers 404, like an unknown one."
+  })
 }
 
 const CREATE_EXAMPLE = {
