@@ -23,7 +23,7 @@ export const EndpointState = Schema.Literals(["healthy", "failing", "unresponsiv
 })
 export type EndpointState = typeof EndpointState.Type
 
-const Millis = Schema.NullOr(Schema.Number)
+const Millis = Schema.NullOr(Schema.Int)
 
 export const EndpointStatsResource = Schema.Struct({
   endpoint_id: Schema.String,
@@ -39,7 +39,7 @@ export const EndpointStatsResource = Schema.Struct({
     /** Failed attempts that got no HTTP response (timeout, connection, TLS…); part of `failed`. */
     no_response: Schema.Int.annotate({ description: "Failed attempts that got no HTTP response (timeout, connection, TLS…); counted in failed too." })
   }),
-  success_rate: Schema.NullOr(Schema.Number).annotate({ description: "succeeded / total, 0–1; null without attempts." }),
+  success_rate: Schema.NullOr(Schema.Finite).annotate({ description: "succeeded / total, 0–1; null without attempts." }),
   latency_ms: Schema.Struct({ p50: Millis, p95: Millis, p99: Millis }).annotate({
     description: "Attempt durations in the window (nearest-rank percentiles of duration_ms, every attempt counted); null without attempts."
   }),
