@@ -96,7 +96,8 @@ describe("every answer is one its OpenAPI operation lists", () => {
       ["DELETE", one, `${BASE}/${doomed}`],
       ["POST", `${one}/rotate-secret`, `${BASE}/${id}/rotate-secret`],
       ["POST", `${one}/test`, `${BASE}/${id}/test`],
-      ["GET", `${one}/deliveries`, `${BASE}/${id}/deliveries`]
+      ["GET", `${one}/deliveries`, `${BASE}/${id}/deliveries`],
+      ["GET", `${one}/stats`, `${BASE}/${id}/stats`]
     ]
 
     // Every operation: no key, an unknown key, a read-only key, an id that cannot exist, one that

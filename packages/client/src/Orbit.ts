@@ -35,6 +35,9 @@ export type DeliveriesParams = NonNullable<operations["webhooks.deliveries"]["pa
 
 export type EndpointPage = Json<"webhooks.list", 200>
 export type DeliveryPage = Json<"webhooks.deliveries", 200>
+/** `{ window }` of `GET /api/v1/webhooks/{id}/stats` ("24h" or "7d", default "24h"). */
+export type StatsParams = NonNullable<operations["webhooks.stats"]["parameters"]["query"]>
+export type EndpointStats = Json<"webhooks.stats", 200>
 export type Created = Json<"webhooks.create", 201>
 export type Envelope<T> = { data: T; meta: Created["meta"] }
 
@@ -189,6 +192,11 @@ export class Webhooks {
   /** One page of the endpoint's delivery-attempt log, newest first. */
   deliveries(id: string, params: DeliveriesParams = {}): Promise<DeliveryPage> {
     return unwrap(this.#http.GET("/api/v1/webhooks/{id}/deliveries", { params: { path: { id }, query: params } }))
+  }
+
+  /** The endpoint's attempts over the window summed up (counts, success rate, latency, state). */
+  stats(id: string, params: StatsParams = {}): Promise<EndpointStats> {
+    return unwrap(this.#http.GET("/api/v1/webhooks/{id}/stats", { params: { path: { id }, query: params } }))
   }
 
   /** Every delivery attempt of the endpoint, page by page. */

@@ -1,7 +1,8 @@
-import { Db, type DbUnavailable, type KeysetPage, keysetPage } from "@orbit/db"
+import { Db, type DbUnavailable, type KeysetPage, keysetPage, query } from "@orbit/db"
 import type { Mode } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
 import type { DeliveryAttemptResource } from "./api/DeliverySchemas.ts"
+import type { AttemptSummary } from "./api/StatsSchemas.ts"
 import type { CursorPosition } from "./Cursor.ts"
 
 /** A row of `delivery_attempts`: the resource's fields under their column names, instants as `Date`s. */
@@ -40,12 +41,23 @@ export interface AttemptScope {
 /** A page of attempts; the cursor position's `createdAt` holds the attempt time. */
 export type AttemptPage = KeysetPage<DeliveryAttemptResource>
 
+/** An endpoint's attempts in a time window, summed up: counts, latency percentiles, latest times. */
+export interface AttemptStats extends AttemptSummary {
+  readonly p50: number | null
+  readonly p95: number | null
+  readonly p99: number | null
+  readonly lastSuccessAt: Date | null
+  readonly lastFailureAt: Date | null
+}
+
 /**
  * Reads of the delivery-attempt log (the projection owns every write). The caller checks that the
  * endpoint belongs to the caller first; the tenant and mode are matched here again all the same.
  */
 export class DeliveryAttemptStore extends Context.Service<DeliveryAttemptStore, {
   list(scope: AttemptScope, limit: number, after: CursorPosition | undefined): Effect.Effect<AttemptPage, DbUnavailable>
+  /** The attempts with `since <= occurred_at <= until`, summed up in one query. */
+  stats(scope: AttemptScope, since: Date, until: Date): Effect.Effect<AttemptStats, DbUnavailable>
 }>()("@orbit/registration/DeliveryAttemptStore") {
   static readonly layer = Layer.effect(
     DeliveryAttemptStore,
@@ -68,7 +80,48 @@ export class DeliveryAttemptStore extends Context.Service<DeliveryAttemptStore, 
           position: (row: Row) => ({ createdAt: row.occurred_key, id: row.id })
         })
 
-      return DeliveryAttemptStore.of({ list: Effect.fn("DeliveryAttemptStore.list")(list) })
+      // One pass over the endpoint's rows in the window, found by the page index
+      // (endpoint_id, occurred_at): percentile_disc reports durations that occurred.
+      const stats = (scope: AttemptScope, since: Date, until: Date) =>
+        query(() => sql<Array<{
+          total: number
+          succeeded: number
+          failed: number
+          no_response: number
+          latency: Array<number> | null
+          last_success_at: Date | null
+          last_failure_at: Date | null
+          last_outcome: "succeeded" | "failed" | null
+        }>>`
+          SELECT count(*)::int AS total,
+            count(*) FILTER (WHERE outcome = 'succeeded')::int AS succeeded,
+            count(*) FILTER (WHERE outcome = 'failed')::int AS failed,
+            count(*) FILTER (WHERE outcome = 'failed' AND http_status IS NULL)::int AS no_response,
+            percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms) AS latency,
+            max(occurred_at) FILTER (WHERE outcome = 'succeeded') AS last_success_at,
+            max(occurred_at) FILTER (WHERE outcome = 'failed') AS last_failure_at,
+            (array_agg(outcome ORDER BY occurred_at DESC, id DESC))[1] AS last_outcome
+          FROM delivery_attempts
+          WHERE endpoint_id = ${scope.endpointId} AND tenant_id = ${scope.tenantId} AND mode = ${scope.mode}
+            AND occurred_at >= ${since} AND occurred_at <= ${until}`).pipe(
+          Effect.map(([r]): AttemptStats => ({
+            total: r!.total,
+            succeeded: r!.succeeded,
+            failed: r!.failed,
+            noResponse: r!.no_response,
+            lastOutcome: r!.last_outcome,
+            p50: r!.latency?.[0] ?? null,
+            p95: r!.latency?.[1] ?? null,
+            p99: r!.latency?.[2] ?? null,
+            lastSuccessAt: r!.last_success_at,
+            lastFailureAt: r!.last_failure_at
+          }))
+        )
+
+      return DeliveryAttemptStore.of({
+        list: Effect.fn("DeliveryAttemptStore.list")(list),
+        stats: Effect.fn("DeliveryAttemptStore.stats")(stats)
+      })
     })
   )
 }

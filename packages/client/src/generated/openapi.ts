@@ -117,6 +117,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/{id}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Endpoint stats
+         * @description The endpoint's delivery attempts over the last 24 h or 7 d (window, default 24h), from the attempt log: counts by outcome, success rate, p50/p95/p99 latency, the latest success and failure, and the state. The state is decided in this order: disabled when the endpoint is inactive; healthy when there are no attempts in the window; unresponsive when no attempt in the window got an HTTP response (timeouts, connection and TLS errors only); failing when the latest attempt failed or fewer than half succeeded; healthy otherwise. Any key of the tenant may read it.
+         */
+        get: operations["webhooks.stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/event-types": {
         parameters: {
             query?: never;
@@ -371,6 +391,37 @@ export interface components {
                 request_id: string;
                 timestamp: string;
             };
+        };
+        EndpointStats: {
+            endpoint_id: string;
+            /** @enum {string} */
+            window: "24h" | "7d";
+            since: string;
+            until: string;
+            /**
+             * @description Decided in this order: disabled (the endpoint is inactive); healthy (no attempts in the window); unresponsive (attempts in the window and none got an HTTP response: timeouts, connection and TLS errors only); failing (the latest attempt failed, or the success rate is below 0.5); healthy otherwise.
+             * @enum {string}
+             */
+            state: "healthy" | "failing" | "unresponsive" | "disabled";
+            attempts: {
+                total: number;
+                succeeded: number;
+                failed: number;
+                /** @description Failed attempts that got no HTTP response (timeout, connection, TLS…); counted in failed too. */
+                no_response: number;
+            };
+            /** @description succeeded / total, 0–1; null without attempts. */
+            success_rate: number | null;
+            /** @description Attempt durations in the window (nearest-rank percentiles of duration_ms, every attempt counted); null without attempts. */
+            latency_ms: {
+                p50: number | null;
+                p95: number | null;
+                p99: number | null;
+            };
+            /** @description The latest successful attempt in the window, or null. */
+            last_success_at: string | null;
+            /** @description The latest failed attempt in the window, or null. */
+            last_failure_at: string | null;
         };
         /** @description The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key. */
         BadRequest: {
@@ -1383,6 +1434,98 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BadRequest"];
+                };
+            };
+            /** @description X-API-Key is missing, unknown or revoked. */
+            401: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvalidApiKey"];
+                };
+            };
+            /** @description No webhook endpoint with this id for this key's tenant and mode. */
+            404: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFound"];
+                };
+            };
+            /** @description The body, query or a header fails the schema; one details entry per problem. */
+            422: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationError"];
+                };
+            };
+            /** @description Too many requests for this API key. */
+            429: {
+                headers: {
+                    "x-request-id": string;
+                    "retry-after": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimited"];
+                };
+            };
+            /** @description An unexpected error; the body carries no internals. */
+            500: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            503: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailable"];
+                };
+            };
+        };
+    };
+    "webhooks.stats": {
+        parameters: {
+            query?: {
+                window?: "24h" | "7d";
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["EndpointStats"];
+                        meta: {
+                            request_id: string;
+                            timestamp: string;
+                        };
+                    };
                 };
             };
             /** @description X-API-Key is missing, unknown or revoked. */

@@ -27,6 +27,7 @@ import {
   SendTestEventRequest,
   UpdateEndpointRequest
 } from "./EndpointSchemas.ts"
+import { DEFAULT_STATS_WINDOW, EndpointStatsQuery, EndpointStatsResource } from "./StatsSchemas.ts"
 
 /**
  * The schema-first declaration of the public API: HttpApiBuilder serves these groups (../server
@@ -273,6 +274,18 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(
         OpenApi.Description,
         "The endpoint's delivery-attempt log of the last 30 days, newest first, cursor-paginated (limit 1–100, default 25)."
+      ),
+    HttpApiEndpoint.get("stats", "/:id/stats", {
+      params: IdParams,
+      query: EndpointStatsQuery,
+      success: ok(EndpointStatsResource),
+      error: [E[422], ...readsById]
+    })
+      .annotate(OpenApi.Transform, typedQuery(EndpointStatsQuery, { window: DEFAULT_STATS_WINDOW }))
+      .annotate(OpenApi.Summary, "Endpoint stats")
+      .annotate(
+        OpenApi.Description,
+        "The endpoint's delivery attempts over the last 24 h or 7 d (window, default 24h), from the attempt log: counts by outcome, success rate, p50/p95/p99 latency, the latest success and failure, and the state. The state is decided in this order: disabled when the endpoint is inactive; healthy when there are no attempts in the window; unresponsive when no attempt in the window got an HTTP response (timeouts, connection and TLS errors only); failing when the latest attempt failed or fewer than half succeeded; healthy otherwise. Any key of the tenant may read it."
       )
   )
   .middleware(ApiKeyAuth)

@@ -22,6 +22,7 @@ import { RateLimiter } from "../RateLimiter.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
+import { DEFAULT_STATS_WINDOW, endpointState, STATS_WINDOWS } from "../api/StatsSchemas.ts"
 import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
@@ -261,5 +262,27 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
       const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
       return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+    }, unavailableAs503, fromCall))
+    /** The endpoint's attempts over a window, summed up, and the state they put it in. */
+    .handle("stats", Effect.fnUntraced(function*({ params, query: q, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = params.id
+      const endpoint = yield* findOwned(p, id)
+      const window = q.window ?? DEFAULT_STATS_WINDOW
+      const until = new Date()
+      const since = new Date(until.getTime() - STATS_WINDOWS[window])
+      const s = yield* attempts.stats({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, since, until)
+      return success(requestId, {
+        endpoint_id: id,
+        window,
+        since: since.toISOString(),
+        until: until.toISOString(),
+        state: endpointState(endpoint.active, s),
+        attempts: { total: s.total, succeeded: s.succeeded, failed: s.failed, no_response: s.noResponse },
+        success_rate: s.total === 0 ? null : s.succeeded / s.total,
+        latency_ms: { p50: s.p50, p95: s.p95, p99: s.p99 },
+        last_success_at: s.lastSuccessAt?.toISOString() ?? null,
+        last_failure_at: s.lastFailureAt?.toISOString() ?? null
+      })
     }, unavailableAs503, fromCall))
 }))
