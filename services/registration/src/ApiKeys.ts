@@ -20,6 +20,8 @@ const CACHE_MAX = 10_000
 export class ApiKeys extends Context.Service<ApiKeys, {
   /** `fresh` skips the cache: writes always see the key's current state and a reachable Postgres. */
   authenticate(key: string | undefined, options?: { fresh?: boolean }): Effect.Effect<Principal, InvalidApiKey | DbUnavailable>
+  /** The key's principal if the cache holds it, still valid; otherwise undefined (authenticate decides). */
+  cached(key: string | undefined): Principal | undefined
 }>()("@orbit/registration/ApiKeys") {
   static readonly layer = Layer.effect(
     ApiKeys,
@@ -56,7 +58,13 @@ export class ApiKeys extends Context.Service<ApiKeys, {
         return principal
       })
 
-      return ApiKeys.of({ authenticate })
+      const cached = (key: string | undefined) => {
+        if (key === undefined || parseApiKeyPrefix(key) === undefined) return undefined
+        const entry = cache.get(hashApiKey(key))
+        return entry !== undefined && entry.expires > Date.now() ? entry.principal : undefined
+      }
+
+      return ApiKeys.of({ authenticate, cached })
     })
   )
 }
