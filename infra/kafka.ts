@@ -31,7 +31,7 @@ const CONTROLLER_PORT = PORT + 1
 const VERSION = process.env.KAFKA_VERSION ?? pinnedVersion()
 const LIB = path.join(INFRA, ".kafka", `lib-${VERSION}`)
 // AppCDS archive: the first broker run records the classes it loaded when it exits cleanly
-// (via stop); later starts map it instead of parsing ~40 MB of jars, which starts the broker faster.
+// (via stop); later starts map it instead of parsing the jars again, which starts the broker faster.
 const CDS = path.join(LIB, "kafka.jsa")
 const CDS_TMP = `${CDS}.tmp` // renamed to CDS only after a clean exit, so a torn dump is never used
 

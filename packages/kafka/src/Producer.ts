@@ -166,7 +166,7 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
 
 /**
  * Which request pipeline a batch goes through; each lane has its own kafkajs producer (its own
- * connection), created on first use. `prompt` starts a request at once; `lingering` waits 5 ms for
+ * connection), created on first use. `prompt` starts a request at once; `lingering` waits `LINGER_MS` for
  * more records first (fewer, larger requests where latency does not matter).
  */
 export type Lane = "prompt" | "lingering"

@@ -9,7 +9,7 @@ import { brokersFromEnv, DecoupledConsumer, Kafka, KafkaJSNonRetriableError, log
 
 const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
 
-/** Waits until `f` holds (vitest polls it every 25 ms); fails naming `what` after `timeoutMs`. */
+/** Waits until `f` holds (polled by vitest); fails naming `what` after `timeoutMs`. */
 const waitFor = (what: string, f: () => boolean, timeoutMs = 20_000) =>
   vi.waitFor(() => {
     if (!f()) throw new Error(`timed out waiting for ${what}`)
