@@ -49,15 +49,6 @@ afterAll(async () => {
   }
 })
 
-const eventually = async <A>(what: string, f: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await f()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${[...platform.logs].map(([n, l]) => `--- ${n}\n${l.slice(-20).join("\n")}`).join("\n")}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 const domainEvent = (tenantId: string, type = "message.delivered") => ({
   id: newEventId(),
@@ -79,7 +70,7 @@ const publish = (event: ReturnType<typeof domainEvent>) =>
 const receivedEvent = (eventId: string) => receiver.received.filter((r) => r.headers["x-devotel-event-id"] === eventId)
 
 /** The first request the receiver got for an event, once it has arrived. */
-const firstDelivery = (what: string, eventId: string) => eventually(what, () => receivedEvent(eventId)[0])
+const firstDelivery = (what: string, eventId: string) => platform.eventually(what, () => receivedEvent(eventId)[0])
 
 /** The `v1` values of a request's X-Devotel-Signature, and the one a secret gives, computed from scratch. */
 const devotelSignatures = (got: Received) => {
@@ -119,7 +110,7 @@ const deliveries = async (key: string, id: string, query = "") => {
 
 /** Waits until the projection has `n` attempts for the endpoint, and returns them (newest first). */
 const attemptsOf = (key: string, id: string, n: number, extra: (a: Array<Attempt>) => boolean = () => true) =>
-  eventually(`${n} attempts of ${id} in the API`, async () => {
+  platform.eventually(`${n} attempts of ${id} in the API`, async () => {
     const data = await platform.client(key).webhooks.deliveries(id, { limit: 100 }).then((page) => page.data, () => undefined)
     return data !== undefined && data.length >= n && extra(data) ? data : undefined
   })
@@ -162,7 +153,7 @@ describe("registration → dispatcher → projection", () => {
       await publish(event)
       published.push(event.id)
     }
-    await eventually("5 webhooks", () => published.every((id) => receivedEvent(id).length > 0))
+    await platform.eventually("5 webhooks", () => published.every((id) => receivedEvent(id).length > 0))
 
     const all = await attemptsOf(key, endpoint.id, 5)
     expect(all).toHaveLength(5)
@@ -270,7 +261,7 @@ describe("dead letter and replay", () => {
     await publish(event)
 
     const onPath = (p: string) => receivedEvent(event.id).filter((r) => r.path === p)
-    await eventually("2 failed attempts on each endpoint", () => onPath("/flaky-a").length >= 2 && onPath("/flaky-b").length >= 2)
+    await platform.eventually("2 failed attempts on each endpoint", () => onPath("/flaky-a").length >= 2 && onPath("/flaky-b").length >= 2)
     const [a1, a2] = onPath("/flaky-a")
     expect([a1!.status, a2!.status]).toEqual([500, 500])
     expect(a2!.headers["x-devotel-delivery-id"]).toBe(a1!.headers["x-devotel-delivery-id"])
@@ -297,7 +288,7 @@ describe("dead letter and replay", () => {
     await register(sentinelKey, { url: receiver.url("/sentinel-retry"), events: ["*"], retry_policy: policy, timeout_seconds: 5 })
     const sentinel = domainEvent(sentinelTenant, "call.completed")
     await publish(sentinel)
-    await eventually("the sentinel's retry", () => receivedEvent(sentinel.id).find((r) => r.status === 200))
+    await platform.eventually("the sentinel's retry", () => receivedEvent(sentinel.id).find((r) => r.status === 200))
     expect(onPath("/flaky-a")).toHaveLength(2)
     expect(onPath("/flaky-b")).toHaveLength(2)
 
@@ -313,7 +304,7 @@ describe("dead letter and replay", () => {
     expect(replay.code).toBe(0)
     expect(replay.stdout).toMatch(/^replayed 1 dead-lettered delivery of wh_/)
 
-    const again = await eventually("the replayed delivery", () => onPath("/flaky-a")[2])
+    const again = await platform.eventually("the replayed delivery", () => onPath("/flaky-a")[2])
     expect(again.status).toBe(200)
     expect(again.headers["x-devotel-delivery-id"]).toBe(deliveryId)
     expect(again.headers["x-devotel-event-id"]).toBe(event.id)
@@ -327,7 +318,7 @@ describe("dead letter and replay", () => {
     // endpoints; a replayed /flaky-b task would be ahead of it in /flaky-b's partition.
     const later = domainEvent(tenant, "call.completed")
     await publish(later)
-    await eventually("the later event on both endpoints", () =>
+    await platform.eventually("the later event on both endpoints", () =>
       ["/flaky-a", "/flaky-b"].every((p) => receivedEvent(later.id).some((r) => r.path === p)))
     expect(onPath("/flaky-b")).toHaveLength(2)
     expect(onPath("/flaky-a")).toHaveLength(3)

@@ -44,15 +44,6 @@ afterAll(async () => {
   }
 })
 
-const eventually = async <A>(what: string, f: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await f()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${[...platform.logs].map(([n, l]) => `--- ${n}\n${l.slice(-20).join("\n")}`).join("\n")}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 /** Publishes one domain event like an upstream producer (topic `orbit.events`, key = tenant id). */
 const publish = async (tenantId: string) => {
@@ -72,7 +63,7 @@ const stats = (key: string, id: string, query = "") =>
 
 /** Waits until the stats count `total` attempts, and returns them. */
 const statsAt = (key: string, id: string, total: number) =>
-  eventually(`${total} attempts in the stats of ${id}`, async () => {
+  platform.eventually(`${total} attempts in the stats of ${id}`, async () => {
     const s = (await platform.client(key).webhooks.stats(id)).data
     return s.attempts.total >= total ? s : undefined
   })

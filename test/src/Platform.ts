@@ -66,13 +66,22 @@ export const startPlatform = async (options: {
     await exited
   }
 
-  const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
+  /** Polls `f` until it gives a value (not undefined or false) and returns it; fails naming `what`, with the services' last log lines. */
+  const eventually = async <A>(what: string, f: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 60_000): Promise<A> => {
     const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      if (await check().catch(() => false)) return
+    for (;;) {
+      const v = await f()
+      if (v !== undefined && v !== false) return v
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${what}\n${[...logs].map(([n, l]) => `--- ${n}\n${l.slice(-30).join("\n")}`).join("\n")}`)
+      }
       await new Promise((r) => setTimeout(r, 100))
     }
-    throw new Error(`timed out waiting for ${what}\n${[...logs].map(([n, l]) => `--- ${n}\n${l.slice(-30).join("\n")}`).join("\n")}`)
+  }
+
+  /** Waits until `check` resolves true; a check that throws counts as not yet. */
+  const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> => {
+    await eventually(what, () => check().catch(() => false), timeoutMs)
   }
 
   const ready = (timeoutMs = 60_000) =>
@@ -147,7 +156,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, projectionCaughtUp, createKey, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>
