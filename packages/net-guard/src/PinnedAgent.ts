@@ -17,8 +17,8 @@ import { Agent, buildConnector } from "undici"
 import { classifyAddress, isForbiddenName, parseHost } from "./IpClassifier.ts"
 import type { IpFamily } from "./IpClassifier.ts"
 import { configError, systemResolve } from "./NetGuard.ts"
-import { HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 import type { Policy, ResolvedAddress, ResolveHost } from "./NetGuard.ts"
+import { HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 
 export const SSRF_BLOCKED = "ORBIT_SSRF_BLOCKED"
 
