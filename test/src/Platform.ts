@@ -44,9 +44,10 @@ export const startPlatform = async (options: {
   const processes = new Map<ServiceName, ChildProcess>()
   const logs = new Map<ServiceName, Array<string>>()
 
-  const start = (name: ServiceName) => {
+  /** Starts a service; `extraEnv` overrides the platform's settings for this process only. */
+  const start = (name: ServiceName, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
-      env,
+      env: { ...env, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const lines = logs.get(name) ?? []

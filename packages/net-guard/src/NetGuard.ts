@@ -6,7 +6,7 @@ import { lookup } from "node:dns/promises"
 import { Config, ConfigProvider, Context, Effect, Layer, Option, Schema } from "effect"
 import { classifyAddress, parseCidrList } from "./IpClassifier.ts"
 import type { IpFamily, ParsedHost } from "./IpClassifier.ts"
-import { checkWebhookUrl } from "./UrlPolicy.ts"
+import { checkWebhookUrl, HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 import type { UrlPolicy } from "./UrlPolicy.ts"
 
 // ---------------------------------------------------------------- policy --
@@ -111,7 +111,13 @@ export class NetGuard extends Context.Service<NetGuard, {
         for (const { address, family } of answers.value) {
           const verdict = classifyAddress(address, family as IpFamily, policy.allowCidrs)
           if (!verdict.allowed) {
-            return yield* new ForbiddenUrl({ reason: `URL host resolves to a forbidden ${verdict.reason}.` })
+            // The caller learns only that the host is refused; where it points is for the operator.
+            yield* Effect.logWarning("webhook URL refused at registration: its host resolves to a forbidden address", {
+              host: host.name,
+              address,
+              reason: verdict.reason
+            })
+            return yield* new ForbiddenUrl({ reason: HOST_NOT_ALLOWED })
           }
         }
         return { url, host, resolved: true, addresses: answers.value.map((a) => a.address) }

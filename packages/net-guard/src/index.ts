@@ -6,7 +6,7 @@ export {
   parseHost
 } from "./IpClassifier.ts"
 export type { Cidr, Classification, IpFamily, ParsedHost } from "./IpClassifier.ts"
-export { checkWebhookUrl, MAX_URL_LENGTH } from "./UrlPolicy.ts"
+export { checkWebhookUrl, HOST_NOT_ALLOWED, MAX_URL_LENGTH } from "./UrlPolicy.ts"
 export type { UrlCheck, UrlPolicy } from "./UrlPolicy.ts"
 export {
   configError,
@@ -27,7 +27,7 @@ export {
   SsrfBlockedError,
   vetTarget
 } from "./PinnedAgent.ts"
-export type { PinnedDispatcherOptions } from "./PinnedAgent.ts"
+export type { PinnedDispatcherOptions, SsrfRefusal } from "./PinnedAgent.ts"
 // undici, the HTTP client the pinned connector plugs into, for a loop that measures it bare (the
 // dispatch benchmark's ceiling); everything that reaches endpoints goes through the connector.
 export { Agent, request } from "undici"
