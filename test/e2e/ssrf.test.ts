@@ -4,9 +4,8 @@
  * addresses are refused, a failing DNS lookup does not block, and the operator's allow-list
  * and insecure-http switch work (in a separate platform started with them).
  */
-import { lookup } from "node:dns/promises"
-import os from "node:os"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startDnsServer } from "../../packages/net-guard/test/support/DnsServer.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -15,27 +14,23 @@ const events = ["message.delivered"]
 let platform: Platform
 let key: string
 beforeAll(async () => {
-  platform = await startPlatform()
+  platform = await startPlatform({ env: DNS_ENV })
   key = (await platform.createKey(uniqueTenant())).key
 })
 afterAll(() => platform?.close())
 
 /**
- * A name this machine resolves (via /etc/hosts: the machine's own host name usually maps to
- * 127.0.0.1 or 127.0.1.1) to loopback addresses only, if there is one.
+ * Names that resolve to loopback addresses, served by a DNS server inside this test (the platform's
+ * resolver asks only the servers of ORBIT_DNS_SERVERS; /etc/hosts is not read).
  */
-const loopbackName = await (async () => {
-  for (const name of [os.hostname(), "runsc", "ip6-localhost", "ip6-loopback"]) {
-    if (!/^[a-z0-9-]+$/i.test(name) || name.toLowerCase() === "localhost") continue
-    const answers = await lookup(name, { all: true }).catch(() => [])
-    if (answers.length > 0 && answers.every((a) => a.address.startsWith("127.") || a.address === "::1")) return name
-  }
-  return undefined
-})()
-const loopbackV4Name = loopbackName !== undefined &&
-    (await lookup(loopbackName, { all: true })).every((a) => a.address.startsWith("127."))
-  ? loopbackName
-  : undefined
+const dns = await startDnsServer({
+  "loopback.orbit.test": { a: ["127.0.0.1"], aaaa: ["::1"] },
+  "loopback4.orbit.test": { a: ["127.0.0.1"] }
+})
+afterAll(() => dns.close())
+const DNS_ENV = { ORBIT_DNS_SERVERS: dns.address }
+const loopbackName: string | undefined = "loopback.orbit.test"
+const loopbackV4Name: string | undefined = "loopback4.orbit.test"
 
 type Res = Awaited<ReturnType<Platform["api"]>>
 
@@ -220,7 +215,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
   let open: Platform
   let openKey: string
   beforeAll(async () => {
-    open = await startPlatform({ env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
+    open = await startPlatform({ env: { ...DNS_ENV, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
     openKey = (await open.createKey(uniqueTenant())).key
   })
   afterAll(() => open?.close())

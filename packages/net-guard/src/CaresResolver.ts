@@ -175,8 +175,12 @@ export const makeCaresResolver = (options: CaresResolverOptions = {}): CaresReso
     const failure = [a, aaaa].find((r) => r.status === "rejected" && !isNoData(r.reason)) ??
       [a, aaaa].find((r) => r.status === "rejected")
     const reason = (failure as PromiseRejectedResult | undefined)?.reason as { code?: string; message?: string } | undefined
-    const code = reason?.code === "ETIMEOUT" ? "ETIMEDOUT" : reason?.code ?? "ENOTFOUND"
-    throw dnsError(`DNS lookup of ${name} failed (${code})`, code, name)
+    const cares = reason?.code ?? "ENOTFOUND"
+    if (cares === "ETIMEOUT") throw dnsError(`DNS lookup of ${name} timed out`, "ETIMEDOUT", name)
+    // Codes as getaddrinfo gives them: no such name, or a temporary failure (the server failed,
+    // refused or sent a bad answer), which callers already know.
+    const code = cares === "ENOTFOUND" || cares === "ENODATA" ? "ENOTFOUND" : "EAI_AGAIN"
+    throw dnsError(`DNS lookup of ${name} failed (${cares})`, code, name)
   }
 
   const lookup = async (name: string): Promise<ReadonlyArray<ResolvedAddress>> => {
