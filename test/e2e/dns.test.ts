@@ -1,9 +1,9 @@
 /**
  * A tenant's host name whose nameserver never answers must not hold up anyone else's deliveries.
- * The platform resolves through a DNS server inside this test (ORBIT_DNS_SERVERS); one endpoint's
- * name stops being answered, that endpoint gets a burst of deliveries (each a new connection, each
- * a lookup of the silent name), and another tenant's endpoint must still get its delivery on the
- * first attempt. The dispatcher allows only as many concurrent lookups as libuv's thread pool has
+ * The platform resolves through a DNS server inside this test (ORBIT_DNS_SERVERS); a tenant's name
+ * stops being answered, an event fans out to that tenant's endpoints on the name (one origin each,
+ * so one connection and one lookup of the silent name each), and another tenant's endpoint must
+ * still get its delivery on the first attempt. The dispatcher allows only as many concurrent lookups as libuv's thread pool has
  * threads (ORBIT_DNS_MAX_CONCURRENT=4), the pool `dns.lookup` used to run on. Real dispatcher,
  * broker, Postgres and HTTPS receiver.
  */
@@ -19,8 +19,8 @@ import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const GOOD = "good.orbit.test"
 const SILENT = "silent.orbit.test"
-/** Deliveries to the silent endpoint at once: the dispatcher's per-endpoint concurrency. */
-const BURST = 8
+/** Endpoints on the silent name, each on its own port: each delivery is a connection of its own. */
+const SILENT_ENDPOINTS = 8
 
 let dns: DnsServer
 let tls: SelfSignedCert
@@ -89,12 +89,13 @@ describe("a host name whose nameserver never answers", () => {
     const silentTenant = uniqueTenant()
     const goodTenant = uniqueTenant()
     const silent = await register(silentTenant, `https://${SILENT}:${receiver.port}/silent`)
+    for (let i = 1; i < SILENT_ENDPOINTS; i++) await register(silentTenant, `https://${SILENT}:${10_000 + i}/silent`)
     const good = await register(goodTenant, `https://${GOOD}:${receiver.port}/good`)
     expect(dns.asked(SILENT)).toBeGreaterThan(0) // registration vetted the name through this server
 
     dns.set(SILENT, { hang: true })
     const askedBefore = dns.asked(SILENT)
-    await publish(silentTenant, BURST)
+    await publish(silentTenant, 1)
     await platform.waitFor("the dispatcher to ask for the silent name", async () => dns.asked(SILENT) > askedBefore)
 
     const [eventId] = await publish(goodTenant, 1)
