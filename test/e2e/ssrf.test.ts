@@ -4,11 +4,10 @@
  * addresses are refused, a failing DNS lookup does not block, and the operator's allow-list
  * and insecure-http switch work (in a separate platform started with them).
  */
-import { lookup } from "node:dns/promises"
-import os from "node:os"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { HOST_NOT_ALLOWED } from "@orbit/net-guard"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { startDnsServer } from "../../packages/net-guard/test/support/DnsServer.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -17,27 +16,23 @@ const events = ["message.delivered"]
 let platform: Platform
 let key: string
 beforeAll(async () => {
-  platform = await startPlatform()
+  platform = await startPlatform({ env: DNS_ENV })
   key = (await platform.createKey(uniqueTenant())).key
 })
 afterAll(() => platform?.close())
 
 /**
- * A name this machine resolves (via /etc/hosts: the machine's own host name usually maps to
- * 127.0.0.1 or 127.0.1.1) to loopback addresses only, if there is one.
+ * Names that resolve to loopback addresses, served by a DNS server inside this test (the platform's
+ * resolver asks only the servers of ORBIT_DNS_SERVERS; /etc/hosts is not read).
  */
-const loopbackName = await (async () => {
-  for (const name of [os.hostname(), "runsc", "ip6-localhost", "ip6-loopback"]) {
-    if (!/^[a-z0-9-]+$/i.test(name) || name.toLowerCase() === "localhost") continue
-    const answers = await lookup(name, { all: true }).catch(() => [])
-    if (answers.length > 0 && answers.every((a) => a.address.startsWith("127.") || a.address === "::1")) return name
-  }
-  return undefined
-})()
-const loopbackV4Name = loopbackName !== undefined &&
-    (await lookup(loopbackName, { all: true })).every((a) => a.address.startsWith("127."))
-  ? loopbackName
-  : undefined
+const dns = await startDnsServer({
+  "loopback.orbit.test": { a: ["127.0.0.1"], aaaa: ["::1"] },
+  "loopback4.orbit.test": { a: ["127.0.0.1"] }
+})
+afterAll(() => dns.close())
+const DNS_ENV = { ORBIT_DNS_SERVERS: dns.address }
+const loopbackName = "loopback.orbit.test"
+const loopbackV4Name = "loopback4.orbit.test"
 
 type Res = Awaited<ReturnType<Platform["api"]>>
 
@@ -214,13 +209,13 @@ describe("registration accepts public addresses", () => {
 })
 
 describe("host names and DNS", () => {
-  it.skipIf(loopbackName === undefined)(`refuses a host name that resolves to a loopback address (${loopbackName})`, async () => {
-    for (const url of [`https://${loopbackName}/`, `https://${loopbackName}./hooks`, `https://${loopbackName!.toUpperCase()}:8443/`]) {
+  it(`refuses a host name that resolves to a loopback address (${loopbackName})`, async () => {
+    for (const url of [`https://${loopbackName}/`, `https://${loopbackName}./hooks`, `https://${loopbackName.toUpperCase()}:8443/`]) {
       expectRefused(await register(platform, key, url), url)
     }
   })
 
-  it.skipIf(loopbackName === undefined)(
+  it(
     `a refusal by DNS says only that the host is not allowed; the operator's log says where ${loopbackName} points`,
     async () => {
       const { key: k } = await platform.createKey(uniqueTenant())
@@ -229,12 +224,11 @@ describe("host names and DNS", () => {
       expect(res.json.error.message).toBe(HOST_NOT_ALLOWED)
       // Nothing about the address, the range or its kind reaches the tenant.
       expect(res.text).not.toMatch(/127\.|::1|loopback|private|forbidden|resolve/i)
-      const [answer] = await lookup(loopbackName!, { all: true })
       const line = await platform.eventually("the operator's log line", () =>
         platform.logs.get("registration")?.map(parseJson).find((l) => l?.message?.[0]?.startsWith("webhook URL refused at registration")))
       expect(line).toMatchObject({
         level: "WARN",
-        message: [expect.any(String), { host: loopbackName!.toLowerCase(), address: answer!.address, reason: expect.stringContaining("loopback") }]
+        message: [expect.any(String), { host: loopbackName.toLowerCase(), address: "127.0.0.1", reason: expect.stringContaining("loopback") }]
       })
       expect((await platform.api("GET", BASE, { key: k })).json.data).toEqual([])
     }
@@ -275,7 +269,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
   let open: Platform
   let openKey: string
   beforeAll(async () => {
-    open = await startPlatform({ env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
+    open = await startPlatform({ env: { ...DNS_ENV, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
     openKey = (await open.createKey(uniqueTenant())).key
   })
   afterAll(() => open?.close())
@@ -286,7 +280,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
     }
   })
 
-  it.skipIf(loopbackV4Name === undefined)(`accepts a name resolving into the allowed CIDR (${loopbackV4Name})`, async () => {
+  it(`accepts a name resolving into the allowed CIDR (${loopbackV4Name})`, async () => {
     const url = `https://${loopbackV4Name}/`
     expectAccepted(await register(open, openKey, url), url)
   })
@@ -305,7 +299,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
   })
 })
 
-describe.skipIf(loopbackV4Name === undefined)(
+describe(
   `at delivery: a platform whose registration allows 127.0.0.0/8 but whose dispatcher does not (${loopbackV4Name})`,
   () => {
     // The operator narrowed the dispatcher's allow-list after the endpoint was registered: the
@@ -316,7 +310,7 @@ describe.skipIf(loopbackV4Name === undefined)(
     beforeAll(async () => {
       tls = makeSelfSignedCert()
       receiver = await startHttpsReceiver(tls)
-      split = await startPlatform({ env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8,::1/128", ORBIT_EXTRA_CA_FILE: tls.caFile } })
+      split = await startPlatform({ env: { ...DNS_ENV, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8,::1/128", ORBIT_EXTRA_CA_FILE: tls.caFile } })
       split.start("dispatcher", { ORBIT_ALLOW_PRIVATE_CIDRS: "" })
     })
     afterAll(async () => {
@@ -344,7 +338,7 @@ describe.skipIf(loopbackV4Name === undefined)(
         split.logs.get("dispatcher")?.map(parseJson).find((l) => l?.message?.[0]?.startsWith("delivery refused")))
       expect(line).toMatchObject({
         level: "WARN",
-        message: [expect.any(String), { host: loopbackV4Name!.toLowerCase(), address: "127.0.0.1", reason: "loopback address (127.0.0.0/8)" }]
+        message: [expect.any(String), { host: loopbackV4Name.toLowerCase(), address: "127.0.0.1", reason: "loopback address (127.0.0.0/8)" }]
       })
     })
   }

@@ -16,7 +16,8 @@ import { Config, Effect, Option } from "effect"
 import { Agent, buildConnector } from "undici"
 import { classifyAddress, isForbiddenName, parseHost } from "./IpClassifier.ts"
 import type { IpFamily } from "./IpClassifier.ts"
-import { configError, systemResolve } from "./NetGuard.ts"
+import { makeCaresResolver } from "./CaresResolver.ts"
+import { configError } from "./NetGuard.ts"
 import type { Policy, ResolvedAddress, ResolveHost } from "./NetGuard.ts"
 import { HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 
@@ -48,7 +49,7 @@ export const isSsrfBlocked = (u: unknown): u is SsrfBlockedError =>
 
 export interface PinnedDispatcherOptions {
   readonly policy: Policy
-  /** Defaults to the system resolver (`dns.lookup`, all families). */
+  /** Defaults to a c-ares resolver with the system's DNS servers (`makeCaresResolver()`). */
   readonly resolver?: ResolveHost
   /** Extra trusted CA(s) in PEM, added to Node's default roots. */
   readonly ca?: string | Buffer
@@ -101,7 +102,7 @@ export const vetTarget = async (
 }
 
 export const makePinnedDispatcher = (options: PinnedDispatcherOptions): Agent => {
-  const { policy, resolver = systemResolve, ca, connectTimeoutMs = 10_000, onRefused } = options
+  const { policy, resolver = makeCaresResolver(), ca, connectTimeoutMs = 10_000, onRefused } = options
   // undici's own connector does the TCP/TLS work, given an IP as `hostname`. Extra CAs go into one
   // secure context built here: a `ca` option would make Node parse all ~150 roots again on every
   // connection (milliseconds of CPU each), enough to time out a burst of new connections.

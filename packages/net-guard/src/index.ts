@@ -14,10 +14,12 @@ export {
   NetGuard,
   NetGuardPolicy,
   PolicyConfig,
+  DnsConfig,
   REGISTRATION_DNS_TIMEOUT,
-  Resolver,
-  systemResolve
+  Resolver
 } from "./NetGuard.ts"
+export { DNS_DEFAULTS, makeCaresResolver, parseDnsServers } from "./CaresResolver.ts"
+export type { CaresResolver, CaresResolverOptions } from "./CaresResolver.ts"
 export type { Policy, ResolvedAddress, ResolveHost, VettedUrl } from "./NetGuard.ts"
 export {
   ExtraCaConfig,

@@ -20,6 +20,8 @@ import { NetGuard, NetGuardPolicy, Resolver } from "../src/NetGuard.ts"
 import type { Policy, ResolvedAddress, ResolveHost } from "../src/NetGuard.ts"
 import { isSsrfBlocked, makePinnedDispatcher, SSRF_BLOCKED } from "../src/PinnedAgent.ts"
 import type { SsrfRefusal } from "../src/PinnedAgent.ts"
+import { makeCaresResolver } from "../src/CaresResolver.ts"
+import { startDnsServer } from "./support/DnsServer.ts"
 
 const LOOPBACK_ALLOWED: Policy = { allowInsecureHttp: false, allowCidrs: parseCidrList("127.0.0.0/8") }
 const STRICT: Policy = { allowInsecureHttp: false, allowCidrs: [] }
@@ -376,5 +378,31 @@ describe("makePinnedDispatcher", () => {
       await res.body.dump()
     })
     expect(r.calls).toEqual(["hooks.test"])
+  })
+})
+
+describe("makePinnedDispatcher with the c-ares resolver and a real DNS server", () => {
+  it("dials the DNS answer with SNI, certificate and Host for the name; a second connection uses the cache", async () => {
+    const dns = await startDnsServer({ "hooks.test": { a: ["127.0.0.1"] }, "inside.test": { a: ["10.1.2.3"] } })
+    try {
+      const resolver = makeCaresResolver({ servers: [dns.address] })
+      const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver, ca: cert })
+      await withAgent(agent, async (dispatcher) => {
+        for (const path of ["/one", "/two"]) {
+          // A fresh connection each time: the receiver closes it.
+          const res = await request(`https://hooks.test:${httpsPort}${path}`, { dispatcher, headers: { connection: "close" } })
+          expect(res.statusCode).toBe(200)
+          await res.body.dump()
+        }
+        const error = await errorOf(request(`https://inside.test:${httpsPort}/`, { dispatcher }))
+        expect(isSsrfBlocked(error)).toBe(true)
+      })
+      expect(seen.connections).toBe(2)
+      expect(seen.sni).toEqual(["hooks.test", "hooks.test"])
+      expect(seen.hosts).toEqual([`hooks.test:${httpsPort}`, `hooks.test:${httpsPort}`])
+      expect(dns.asked("hooks.test")).toBe(2) // one A and one AAAA question, for the first connection only
+    } finally {
+      await dns.close()
+    }
   })
 })
