@@ -223,7 +223,8 @@ describe("host names and DNS", () => {
       expectRefused(res, `https://${loopbackName}/hooks`)
       expect(res.json.error.message).toBe(HOST_NOT_ALLOWED)
       // Nothing about the address, the range or its kind reaches the tenant.
-      expect(res.text).not.toMatch(/127\.|::1|loopback|private|forbidden|resolve/i)
+      // (The name itself may be echoed back: the tenant typed it.)
+      expect(res.text.replaceAll(loopbackName, "<name>")).not.toMatch(/127\.|::1|loopback|private|forbidden|resolve/i)
       const line = await platform.eventually("the operator's log line", () =>
         platform.logs.get("registration")?.map(parseJson).find((l) => l?.message?.[0]?.startsWith("webhook URL refused at registration")))
       expect(line).toMatchObject({
