@@ -126,7 +126,7 @@ const E = {
   404: errorResponse([NotFound], "NotFound", "No webhook endpoint with this id for this key's tenant and mode."),
   413: errorResponse([PayloadTooLarge], "PayloadTooLarge", "The request body is larger than 64 KiB."),
   422: errorResponse([ValidationError, InvalidWebhookUrl], "ValidationError", "The body, query or a header fails the schema; one details entry per problem."),
-  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key.", {
+  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key, or too many lookups of unknown keys from this address.", {
     "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
   }),
   500: errorResponse([InternalError], "InternalError", "An unexpected error; the body carries no internals."),
