@@ -1,4 +1,4 @@
-import { Config, Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Layer, Schema } from "effect"
 import { Lru } from "./Lru.ts"
 
 /** A token bucket per API key: `ratePerSecond` sustained, bursts up to `burst`. */
@@ -70,8 +70,12 @@ export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
   static readonly layer = Layer.effect(
     KeyLookupLimiter,
     Effect.gen(function*() {
-      const rate = yield* Config.Number("ORBIT_KEY_LOOKUP_RATE_PER_SECOND").pipe(Config.withDefault(10))
-      const burst = yield* Config.Int("ORBIT_KEY_LOOKUP_BURST").pipe(Config.withDefault(100))
+      const rate = yield* Config.schema(Schema.Finite.check(Schema.isGreaterThan(0)), "ORBIT_KEY_LOOKUP_RATE_PER_SECOND").pipe(
+        Config.withDefault(10)
+      )
+      const burst = yield* Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "ORBIT_KEY_LOOKUP_BURST").pipe(
+        Config.withDefault(100)
+      )
       // Least recently used buckets go first: clearing them all would hand a flooding address a full bucket.
       const buckets = new Lru<string, Bucket>(MAX_BUCKETS)
       return KeyLookupLimiter.of({
