@@ -60,11 +60,21 @@ export class ApiKeys extends Context.Service<ApiKeys, {
         const valid = new Lru<string, { principal: Principal; expires: number }>(VALID_MAX)
         const invalid = new Lru<string, number>(INVALID_MAX)
 
+        type Row = { id: string; tenant_id: string; mode: Mode; kind: "secret" | "public" }
+        // One query per key at a time: when a busy key's cache entry expires, every request that
+        // arrives before the refresh answers waits for that one query instead of sending its own.
+        const inflight = new Map<string, Promise<Array<Row>>>()
         const lookup = (hash: string) =>
-          query(() =>
-            sql<Array<{ id: string; tenant_id: string; mode: Mode; kind: "secret" | "public" }>>`
-              SELECT id, tenant_id, mode, kind FROM api_keys WHERE key_hash = ${hash} AND revoked_at IS NULL`
-          ).pipe(
+          query(() => {
+            let rows = inflight.get(hash)
+            if (rows === undefined) {
+              rows = Promise.resolve(
+                sql<Array<Row>>`SELECT id, tenant_id, mode, kind FROM api_keys WHERE key_hash = ${hash} AND revoked_at IS NULL`
+              ).finally(() => inflight.delete(hash))
+              inflight.set(hash, rows)
+            }
+            return rows
+          }).pipe(
             Effect.map((rows): Principal | undefined =>
               rows[0] && { keyId: rows[0].id, tenantId: rows[0].tenant_id, mode: rows[0].mode, canWrite: rows[0].kind === "secret" }
             )

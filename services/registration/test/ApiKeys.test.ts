@@ -33,7 +33,7 @@ describe("ApiKeys (real Postgres)", () => {
 
   // A cache period far longer than the test, so that only eviction can take a valid key out of the cache.
   beforeAll(async () => {
-    Object.assign(process.env, { ORBIT_DB_SCHEMA: schema, DATABASE_URL, ORBIT_DB_POOL_SIZE: "10" })
+    Object.assign(process.env, { ORBIT_DB_SCHEMA: schema, DATABASE_URL, ORBIT_DB_POOL_SIZE: "10", PGAPPNAME: schema })
     runtime = ManagedRuntime.make(ApiKeys.layerWith({ cacheTtlMs: 3_600_000 }).pipe(Layer.provide(Layer.merge(Db.layer, limiter))))
     keys = await runtime.runPromise(Effect.gen(function*() {
       return yield* ApiKeys
@@ -75,7 +75,7 @@ describe("ApiKeys (real Postgres)", () => {
     const again = admitted.count
     expect(failureTag(await authenticate(flood.at(-1)!))).toBe("InvalidApiKey")
     expect(admitted.count).toBe(again)
-  })
+  }, 120_000)
 
   it("keys with a wrong checksum are refused without a lookup; a valid key's lookup is given back", async () => {
     const before = admitted.count
@@ -118,6 +118,23 @@ describe("ApiKeys (real Postgres)", () => {
     const exit = await authenticate(legacyKey)
     expect(Exit.isSuccess(exit) && exit.value.keyId).toBe(keyId)
   })
+
+  /** Scans of api_keys so far, the pool's share included: its sessions are ended so that Postgres publishes their statistics. */
+  const scans = async () => {
+    await sql`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = ${schema}`
+    const [row] = await sql<Array<{ n: string }>>`
+      SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS n FROM pg_stat_user_tables WHERE schemaname = ${schema} AND relname = 'api_keys'`
+    return Number(row!.n)
+  }
+
+  it("concurrent requests with one key make one query", async () => {
+    const key = generateApiKey({ mode: "live", kind: "secret" })
+    await insert(key)
+    const before = await scans()
+    const exits = await Promise.all(Array.from({ length: 100 }, () => authenticate(key.key, true)))
+    expect(exits.map(failureTag)).toEqual(Array(100).fill("success"))
+    expect((await scans()) - before).toBe(1)
+  }, 60_000)
 
   it("a revoked key is refused at the next lookup and then from the cache of refusals", async () => {
     const key = generateApiKey({ mode: "live", kind: "secret" })
