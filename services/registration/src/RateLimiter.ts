@@ -56,10 +56,10 @@ export class RateLimiter extends Context.Service<RateLimiter, {
  * it back. So the bucket charges failed authentications only: a client that sends the keys it was
  * given is never limited by it, however fast, while one that guesses keys gets `burst` lookups and
  * then `ratePerSecond`, whatever it sends. Keys the checksum or the caches already answer cost
- * nothing and take no token. The default of 10 failed lookups per second, 100 at once, is far
- * above what a client with real keys produces (a typo, a revoked key retried) and keeps a flood
- * from one address to a trickle of queries; tests and benchmarks from one address, whose keys are
- * valid, never reach it.
+ * nothing and take no token. The defaults of ORBIT_KEY_LOOKUP_RATE_PER_SECOND and
+ * ORBIT_KEY_LOOKUP_BURST are far above what a client with real keys produces (a typo, a revoked
+ * key retried) and keep a flood from one address to a trickle of queries; tests and benchmarks
+ * from one address, whose keys are valid, never reach them.
  */
 export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
   /** Takes a token for one lookup from this address's bucket, or says when one will be available. */
