@@ -180,7 +180,9 @@ const CREATE_EXAMPLE = {
 export const ApiKeySecurity = HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" }).pipe(
   HttpApiSecurity.annotate(
     OpenApi.Description,
-    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only)."
+    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only). " +
+      "After the type prefix come 43 random base62 characters and a 6-character checksum (CRC32 of the rest of the key, base62), so a mistyped key is refused without a lookup; " +
+      "keys issued without a checksum (43 characters) still work. Too many unknown keys from one address are answered 429 RATE_LIMITED with Retry-After."
   )
 )
 export class ApiKeyAuth extends HttpApiMiddleware.Service<ApiKeyAuth>()("ApiKeyAuth", { security: { apiKey: ApiKeySecurity } }) {}
