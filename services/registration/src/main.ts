@@ -9,7 +9,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
-import { RateLimiter } from "./RateLimiter.ts"
+import { KeyLookupLimiter, RateLimiter } from "./RateLimiter.ts"
 import { CursorKey } from "./CursorKey.ts"
 import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
 import { EndpointCommands } from "./EndpointCommands.ts"
@@ -42,7 +42,7 @@ const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.lay
 )
 
 const Services = Layer.mergeAll(
-  ApiKeys.layer,
+  ApiKeys.layer.pipe(Layer.provide(KeyLookupLimiter.layer)),
   RateLimiter.layer,
   EndpointStore.layer,
   EndpointCommands.layer.pipe(Layer.provide(Layer.mergeAll(EndpointStore.layer, NetGuard.layer))),

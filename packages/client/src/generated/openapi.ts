@@ -299,7 +299,7 @@ export interface components {
                 timestamp: string;
             };
         };
-        /** @description Too many requests for this API key. */
+        /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
         RateLimited: {
             error: {
                 /** @enum {string} */
@@ -710,7 +710,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -825,7 +825,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -905,7 +905,7 @@ export interface operations {
                     "application/json": components["schemas"]["NotFound"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1029,7 +1029,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1111,7 +1111,7 @@ export interface operations {
                     "application/json": components["schemas"]["NotFound"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1235,7 +1235,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1359,7 +1359,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1466,7 +1466,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1558,7 +1558,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1626,7 +1626,7 @@ export interface operations {
                     "application/json": components["schemas"]["InvalidApiKey"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;

@@ -126,7 +126,7 @@ const E = {
   404: errorResponse([NotFound], "NotFound", "No webhook endpoint with this id for this key's tenant and mode."),
   413: errorResponse([PayloadTooLarge], "PayloadTooLarge", "The request body is larger than 64 KiB."),
   422: errorResponse([ValidationError, InvalidWebhookUrl], "ValidationError", "The body, query or a header fails the schema; one details entry per problem."),
-  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key.", {
+  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key, or too many lookups of unknown keys from this address.", {
     "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
   }),
   500: errorResponse([InternalError], "InternalError", "An unexpected error; the body carries no internals."),
@@ -180,7 +180,9 @@ const CREATE_EXAMPLE = {
 export const ApiKeySecurity = HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" }).pipe(
   HttpApiSecurity.annotate(
     OpenApi.Description,
-    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only)."
+    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only). " +
+      "After the type prefix come 43 random base62 characters and a 6-character checksum (CRC32 of the rest of the key, base62), so a mistyped key is refused without a lookup; " +
+      "keys issued without a checksum (43 characters) still work. Too many unknown keys from one address are answered 429 RATE_LIMITED with Retry-After."
   )
 )
 export class ApiKeyAuth extends HttpApiMiddleware.Service<ApiKeyAuth>()("ApiKeyAuth", { security: { apiKey: ApiKeySecurity } }) {}

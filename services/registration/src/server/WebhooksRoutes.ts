@@ -1,9 +1,10 @@
 import { type KafkaUnavailable } from "@orbit/kafka"
 import { SecretBox } from "@orbit/crypto"
-import { Cause, Context, Effect, Layer, Schema } from "effect"
+import { Cause, Config, Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import {
+  addressRateLimited,
   type ApiError,
   internalError,
   isApiError,
@@ -19,6 +20,7 @@ import { Api, ApiKeyAuth } from "../api/Api.ts"
 import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
+import { addressBucket, clientAddress } from "../ClientAddress.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
@@ -85,7 +87,10 @@ const fromCall = <R>(
 
 /**
  * The `apiKey` security of every webhook operation (Api.ts): authenticates X-API-Key, applies the
- * key's rate limit and, for writes, its permission, then runs the endpoint. It is also the one
+ * key's rate limit and, for writes, its permission, then runs the endpoint. A key that must be
+ * looked up is charged to the client's address first (KeyLookupLimiter; the address is the
+ * socket's peer, or the proxy's X-Forwarded-For entry when ORBIT_TRUST_PROXY is set), and an
+ * address out of lookups is answered 429 with Retry-After. It is also the one
  * place where a failure becomes the error envelope: ApiErrors as they are, a query the declared
  * schema refuses as 422 with one details entry per problem, anything unexpected logged and
  * answered 500 with no internals in the body.
@@ -95,6 +100,9 @@ export const ApiKeyAuthLive = Layer.effect(
   Effect.gen(function*() {
     const keys = yield* ApiKeys
     const limiter = yield* RateLimiter
+    const trustProxy = yield* Config.Boolean("ORBIT_TRUST_PROXY").pipe(Config.withDefault(false))
+    const clientOf = (request: HttpServerRequest.HttpServerRequest) =>
+      addressBucket(clientAddress(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"], trustProxy))
 
     const envelope = (request: HttpServerRequest.HttpServerRequest, requestId: string, query: Schema.Top | undefined) =>
       (cause: Cause.Cause<unknown>): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
@@ -126,8 +134,9 @@ export const ApiKeyAuthLive = Layer.effect(
             ;(request as WithCall)[CALL] = { requestId, principal: known }
             return Effect.catchCause(httpEffect, envelope(request, requestId, endpoint.query))
           }
-          const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write }).pipe(
+          const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write, client: clientOf(request) }).pipe(
             Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
+            Effect.catchTag("KeyLookupsExhausted", (e) => Effect.fail(addressRateLimited(e.retryAfterSeconds))),
             Effect.flatMap((principal): Effect.Effect<Principal, ApiError> => {
               const limit = limiter.check(principal.keyId)
               if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
