@@ -7,6 +7,7 @@ import {
   encodeDeliveryTask,
   ISO_DATE_PATTERN,
   ISO_INSTANT_PATTERN,
+  redeliveryTask,
   topicsFor
 } from "@orbit/domain"
 import { consumeBatches, KafkaClient, type KafkaUnavailable, Producer, TopicAdmin } from "@orbit/kafka"
@@ -62,25 +63,8 @@ export const selectForReplay = (
 }
 
 /** A fresh first attempt of a dead-lettered delivery (pure): same delivery id, same body, due now. */
-export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () => string): DeliveryTask => {
-  const at = new Date(now).toISOString()
-  return {
-    _tag: "DeliveryTask",
-    schema_version: 1,
-    event_id: newId(),
-    occurred_at: at,
-    delivery_id: dead.delivery_id,
-    endpoint_id: dead.endpoint_id,
-    tenant_id: dead.tenant_id,
-    mode: dead.mode,
-    source_event_id: dead.source_event_id,
-    source_event_type: dead.source_event_type,
-    body: dead.body,
-    attempt: 1,
-    not_before: at,
-    ...(dead.addressed ? { addressed: true as const } : {})
-  }
-}
+export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () => string): DeliveryTask =>
+  redeliveryTask(dead, now, newId)
 
 export class ReplayError extends Schema.TaggedError<ReplayError>()("ReplayError", {
   message: Schema.String
