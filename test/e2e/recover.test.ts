@@ -4,7 +4,9 @@
  * `POST /api/v1/webhooks/{id}/recover` and `…/deliveries/{delivery_id}/retry`. Real processes,
  * real Kafka, real Postgres; no mocks.
  */
+import { execFile } from "node:child_process"
 import { randomUUID } from "node:crypto"
+import path from "node:path"
 import { deliveryIdFor, newEventId, topicsFor } from "@orbit/domain"
 import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
@@ -262,6 +264,18 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
     await platform.eventually("the recovered retry to arrive", () => receivedFor(PATH, failing).at(-1)?.status === 200)
   })
 
+  it("`orbit deliveries replay` skips the dead letters that the API delivered since", async () => {
+    // Every recovered delivery's success is on the attempts topic (the projection has applied it).
+    await platform.eventually("the last recovery's success in the log", async () => {
+      const log = await attemptLog(key, endpoint.id)
+      return dead.every((d) => log.filter((a) => a.delivery_id === d).at(-1)?.outcome === "succeeded")
+    })
+    const replay = await runCli(["deliveries", "replay", "--endpoint", endpoint.id])
+    expect(replay.stderr).not.toMatch(/failed/)
+    expect(replay.code).toBe(0)
+    expect(replay.stdout).toMatch(/^replayed 0 dead-lettered deliveries of wh_\w+; 3 dead letters scanned, 3 delivered since skipped$/m)
+  })
+
   it("retry: unknown delivery 404, inactive endpoint 422, public key 403, bad body 422", async () => {
     const unknown = await retry(key, endpoint.id, randomUUID())
     expect(unknown.status).toBe(404)
@@ -287,6 +301,14 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
     expect(tasks[succeeded[0]!]).toBe(1)
   })
 })
+
+const runCli = (args: Array<string>) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const main = path.join(import.meta.dirname, "..", "..", "packages/cli/src/main.ts")
+    execFile(process.execPath, [main, ...args], { env: platform.env, timeout: 120_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    })
+  })
 
 /** Publishes one event with a given id (so the receiver can be told its fate beforehand). */
 const publishWithId = async (tenantId: string, id: string) => {
