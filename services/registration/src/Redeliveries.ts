@@ -138,7 +138,9 @@ export class Redeliveries extends Context.Service<Redeliveries, {
                   AND created_at >= ${dedupeAfter}
                 ORDER BY created_at DESC LIMIT 1`
               if (previous !== undefined) return toRecovery(previous)
-              const failed = await tx<Array<PayloadRow>>`
+              // Read and produced in chunks, so a window of many failures never sits in memory whole.
+              let sent = 0
+              const failed = tx<Array<PayloadRow>>`
                 WITH touched AS (
                   SELECT DISTINCT delivery_id FROM delivery_attempts
                   WHERE endpoint_id = ${endpointId} AND tenant_id = ${p.tenantId} AND mode = ${p.mode}
@@ -154,16 +156,20 @@ export class Redeliveries extends Context.Service<Redeliveries, {
                 WHERE l.outcome = 'failed' AND l.next_attempt_at IS NULL
                   AND p.endpoint_id = ${endpointId} AND p.tenant_id = ${p.tenantId} AND p.mode = ${p.mode}
                 ORDER BY p.occurred_at, p.delivery_id`
-              // The tasks are durable before the recovery is recorded: a failed produce records nothing.
-              const produced = await run(Effect.exit(produce(failed.map(toPayload))))
-              if (Exit.isFailure(produced)) {
-                const error = produced.cause.reasons.find((r) => r._tag === "Fail")
-                throw error === undefined ? new Error("producing the recovery's tasks was interrupted") : new ProduceFailed(error.error)
+              for await (const rows of failed.cursor(PRODUCE_CHUNK)) {
+                // Each chunk is durable before the next is read; the recovery is recorded only after
+                // the last, so a failed produce records nothing (what was sent is sent at least once).
+                const produced = await run(Effect.exit(produce(rows.map(toPayload))))
+                if (Exit.isFailure(produced)) {
+                  const error = produced.cause.reasons.find((r) => r._tag === "Fail")
+                  throw error === undefined ? new Error("producing the recovery's tasks was interrupted") : new ProduceFailed(error.error)
+                }
+                sent += rows.length
               }
               const [created] = await tx<Array<RecoveryRow>>`
                 INSERT INTO recoveries (id, tenant_id, mode, endpoint_id, since, until_requested, until, deliveries)
                 VALUES (${`rcv_${randomBase62(24)}`}, ${p.tenantId}, ${p.mode}, ${endpointId}, ${window.since}, ${untilKey},
-                  ${window.until}, ${failed.length})
+                  ${window.until}, ${sent})
                 RETURNING id, endpoint_id, since, until, deliveries, created_at`
               return toRecovery(created!)
             }),
