@@ -89,6 +89,7 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
   /** Events the receiver answers 500 to; `failFirst` ones only on their first request. */
   const failAlways = new Set<string>()
   const failFirst = new Set<string>()
+  let failTestEvents = false
   let dead: Array<string> = []
   let succeeded: Array<string> = []
   let recoveredOnce: string
@@ -100,6 +101,7 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
     receiver.respond(PATH, (r) => {
       const event = r.headers["x-devotel-event-id"]!
       if (failAlways.has(event)) return 500
+      if (failTestEvents && r.headers["x-devotel-event-type"] === "webhook.test") return 500
       if (failFirst.has(event)) {
         failFirst.delete(event)
         return 503
@@ -274,6 +276,20 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
     expect(replay.stderr).not.toMatch(/failed/)
     expect(replay.code).toBe(0)
     expect(replay.stdout).toMatch(/^replayed 0 dead-lettered deliveries of wh_\w+; 3 dead letters scanned, 3 delivered since skipped$/m)
+  })
+
+  it("a test event (addressed to the endpoint, whatever it subscribes to) is recovered too", async () => {
+    failTestEvents = true
+    const sent = (await platform.client(key).webhooks.test(endpoint.id)).data
+    await platform.eventually("the test event to be dead-lettered", async () =>
+      (await attemptLog(key, endpoint.id)).some((a) => a.delivery_id === sent.delivery_id && a.dead_lettered))
+    failTestEvents = false
+    const since = new Date(Date.now() - 60_000).toISOString()
+    const rec = await recover(key, endpoint.id, { since })
+    expect(rec.status).toBe(202)
+    expect(rec.json.data.deliveries).toBe(1)
+    const again = await platform.eventually("the recovered test event", () => receivedFor(PATH, sent.delivery_id).find((r) => r.status === 200))
+    expect(again.headers["x-devotel-event-type"]).toBe("webhook.test")
   })
 
   it("retry: unknown delivery 404, inactive endpoint 422, public key 403, bad body 422", async () => {
