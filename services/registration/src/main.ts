@@ -16,6 +16,7 @@ import { EndpointCommands } from "./EndpointCommands.ts"
 import { EndpointStore } from "./EndpointStore.ts"
 import { Idempotency } from "./Idempotency.ts"
 import { TestEvents } from "./TestEvents.ts"
+import { Redeliveries } from "./Redeliveries.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
@@ -50,7 +51,8 @@ const Services = Layer.mergeAll(
   NetGuard.layer,
   CursorKey.layer,
   DeliveryAttemptStore.layer,
-  TestEvents.layer
+  TestEvents.layer,
+  Redeliveries.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(

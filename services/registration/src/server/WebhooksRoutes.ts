@@ -12,6 +12,7 @@ import {
   invalidApiKey,
   invalidCursor,
   endpointNotFound,
+  notFound,
   rateLimited,
   serviceUnavailable,
   validationError
@@ -29,6 +30,8 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
+import { Redeliveries } from "../Redeliveries.ts"
+import { RecoverRequest, recoveryWindow, RetryDeliveryRequest } from "../api/RecoverySchemas.ts"
 import { answerRejections } from "./Rejections.ts"
 import { failure, newRequestId, noContent, success } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
@@ -167,6 +170,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
   const cursorKey = yield* CursorKey
   const attempts = yield* DeliveryAttemptStore
   const testEvents = yield* TestEvents
+  const redeliveries = yield* Redeliveries
 
 
   const findOwned = (p: Principal, id: string) =>
@@ -280,6 +284,35 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
       const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
       return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+    }, unavailableAs503, fromCall))
+    /**
+     * Sends again the endpoint's deliveries in the window whose chain ended failed, each once, as a
+     * new attempt chain with the same delivery id; a repeat of the window within 24 h starts nothing.
+     */
+    .handleRaw("recover", Effect.fn("Webhooks.recover")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = params.id
+      const req = yield* decodeStrict(RecoverRequest, yield* readJsonBody(request))
+      yield* findOwned(p, id)
+      const window = recoveryWindow(req, Date.now())
+      if ("problems" in window) return yield* validationError(window.problems, "The recovery window is invalid.")
+      return success(requestId, yield* redeliveries.recover(p, id, window), { status: 202 })
+    }, unavailableAs503, fromCall))
+    /** One attempt of one delivery now, whatever its last outcome, recorded in the attempt log. */
+    .handleRaw("retryDelivery", Effect.fn("Webhooks.retryDelivery")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = params.id
+      if (hasBody(request)) yield* decodeStrict(RetryDeliveryRequest, yield* readJsonBody(request))
+      const endpoint = yield* findOwned(p, id)
+      if (!endpoint.active) {
+        return yield* validationError(
+          [{ field: "active", value: false, expected: "true: an inactive endpoint receives no deliveries, retries included" }],
+          "This endpoint is inactive."
+        )
+      }
+      const started = yield* redeliveries.retry(p, id, params.delivery_id)
+      if (started === undefined) return yield* notFound("No delivery with this id for this endpoint.")
+      return success(requestId, started, { status: 202 })
     }, unavailableAs503, fromCall))
     /** The endpoint's attempts over a window, summed up, and the state they put it in. */
     .handle("stats", Effect.fnUntraced(function*({ params, query: q, request }) {
