@@ -1,4 +1,4 @@
-import { SecretBox, generateWebhookSecret } from "@orbit/crypto"
+import { SecretBox, type SecretDecryptError, generateWebhookSecret } from "@orbit/crypto"
 import type { DbUnavailable } from "@orbit/db"
 import {
   decide,
@@ -86,6 +86,12 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
     id: string,
     options: { secret?: string | undefined; graceSeconds?: number | undefined }
   ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable>
+  /**
+   * Seals the endpoint's secrets anew under the ring's first key, bound to their place, when they
+   * are not already (`orbit secrets reseal`). Answers what it did; fails when a box that needs it
+   * does not open with the ring.
+   */
+  reseal(id: string): Effect.Effect<"resealed" | "current" | "absent", SecretDecryptError | KafkaUnavailable | DbUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -232,7 +238,17 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         return { resource: resourceOf(fold(state, events)!), signingSecret, secretBox }
       })
 
-      return EndpointCommands.of({ register, update, remove, rotateSecret })
+      const reseal = Effect.fn("EndpointCommands.reseal")(function*(id: string) {
+        const state = yield* store.load(id)
+        if (state === undefined) return "absent" as const
+        const command = yield* resealOf(state, Date.now()).pipe(Effect.provideService(SecretBox, box))
+        if (command === undefined) return "current" as const
+        // Decided on the state just read; a rotation appended meanwhile makes this a no-op when applied.
+        yield* append(yield* decideVetting(command, state).pipe(Effect.orDie))
+        return "resealed" as const
+      })
+
+      return EndpointCommands.of({ register, update, remove, rotateSecret, reseal })
     })
   )
 }
