@@ -166,4 +166,40 @@ describe("retiring an encryption key", () => {
     expect(signedWith(await delivered("/third"), third.signing_secret)).toBe(true)
     expect(signedWith(await delivered("/legacy"), legacySecret)).toBe(true)
   }, 300_000)
+
+  it("reseal names an endpoint whose box does not open, reseals the others, and exits 1", async () => {
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    const ok = (await platform.client(key).webhooks.create({ url: receiver.url("/ok"), events: ["message.delivered"] })).data
+    // A box under a key the ring never had (key A's is retired by now).
+    const lost: EndpointEvent = {
+      _tag: "EndpointRegistered",
+      schema_version: 1,
+      event_id: newEventId(),
+      occurred_at: new Date().toISOString(),
+      endpoint_id: newEndpointId(),
+      tenant_id: tenant,
+      mode: "live",
+      url: receiver.url("/lost"),
+      events: ["message.delivered"],
+      description: null,
+      active: true,
+      timeout_seconds: 10,
+      retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
+      secret_box: sealV1(KEY_A, "lost-secret")
+    }
+    const topic = topicsFor(platform.topicPrefix).endpointEvents.name
+    await producer.send({ topic, acks: -1, messages: [{ key: lost.endpoint_id, value: encodeEndpointEvent(lost) }] })
+    await platform.projectionCaughtUp("endpointEvents")
+
+    const reseal = await runCli("secrets", "reseal")
+    expect(reseal.code).toBe(1)
+    // The first test's four endpoints and the new one are current; the lost one is named.
+    expect(reseal.stdout).toBe("resealed 0 endpoints; 5 already current; 1 failed\n")
+    expect(reseal.stderr).toContain(lost.endpoint_id)
+    expect(reseal.stderr).toContain("unknown-key")
+    expect(reseal.stderr).not.toContain("lost-secret")
+    expect((await secretBoxes()).get(lost.endpoint_id)!.secret_box).toBe(lost.secret_box)
+    expect((await secretBoxes()).get(ok.id)!.secret_box).toMatch(/^v2\.keyb\./)
+  })
 })
