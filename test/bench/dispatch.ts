@@ -299,22 +299,25 @@ const main = async () => {
     const keyRing = generateKeyRing("bench")
     const ring = parseKeyRing(keyRing)
     const tenants = Array.from({ length: ENDPOINTS }, (_, i) => `bench_tenant_${i}`)
-    const registered: Array<EndpointEvent> = tenants.map((tenant, i) => ({
-      _tag: "EndpointRegistered",
-      schema_version: 1,
-      event_id: randomUUID(),
-      occurred_at: new Date().toISOString(),
-      endpoint_id: newEndpointId(),
-      tenant_id: tenant,
-      mode: "live",
-      url: `https://127.0.0.1:${port}/e/${i}`,
-      events: ["*"],
-      description: null,
-      active: true,
-      timeout_seconds: TIMEOUT_SECONDS,
-      retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
-      secret_box: encrypt(ring, generateWebhookSecret())
-    }))
+    const registered: Array<EndpointEvent> = tenants.map((tenant, i) => endpointRegistered(tenant, i, newEndpointId()))
+    function endpointRegistered(tenant: string, i: number, endpoint_id: string): EndpointEvent {
+      return {
+        _tag: "EndpointRegistered",
+        schema_version: 1,
+        event_id: randomUUID(),
+        occurred_at: new Date().toISOString(),
+        endpoint_id,
+        tenant_id: tenant,
+        mode: "live",
+        url: `https://127.0.0.1:${port}/e/${i}`,
+        events: ["*"],
+        description: null,
+        active: true,
+        timeout_seconds: TIMEOUT_SECONDS,
+        retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
+        secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: tenant, mode: "live", endpoint_id, slot: "current" })
+      }
+    }
     await producer.send({
       topic: topics.endpointEvents.name,
       acks: -1,

@@ -133,7 +133,7 @@ const makeDeployment = async (name: string, env: Record<string, string> = {}) =>
         timeout_seconds: options.timeoutSeconds ?? 10,
         // Retries a few seconds apart: a delivery cut short by a fault is retried soon.
         retry_policy: { strategy: "custom", delays_seconds: [...(options.retryDelaysSeconds ?? [1, 2, 3, 5, 8])] },
-        secret_box: encrypt(ring, generateWebhookSecret())
+        secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: tenant, mode: "live", endpoint_id: id, slot: "current" })
       }
       return { id, tenant, key, event }
     })

@@ -95,7 +95,8 @@ const appliedTotal = async (p: Platform, topic: string) => {
 
 describe("secrets at rest", () => {
   it("never puts a signing secret in cleartext into Kafka, Postgres or the logs", async () => {
-    const { key } = await platform.createKey(uniqueTenant())
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
     const chosen = "chosen-secret-d2f1c0aa-7b0e-4c4e-9b61"
     const created = await platform.api("POST", "/api/v1/webhooks", {
       key,
@@ -126,7 +127,12 @@ describe("secrets at rest", () => {
     const [row] = await platform.sql<Array<{ secret_box: string }>>`SELECT secret_box FROM endpoints WHERE id = ${created.json.data.id}`
     const plain = await Effect.runPromise(
       Effect.gen(function*() {
-        return yield* (yield* SecretBox).decrypt(row!.secret_box)
+        return yield* (yield* SecretBox).decrypt(row!.secret_box, {
+          tenant_id: tenant,
+          mode: "live",
+          endpoint_id: created.json.data.id,
+          slot: "current"
+        })
       }).pipe(
         Effect.provide(SecretBox.layerFromKeyRing(platform.env.ORBIT_SECRET_KEYS!))
       )
@@ -150,7 +156,10 @@ describe("projection crash and replay", () => {
         return yield* SecretBox
       }).pipe(Effect.provide(SecretBox.layerFromKeyRing(platform.env.ORBIT_SECRET_KEYS!)))
     )
-    const secretBox = await Effect.runPromise(box.encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0"))
+    // One box for every endpoint: these endpoints never deliver, so nothing opens it.
+    const secretBox = await Effect.runPromise(
+      box.encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0", { tenant_id: tenant, mode: "live", endpoint_id: "wh_unused", slot: "current" })
+    )
     const now = Date.now()
     const events: Array<EndpointEvent> = []
     const expected = new Map<string, string>()
@@ -225,7 +234,13 @@ describe("projection crash and replay", () => {
     const topic = topicsFor(platform.topicPrefix).endpointEvents.name
     const box = await Effect.runPromise(
       Effect.gen(function*() {
-        return yield* (yield* SecretBox).encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0")
+        // One opaque box for the bulk endpoints below, which never deliver.
+        return yield* (yield* SecretBox).encrypt("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0", {
+          tenant_id: "bulk",
+          mode: "live",
+          endpoint_id: "wh_unused",
+          slot: "current"
+        })
       }).pipe(Effect.provide(SecretBox.layerFromKeyRing(platform.env.ORBIT_SECRET_KEYS!)))
     )
     // A log long enough for the rebuild to overlap the reads and writes below.

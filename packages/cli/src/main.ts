@@ -101,6 +101,18 @@ const replay = Command.make("replay").pipe(
   ])
 )
 
+const secrets = Command.make("secrets").pipe(
+  Command.withDescription("Manage the encryption of endpoint secrets (ORBIT_SECRET_KEYS)"),
+  Command.withSubcommands([
+    Command.make("reseal", {}, () => runScript("services/registration/src/reseal-main.ts", [])).pipe(
+      Command.withShortDescription("Seal every endpoint's secrets anew under the key ring's first key"),
+      Command.withDescription(
+        "Seal every endpoint's secrets anew under the first key of ORBIT_SECRET_KEYS, each box bound to its endpoint and slot, by appending an EndpointSecretsResealed event to the endpoint topic. The secrets themselves do not change. Endpoints already sealed that way are skipped, so it can be run again. Prints `resealed <n> endpoints; <m> already current; <k> failed`; exits 1 when a secret did not open with the ring (each is named on stderr). Step two of retiring a key: put the new key first in the ring, reseal, drop the old key, rebuild"
+      )
+    )
+  ])
+)
+
 const deliveries = Command.make("deliveries").pipe(
   Command.withDescription("Act on deliveries"),
   Command.withSubcommands([
@@ -168,7 +180,7 @@ const tailCommand = Command.make(
 
 const orbit = Command.make("orbit").pipe(
   Command.withDescription(`Orbit Webhooks operator CLI (run as \`${INVOKED_AS} <command>\`)`),
-  Command.withSubcommands([keys, rebuild, replay, deliveries, trigger, tailCommand])
+  Command.withSubcommands([keys, secrets, rebuild, replay, deliveries, trigger, tailCommand])
 )
 
 /**

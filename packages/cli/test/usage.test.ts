@@ -24,7 +24,9 @@ const closedPort = () =>
 
 describe("orbit --help, --version, --completions", () => {
   it.concurrent.each([
-    { path: [], shows: ["keys", "rebuild", "replay", "deliveries", "trigger", "tail"] },
+    { path: [], shows: ["keys", "secrets", "rebuild", "replay", "deliveries", "trigger", "tail"] },
+    { path: ["secrets"], shows: ["reseal"] },
+    { path: ["secrets", "reseal"], shows: ["ORBIT_SECRET_KEYS", "bound to its endpoint", "can be run again"] },
     { path: ["keys"], shows: ["create", "list", "revoke"] },
     { path: ["keys", "create"], shows: ["--tenant", "--mode", "--public"] },
     { path: ["keys", "list"], shows: ["--tenant"] },

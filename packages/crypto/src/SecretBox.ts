@@ -3,10 +3,13 @@
  *
  * Key ring format (env `ORBIT_SECRET_KEYS`): `key-id:base64-32-byte-key,key-id2:…`.
  * The first key encrypts; every key decrypts, so a rotation is "prepend the new key,
- * re-encrypt at leisure, drop the old key".
+ * reseal every endpoint's boxes, drop the old key".
  *
- * Box format: `v1.<keyId>.<iv>.<ciphertext>.<tag>` (base64url parts, 12-byte random IV).
- * The `v1.<keyId>` prefix is bound as AAD, so it cannot be edited without detection.
+ * Box format: `v2.<keyId>.<iv>.<ciphertext>.<tag>` (base64url parts, 12-byte random IV).
+ * The AAD binds the version, the key id and the box's place: tenant, mode, endpoint id and slot
+ * (`current` or `previous` secret). A box opens only in the place it was sealed for, so a box
+ * copied onto another endpoint, or from one slot into the other, fails authentication.
+ * `v1` boxes (AAD = version and key id only) still open anywhere, until their key is retired.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from "node:crypto"
 import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
@@ -28,8 +31,19 @@ export class SecretDecryptError extends Schema.TaggedError<SecretDecryptError>()
   message: Schema.String
 }) {}
 
+/** Where a box belongs: it opens only with the same context it was sealed with. */
+export interface SecretContext {
+  readonly tenant_id: string
+  readonly mode: string
+  readonly endpoint_id: string
+  /** `current` signs always; `previous` signs during a rotation's grace window. */
+  readonly slot: "current" | "previous"
+}
+
 const ENV_NAME = "ORBIT_SECRET_KEYS"
-const VERSION = "v1"
+const VERSION = "v2"
+/** Boxes of this version carry no context; they still open, and are resealed as `v2` on the next write. */
+const LEGACY_VERSION = "v1"
 const KEY_BYTES = 32
 const IV_BYTES = 12
 const TAG_BYTES = 16
@@ -88,26 +102,49 @@ const fromB64url = (s: string): Buffer | undefined => {
   return b.toString("base64url") === s ? b : undefined
 }
 
-const aad = (keyId: string) => Buffer.from(`${VERSION}.${keyId}`)
+const legacyAad = (keyId: string) => Buffer.from(`${LEGACY_VERSION}.${keyId}`)
 
-/** Encrypts with the ring's first key. */
-export const encrypt = (ring: KeyRing, plaintext: string): string => {
+// A JSON array keeps the fields apart whatever characters they hold (no separator to inject).
+const aad = (keyId: string, context: SecretContext) =>
+  Buffer.from(JSON.stringify([VERSION, keyId, context.tenant_id, context.mode, context.endpoint_id, context.slot]))
+
+/** Encrypts with the ring's first key, for the place `context` names. */
+export const encrypt = (ring: KeyRing, plaintext: string, context: SecretContext): string => {
   const key = ring.keys.get(ring.primaryId)!
   const iv = randomBytes(IV_BYTES)
   const cipher = createCipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES })
-  cipher.setAAD(aad(ring.primaryId))
+  cipher.setAAD(aad(ring.primaryId, context))
   const ct = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()])
   return `${VERSION}.${ring.primaryId}.${iv.toString("base64url")}.${ct.toString("base64url")}.${cipher
     .getAuthTag()
     .toString("base64url")}`
 }
 
-/** Opens a box made by `encrypt` with any key of the ring. Throws `SecretDecryptError`. */
-export const decrypt = (ring: KeyRing, box: string): string => {
+/** A box's version and key id (neither is secret), or undefined when it is not a box. */
+export const boxHeader = (box: string): { readonly version: string; readonly keyId: string } | undefined => {
+  const parts = box.split(".")
+  return parts.length === 5 ? { version: parts[0]!, keyId: parts[1]! } : undefined
+}
+
+/**
+ * Is this box already in the form `encrypt` makes today: the current version, under the ring's
+ * first key? Anything else is resealed on the endpoint's next write or by `orbit secrets reseal`.
+ */
+export const isSealedCurrent = (ring: KeyRing, box: string): boolean => {
+  const header = boxHeader(box)
+  return header?.version === VERSION && header.keyId === ring.primaryId
+}
+
+/**
+ * Opens a box made by `encrypt` with any key of the ring, in the place it was sealed for
+ * (`v1` boxes carry no place and open anywhere). Throws `SecretDecryptError`; a box from
+ * another endpoint or slot fails as `tampered`.
+ */
+export const decrypt = (ring: KeyRing, box: string, context: SecretContext): string => {
   const parts = box.split(".")
   if (parts.length !== 5) throw new SecretDecryptError({ reason: "malformed", message: "not a secret box" })
   const [version, keyId, ivB64, ctB64, tagB64] = parts as [string, string, string, string, string]
-  if (version !== VERSION) {
+  if (version !== VERSION && version !== LEGACY_VERSION) {
     throw new SecretDecryptError({ reason: "unsupported-version", message: "unsupported secret box version" })
   }
   const key = ring.keys.get(keyId)
@@ -124,7 +161,7 @@ export const decrypt = (ring: KeyRing, box: string): string => {
   }
   try {
     const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES })
-    decipher.setAAD(aad(keyId))
+    decipher.setAAD(version === VERSION ? aad(keyId, context) : legacyAad(keyId))
     decipher.setAuthTag(tag)
     const pt = Buffer.concat([decipher.update(ct), decipher.final()])
     return pt.toString("utf8")
@@ -138,8 +175,10 @@ export const decrypt = (ring: KeyRing, box: string): string => {
 // ---------------------------------------------------------------------------
 
 export class SecretBox extends Context.Service<SecretBox, {
-  encrypt(plain: string): Effect.Effect<string>
-  decrypt(box: string): Effect.Effect<string, SecretDecryptError>
+  encrypt(plain: string, context: SecretContext): Effect.Effect<string>
+  decrypt(box: string, context: SecretContext): Effect.Effect<string, SecretDecryptError>
+  /** The box is of the current version and under the ring's first key (no reseal needed). */
+  isCurrent(box: string): boolean
 }>()("@orbit/crypto/SecretBox") {
   /** Reads the ring from `ORBIT_SECRET_KEYS`; fails at start with a message naming the variable. */
   static readonly layer: Layer.Layer<SecretBox, KeyRingError> = Layer.effect(
@@ -175,16 +214,17 @@ const asKeyRingError = (e: unknown): KeyRingError =>
 
 const make = (ring: KeyRing): SecretBox["Service"] =>
   SecretBox.of({
-    encrypt: Effect.fn("SecretBox.encrypt")(function*(plain: string) {
-      return encrypt(ring, plain)
+    encrypt: Effect.fn("SecretBox.encrypt")(function*(plain: string, context: SecretContext) {
+      return encrypt(ring, plain, context)
     }),
-    decrypt: Effect.fn("SecretBox.decrypt")(function*(box: string) {
+    decrypt: Effect.fn("SecretBox.decrypt")(function*(box: string, context: SecretContext) {
       return yield* Effect.try({
-        try: () => decrypt(ring, box),
+        try: () => decrypt(ring, box, context),
         catch: (e) =>
           e instanceof SecretDecryptError
             ? e
             : new SecretDecryptError({ reason: "malformed", message: "secret box could not be decoded" })
       })
-    })
+    }),
+    isCurrent: (box: string) => isSealedCurrent(ring, box)
   })

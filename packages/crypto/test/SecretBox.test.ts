@@ -1,16 +1,34 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer } from "effect"
-import { randomBytes } from "node:crypto"
+import { createCipheriv, createSecretKey, randomBytes } from "node:crypto"
 import { inspect } from "node:util"
 import {
-  decrypt,
-  encrypt,
+  decrypt as decryptIn,
+  encrypt as encryptFor,
   generateKeyRing,
+  isSealedCurrent,
   KeyRingError,
   parseKeyRing,
   SecretBox,
+  type SecretContext,
   SecretDecryptError
 } from "../src/SecretBox.ts"
+
+const here: SecretContext = { tenant_id: "acme", mode: "live", endpoint_id: "wh_1", slot: "current" }
+const encrypt = (ring: ReturnType<typeof parseKeyRing>, plain: string) => encryptFor(ring, plain, here)
+const decrypt = (ring: ReturnType<typeof parseKeyRing>, box: string) => decryptIn(ring, box, here)
+
+/**
+ * A box as the previous version sealed it (AAD `v1.<keyId>`, no context), written out here
+ * independently of the module, so boxes already stored in the endpoint topic are covered.
+ */
+const sealV1 = (keyId: string, keyB64: string, plain: string): string => {
+  const iv = randomBytes(12)
+  const cipher = createCipheriv("aes-256-gcm", createSecretKey(Buffer.from(keyB64, "base64")), iv, { authTagLength: 16 })
+  cipher.setAAD(Buffer.from(`v1.${keyId}`))
+  const ct = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()])
+  return ["v1", keyId, iv.toString("base64url"), ct.toString("base64url"), cipher.getAuthTag().toString("base64url")].join(".")
+}
 
 const key = () => randomBytes(32).toString("base64")
 
@@ -78,11 +96,11 @@ describe("encrypt / decrypt", () => {
     }
   })
 
-  it("produces a v1 box under the primary key, random IV each time, without the plaintext", () => {
+  it("produces a v2 box under the primary key, random IV each time, without the plaintext", () => {
     const plain = "my-very-secret-webhook-secret"
     const a = encrypt(ring, plain)
     const b = encrypt(ring, plain)
-    expect(a).toMatch(/^v1\.k1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/)
+    expect(a).toMatch(/^v2\.k1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/)
     expect(a).not.toBe(b)
     expect(a).not.toContain(plain)
     expect(a).not.toContain(Buffer.from(plain).toString("base64url"))
@@ -94,7 +112,7 @@ describe("encrypt / decrypt", () => {
     const box = encrypt(parseKeyRing(oldRing), "s3cret")
     const rotated = parseKeyRing(`${generateKeyRing("new")},${oldRing}`)
     expect(decrypt(rotated, box)).toBe("s3cret")
-    expect(encrypt(rotated, "s3cret").startsWith("v1.new.")).toBe(true)
+    expect(encrypt(rotated, "s3cret").startsWith("v2.new.")).toBe(true)
   })
 
   it("fails clearly on an unknown key id", () => {
@@ -130,15 +148,62 @@ describe("encrypt / decrypt", () => {
     // A box re-labelled with another key id in the ring fails authentication (id is AAD).
     const two = parseKeyRing(`${generateKeyRing("a")},${generateKeyRing("b")}`)
     const boxA = encrypt(two, plain)
-    expect((thrown(() => decrypt(two, boxA.replace("v1.a.", "v1.b."))) as SecretDecryptError).reason).toBe("tampered")
+    expect((thrown(() => decrypt(two, boxA.replace("v2.a.", "v2.b."))) as SecretDecryptError).reason).toBe("tampered")
   })
 
   it("rejects malformed boxes and other versions", () => {
     expect((thrown(() => decrypt(ring, "nope")) as SecretDecryptError).reason).toBe("malformed")
     const box = encrypt(ring, "x")
-    expect((thrown(() => decrypt(ring, box.replace(/^v1/, "v2"))) as SecretDecryptError).reason).toBe(
+    expect((thrown(() => decrypt(ring, box.replace(/^v2/, "v3"))) as SecretDecryptError).reason).toBe(
       "unsupported-version"
     )
+  })
+})
+
+describe("boxes are bound to their endpoint and slot", () => {
+  const k1 = key()
+  const ring = parseKeyRing(`k1:${k1}`)
+  const elsewhere: ReadonlyArray<[string, SecretContext]> = [
+    ["another endpoint", { ...here, endpoint_id: "wh_2" }],
+    ["another tenant", { ...here, tenant_id: "evil" }],
+    ["another mode", { ...here, mode: "test" }],
+    ["the previous slot", { ...here, slot: "previous" }],
+    // The fields are kept apart: moving characters between them is another context.
+    ["shifted fields", { ...here, tenant_id: "acme\",\"live", mode: "" }]
+  ]
+
+  it.each(elsewhere)("a box sealed for one place does not open in %s", (_name, there) => {
+    const box = encrypt(ring, "whsec_victim")
+    expect(decrypt(ring, box)).toBe("whsec_victim")
+    const e = thrown(() => decryptIn(ring, box, there)) as SecretDecryptError
+    expect(e).toBeInstanceOf(SecretDecryptError)
+    expect(e.reason).toBe("tampered")
+    expect(e.message).not.toContain("whsec_victim")
+  })
+
+  it("a box sealed for the previous slot opens there and only there", () => {
+    const previous = { ...here, slot: "previous" as const }
+    const box = encryptFor(ring, "old-secret", previous)
+    expect(decryptIn(ring, box, previous)).toBe("old-secret")
+    expect((thrown(() => decrypt(ring, box)) as SecretDecryptError).reason).toBe("tampered")
+  })
+
+  it("boxes of the previous version (no context) still open", () => {
+    const legacy = sealV1("k1", k1, "whsec_legacy")
+    expect(decrypt(ring, legacy)).toBe("whsec_legacy")
+    expect(isSealedCurrent(ring, legacy)).toBe(false)
+    // Re-labelling a v2 box as v1 (to drop the context) fails: the AAD differs.
+    const v2 = encrypt(ring, "whsec_bound")
+    expect((thrown(() => decryptIn(ring, v2.replace(/^v2/, "v1"), { ...here, endpoint_id: "wh_2" })) as SecretDecryptError).reason)
+      .toBe("tampered")
+  })
+
+  it("isSealedCurrent: current version under the first key only", () => {
+    const two = parseKeyRing(`${generateKeyRing("new")},k1:${k1}`)
+    expect(isSealedCurrent(ring, encrypt(ring, "x"))).toBe(true)
+    expect(isSealedCurrent(two, encrypt(ring, "x"))).toBe(false)
+    expect(isSealedCurrent(two, encrypt(two, "x"))).toBe(true)
+    expect(isSealedCurrent(ring, "nope")).toBe(false)
   })
 })
 
@@ -146,22 +211,23 @@ describe("SecretBox service", () => {
   it.effect("layerFromKeyRing encrypts and decrypts", () =>
     Effect.gen(function*() {
       const box = yield* SecretBox
-      const sealed = yield* box.encrypt("hello")
-      expect(yield* box.decrypt(sealed)).toBe("hello")
-      const err = yield* Effect.flip(box.decrypt(sealed.slice(0, -3) + "AAA"))
+      const sealed = yield* box.encrypt("hello", here)
+      expect(yield* box.decrypt(sealed, here)).toBe("hello")
+      expect(box.isCurrent(sealed)).toBe(true)
+      const err = yield* Effect.flip(box.decrypt(sealed.slice(0, -3) + "AAA", here))
       expect(err._tag).toBe("SecretDecryptError")
     }).pipe(Effect.provide(SecretBox.layerFromKeyRing(generateKeyRing("t")))))
 
   it.effect("layerTest works", () =>
     Effect.gen(function*() {
       const box = yield* SecretBox
-      expect(yield* box.decrypt(yield* box.encrypt("x"))).toBe("x")
+      expect(yield* box.decrypt(yield* box.encrypt("x", here), here)).toBe("x")
     }).pipe(Effect.provide(SecretBox.layerTest)))
 
   const build = (env: Record<string, string>) =>
     Effect.gen(function*() {
       const box = yield* SecretBox
-      return yield* box.decrypt(yield* box.encrypt("via-env"))
+      return yield* box.decrypt(yield* box.encrypt("via-env", here), here)
     }).pipe(
       Effect.provide(SecretBox.layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))))),
       Effect.exit

@@ -68,6 +68,16 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
         previous_expires_at: event.previous_expires_at,
         updated_at: event.occurred_at
       }
+    case "EndpointSecretsResealed":
+      // Same secrets, new boxes; not a change of the resource, so updated_at stays.
+      if (state === undefined || state.secret_box !== event.replaces_secret_box) return state
+      // A reseal drops an expired previous secret (null): its window is over with it.
+      return {
+        ...state,
+        secret_box: event.secret_box,
+        previous_secret_box: event.previous_secret_box,
+        previous_expires_at: event.previous_secret_box === null ? null : state.previous_expires_at
+      }
     case "EndpointDeleted":
       return undefined
   }

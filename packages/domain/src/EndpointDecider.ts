@@ -48,13 +48,28 @@ export interface RemoveEndpoint extends CommandScope {
 export interface RotateEndpointSecret extends CommandScope {
   readonly _tag: "RotateEndpointSecret"
   readonly endpoint_id: string
-  /** The new signing secret, already sealed. */
+  /** The new signing secret, already sealed for the current slot. */
   readonly secret_box: string
+  /**
+   * The current signing secret sealed anew for the previous slot (a box opens only in the slot
+   * it was sealed for, so the current box cannot simply move over).
+   */
+  readonly previous_secret_box: string
   /** How long the current secret keeps signing alongside the new one. */
   readonly grace_seconds: number
 }
 
-export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret
+/** Seals the endpoint's unchanged secrets anew: the current key, boxes bound to their place. */
+export interface ResealEndpointSecrets extends CommandScope {
+  readonly _tag: "ResealEndpointSecrets"
+  readonly endpoint_id: string
+  /** The current box the new boxes were made from: if it has changed since, nothing is resealed. */
+  readonly replaces_secret_box: string
+  readonly secret_box: string
+  readonly previous_secret_box: string | null
+}
+
+export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret | ResealEndpointSecrets
 
 /** What only the caller's world knows at the moment of deciding. */
 export interface DecideContext {
@@ -119,7 +134,9 @@ const envelope = (command: EndpointCommand, context: DecideContext) => ({
  * - every command but registration needs the endpoint to exist in the command's tenant and mode;
  * - a URL is vetted on registration, and on update only when it changes (an unchanged URL was
  *   vetted when it was set);
- * - rotation keeps the current secret signing until `now + grace_seconds`.
+ * - rotation keeps the current secret signing until `now + grace_seconds`;
+ * - a reseal replaces the boxes it was made from and no others: once the current box has changed
+ *   (a rotation came first), it decides nothing.
  */
 export const decide = (command: EndpointCommand, state: Endpoint | undefined, context: DecideContext): Decision => {
   switch (command._tag) {
@@ -154,8 +171,20 @@ export const decide = (command: EndpointCommand, state: Endpoint | undefined, co
         _tag: "EndpointSecretRotated",
         ...envelope(command, context),
         secret_box: command.secret_box,
-        previous_secret_box: current.secret_box,
+        previous_secret_box: command.previous_secret_box,
         previous_expires_at: new Date(Date.parse(context.now) + command.grace_seconds * 1000).toISOString()
+      }])
+    }
+    case "ResealEndpointSecrets": {
+      const current = visible(state, command)
+      if (current === undefined) return Result.fail(new EndpointNotFound({ endpoint_id: command.endpoint_id }))
+      if (current.secret_box !== command.replaces_secret_box) return Result.succeed([])
+      return Result.succeed([{
+        _tag: "EndpointSecretsResealed",
+        ...envelope(command, context),
+        replaces_secret_box: command.replaces_secret_box,
+        secret_box: command.secret_box,
+        previous_secret_box: command.previous_secret_box
       }])
     }
   }

@@ -49,7 +49,27 @@ export const EndpointSecretRotated = Schema.TaggedStruct("EndpointSecretRotated"
 })
 export type EndpointSecretRotated = typeof EndpointSecretRotated.Type
 
-export const EndpointEvent = Schema.Union([EndpointRegistered, EndpointUpdated, EndpointDeleted, EndpointSecretRotated])
+/**
+ * The endpoint's secrets sealed anew (under the ring's current key, each box bound to this
+ * endpoint and its slot); the secrets themselves do not change. It applies only while the
+ * endpoint's current box is still `replaces_secret_box`, so a rotation appended in between wins.
+ * The boxes it replaces stay in older events, opaque: nothing opens a superseded box.
+ */
+export const EndpointSecretsResealed = Schema.TaggedStruct("EndpointSecretsResealed", {
+  ...envelope,
+  replaces_secret_box: Schema.String,
+  secret_box: Schema.String,
+  previous_secret_box: Schema.NullOr(Schema.String)
+})
+export type EndpointSecretsResealed = typeof EndpointSecretsResealed.Type
+
+export const EndpointEvent = Schema.Union([
+  EndpointRegistered,
+  EndpointUpdated,
+  EndpointDeleted,
+  EndpointSecretRotated,
+  EndpointSecretsResealed
+])
 export type EndpointEvent = typeof EndpointEvent.Type
 
 export const EndpointEventJson = Schema.fromJsonString(EndpointEvent)

@@ -37,6 +37,18 @@ describe("evolve", () => {
     expect(evolve(s3, deleted)).toBeUndefined()
   })
 
+  it("applies a reseal only while the box it replaces is current", () => {
+    const s3 = [registered, updated, rotated].reduce(evolve, undefined as ReturnType<typeof evolve>)!
+    const resealed: EndpointEvent = {
+      _tag: "EndpointSecretsResealed", ...envelope(5), replaces_secret_box: "box2", secret_box: "box2b", previous_secret_box: "box1b"
+    }
+    expect(evolve(s3, resealed)).toEqual({ ...s3, secret_box: "box2b", previous_secret_box: "box1b" })
+    // A reseal made from the box before the rotation is stale: the rotation wins.
+    expect(evolve(s3, { ...resealed, replaces_secret_box: "box1" })).toBe(s3)
+    expect(evolve(undefined, resealed)).toBeUndefined()
+    expect(decodeEndpointEvent(encodeEndpointEvent(resealed))).toEqual(resealed)
+  })
+
   it("is safe to replay: re-registration keeps state, events for unknown endpoints change nothing", () => {
     const s1 = evolve(undefined, registered)!
     expect(evolve(s1, registered)).toBe(s1)

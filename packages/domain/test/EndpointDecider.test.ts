@@ -43,7 +43,15 @@ const register: EndpointCommand = { _tag: "RegisterEndpoint", ...scope, endpoint
 const update: EndpointCommand = { _tag: "UpdateEndpoint", ...scope, endpoint_id: "wh_abc", settings: { ...settings, events: ["*"] } }
 const moved: EndpointCommand = { ...update, settings: { ...settings, url: "https://b.example.com/hook" } }
 const remove: EndpointCommand = { _tag: "RemoveEndpoint", ...scope, endpoint_id: "wh_abc" }
-const rotate: EndpointCommand = { _tag: "RotateEndpointSecret", ...scope, endpoint_id: "wh_abc", secret_box: "box_next", grace_seconds: 3600 }
+const rotate: EndpointCommand = { _tag: "RotateEndpointSecret", ...scope, endpoint_id: "wh_abc", secret_box: "box_next", previous_secret_box: "box_current_as_previous", grace_seconds: 3600 }
+const reseal: EndpointCommand = {
+  _tag: "ResealEndpointSecrets",
+  ...scope,
+  endpoint_id: "wh_abc",
+  replaces_secret_box: "box_current",
+  secret_box: "box_current_resealed",
+  previous_secret_box: null
+}
 
 const events = (command: EndpointCommand, state: Endpoint | undefined): ReadonlyArray<EndpointEvent> => {
   const decision = decide(command, state, context)
@@ -127,21 +135,51 @@ describe("decide: RotateEndpointSecret", () => {
         _tag: "EndpointSecretRotated",
         ...envelope("wh_abc"),
         secret_box: "box_next",
-        previous_secret_box: "box_current",
+        previous_secret_box: "box_current_as_previous",
         previous_expires_at: "2026-11-27T11:00:05.000Z"
       }])
-      expect(out.reduce(evolve, state)).toMatchObject({ secret_box: "box_next", previous_secret_box: "box_current", updated_at: context.now })
+      expect(out.reduce(evolve, state)).toMatchObject({
+        secret_box: "box_next",
+        previous_secret_box: "box_current_as_previous",
+        updated_at: context.now
+      })
     }
   })
 
   it("replaces a secret still in its grace period with the current one", () => {
     const rotated = { ...active, previous_secret_box: "box_old", previous_expires_at: "2026-11-28T00:00:00.000Z" }
-    expect(events(rotate, rotated)[0]).toMatchObject({ previous_secret_box: "box_current" })
+    expect(events(rotate, rotated)[0]).toMatchObject({ previous_secret_box: "box_current_as_previous" })
   })
 
   it("finds no endpoint that is absent or of another tenant or mode", () => {
     for (const state of [undefined, otherTenant, otherMode]) {
       expect(rejection(rotate, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
+    }
+  })
+})
+
+describe("decide: ResealEndpointSecrets", () => {
+  it("replaces the boxes it was made from, keeping everything else", () => {
+    const rotated = { ...active, previous_secret_box: "box_old", previous_expires_at: "2026-11-28T00:00:00.000Z" }
+    const command = { ...reseal, previous_secret_box: "box_old_resealed" }
+    const out = events(command, rotated)
+    expect(out).toEqual([{
+      _tag: "EndpointSecretsResealed",
+      ...envelope("wh_abc"),
+      replaces_secret_box: "box_current",
+      secret_box: "box_current_resealed",
+      previous_secret_box: "box_old_resealed"
+    }])
+    expect(out.reduce(evolve, rotated)).toEqual({ ...rotated, secret_box: "box_current_resealed", previous_secret_box: "box_old_resealed" })
+  })
+
+  it("decides nothing once the current box has changed (a rotation came first)", () => {
+    expect(events(reseal, { ...active, secret_box: "box_rotated" })).toEqual([])
+  })
+
+  it("finds no endpoint that is absent or of another tenant or mode", () => {
+    for (const state of [undefined, otherTenant, otherMode]) {
+      expect(rejection(reseal, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
     }
   })
 })

@@ -1,7 +1,7 @@
 /** End to end: source event → fan-out → signed HTTPS delivery, against the real broker. */
 import { createHmac, randomUUID } from "node:crypto"
 import { encrypt, parseKeyRing } from "@orbit/crypto"
-import { deliveryIdFor } from "@orbit/domain"
+import { deliveryIdFor, type EndpointRegistered } from "@orbit/domain"
 import { Webhook } from "standardwebhooks"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { INVALID_REASON_HEADER } from "../src/fan-out/FanOut.ts"
@@ -13,6 +13,7 @@ import {
   type Receiver,
   startReceiver,
   tasksIn,
+  type TestEndpoint,
   waitFor,
   waitForGroupCaughtUp
 } from "./support.ts"
@@ -103,8 +104,8 @@ describe("dispatcher delivery", () => {
       endpoint_id: endpoint.id,
       tenant_id: tenant,
       mode: "live",
-      secret_box: encrypt(ring, newSecret),
-      previous_secret_box: encrypt(ring, oldSecret),
+      secret_box: encrypt(ring, newSecret, { tenant_id: tenant, mode: "live", endpoint_id: endpoint.id, slot: "current" }),
+      previous_secret_box: encrypt(ring, oldSecret, { tenant_id: tenant, mode: "live", endpoint_id: endpoint.id, slot: "previous" }),
       previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
     })
     const after = domainEvent(tenant, "call.completed")
@@ -116,6 +117,57 @@ describe("dispatcher delivery", () => {
       const wh = new Webhook("whsec_" + Buffer.from(secret, "utf8").toString("base64"))
       expect(() => wh.verify(got.body, got.headers)).not.toThrow()
     }
+  })
+
+  it("never signs with a box copied from another endpoint or moved into the previous slot", async () => {
+    const victimTenant = `ten_${randomUUID()}`
+    const victim = await h.register({ url: url("/victim"), tenantId: victimTenant, secret: "the-victims-own-secret-0123456789" })
+    // Delivered first, so the victim's secret is already open in the dispatcher's memory.
+    const warm = domainEvent(victimTenant, "call.completed")
+    await h.publish(warm)
+    await waitFor("the victim's delivery", () => receiver.received.find((r) => r.headers["x-devotel-event-id"] === warm.id))
+
+    // Another tenant's endpoint whose registration carries the victim's box, as someone able to
+    // write the endpoint topic could make it.
+    const tenant = `ten_${randomUUID()}`
+    const copied = await h.register({ url: url("/copied"), tenantId: tenant })
+    const boxOf = (e: TestEndpoint) => (e.registered as EndpointRegistered).secret_box
+    await h.emit({
+      _tag: "EndpointSecretsResealed",
+      schema_version: 1,
+      event_id: randomUUID(),
+      occurred_at: new Date().toISOString(),
+      endpoint_id: copied.id,
+      tenant_id: tenant,
+      mode: "live",
+      replaces_secret_box: boxOf(copied),
+      secret_box: boxOf(victim),
+      previous_secret_box: null
+    })
+    // An endpoint of the same tenant whose current box was moved into the previous slot as it is.
+    const moved = await h.register({ url: url("/moved"), tenantId: tenant, secret: "moved-secret-0123456789-abcdefgh" })
+    const ring = parseKeyRing(h.keyRing)
+    await h.emit({
+      _tag: "EndpointSecretRotated",
+      schema_version: 1,
+      event_id: randomUUID(),
+      occurred_at: new Date().toISOString(),
+      endpoint_id: moved.id,
+      tenant_id: tenant,
+      mode: "live",
+      secret_box: encrypt(ring, "after-the-move-0123456789-abcdefg", { tenant_id: tenant, mode: "live", endpoint_id: moved.id, slot: "current" }),
+      previous_secret_box: boxOf(moved),
+      previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
+    })
+
+    const event = domainEvent(tenant, "call.completed")
+    await h.publish(event)
+    for (const endpoint of [copied, moved]) {
+      const attempt = await waitFor("the refused attempt", () => h.attempts.find((a) => a.endpoint_id === endpoint.id && a.source_event_id === event.id))
+      expect(attempt).toMatchObject({ outcome: "failed", http_status: null, error_class: "signing" })
+    }
+    // Refused before any request: nothing reached either URL.
+    expect(receiver.received.filter((r) => r.path === "/copied" || r.path === "/moved")).toEqual([])
   })
 
   it("matches tenant, mode, type and active; one task per subscribed endpoint", async () => {

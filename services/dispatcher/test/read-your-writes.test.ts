@@ -168,8 +168,8 @@ describe("read-your-writes", () => {
             endpoint_id: round.subject!.id,
             tenant_id: tenant,
             mode: "live",
-            secret_box: encrypt(ring, newSecret(round)),
-            previous_secret_box: encrypt(ring, round.subject!.secret),
+            secret_box: encrypt(ring, newSecret(round), { tenant_id: tenant, mode: "live", endpoint_id: round.subject!.id, slot: "current" }),
+            previous_secret_box: encrypt(ring, round.subject!.secret, { tenant_id: tenant, mode: "live", endpoint_id: round.subject!.id, slot: "previous" }),
             previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
           })
           break
@@ -262,8 +262,8 @@ describe("read-your-writes", () => {
     await h.emit({
       _tag: "EndpointSecretRotated", schema_version: 1, event_id: randomUUID(), occurred_at: new Date().toISOString(),
       endpoint_id: endpoint.id, tenant_id: tenant, mode: "live",
-      secret_box: encrypt(ring, newSecret),
-      previous_secret_box: encrypt(ring, endpoint.secret),
+      secret_box: encrypt(ring, newSecret, { tenant_id: tenant, mode: "live", endpoint_id: endpoint.id, slot: "current" }),
+      previous_secret_box: encrypt(ring, endpoint.secret, { tenant_id: tenant, mode: "live", endpoint_id: endpoint.id, slot: "previous" }),
       previous_expires_at: new Date(Date.now() + 3600_000).toISOString()
     })
     const got = await waitFor("the task that waited for the rotation", ofEvent(waiting.source_event_id))

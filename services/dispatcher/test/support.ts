@@ -241,7 +241,7 @@ export const makeHarness = async (name: string): Promise<Harness> => {
         active: o.active ?? true,
         timeout_seconds: o.timeoutSeconds ?? 5,
         retry_policy: o.retryPolicy ?? { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
-        secret_box: encrypt(ring, secret)
+        secret_box: encrypt(ring, secret, { tenant_id: o.tenantId, mode: o.mode ?? "live", endpoint_id: id, slot: "current" })
       }
       await harness.emit(registered)
       return { id, secret, registered }

@@ -1,4 +1,4 @@
-import { SecretBox, generateWebhookSecret } from "@orbit/crypto"
+import { SecretBox, type SecretDecryptError, generateWebhookSecret } from "@orbit/crypto"
 import type { DbUnavailable } from "@orbit/db"
 import {
   decide,
@@ -24,6 +24,7 @@ import type { CreateEndpointRequest, UpdateEndpointRequest } from "./api/Endpoin
 import type { Principal } from "./ApiKeys.ts"
 import { type EndpointResource, EndpointStore } from "./EndpointStore.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
+import { placeOf, resealOf } from "./SecretSeals.ts"
 
 /** How long a write waits for the projection before answering anyway (the event is durable). */
 const READ_YOUR_WRITES_TIMEOUT_MS = 10_000
@@ -85,6 +86,12 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
     id: string,
     options: { secret?: string | undefined; graceSeconds?: number | undefined }
   ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable>
+  /**
+   * Seals the endpoint's secrets anew under the ring's first key, bound to their place, when they
+   * are not already (`orbit secrets reseal`). Answers what it did; fails when a box that needs it
+   * does not open with the ring.
+   */
+  reseal(id: string): Effect.Effect<"resealed" | "current" | "absent", SecretDecryptError | KafkaUnavailable | DbUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -145,13 +152,32 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
       /** The state after the events, as the projection will hold it. */
       const fold = (state: Endpoint | undefined, events: ReadonlyArray<EndpointEvent>) => events.reduce(evolve, state)
 
+      /**
+       * Seals the endpoint's secrets anew when its boxes are not in today's form (an older box
+       * version, or a key that is no longer the ring's first): every write of an endpoint brings
+       * its boxes up to date. A box that does not open is left as it is, with a warning.
+       */
+      const resealAfterWrite = Effect.fnUntraced(function*(state: Endpoint | undefined) {
+        if (state === undefined) return
+        const command = yield* resealOf(state, Date.now()).pipe(
+          Effect.provideService(SecretBox, box),
+          Effect.catchTag("SecretDecryptError", (e) =>
+            Effect.logWarning("endpoint secret left sealed as it was: it does not open with the key ring", {
+              endpoint_id: state.id,
+              reason: e.reason
+            }).pipe(Effect.as(undefined)))
+        )
+        if (command !== undefined) yield* append(yield* decideVetting(command, state))
+      })
+
       const register = Effect.fn("EndpointCommands.register")(function*(p: Principal, req: CreateEndpointRequest) {
         const signingSecret = req.secret ?? generateWebhookSecret()
-        const secretBox = yield* box.encrypt(signingSecret)
+        const endpoint_id = newEndpointId()
+        const secretBox = yield* box.encrypt(signingSecret, { ...scopeOf(p), endpoint_id, slot: "current" })
         const command = {
           _tag: "RegisterEndpoint" as const,
           ...scopeOf(p),
-          endpoint_id: newEndpointId(),
+          endpoint_id,
           settings: settingsOf(req),
           secret_box: secretBox
         }
@@ -164,12 +190,31 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         const state = yield* store.load(id)
         const events = yield* decideVetting({ _tag: "UpdateEndpoint", ...scopeOf(p), endpoint_id: id, settings: settingsOf(req) }, state)
         yield* append(events)
-        return resourceOf(fold(state, events)!)
+        const updated = fold(state, events)
+        yield* resealAfterWrite(updated)
+        return resourceOf(updated!)
       })
 
       const remove = Effect.fn("EndpointCommands.remove")(function*(p: Principal, id: string) {
         const state = yield* store.load(id)
         yield* append(yield* decideVetting({ _tag: "RemoveEndpoint", ...scopeOf(p), endpoint_id: id }, state))
+      })
+
+      /**
+       * The current secret sealed for the previous slot, for a rotation. Only an endpoint of the
+       * caller's scope is opened (any other is refused by the decider). A current box that does
+       * not open moves over as it is: it then does not sign in the grace window either, as before.
+       */
+      const asPrevious = Effect.fnUntraced(function*(state: Endpoint | undefined, scope: ReturnType<typeof scopeOf>) {
+        if (state === undefined || state.tenant_id !== scope.tenant_id || state.mode !== scope.mode) return ""
+        return yield* box.decrypt(state.secret_box, placeOf(state, "current")).pipe(
+          Effect.flatMap((plain) => box.encrypt(plain, placeOf(state, "previous"))),
+          Effect.catchTag("SecretDecryptError", (e) =>
+            Effect.logWarning("rotating an endpoint whose current secret does not open with the key ring", {
+              endpoint_id: state.id,
+              reason: e.reason
+            }).pipe(Effect.as(state.secret_box)))
+        )
       })
 
       const rotateSecret = Effect.fn("EndpointCommands.rotateSecret")(function*(
@@ -178,20 +223,32 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         options: { secret?: string | undefined; graceSeconds?: number | undefined }
       ) {
         const state = yield* store.load(id)
+        const scope = scopeOf(p)
         const signingSecret = options.secret ?? generateWebhookSecret()
-        const secretBox = yield* box.encrypt(signingSecret)
+        const secretBox = yield* box.encrypt(signingSecret, { ...scope, endpoint_id: id, slot: "current" })
         const events = yield* decideVetting({
           _tag: "RotateEndpointSecret",
-          ...scopeOf(p),
+          ...scope,
           endpoint_id: id,
           secret_box: secretBox,
+          previous_secret_box: yield* asPrevious(state, scope),
           grace_seconds: options.graceSeconds ?? DEFAULT_GRACE_SECONDS
         }, state)
         yield* append(events)
         return { resource: resourceOf(fold(state, events)!), signingSecret, secretBox }
       })
 
-      return EndpointCommands.of({ register, update, remove, rotateSecret })
+      const reseal = Effect.fn("EndpointCommands.reseal")(function*(id: string) {
+        const state = yield* store.load(id)
+        if (state === undefined) return "absent" as const
+        const command = yield* resealOf(state, Date.now()).pipe(Effect.provideService(SecretBox, box))
+        if (command === undefined) return "current" as const
+        // Decided on the state just read; a rotation appended meanwhile makes this a no-op when applied.
+        yield* append(yield* decideVetting(command, state).pipe(Effect.orDie))
+        return "resealed" as const
+      })
+
+      return EndpointCommands.of({ register, update, remove, rotateSecret, reseal })
     })
   )
 }

@@ -25,6 +25,8 @@ export class EndpointStore extends Context.Service<EndpointStore, {
    * checks the scope). Carries the secret boxes, so it never leaves the service.
    */
   load(id: string): Effect.Effect<Endpoint | undefined, DbUnavailable>
+  /** The ids of every endpoint of every tenant after `afterId`, in id order, `limit` at most (operator tools). */
+  ids(afterId: string, limit: number): Effect.Effect<ReadonlyArray<string>, DbUnavailable>
 }>()("@orbit/registration/EndpointStore") {
   static readonly layer = Layer.effect(
     EndpointStore,
@@ -70,7 +72,12 @@ export class EndpointStore extends Context.Service<EndpointStore, {
       // No span of their own: each runs inside a route's span (Webhooks.list, …), and a span per
       // call on the read path costs a captured stack trace and a copy of the fiber's whole context
       // per request (README, "Spans").
-      return EndpointStore.of({ list, get, load })
+      const ids = (afterId: string, limit: number) =>
+        query(() => sql<Array<{ id: string }>>`SELECT id FROM endpoints WHERE id > ${afterId} ORDER BY id LIMIT ${limit}`).pipe(
+          Effect.map((rows) => rows.map((r) => r.id))
+        )
+
+      return EndpointStore.of({ list, get, load, ids })
     })
   )
 }

@@ -193,25 +193,30 @@ export class Deliverer extends Context.Service<Deliverer, {
       )
 
       // Decrypted secrets live only as HMAC KeyObjects in this process's memory, like the key ring.
+      // A box opens only in the place it was sealed for (endpoint, tenant, mode, slot), so the cache
+      // is keyed by that place as well as the box: a box copied onto another endpoint never reaches
+      // a key opened for its own.
       const keys = new Map<string, SigningKey>()
-      const keyOf = (secretBox: string): SigningKey | undefined => {
-        const cached = keys.get(secretBox)
+      const keyOf = (endpoint: Endpoint, slot: "current" | "previous", secretBox: string): SigningKey | undefined => {
+        const place = { tenant_id: endpoint.tenant_id, mode: endpoint.mode, endpoint_id: endpoint.id, slot }
+        const cacheKey = JSON.stringify([place.tenant_id, place.mode, place.endpoint_id, slot, secretBox])
+        const cached = keys.get(cacheKey)
         if (cached !== undefined) return cached
-        const opened = Effect.runSyncExit(box.decrypt(secretBox))
+        const opened = Effect.runSyncExit(box.decrypt(secretBox, place))
         if (Exit.isFailure(opened)) return undefined
         if (keys.size >= MAX_CACHED_KEYS) keys.clear()
         const key = signingKey(opened.value)
-        keys.set(secretBox, key)
+        keys.set(cacheKey, key)
         return key
       }
 
       const secretsOf = (endpoint: Endpoint, now: number): ReadonlyArray<SigningKey> | undefined => {
-        const current = keyOf(endpoint.secret_box)
+        const current = keyOf(endpoint, "current", endpoint.secret_box)
         if (current === undefined) return undefined
         const inGrace = endpoint.previous_secret_box !== null && endpoint.previous_expires_at !== null &&
           Date.parse(endpoint.previous_expires_at) > now
         if (!inGrace) return [current]
-        const previous = keyOf(endpoint.previous_secret_box!)
+        const previous = keyOf(endpoint, "previous", endpoint.previous_secret_box!)
         return previous === undefined ? undefined : [current, previous]
       }
 

@@ -218,7 +218,8 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
           return yield* serviceUnavailable()
         case "Replay": {
           const stored = claim.response as { resource: { id: string }; secret_box: string }
-          return respond(stored.resource, yield* box.decrypt(stored.secret_box).pipe(Effect.orDie))
+          const place = { tenant_id: p.tenantId, mode: p.mode, endpoint_id: stored.resource.id, slot: "current" as const }
+          return respond(stored.resource, yield* box.decrypt(stored.secret_box, place).pipe(Effect.orDie))
         }
         case "Claimed": {
           yield* append.pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
