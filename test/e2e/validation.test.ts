@@ -703,4 +703,14 @@ describe("requests Node cannot parse", () => {
     expect(listed.status, listed.text).toBe(200)
     expect(JSON.parse(listed.text).meta.pagination).toBeDefined()
   })
+
+  it("a HEAD that Node cannot parse is answered with the envelope's headers and no body", async () => {
+    // A body after a HEAD's headers breaks the client's framing ("Data after Connection: close").
+    const { text } = await rawResponse(`HEAD ${BASE}/\u00eb/deliveries HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\n\r\n`)
+    const [head, body] = text.split("\r\n\r\n") as [string, string?]
+    expect(head, text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(head.toLowerCase()).toMatch(/\r\nx-request-id: req_[a-z0-9_-]{16}\r\n/)
+    expect(head.toLowerCase()).toContain("content-type: application/json")
+    expect(body, text).toBe("")
+  })
 })

@@ -27,25 +27,30 @@ export const createApiServer = (): Server => {
     server.emit("request", req, res)
   })
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => endWithEnvelope(socket, notFound("No such route.")))
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+  server.on("clientError", (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     // Nothing can be written to a client that went away or is mid-way through another response.
     if (!socket.writable || socket._httpMessage?.headersSent) return socket.destroy()
     // As Node itself answers a request that took longer than `requestTimeout` to arrive.
     if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") return socket.end("HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n")
     if (!error.code?.startsWith("HPE_")) return socket.destroy()
-    endWithEnvelope(socket, error.code === "HPE_HEADER_OVERFLOW" ? headersTooLarge() : malformedRequest())
+    // The answer to a HEAD has no body: one would be read as the start of a next response.
+    const head = error.rawPacket?.subarray(0, 5).toString("latin1") === "HEAD "
+    endWithEnvelope(socket, error.code === "HPE_HEADER_OVERFLOW" ? headersTooLarge() : malformedRequest(), head)
   })
   return server
 }
 
-/** Writes the error envelope straight to a socket no response object owns, then closes it. */
-const endWithEnvelope = (socket: Duplex, apiError: ApiError) => {
+/**
+ * Writes the error envelope straight to a socket no response object owns, then closes it; for a
+ * HEAD, only the headers (with the length the body would have).
+ */
+const endWithEnvelope = (socket: Duplex, apiError: ApiError, headersOnly = false) => {
   if (!socket.writable) return socket.destroy()
   const { status, body, headers } = errorEnvelope(newRequestId(), apiError)
   const text = JSON.stringify(body)
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
       `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n` +
-      `x-request-id: ${headers["x-request-id"]}\r\nconnection: close\r\n\r\n${text}`
+      `x-request-id: ${headers["x-request-id"]}\r\nconnection: close\r\n\r\n${headersOnly ? "" : text}`
   )
 }
