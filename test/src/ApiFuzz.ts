@@ -731,9 +731,10 @@ export const runFuzz = async (platform: Platform, world: FuzzWorld, options: Fuz
     last = after
     const changedRows = diffKeys(before.endpoints, after.endpoints).filter((id) => !writes.ids.has(id))
     if (changedRows.length > 0) problems.push(`endpoint rows changed with no 2xx write naming them: ${changedRows.join(", ")}`)
-    // A key with characters outside ASCII is not stored as the characters the client sent (see the
-    // report of this run), so those are counted rather than matched: no more of them than 2xx
-    // registrations that carried one.
+    // Keys with characters outside ASCII are counted rather than matched (no more changed rows with
+    // such keys than 2xx registrations that carried one): `fuzz:api --seed 1 --runs 2000` changes a
+    // row keyed "ÂÃ§" in a batch whose only such 2xx sent "ç", which is not explained yet; a single
+    // such request stores its key as sent. ASCII keys must match exactly.
     const unmatched = diffKeys(before.idempotency, after.idempotency).filter((k) => !writes.idempotencyKeys.has(k.split("/").slice(2).join("/")))
     const nonAscii = [...writes.idempotencyKeys].filter((k) => /[^\x20-\x7e]/.test(k)).length
     const spent = unmatched.filter((k) => !/[^\x20-\x7e]/.test(k)).concat(unmatched.filter((k) => /[^\x20-\x7e]/.test(k)).slice(nonAscii))
