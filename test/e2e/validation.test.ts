@@ -685,4 +685,32 @@ describe("requests Node cannot parse", () => {
     // can leave non-zero for a moment: wait for it to be ready again, not for it to be ready at once.
     await platform.ready()
   })
+
+  // Found by the API fuzz run (api-fuzz.test.ts): Node answers these itself with a bare status
+  // line, or not at all, unless the server takes them over.
+  it("a request without Host, and a CONNECT, get the envelope; an unknown Expect is served like any request", async () => {
+    // HTTP/1.1 requires Host (RFC 9112 §3.2): 400, in the envelope.
+    await expectRawError(`GET ${BASE} HTTP/1.1\r\nX-API-Key: ${key}\r\n\r\n`, 400, "MALFORMED_REQUEST")
+    await expectRawError(`POST ${BASE} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, 400, "MALFORMED_REQUEST")
+    // CONNECT names no route of this API.
+    await expectRawError(`CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`, 404, "NOT_FOUND")
+    // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it): the request
+    // is authenticated and routed as it would be without the header.
+    const unauthenticated = await plainRequest("GET", BASE, { expect: "something-else" }, "")
+    expect(unauthenticated.status, unauthenticated.text).toBe(401)
+    expect(JSON.parse(unauthenticated.text).error.code).toBe("INVALID_API_KEY")
+    const listed = await plainRequest("GET", `${BASE}?limit=1`, { expect: "something-else", "x-api-key": key }, "")
+    expect(listed.status, listed.text).toBe(200)
+    expect(JSON.parse(listed.text).meta.pagination).toBeDefined()
+  })
+
+  it("a HEAD that Node cannot parse is answered with the envelope's headers and no body", async () => {
+    // A body after a HEAD's headers breaks the client's framing ("Data after Connection: close").
+    const { text } = await rawResponse(`HEAD ${BASE}/\u00eb/deliveries HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\n\r\n`)
+    const [head, body] = text.split("\r\n\r\n") as [string, string?]
+    expect(head, text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(head.toLowerCase()).toMatch(/\r\nx-request-id: req_[a-z0-9_-]{16}\r\n/)
+    expect(head.toLowerCase()).toContain("content-type: application/json")
+    expect(body, text).toBe("")
+  })
 })

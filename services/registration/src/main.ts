@@ -22,7 +22,7 @@ import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
 import { EventTypesRoutes } from "./server/EventTypesRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
-import { NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
+import { HostRequired, NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
 import { ApiKeyAuthLive, WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
 const HttpServerLive = Layer.unwrap(
@@ -36,7 +36,7 @@ const ApiRoutes = HttpApiBuilder.layer(Api).pipe(
   Layer.provide(ApiKeyAuthLive)
 )
 
-const Routes = Layer.mergeAll(ApiRoutes, ScalarAssetRoute, NotFoundRoutes, UnroutableAsNotFound)
+const Routes = Layer.mergeAll(ApiRoutes, ScalarAssetRoute, NotFoundRoutes, UnroutableAsNotFound, HostRequired)
 
 const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
   Layer.provideMerge(KafkaClient.layer)

@@ -1,6 +1,7 @@
 import { Cause, Effect, type Types } from "effect"
-import { HttpRouter, HttpServerError, type HttpServerRequest, type HttpServerResponse } from "effect/http"
-import { internalError, isApiError, notFound } from "../api/ApiErrors.ts"
+import type { IncomingMessage } from "node:http"
+import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { internalError, isApiError, malformedRequest, notFound } from "../api/ApiErrors.ts"
 import { failure, newRequestId } from "./Envelope.ts"
 
 /**
@@ -44,5 +45,20 @@ const isRouteNotFound = (e: unknown): e is HttpServerError.HttpServerError =>
 export const UnroutableAsNotFound = HttpRouter.middleware(
   (httpEffect): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled> =>
     Effect.catchIf(httpEffect, isRouteNotFound, () => Effect.succeed(failure(newRequestId(), notFound("No such route.")))),
+  { global: true }
+)
+
+/**
+ * An HTTP/1.1 request without `Host` is malformed (RFC 9112 §3.2): `400 MALFORMED_REQUEST` in the
+ * envelope, then the connection closes, before any route runs. Node's own check, which answers
+ * with a bare status line, is off (ApiServer.ts); HTTP/1.0 requests need no `Host`.
+ */
+export const HostRequired = HttpRouter.middleware(
+  (httpEffect): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled, HttpServerRequest.HttpServerRequest> =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const source = request.source as IncomingMessage
+      if (request.headers.host !== undefined || source.httpVersionMajor !== 1 || source.httpVersionMinor !== 1) return httpEffect
+      return Effect.succeed(HttpServerResponse.setHeader(failure(newRequestId(), malformedRequest()), "connection", "close"))
+    }),
   { global: true }
 )
