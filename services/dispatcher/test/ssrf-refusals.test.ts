@@ -53,8 +53,8 @@ afterAll(async () => {
   tls?.cleanup()
 })
 
-const endpointAt = (url: string): Endpoint => ({
-  id: `ep_${randomUUID()}`,
+const endpointAt = (url: string, id = `ep_${randomUUID()}`): Endpoint => ({
+  id,
   tenant_id: "ten_ssrf",
   mode: "live",
   url,
@@ -63,7 +63,7 @@ const endpointAt = (url: string): Endpoint => ({
   active: true,
   timeout_seconds: 5,
   retry_policy: DEFAULT_RETRY_POLICY,
-  secret_box: encrypt(parseKeyRing(ring), generateWebhookSecret()),
+  secret_box: encrypt(parseKeyRing(ring), generateWebhookSecret(), { tenant_id: "ten_ssrf", mode: "live", endpoint_id: id, slot: "current" }),
   previous_secret_box: null,
   previous_expires_at: null,
   created_at: new Date().toISOString(),
