@@ -1,6 +1,6 @@
 import { Result, Schema } from "effect"
 import { type Endpoint, type EndpointSettings } from "./Endpoint.ts"
-import type { EndpointEvent } from "./EndpointEvents.ts"
+import type { DisabledReason, EndpointEvent } from "./EndpointEvents.ts"
 import type { Mode } from "./Mode.ts"
 
 /**
@@ -54,7 +54,16 @@ export interface RotateEndpointSecret extends CommandScope {
   readonly grace_seconds: number
 }
 
-export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret
+/** The platform turns off an endpoint whose every attempt has failed for the auto-disable period. */
+export interface DisableEndpoint extends CommandScope {
+  readonly _tag: "DisableEndpoint"
+  readonly endpoint_id: string
+  readonly reason: DisabledReason
+  /** The HTTP status of the last failed attempt, null when it got no response. */
+  readonly last_status: number | null
+}
+
+export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret | DisableEndpoint
 
 /** What only the caller's world knows at the moment of deciding. */
 export interface DecideContext {
@@ -119,7 +128,8 @@ const envelope = (command: EndpointCommand, context: DecideContext) => ({
  * - every command but registration needs the endpoint to exist in the command's tenant and mode;
  * - a URL is vetted on registration, and on update only when it changes (an unchanged URL was
  *   vetted when it was set);
- * - rotation keeps the current secret signing until `now + grace_seconds`.
+ * - rotation keeps the current secret signing until `now + grace_seconds`;
+ * - only an active endpoint is disabled: disabling an inactive one decides nothing.
  */
 export const decide = (command: EndpointCommand, state: Endpoint | undefined, context: DecideContext): Decision => {
   switch (command._tag) {
@@ -156,6 +166,17 @@ export const decide = (command: EndpointCommand, state: Endpoint | undefined, co
         secret_box: command.secret_box,
         previous_secret_box: current.secret_box,
         previous_expires_at: new Date(Date.parse(context.now) + command.grace_seconds * 1000).toISOString()
+      }])
+    }
+    case "DisableEndpoint": {
+      const current = visible(state, command)
+      if (current === undefined) return Result.fail(new EndpointNotFound({ endpoint_id: command.endpoint_id }))
+      if (!current.active) return Result.succeed([])
+      return Result.succeed([{
+        _tag: "EndpointDisabled",
+        ...envelope(command, context),
+        reason: command.reason,
+        last_status: command.last_status
       }])
     }
   }

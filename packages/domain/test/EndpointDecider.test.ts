@@ -18,7 +18,8 @@ const settings: EndpointSettings = {
   description: null,
   active: true,
   timeout_seconds: 30,
-  retry_policy: { strategy: "custom", delays_seconds: [1] }
+  retry_policy: { strategy: "custom", delays_seconds: [1] },
+  headers: { "X-Tenant": "acme" }
 }
 const scope = { tenant_id: "t1", mode: "live" as const }
 
@@ -26,6 +27,8 @@ const active: Endpoint = {
   id: "wh_abc",
   ...scope,
   ...settings,
+  disabled_reason: null,
+  disabled_at: null,
   secret_box: "box_current",
   previous_secret_box: null,
   previous_expires_at: null,
@@ -43,6 +46,7 @@ const register: EndpointCommand = { _tag: "RegisterEndpoint", ...scope, endpoint
 const update: EndpointCommand = { _tag: "UpdateEndpoint", ...scope, endpoint_id: "wh_abc", settings: { ...settings, events: ["*"] } }
 const moved: EndpointCommand = { ...update, settings: { ...settings, url: "https://b.example.com/hook" } }
 const remove: EndpointCommand = { _tag: "RemoveEndpoint", ...scope, endpoint_id: "wh_abc" }
+const disable: EndpointCommand = { _tag: "DisableEndpoint", ...scope, endpoint_id: "wh_abc", reason: "failing", last_status: 500 }
 const rotate: EndpointCommand = { _tag: "RotateEndpointSecret", ...scope, endpoint_id: "wh_abc", secret_box: "box_next", grace_seconds: 3600 }
 
 const events = (command: EndpointCommand, state: Endpoint | undefined): ReadonlyArray<EndpointEvent> => {
@@ -142,6 +146,29 @@ describe("decide: RotateEndpointSecret", () => {
   it("finds no endpoint that is absent or of another tenant or mode", () => {
     for (const state of [undefined, otherTenant, otherMode]) {
       expect(rejection(rotate, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
+    }
+  })
+})
+
+describe("disable", () => {
+  it("turns an active endpoint off with the reason, and an update with active: true turns it on and clears it", () => {
+    const [event] = events(disable, active)
+    expect(event).toEqual({ _tag: "EndpointDisabled", ...envelope("wh_abc"), reason: "failing", last_status: 500 })
+    const off = evolve(active, event!)!
+    expect(off).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: context.now, headers: settings.headers })
+    const stillOff = evolve(off, events({ ...update, settings: { ...settings, active: false } }, off)[0]!)!
+    expect(stillOff).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: context.now })
+    const on = evolve(off, events(update, off)[0]!)!
+    expect(on).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
+  })
+
+  it("decides nothing for an endpoint that is already inactive", () => {
+    expect(events(disable, inactive)).toEqual([])
+  })
+
+  it("finds no endpoint that is absent or of another tenant or mode", () => {
+    for (const state of [undefined, otherTenant, otherMode]) {
+      expect(rejection(disable, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
     }
   })
 })

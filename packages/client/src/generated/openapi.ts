@@ -342,7 +342,7 @@ export interface components {
              * @description A name from the event-type catalog
              * @enum {string}
              */
-            type: "message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test";
+            type: "message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled";
             /**
              * @description The part of the type before the dot
              * @enum {string}
@@ -509,7 +509,7 @@ export interface components {
         EndpointWithSecret: {
             id: string;
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             description: string | null;
             active: boolean;
             timeout_seconds: number;
@@ -529,6 +529,14 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers: {
+                [key: string]: string;
+            };
+            /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
+            disabled_reason: "failing" | null;
+            /** @description When the platform disabled the endpoint; null unless it did. */
+            disabled_at: string | null;
             created_at: string;
             updated_at: string;
             /** @description The cleartext signing secret: returned in this response only, never again. */
@@ -546,7 +554,7 @@ export interface components {
         Endpoint: {
             id: string;
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             description: string | null;
             active: boolean;
             timeout_seconds: number;
@@ -566,6 +574,14 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers: {
+                [key: string]: string;
+            };
+            /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
+            disabled_reason: "failing" | null;
+            /** @description When the platform disabled the endpoint; null unless it did. */
+            disabled_at: string | null;
             created_at: string;
             updated_at: string;
         };
@@ -578,12 +594,15 @@ export interface components {
          *       ],
          *       "description": "Delivery receipts",
          *       "timeout_seconds": 30,
+         *       "headers": {
+         *         "X-Orbit-Account": "acme-eu"
+         *       },
          *       "active": false
          *     }
          */
         UpdateEndpointRequest: {
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             active?: boolean;
             description?: string | null;
             timeout_seconds?: number;
@@ -603,6 +622,10 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers?: {
+                [key: string]: string;
+            };
         };
         /**
          * @example {
@@ -612,12 +635,15 @@ export interface components {
          *         "message.failed"
          *       ],
          *       "description": "Delivery receipts",
-         *       "timeout_seconds": 30
+         *       "timeout_seconds": 30,
+         *       "headers": {
+         *         "X-Orbit-Account": "acme-eu"
+         *       }
          *     }
          */
         CreateEndpointRequest: {
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             secret?: string;
             active?: boolean;
             description?: string | null;
@@ -638,6 +664,10 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers?: {
+                [key: string]: string;
+            };
         };
     };
     responses: never;

@@ -1,4 +1,14 @@
-import { DEFAULT_RETRY_POLICY, ENDPOINT_ID_PATTERN, EVENT_CATALOG, EVENT_GROUPS, EventSubscription, EventType, RetryPolicy } from "@orbit/domain"
+import {
+  CustomHeaders,
+  DEFAULT_RETRY_POLICY,
+  DisabledReason,
+  ENDPOINT_ID_PATTERN,
+  EVENT_CATALOG,
+  EVENT_GROUPS,
+  EventSubscription,
+  EventType,
+  RetryPolicy
+} from "@orbit/domain"
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import {
@@ -51,6 +61,9 @@ const EXAMPLE_ENDPOINT = {
   active: true,
   timeout_seconds: 30,
   retry_policy: DEFAULT_RETRY_POLICY,
+  headers: { "X-Orbit-Account": "acme-eu" },
+  disabled_reason: null,
+  disabled_at: null,
   created_at: "2026-11-27T10:00:00.000Z",
   updated_at: "2026-11-27T10:00:00.000Z"
 }
@@ -64,6 +77,11 @@ export const EndpointResource = Schema.Struct({
   active: Schema.Boolean,
   timeout_seconds: Schema.Int,
   retry_policy: RetryPolicy,
+  headers: CustomHeaders,
+  disabled_reason: Schema.NullOr(DisabledReason).annotate({
+    description: "Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it."
+  }),
+  disabled_at: Schema.NullOr(Schema.String).annotate({ description: "When the platform disabled the endpoint; null unless it did." }),
   created_at: Schema.String,
   updated_at: Schema.String
 }).annotate({ identifier: "Endpoint" })
@@ -173,7 +191,8 @@ const CREATE_EXAMPLE = {
   url: "https://hooks.example.com/orbit",
   events: ["message.delivered", "message.failed"],
   description: "Delivery receipts",
-  timeout_seconds: 30
+  timeout_seconds: 30,
+  headers: { "X-Orbit-Account": "acme-eu" }
 }
 
 /** Declares that every operation it is applied to takes the X-API-Key header. */
