@@ -8,6 +8,8 @@ import {
   type EndpointEvent,
   type EndpointNotFound,
   type EndpointRejection,
+  type DisabledReason,
+  type Mode,
   type UrlRefused,
   type UrlVerdict,
   encodeEndpointEvent,
@@ -86,6 +88,15 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
     id: string,
     options: { secret?: string | undefined; graceSeconds?: number | undefined }
   ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable>
+  /**
+   * The platform's own command (no caller key): disables a failing endpoint of (tenant, mode).
+   * Returns when and why, or undefined when the endpoint was already off (nothing written).
+   */
+  disable(
+    scope: { tenantId: string; mode: Mode },
+    id: string,
+    lastStatus: number | null
+  ): Effect.Effect<{ readonly reason: DisabledReason; readonly disabled_at: string } | undefined, CommandRejection | KafkaUnavailable | DbUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -192,7 +203,27 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         return { resource: resourceOf(fold(state, events)!), signingSecret, secretBox }
       })
 
-      return EndpointCommands.of({ register, update, remove, rotateSecret })
+      const disable = Effect.fn("EndpointCommands.disable")(function*(
+        scope: { tenantId: string; mode: Mode },
+        id: string,
+        lastStatus: number | null
+      ) {
+        const state = yield* store.load(id)
+        const events = yield* decideVetting({
+          _tag: "DisableEndpoint",
+          tenant_id: scope.tenantId,
+          mode: scope.mode,
+          endpoint_id: id,
+          reason: "failing",
+          last_status: lastStatus
+        }, state)
+        if (events.length === 0) return undefined
+        yield* append(events)
+        const after = fold(state, events)!
+        return { reason: after.disabled_reason!, disabled_at: after.disabled_at! }
+      })
+
+      return EndpointCommands.of({ register, update, remove, rotateSecret, disable })
     })
   )
 }
