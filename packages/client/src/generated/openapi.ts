@@ -20,7 +20,7 @@ export interface paths {
         put?: never;
         /**
          * Register an endpoint
-         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422).
+         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it.
          */
         post: operations["webhooks.create"];
         delete?: never;
@@ -43,7 +43,7 @@ export interface paths {
         get: operations["webhooks.get"];
         /**
          * Replace an endpoint
-         * @description A full replacement: omitted optional fields get their defaults. The signing secret is unchanged.
+         * @description A full replacement: omitted optional fields get their defaults (headers: none). The signing secret is unchanged. An endpoint the platform disabled (disabled_reason: failing) is turned on again by a PUT with active: true, which clears disabled_reason and disabled_at.
          */
         put: operations["webhooks.update"];
         post?: never;

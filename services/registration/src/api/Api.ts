@@ -229,7 +229,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(OpenApi.Summary, "Register an endpoint")
       .annotate(
         OpenApi.Description,
-        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422)."
+        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it."
       ),
     HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: readsById })
       .annotate(OpenApi.Summary, "Get an endpoint")
@@ -241,7 +241,10 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       error: writesById
     })
       .annotate(OpenApi.Summary, "Replace an endpoint")
-      .annotate(OpenApi.Description, "A full replacement: omitted optional fields get their defaults. The signing secret is unchanged."),
+      .annotate(
+        OpenApi.Description,
+        "A full replacement: omitted optional fields get their defaults (headers: none). The signing secret is unchanged. An endpoint the platform disabled (disabled_reason: failing) is turned on again by a PUT with active: true, which clears disabled_reason and disabled_at."
+      ),
     HttpApiEndpoint.delete("delete", "/:id", {
       params: IdParams,
       success: withRequestId(HttpApiSchema.NoContent.annotate({ description: "Deleted" })),
