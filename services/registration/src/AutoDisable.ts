@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto"
-import { Db, type DbUnavailable, query } from "@orbit/db"
+import { Db, type DbUnavailable, query, type Sql } from "@orbit/db"
 import { type DomainEvent, encodeDomainEvent, type Mode, topicsFor } from "@orbit/domain"
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
 import { Cause, Config, Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
@@ -63,6 +63,31 @@ export interface FailingEndpoint {
 }
 
 /**
+ * Active endpoints due to be disabled (at most `limit`): the streak of an endpoint is its attempts
+ * after `since`, the later of its last success and its last change (all failed, by construction);
+ * it is due with at least MIN_FAILED_ATTEMPTS of them, the first at least `afterSeconds` ago.
+ * Read through the attempt log's (endpoint_id, occurred_at) index.
+ */
+export const failingEndpoints = (sql: Sql, afterSeconds: number, limit = SWEEP_LIMIT) =>
+  sql<Array<FailingEndpoint>>`
+    WITH active AS (
+      SELECT e.id, e.tenant_id, e.mode,
+        GREATEST(e.updated_at, (
+          SELECT max(s.occurred_at) FROM delivery_attempts s WHERE s.endpoint_id = e.id AND s.outcome = 'succeeded'
+        )) AS since
+      FROM endpoints e WHERE e.active
+    )
+    SELECT c.id, c.tenant_id, c.mode,
+      to_char(c.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS since,
+      count(*)::int AS failures,
+      (array_agg(a.http_status ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_status
+    FROM active c JOIN delivery_attempts a ON a.endpoint_id = c.id AND a.occurred_at > c.since
+    GROUP BY c.id, c.tenant_id, c.mode, c.since
+    HAVING count(*) >= ${MIN_FAILED_ATTEMPTS} AND min(a.occurred_at) <= now() - make_interval(secs => ${afterSeconds})
+    ORDER BY c.id
+    LIMIT ${limit}`
+
+/**
  * Turns off endpoints that keep failing. The failure streak is read from the attempt read model
  * (`delivery_attempts`, written by the projection from `webhooks.delivery-attempts`), so it
  * survives any restart and sees the attempts of every dispatcher process: an active endpoint whose
@@ -90,27 +115,7 @@ export class AutoDisable extends Context.Service<AutoDisable, {
       const sourceTopic = topicsFor(topicPrefix).sourceEvents.name
       const afterSeconds = yield* AutoDisableAfter
 
-      // The streak of an endpoint: its attempts after `since`, all failed by construction (`since`
-      // is at or after the last success). Read through the attempt log's (endpoint_id, occurred_at) index.
-      const failing = () =>
-        query(() =>
-          sql<Array<FailingEndpoint>>`
-            WITH active AS (
-              SELECT e.id, e.tenant_id, e.mode,
-                GREATEST(e.updated_at, (
-                  SELECT max(s.occurred_at) FROM delivery_attempts s WHERE s.endpoint_id = e.id AND s.outcome = 'succeeded'
-                )) AS since
-              FROM endpoints e WHERE e.active
-            )
-            SELECT c.id, c.tenant_id, c.mode,
-              to_char(c.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS since,
-              count(*)::int AS failures,
-              (array_agg(a.http_status ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_status
-            FROM active c JOIN delivery_attempts a ON a.endpoint_id = c.id AND a.occurred_at > c.since
-            GROUP BY c.id, c.tenant_id, c.mode, c.since
-            HAVING count(*) >= ${MIN_FAILED_ATTEMPTS} AND min(a.occurred_at) <= now() - make_interval(secs => ${afterSeconds})
-            LIMIT ${SWEEP_LIMIT}`
-        )
+      const failing = () => query(() => failingEndpoints(sql, afterSeconds))
 
       const disableOne = Effect.fn("AutoDisable.disableOne")(function*(endpoint: FailingEndpoint) {
         const disabled = yield* commands.disable({ tenantId: endpoint.tenant_id, mode: endpoint.mode }, endpoint.id, endpoint.last_status).pipe(
