@@ -106,6 +106,9 @@ describe("GET /api/v1/openapi.json", () => {
       expect(statuses(p, "post")).toEqual([p.endsWith("test") ? "202" : "200", "400", "401", "403", "404", "413", "422", "429", "500", "503"])
     }
     expect(statuses(`${base}/{id}/deliveries`, "get")).toEqual(["200", "400", "401", "404", "422", "429", "500", "503"])
+    for (const p of [`${base}/{id}/recover`, `${base}/{id}/deliveries/{delivery_id}/retry`]) {
+      expect(statuses(p, "post"), p).toEqual(["202", "400", "401", "403", "404", "413", "422", "429", "500", "503"])
+    }
     expect(statuses("/readyz", "get")).toEqual(["200", "503"])
     for (const { path, method, op } of operations(spec).filter(({ path }) => path.startsWith(base))) {
       expect(Object.keys(op.responses["429"]!.headers ?? {}), `${method} ${path}`).toContain("retry-after")

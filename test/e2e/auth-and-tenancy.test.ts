@@ -35,7 +35,9 @@ const cli = (...args: Array<string>) =>
     execFile(
       process.execPath,
       [path.join(ROOT, "packages/cli/src/main.ts"), ...args],
-      { cwd: ROOT, env: platform.env, timeout: 30_000 },
+      // Bounded only by the test's own timeout: four of these start at once, and on a loaded
+      // two-core host one start alone can take tens of seconds.
+      { cwd: ROOT, env: platform.env, timeout: 110_000 },
       (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
     )
   })

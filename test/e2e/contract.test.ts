@@ -7,6 +7,7 @@
  * an error's `code` is one that response declares, and the body has the declared shape (the
  * handlers write their JSON directly, so this is what keeps them true to the schemas).
  */
+import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -88,6 +89,12 @@ describe("every answer is one its OpenAPI operation lists", () => {
     const id = created.json.data.id as string
     const doomed = (await call("POST", BASE, BASE, { key, body: valid, input: "valid" })).json.data.id as string
     const one = `${BASE}/{id}`
+    // A delivery of the endpoint as the projection records it (the payload of its first attempt),
+    // so a retry has something to send; no dispatcher runs here.
+    const deliveryId = randomUUID()
+    await platform.sql`INSERT INTO delivery_payloads (delivery_id, endpoint_id, tenant_id, mode, source_event_id, source_event_type, body, addressed, occurred_at)
+      VALUES (${deliveryId}, ${id}, ${tenant}, 'live', 'evt_contract', 'message.delivered', '{}', false, now())`
+    const retryOne = `${one}/deliveries/{delivery_id}/retry`
     const ops: Array<[string, string, string]> = [
       ["GET", BASE, BASE],
       ["POST", BASE, BASE],
@@ -97,7 +104,9 @@ describe("every answer is one its OpenAPI operation lists", () => {
       ["POST", `${one}/rotate-secret`, `${BASE}/${id}/rotate-secret`],
       ["POST", `${one}/test`, `${BASE}/${id}/test`],
       ["GET", `${one}/deliveries`, `${BASE}/${id}/deliveries`],
-      ["GET", `${one}/stats`, `${BASE}/${id}/stats`]
+      ["GET", `${one}/stats`, `${BASE}/${id}/stats`],
+      ["POST", `${one}/recover`, `${BASE}/${id}/recover`],
+      ["POST", retryOne, `${BASE}/${id}/deliveries/${deliveryId}/retry`]
     ]
 
     // Every operation: no key, an unknown key, a read-only key, an id that cannot exist, one that
@@ -144,8 +153,13 @@ describe("every answer is one its OpenAPI operation lists", () => {
     if (page.json?.meta?.pagination?.cursor) {
       await call("GET", BASE, `${BASE}?limit=1&cursor=${encodeURIComponent(page.json.meta.pagination.cursor)}`, { key: k, input: "next page" })
     }
+    await call("POST", `${one}/recover`, `${BASE}/${id}/recover`, { key: k, body: { since: new Date(Date.now() - 3600_000).toISOString() }, input: "valid" })
+    await call("POST", `${one}/recover`, `${BASE}/${id}/recover`, { key: k, body: { since: new Date(Date.now() - 30 * 86400_000).toISOString() }, input: "window over 14 days" })
+    await call("POST", retryOne, `${BASE}/${id}/deliveries/${deliveryId}/retry`, { key: k, input: "no body" })
+    await call("POST", retryOne, `${BASE}/${id}/deliveries/${randomUUID()}/retry`, { key: k, input: "unknown delivery" })
     await call("PUT", one, `${BASE}/${id}`, { key: k, body: { ...valid, active: false }, input: "deactivate" })
     await call("POST", `${one}/test`, `${BASE}/${id}/test`, { key: k, body: {}, input: "inactive endpoint" })
+    await call("POST", retryOne, `${BASE}/${id}/deliveries/${deliveryId}/retry`, { key: k, body: {}, input: "inactive endpoint" })
     await call("DELETE", one, `${BASE}/${doomed}`, { key: k, input: "valid" })
     await call("GET", one, `${BASE}/${id}`, { key: k, input: "deleted" })
 

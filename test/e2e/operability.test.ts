@@ -122,7 +122,8 @@ describe("start-up errors", () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, "services/registration/src/main.ts")], {
       env: full,
       encoding: "utf8",
-      timeout: 30_000
+      // A guard against a service that never exits, not a speed check: the test's timeout is 120 s.
+      timeout: 110_000
     })
     return { status: r.status, output: `${r.stdout}\n${r.stderr}` }
   }

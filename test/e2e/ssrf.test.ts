@@ -4,9 +4,10 @@
  * addresses are refused, a failing DNS lookup does not block, and the operator's allow-list
  * and insecure-http switch work (in a separate platform started with them).
  */
-import { lookup } from "node:dns/promises"
-import os from "node:os"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { HOST_NOT_ALLOWED } from "@orbit/net-guard"
+import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { startDnsServer } from "../../packages/net-guard/test/support/DnsServer.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -15,29 +16,34 @@ const events = ["message.delivered"]
 let platform: Platform
 let key: string
 beforeAll(async () => {
-  platform = await startPlatform()
+  platform = await startPlatform({ env: DNS_ENV })
   key = (await platform.createKey(uniqueTenant())).key
 })
 afterAll(() => platform?.close())
 
 /**
- * A name this machine resolves (via /etc/hosts: the machine's own host name usually maps to
- * 127.0.0.1 or 127.0.1.1) to loopback addresses only, if there is one.
+ * Names that resolve to loopback addresses, served by a DNS server inside this test (the platform's
+ * resolver asks only the servers of ORBIT_DNS_SERVERS; /etc/hosts is not read).
  */
-const loopbackName = await (async () => {
-  for (const name of [os.hostname(), "runsc", "ip6-localhost", "ip6-loopback"]) {
-    if (!/^[a-z0-9-]+$/i.test(name) || name.toLowerCase() === "localhost") continue
-    const answers = await lookup(name, { all: true }).catch(() => [])
-    if (answers.length > 0 && answers.every((a) => a.address.startsWith("127.") || a.address === "::1")) return name
-  }
-  return undefined
-})()
-const loopbackV4Name = loopbackName !== undefined &&
-    (await lookup(loopbackName, { all: true })).every((a) => a.address.startsWith("127."))
-  ? loopbackName
-  : undefined
+const dns = await startDnsServer({
+  "loopback.orbit.test": { a: ["127.0.0.1"], aaaa: ["::1"] },
+  "loopback4.orbit.test": { a: ["127.0.0.1"] }
+})
+afterAll(() => dns.close())
+const DNS_ENV = { ORBIT_DNS_SERVERS: dns.address }
+const loopbackName = "loopback.orbit.test"
+const loopbackV4Name = "loopback4.orbit.test"
 
 type Res = Awaited<ReturnType<Platform["api"]>>
+
+/** A service's log line (one JSON object), or undefined for anything else on its output. */
+const parseJson = (line: string): any => {
+  try {
+    return JSON.parse(line)
+  } catch {
+    return undefined
+  }
+}
 
 const register = (p: Platform, k: string, url: string) => p.api("POST", BASE, { key: k, body: { url, events } })
 
@@ -95,6 +101,23 @@ const refused: ReadonlyArray<[string, string]> = [
   ["link-local v6, end of /10", "https://[febf:ffff::1]/"],
   ["multicast v6", "https://[ff02::1]/"],
   ["zone id", "https://[fe80::1%25eth0]/"],
+  // IPv6 is allowed only inside 2000::/3 (global unicast), and there only outside the exclusions
+  ["SIIT (IPv4-translated) loopback", "https://[::ffff:0:7f00:1]/"],
+  ["SIIT (IPv4-translated) metadata", "https://[::ffff:0:a9fe:a9fe]/"],
+  ["SIIT of a public IPv4", "https://[::ffff:0:8.8.8.8]/"],
+  ["site-local", "https://[fec0::1]/"],
+  ["documentation v6 (RFC 9637)", "https://[3fff::1]/"],
+  ["documentation v6 (RFC 9637), end of /20", "https://[3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff]/"],
+  ["SRv6 SIDs, outside 2000::/3", "https://[5f00::1]/"],
+  ["outside 2000::/3, above", "https://[4000::1]/"],
+  ["outside 2000::/3, below", "https://[1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/"],
+  ["Teredo", "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/"],
+  ["ORCHIDv2", "https://[2001:20::1]/"],
+  // ports outside 1-65535 (URL parsing rejects those above 65535 itself)
+  ["port 0", "https://example.com:0/"],
+  ["port 0, zero-padded", "https://example.com:00000/hooks"],
+  ["port 0 on a public literal", "https://93.184.216.34:0/"],
+  ["port above 65535", "https://example.com:65536/"],
   // IPv4 ranges
   ["0.0.0.0", "https://0.0.0.0/"],
   ["0 alone", "https://0/"],
@@ -152,6 +175,13 @@ describe("registration accepts public addresses", () => {
     "https://[2606:4700::1111]/",
     "https://[2001:4860:4860::8888]/",
     "https://[::ffff:8.8.8.8]/",
+    // the edges of 2000::/3 and of the exclusions inside it
+    "https://[2000::1]/",
+    "https://[3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/",
+    "https://[3fff:1000::1]/",
+    "https://[2001:200::1]/",
+    "https://example.com:1/",
+    "https://example.com:65535/",
     "https://example.com/",
     "https://hooks.example.com:8443/orbit?x=1",
     // just outside each blocked IPv4 range: the masks are exact
@@ -179,11 +209,31 @@ describe("registration accepts public addresses", () => {
 })
 
 describe("host names and DNS", () => {
-  it.skipIf(loopbackName === undefined)(`refuses a host name that resolves to a loopback address (${loopbackName})`, async () => {
-    for (const url of [`https://${loopbackName}/`, `https://${loopbackName}./hooks`, `https://${loopbackName!.toUpperCase()}:8443/`]) {
+  it(`refuses a host name that resolves to a loopback address (${loopbackName})`, async () => {
+    for (const url of [`https://${loopbackName}/`, `https://${loopbackName}./hooks`, `https://${loopbackName.toUpperCase()}:8443/`]) {
       expectRefused(await register(platform, key, url), url)
     }
   })
+
+  it(
+    `a refusal by DNS says only that the host is not allowed; the operator's log says where ${loopbackName} points`,
+    async () => {
+      const { key: k } = await platform.createKey(uniqueTenant())
+      const res = await register(platform, k, `https://${loopbackName}/hooks`)
+      expectRefused(res, `https://${loopbackName}/hooks`)
+      expect(res.json.error.message).toBe(HOST_NOT_ALLOWED)
+      // Nothing about the address, the range or its kind reaches the tenant.
+      // (The name itself may be echoed back: the tenant typed it.)
+      expect(res.text.replaceAll(loopbackName, "<name>")).not.toMatch(/127\.|::1|loopback|private|forbidden|resolve/i)
+      const line = await platform.eventually("the operator's log line", () =>
+        platform.logs.get("registration")?.map(parseJson).find((l) => l?.message?.[0]?.startsWith("webhook URL refused at registration")))
+      expect(line).toMatchObject({
+        level: "WARN",
+        message: [expect.any(String), { host: loopbackName.toLowerCase(), address: "127.0.0.1", reason: expect.stringContaining("loopback") }]
+      })
+      expect((await platform.api("GET", BASE, { key: k })).json.data).toEqual([])
+    }
+  )
 
   // How long registration waits for DNS (2 s, then it goes on) is pinned with a test clock in
   // packages/net-guard/test/NetGuard.test.ts; here: the outcome through the API.
@@ -220,7 +270,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
   let open: Platform
   let openKey: string
   beforeAll(async () => {
-    open = await startPlatform({ env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
+    open = await startPlatform({ env: { ...DNS_ENV, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_ALLOW_INSECURE_HTTP: "true" } })
     openKey = (await open.createKey(uniqueTenant())).key
   })
   afterAll(() => open?.close())
@@ -231,7 +281,7 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
     }
   })
 
-  it.skipIf(loopbackV4Name === undefined)(`accepts a name resolving into the allowed CIDR (${loopbackV4Name})`, async () => {
+  it(`accepts a name resolving into the allowed CIDR (${loopbackV4Name})`, async () => {
     const url = `https://${loopbackV4Name}/`
     expectAccepted(await register(open, openKey, url), url)
   })
@@ -249,3 +299,48 @@ describe("operator overrides (a platform started with ORBIT_ALLOW_PRIVATE_CIDRS=
     expectRefused(await register(platform, key, "http://hooks.example.com/"), "http://hooks.example.com/")
   })
 })
+
+describe(
+  `at delivery: a platform whose registration allows 127.0.0.0/8 but whose dispatcher does not (${loopbackV4Name})`,
+  () => {
+    // The operator narrowed the dispatcher's allow-list after the endpoint was registered: the
+    // dispatcher's own check at connect time is all that stands between the tenant and loopback.
+    let split: Platform
+    let tls: SelfSignedCert
+    let receiver: HttpsReceiver
+    beforeAll(async () => {
+      tls = makeSelfSignedCert()
+      receiver = await startHttpsReceiver(tls)
+      split = await startPlatform({ env: { ...DNS_ENV, ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8,::1/128", ORBIT_EXTRA_CA_FILE: tls.caFile } })
+      split.start("dispatcher", { ORBIT_ALLOW_PRIVATE_CIDRS: "" })
+    })
+    afterAll(async () => {
+      await split?.close()
+      await receiver?.close()
+      tls?.cleanup()
+    })
+
+    it("refuses the connection and the attempt log says only that the host is not allowed; the operator's log says why", async () => {
+      const { key: k } = await split.createKey(uniqueTenant())
+      const url = `https://${loopbackV4Name}:${receiver.port}/refused`
+      const created = await register(split, k, url)
+      expectAccepted(created, url)
+      const id = created.json.data.id
+      expect((await split.api("POST", `${BASE}/${id}/test`, { key: k })).status).toBe(202)
+
+      const attempt = await split.eventually("the refused attempt in the attempt log", async () => {
+        const res = await split.api("GET", `${BASE}/${id}/deliveries`, { key: k })
+        return res.status === 200 && res.json.data[0]
+      })
+      expect(attempt).toMatchObject({ outcome: "failed", error_class: "ssrf_blocked", http_status: null, error_message: HOST_NOT_ALLOWED })
+      expect(receiver.received.filter((r) => r.path === "/refused")).toEqual([])
+
+      const line = await split.eventually("the dispatcher's log line", () =>
+        split.logs.get("dispatcher")?.map(parseJson).find((l) => l?.message?.[0]?.startsWith("delivery refused")))
+      expect(line).toMatchObject({
+        level: "WARN",
+        message: [expect.any(String), { host: loopbackV4Name.toLowerCase(), address: "127.0.0.1", reason: "loopback address (127.0.0.0/8)" }]
+      })
+    })
+  }
+)

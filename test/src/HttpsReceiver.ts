@@ -27,11 +27,12 @@ export interface SelfSignedCert {
   cleanup(): void
 }
 
-export const makeSelfSignedCert = (): SelfSignedCert => {
+/** A certificate for 127.0.0.1 and localhost, and for `names` too (for receivers reached by a DNS name). */
+export const makeSelfSignedCert = (names: ReadonlyArray<string> = []): SelfSignedCert => {
   const dir = mkdtempSync(join(tmpdir(), "orbit-e2e-tls-"))
   execFileSync("openssl", [
     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-subj", "/CN=127.0.0.1", "-addext", `subjectAltName=${["IP:127.0.0.1", "DNS:localhost", ...names.map((n) => `DNS:${n}`)].join(",")}`,
     "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")
   ], { stdio: "ignore" })
   return {

@@ -44,9 +44,11 @@ export const startPlatform = async (options: {
   const processes = new Map<ServiceName, ChildProcess>()
   const logs = new Map<ServiceName, Array<string>>()
 
-  const start = (name: ServiceName) => {
+  /** Starts a service; `extraEnv` overrides the platform's settings for this process only. */
+  const start = (name: ServiceName, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
-      env,
+      // Each service's Postgres sessions are named after the run and the service (pg_stat_activity).
+      env: { ...env, PGAPPNAME: `${id}-${name}`, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const lines = logs.get(name) ?? []
@@ -143,6 +145,20 @@ export const startPlatform = async (options: {
     }, timeoutMs)
   }
 
+  /**
+   * How many times `table` of this run's schema has been scanned (sequential plus index scans), a
+   * measure of the queries that reached it. A Postgres session publishes its table statistics
+   * lazily (seconds later) but always when it ends, so the sessions of `service` are ended first:
+   * pg_terminate_backend waits for them to exit, and the service's pool opens new ones on demand.
+   * Call it while no request is in flight.
+   */
+  const tableScans = async (table: string, service: ServiceName = "registration") => {
+    await sql`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = ${`${id}-${service}`}`
+    const [row] = await sql<Array<{ scans: string }>>`
+      SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS scans FROM pg_stat_user_tables WHERE schemaname = ${id} AND relname = ${table}`
+    return Number(row?.scans ?? 0)
+  }
+
   /** Stops the services, then removes this run's schema and topics so runs never pile up. */
   const close = async () => {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
@@ -156,7 +172,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>

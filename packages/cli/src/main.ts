@@ -116,7 +116,7 @@ const deliveries = Command.make("deliveries").pipe(
           ...Option.match(o.endpoint, { onNone: () => [], onSome: (e) => ["--endpoint", e] }),
           ...Option.match(o.since, { onNone: () => [], onSome: (s) => ["--since", s] })
         ])
-    ).pipe(Command.withDescription("Re-send an endpoint's dead-lettered deliveries (attempt 1 again)"))
+    ).pipe(Command.withDescription("Re-send an endpoint's dead-lettered deliveries not delivered since (attempt 1 again)"))
   ])
 )
 

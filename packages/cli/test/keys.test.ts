@@ -4,7 +4,7 @@
  * hash, listings are per tenant, a revocation is recorded once.
  */
 import { randomBytes } from "node:crypto"
-import { hashApiKey, parseApiKeyPrefix } from "@orbit/crypto"
+import { hashApiKey, parseApiKey, parseApiKeyPrefix } from "@orbit/crypto"
 import { postgres } from "@orbit/db"
 import { afterAll, describe, expect, it } from "vitest"
 import { DATABASE_URL, orbit } from "./cli.ts"
@@ -57,6 +57,8 @@ describe("orbit keys (real Postgres)", () => {
     publicKey = await createKey(["--tenant", tenant, "--mode", "test", "--public"])
     expect(parseApiKeyPrefix(secretKey)).toEqual({ mode: "live", kind: "secret" })
     expect(parseApiKeyPrefix(publicKey)).toEqual({ mode: "test", kind: "public" })
+    // Keys are created with their checksum, so the API can refuse a mistyped one without a lookup.
+    expect([parseApiKey(secretKey)?.format, parseApiKey(publicKey)?.format]).toEqual(["checksummed", "checksummed"])
 
     const rows = await sql<Array<Record<string, unknown>>>`SELECT * FROM api_keys WHERE tenant_id = ${tenant} ORDER BY created_at`
     expect(rows.map((r) => [r.mode, r.kind, r.key_hash, r.revoked_at])).toEqual([

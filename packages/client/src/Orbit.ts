@@ -27,6 +27,9 @@ export type UpdateEndpointRequest = Schemas["UpdateEndpointRequest"]
 export type RotateSecretRequest = Schemas["RotateSecretRequest"]
 export type SendTestEventRequest = Schemas["SendTestEventRequest"]
 export type EventTypeDescription = Schemas["EventType"]
+export type RecoverRequest = Schemas["RecoverRequest"]
+export type Recovery = Schemas["Recovery"]
+export type RetryStarted = Schemas["RetryStarted"]
 
 /** `{ cursor, limit }` of `GET /api/v1/webhooks` (limit 1–200, default 25). */
 export type ListParams = NonNullable<operations["webhooks.list"]["parameters"]["query"]>
@@ -197,6 +200,20 @@ export class Webhooks {
   /** The endpoint's attempts over the window summed up (counts, success rate, latency, state). */
   stats(id: string, params: StatsParams = {}): Promise<EndpointStats> {
     return unwrap(this.#http.GET("/api/v1/webhooks/{id}/stats", { params: { path: { id }, query: params } }))
+  }
+
+  /**
+   * Sends again the endpoint's deliveries in `[since, until]` (default until: now; at most 14 days)
+   * whose latest attempt failed with no retry left, each once, with the same delivery id. A repeat
+   * of the same window within 24 h starts nothing and resolves to the first recovery.
+   */
+  recover(id: string, body: RecoverRequest): Promise<Json<"webhooks.recover", 202>> {
+    return unwrap(this.#http.POST("/api/v1/webhooks/{id}/recover", { params: { path: { id } }, body }))
+  }
+
+  /** One attempt of the delivery now, whatever its last outcome; recorded in the attempt log. */
+  retryDelivery(id: string, deliveryId: string): Promise<Json<"webhooks.retryDelivery", 202>> {
+    return unwrap(this.#http.POST("/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", { params: { path: { id, delivery_id: deliveryId } } }))
   }
 
   /** Every delivery attempt of the endpoint, page by page. */

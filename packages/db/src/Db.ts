@@ -24,7 +24,9 @@ export const DbConfig = Config.all({
   schema: Config.schema(Schema.String.check(Schema.isPattern(/^[a-z_][a-z0-9_]{0,62}$/)), "ORBIT_DB_SCHEMA").pipe(
     Config.withDefault("orbit")
   ),
-  poolSize: Config.Int("ORBIT_DB_POOL_SIZE").pipe(Config.withDefault(10))
+  poolSize: Config.Int("ORBIT_DB_POOL_SIZE").pipe(Config.withDefault(10)),
+  // libpq's variable: tells this process's connections apart in pg_stat_activity.
+  applicationName: Config.String("PGAPPNAME").pipe(Config.withDefault("orbit-webhooks"))
 })
 
 const MIGRATIONS_DIR = join(import.meta.dirname, "..", "migrations")
@@ -79,7 +81,7 @@ export class Db extends Context.Service<Db, {
               connect_timeout: 5,
               idle_timeout: 60,
               onnotice: () => undefined,
-              connection: { ...options.session, search_path: config.schema, application_name: "orbit-webhooks" }
+              connection: { ...options.session, search_path: config.schema, application_name: config.applicationName }
             })
           ),
           (sql) => Effect.promise(() => sql.end({ timeout: 5 }))

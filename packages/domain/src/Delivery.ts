@@ -31,6 +31,12 @@ const delivery = {
 const addressed = { addressed: Schema.optionalKey(Schema.Literal(true)) }
 
 /**
+ * Present (true) on a task that makes exactly one attempt (`POST …/deliveries/{id}/retry`): its
+ * outcome is recorded, and a failure schedules no retry and writes no dead letter.
+ */
+const once = { once: Schema.optionalKey(Schema.Literal(true)) }
+
+/**
  * One attempt to make, on `webhooks.deliveries` (attempt 1) and the retry tiers (later attempts),
  * key = endpoint id. `body` is the exact request body (API.md §7), so every attempt sends the same bytes.
  */
@@ -42,7 +48,8 @@ export const DeliveryTask = Schema.TaggedStruct("DeliveryTask", {
   attempt: Schema.Int,
   /** The attempt must not start before this instant (ISO 8601). */
   not_before: Schema.String,
-  ...addressed
+  ...addressed,
+  ...once
 })
 export type DeliveryTask = typeof DeliveryTask.Type
 
@@ -83,11 +90,17 @@ export const attemptResultFields = {
   dead_lettered: Schema.Boolean
 }
 
-/** One event per attempt, on `webhooks.delivery-attempts` (key = endpoint id). */
+/**
+ * One event per attempt, on `webhooks.delivery-attempts` (key = endpoint id). The first attempt of
+ * a chain (attempt 1) also carries the request `body` (and `addressed`), so the attempts read model
+ * holds what a recovery or a single retry sends again; later attempts leave them out.
+ */
 export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
   ...envelope,
   ...delivery,
-  ...attemptResultFields
+  ...attemptResultFields,
+  body: Schema.optionalKey(Schema.String),
+  ...addressed
 })
 export type DeliveryAttempted = typeof DeliveryAttempted.Type
 
@@ -105,6 +118,50 @@ export const DeliveryDeadLettered = Schema.TaggedStruct("DeliveryDeadLettered", 
   ...addressed
 })
 export type DeliveryDeadLettered = typeof DeliveryDeadLettered.Type
+
+/** What a delivery is sent again from: its identity, its exact body and whether it was addressed. */
+export interface DeliveryPayload {
+  readonly delivery_id: string
+  readonly endpoint_id: string
+  readonly tenant_id: string
+  readonly mode: Mode
+  readonly source_event_id: string
+  readonly source_event_type: string
+  readonly body: string
+  readonly addressed?: true | undefined
+}
+
+/**
+ * A task that sends a delivery again (pure), due now, with the SAME delivery id and body, so the
+ * receiver sees the same `X-Devotel-Delivery-Id` and event id and can dedupe. By default it starts
+ * a new attempt chain (attempt 1, retried per the endpoint's current policy, dead-lettered if it
+ * fails again): dead-letter replay and recovery. With `once`, it is the single attempt `attempt`.
+ */
+export const redeliveryTask = (
+  payload: DeliveryPayload,
+  now: number,
+  newId: () => string,
+  options: { readonly once?: { readonly attempt: number } } = {}
+): DeliveryTask => {
+  const at = new Date(now).toISOString()
+  return {
+    _tag: "DeliveryTask",
+    schema_version: 1,
+    event_id: newId(),
+    occurred_at: at,
+    delivery_id: payload.delivery_id,
+    endpoint_id: payload.endpoint_id,
+    tenant_id: payload.tenant_id,
+    mode: payload.mode,
+    source_event_id: payload.source_event_id,
+    source_event_type: payload.source_event_type,
+    body: payload.body,
+    attempt: options.once?.attempt ?? 1,
+    not_before: at,
+    ...(payload.addressed ? { addressed: true as const } : {}),
+    ...(options.once ? { once: true as const } : {})
+  }
+}
 
 export const DeliveryTaskJson = Schema.fromJsonString(DeliveryTask)
 export const decodeDeliveryTask = Schema.decodeUnknownSync(DeliveryTaskJson)

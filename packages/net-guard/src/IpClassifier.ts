@@ -248,7 +248,10 @@ const range = (text: string, what: string) => {
   return { cidr, reason: `${what} address (${cidr.text})` }
 }
 
-/** API.md §6. Order matters only for the reason reported (most specific first). */
+/**
+ * API.md §6. Order matters only for the reason reported (most specific first). IPv6 entries
+ * outside 2000::/3 only name the reason: the global-unicast rule refuses those addresses anyway.
+ */
 const BLOCKED = [
   range("255.255.255.255/32", "broadcast"),
   range("0.0.0.0/8", "this-network"),
@@ -271,18 +274,29 @@ const BLOCKED = [
   // Not in the §6 list, but not public unicast either (deprecated
   // IPv4-compatible addresses, RFC 4291 §2.5.5.1), so refused per §6's rule.
   range("::/96", "IPv4-compatible"),
+  range("::ffff:0:0:0/96", "IPv4-translated (SIIT)"),
   range("64:ff9b::/96", "NAT64"),
   range("64:ff9b:1::/48", "local-use NAT64"),
   range("100::/64", "discard-only"),
   range("2001::/23", "IETF protocol assignment"),
   range("2001:db8::/32", "documentation"),
   range("2002::/16", "6to4"),
+  range("3fff::/20", "documentation"),
   range("fc00::/7", "unique local"),
   range("fe80::/10", "link-local"),
+  range("fec0::/10", "site-local"),
   range("ff00::/8", "multicast")
 ]
 
 const MAPPED = range("::ffff:0:0/96", "IPv4-mapped").cidr
+
+/**
+ * IPv6 is judged by an allowlist: only global unicast is public, so every address outside it is
+ * refused whether or not a blocklist entry names it (site-local fec0::/10, SIIT ::ffff:0:0:0/96,
+ * ranges assigned after this list was written, …). The blocklist then carves the non-public
+ * parts out of 2000::/3.
+ */
+const GLOBAL_UNICAST = range("2000::/3", "global unicast").cidr
 
 const classifyIp = (ip: IpValue, allow: ReadonlyArray<Cidr>): Classification => {
   if (allow.some((cidr) => contains(cidr, ip))) return { allowed: true }
@@ -292,12 +306,18 @@ const classifyIp = (ip: IpValue, allow: ReadonlyArray<Cidr>): Classification => 
     return inner.allowed ? inner : { allowed: false, reason: `IPv4-mapped ${inner.reason}` }
   }
   const hit = BLOCKED.find((entry) => contains(entry.cidr, ip))
-  return hit ? { allowed: false, reason: hit.reason } : { allowed: true }
+  if (hit) return { allowed: false, reason: hit.reason }
+  if (ip.family === 6 && !contains(GLOBAL_UNICAST, ip)) {
+    return { allowed: false, reason: `non-global IPv6 address (outside ${GLOBAL_UNICAST.text})` }
+  }
+  return { allowed: true }
 }
 
 /**
- * Judges one address (any spelling `parseHost` accepts) against the §6
- * blocklist. Addresses inside one of the `allow` CIDRs are exempt.
+ * Judges one address (any spelling `parseHost` accepts) by API.md §6: IPv4
+ * against the blocklist; IPv6 must be global unicast (2000::/3) and outside
+ * the blocklist, IPv4-mapped IPv6 is judged by its IPv4. Addresses inside one
+ * of the `allow` CIDRs are exempt.
  */
 export const classifyAddress = (
   address: string,

@@ -2,11 +2,12 @@
  * Effect services for the SSRF rule (API.md §6): the operator policy (from
  * Config), an injectable DNS resolver, and `NetGuard.vetForRegistration`.
  */
-import { lookup } from "node:dns/promises"
 import { Config, ConfigProvider, Context, Effect, Layer, Option, Schema } from "effect"
+import { DNS_DEFAULTS, makeCaresResolver, parseDnsServers } from "./CaresResolver.ts"
+import type { CaresResolverOptions } from "./CaresResolver.ts"
 import { classifyAddress, parseCidrList } from "./IpClassifier.ts"
 import type { IpFamily, ParsedHost } from "./IpClassifier.ts"
-import { checkWebhookUrl } from "./UrlPolicy.ts"
+import { checkWebhookUrl, HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 import type { UrlPolicy } from "./UrlPolicy.ts"
 
 // ---------------------------------------------------------------- policy --
@@ -48,13 +49,42 @@ export interface ResolvedAddress {
 /** Every A and AAAA answer for a host name. Also what `makePinnedDispatcher` takes. */
 export type ResolveHost = (host: string) => Promise<ReadonlyArray<ResolvedAddress>>
 
-/** The system resolver (getaddrinfo: /etc/hosts, then DNS), all families, in resolver order. */
-export const systemResolve: ResolveHost = (host) => lookup(host, { all: true, order: "verbatim" })
+/** A setting that is a whole number at least `min`; the ConfigError names the variable. */
+const intAtLeast = (variable: string, min: number, fallback: number): Config.Config<number> =>
+  Config.Int(variable).pipe(
+    Config.withDefault(fallback),
+    Config.mapEffect((n) =>
+      n >= min ? Effect.succeed(n) : Effect.fail(configError(variable, `must be at least ${min}, got ${n}`))
+    )
+  )
+
+/**
+ * The resolver's settings: `ORBIT_DNS_SERVERS` (comma-separated, default the system's
+ * resolv.conf servers), `ORBIT_DNS_TIMEOUT_MS`, `ORBIT_DNS_MAX_CONCURRENT`, `ORBIT_DNS_CACHE_SIZE`.
+ */
+export const DnsConfig: Config.Config<CaresResolverOptions> = Config.all({
+  servers: Config.String("ORBIT_DNS_SERVERS").pipe(
+    Config.withDefault(""),
+    Config.mapEffect((text) =>
+      Effect.try({
+        try: () => parseDnsServers(text),
+        catch: (e) => configError("ORBIT_DNS_SERVERS", (e as Error).message)
+      })
+    )
+  ),
+  timeoutMs: intAtLeast("ORBIT_DNS_TIMEOUT_MS", 1, DNS_DEFAULTS.timeoutMs),
+  maxConcurrent: intAtLeast("ORBIT_DNS_MAX_CONCURRENT", 1, DNS_DEFAULTS.maxConcurrent),
+  cacheSize: intAtLeast("ORBIT_DNS_CACHE_SIZE", 0, DNS_DEFAULTS.cacheSize)
+})
 
 export class Resolver extends Context.Service<Resolver, { readonly resolve: ResolveHost }>()(
   "@orbit/net-guard/Resolver"
 ) {
-  static readonly layer = Layer.succeed(Resolver, { resolve: systemResolve })
+  /** c-ares lookups (see `makeCaresResolver`) with the settings of `DnsConfig`. */
+  static readonly layer = Layer.effect(
+    Resolver,
+    Effect.map(DnsConfig, (options) => ({ resolve: makeCaresResolver(options) }))
+  )
   /** A scripted resolver, for tests (e.g. public at registration, private at delivery). */
   static readonly layerFrom = (resolve: ResolveHost) => Layer.succeed(Resolver, { resolve })
 }
@@ -111,7 +141,13 @@ export class NetGuard extends Context.Service<NetGuard, {
         for (const { address, family } of answers.value) {
           const verdict = classifyAddress(address, family as IpFamily, policy.allowCidrs)
           if (!verdict.allowed) {
-            return yield* new ForbiddenUrl({ reason: `URL host resolves to a forbidden ${verdict.reason}.` })
+            // The caller learns only that the host is refused; where it points is for the operator.
+            yield* Effect.logWarning("webhook URL refused at registration: its host resolves to a forbidden address", {
+              host: host.name,
+              address,
+              reason: verdict.reason
+            })
+            return yield* new ForbiddenUrl({ reason: HOST_NOT_ALLOWED })
           }
         }
         return { url, host, resolved: true, addresses: answers.value.map((a) => a.address) }
@@ -121,7 +157,7 @@ export class NetGuard extends Context.Service<NetGuard, {
     })
   )
 
-  /** Policy from Config, system DNS; also exposes `NetGuardPolicy` and `Resolver` to the dispatcher. */
+  /** Policy and DNS settings from Config; also exposes `NetGuardPolicy` and `Resolver` to the dispatcher. */
   static readonly layer = NetGuard.layerNoDeps.pipe(
     Layer.provideMerge(Layer.mergeAll(NetGuardPolicy.layer, Resolver.layer))
   )

@@ -16,15 +16,32 @@ import { Config, Effect, Option } from "effect"
 import { Agent, buildConnector } from "undici"
 import { classifyAddress, isForbiddenName, parseHost } from "./IpClassifier.ts"
 import type { IpFamily } from "./IpClassifier.ts"
-import { configError, systemResolve } from "./NetGuard.ts"
+import { makeCaresResolver } from "./CaresResolver.ts"
+import { configError } from "./NetGuard.ts"
 import type { Policy, ResolvedAddress, ResolveHost } from "./NetGuard.ts"
+import { HOST_NOT_ALLOWED } from "./UrlPolicy.ts"
 
 export const SSRF_BLOCKED = "ORBIT_SSRF_BLOCKED"
 
-/** Raised (as the request's error) when the connector refuses a target. */
+/** Why a host name was refused: for the operator's log, never for the tenant. */
+export interface SsrfRefusal {
+  readonly host: string
+  readonly address: string
+  readonly reason: string
+}
+
+/**
+ * Raised (as the request's error) when the connector refuses a target. The message is what the
+ * attempt log shows; `refusal` holds the detail of a refusal that depends on DNS.
+ */
 export class SsrfBlockedError extends Error {
   readonly code = SSRF_BLOCKED
   override readonly name = "SsrfBlockedError"
+  readonly refusal: SsrfRefusal | undefined
+  constructor(message: string, refusal?: SsrfRefusal) {
+    super(message)
+    this.refusal = refusal
+  }
 }
 
 export const isSsrfBlocked = (u: unknown): u is SsrfBlockedError =>
@@ -32,12 +49,14 @@ export const isSsrfBlocked = (u: unknown): u is SsrfBlockedError =>
 
 export interface PinnedDispatcherOptions {
   readonly policy: Policy
-  /** Defaults to the system resolver (`dns.lookup`, all families). */
+  /** Defaults to a c-ares resolver with the system's DNS servers (`makeCaresResolver()`). */
   readonly resolver?: ResolveHost
   /** Extra trusted CA(s) in PEM, added to Node's default roots. */
   readonly ca?: string | Buffer
   /** Bounds DNS resolution and TCP+TLS connect (each). Default 10 s. */
   readonly connectTimeoutMs?: number
+  /** Told the detail of every refusal that depends on DNS, for the operator's log. */
+  readonly onRefused?: (refusal: SsrfRefusal) => void
 }
 
 const withTimeout = <A>(promise: Promise<A>, ms: number, what: string): Promise<A> => {
@@ -73,14 +92,17 @@ export const vetTarget = async (
   for (const { address, family } of answers) {
     const verdict = classifyAddress(address, family as IpFamily, policy.allowCidrs)
     if (!verdict.allowed) {
-      throw new SsrfBlockedError(`Refusing to connect to ${hostname}: it resolves to a forbidden ${verdict.reason}`)
+      // A literal IP may be named (the tenant typed it); a name's answers stay with the operator.
+      throw host.kind === "ip"
+        ? new SsrfBlockedError(`URL targets a forbidden ${verdict.reason}.`)
+        : new SsrfBlockedError(HOST_NOT_ALLOWED, { host: host.name, address, reason: verdict.reason })
     }
   }
   return { name: host.kind === "name" ? host.name : undefined, addresses: answers.map((a) => a.address) }
 }
 
 export const makePinnedDispatcher = (options: PinnedDispatcherOptions): Agent => {
-  const { policy, resolver = systemResolve, ca, connectTimeoutMs = 10_000 } = options
+  const { policy, resolver = makeCaresResolver(), ca, connectTimeoutMs = 10_000, onRefused } = options
   // undici's own connector does the TCP/TLS work, given an IP as `hostname`. Extra CAs go into one
   // secure context built here: a `ca` option would make Node parse all ~150 roots again on every
   // connection (milliseconds of CPU each), enough to time out a burst of new connections.
@@ -93,6 +115,11 @@ export const makePinnedDispatcher = (options: PinnedDispatcherOptions): Agent =>
   const connect: buildConnector.connector = (opts, callback) => {
     if (opts.protocol !== "https:" && !(opts.protocol === "http:" && policy.allowInsecureHttp)) {
       callback(new SsrfBlockedError(`Refusing to connect: ${opts.protocol} is not allowed`), null)
+      return
+    }
+    const port = Number(opts.port === "" ? (opts.protocol === "https:" ? 443 : 80) : opts.port)
+    if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+      callback(new SsrfBlockedError("Refusing to connect: the port must be between 1 and 65535"), null)
       return
     }
     vetTarget(opts.hostname, policy, resolver, connectTimeoutMs).then(
@@ -112,7 +139,10 @@ export const makePinnedDispatcher = (options: PinnedDispatcherOptions): Agent =>
         }
         attempt(0)
       },
-      (err: Error) => callback(err, null)
+      (err: Error) => {
+        if (err instanceof SsrfBlockedError && err.refusal !== undefined) onRefused?.(err.refusal)
+        callback(err, null)
+      }
     )
   }
 

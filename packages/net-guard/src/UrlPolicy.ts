@@ -17,6 +17,13 @@ export type UrlCheck =
 
 export const MAX_URL_LENGTH = 2048
 
+/**
+ * The one answer to every refusal that depends on DNS (a name whose answers include a forbidden
+ * address), at registration and in the attempt log alike. It names neither the address nor its
+ * range, so a tenant cannot map internal names; the operator's log carries the detail.
+ */
+export const HOST_NOT_ALLOWED = "URL host is not allowed."
+
 const refuse = (reason: string): UrlCheck => ({ ok: false, reason })
 
 export const checkWebhookUrl = (raw: string, policy: UrlPolicy): UrlCheck => {
@@ -34,6 +41,10 @@ export const checkWebhookUrl = (raw: string, policy: UrlPolicy): UrlCheck => {
   }
   if (url.username !== "" || url.password !== "") return refuse("URL must not contain credentials.")
   if (url.hostname === "") return refuse("URL must include a host.")
+  // The URL parser drops a default port and rejects one above 65535; 0 is what remains.
+  if (url.port !== "" && !(Number(url.port) >= 1 && Number(url.port) <= 65535)) {
+    return refuse("URL port must be between 1 and 65535.")
+  }
   const host = parseHost(url.hostname)
   if (host.kind === "invalid") return refuse("URL host is not valid.")
   if (host.kind === "name") {

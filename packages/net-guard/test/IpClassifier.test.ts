@@ -38,9 +38,15 @@ const RANGES: Array<[string, string, string, string | null, string | null]> = [
   ["fc00::/7", "fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::"],
   ["fe80::/10", "fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fec0::"],
   ["ff00::/8", "ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", null],
-  // Our addition (deprecated IPv4-compatible addresses; not public unicast).
-  ["::/96", "::2", "::ffff:ffff", null, "::1:0:0"]
+  ["3fff::/20", "3fff::", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", "3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "3fff:1000::"],
+  // Our additions, all outside 2000::/3 (refused by the global-unicast rule; the entry names why).
+  ["::/96", "::2", "::ffff:ffff", null, "::1:0:0"],
+  ["::ffff:0:0:0/96", "::ffff:0:0:0", "::ffff:0:ffff:ffff", "::fffe:ffff:ffff:ffff", "::ffff:1:0:0"],
+  ["fec0::/10", "fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ff00::"]
 ]
+
+/** Whether an address is IPv4 or inside 2000::/3, the only IPv6 that can be public. */
+const globalOrV4 = (address: string) => !address.includes(":") || parseCidr(`${address}/3`)?.text === "2000::/3"
 
 describe("classifyAddress: every §6 range boundary", () => {
   for (const [cidr, first, last, below, above] of RANGES) {
@@ -52,9 +58,13 @@ describe("classifyAddress: every §6 range boundary", () => {
       }
     })
     if (below !== null || above !== null) {
-      it(`${cidr}: neighbours ${[below, above].filter(Boolean).join(", ")} allowed`, () => {
+      it(`${cidr}: neighbours ${[below, above].filter(Boolean).join(", ")} not judged by it`, () => {
         for (const address of [below, above]) {
-          if (address !== null) expect(classify(address), address).toEqual({ allowed: true })
+          if (address === null) continue
+          // Outside 2000::/3 a neighbour is still refused, by the global-unicast rule, not by this range.
+          const verdict = classify(address)
+          if (globalOrV4(address)) expect(verdict, address).toEqual({ allowed: true })
+          else expect(verdict, address).toEqual({ allowed: false, reason: expect.not.stringContaining(cidr) })
         }
       })
     }
@@ -62,9 +72,42 @@ describe("classifyAddress: every §6 range boundary", () => {
 
   it.each([
     "8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.0.1", "172.32.0.1", "223.255.255.255",
-    "2606:4700:4700::1111", "2a00:1450:4001::1", "2001:4860:4860::8888", "::1:0:0"
+    "2606:4700:4700::1111", "2a00:1450:4001::1", "2001:4860:4860::8888", "2000::", "2000::1",
+    "2001:200::", "2003::1", "3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "3fff:1000::",
+    "3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
   ])("public unicast %s allowed", (address) => {
     expect(classify(address)).toEqual({ allowed: true })
+  })
+
+  it.each([
+    // no blocklist entry names these: only the 2000::/3 rule refuses them
+    "5f00::1", "5f00:ffff::1", "4000::", "4000::1", "8000::1", "e000::1", "f000::1", "fe00::1",
+    "1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "1000::1", "::1:0:0", "::2:0:0", "::1:2:3:4",
+    "101::1", "64:ff9a::1", "64:ff9b::1:0:0", "100:0:0:1::"
+  ])("IPv6 outside 2000::/3 refused: %s", (address) => {
+    expect(classify(address)).toEqual({ allowed: false, reason: "non-global IPv6 address (outside 2000::/3)" })
+  })
+
+  it.each([
+    ["fec0::1", "site-local address (fec0::/10)"],
+    ["FEC0::1", "site-local address (fec0::/10)"],
+    ["::ffff:0:7f00:1", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["::ffff:0:a9fe:a9fe", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["::ffff:0:127.0.0.1", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["::ffff:0:808:808", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["3fff::1", "documentation address (3fff::/20)"],
+    ["3fff:abc::1", "documentation address (3fff::/20)"]
+  ])("%s refused: %s", (address, reason) => {
+    expect(classify(address)).toEqual({ allowed: false, reason })
+  })
+
+  it.each([
+    // IPv6 forms that embed an IPv4 address are refused whatever the IPv4 (except IPv4-mapped,
+    // which reaches the IPv4 itself and is judged by it)
+    "::127.0.0.1", "::8.8.8.8", "::ffff:0:8.8.8.8", "64:ff9b::8.8.8.8", "64:ff9b::808:808", "64:ff9b:1::808:808",
+    "2002:808:808::1", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:10::1", "2001:20::1"
+  ])("IPv6 embedding an IPv4 address refused: %s", (address) => {
+    expect(classify(address).allowed).toBe(false)
   })
 
   it.each([
@@ -119,7 +162,18 @@ describe("classifyAddress: allowed CIDRs", () => {
     ["fd00::1", ["fd00::/8"], true],
     ["fc00::1", ["fd00::/8"], false],
     ["169.254.169.254", ["0.0.0.0/0"], true],
-    ["fe80::1", ["0.0.0.0/0"], false]
+    ["fe80::1", ["0.0.0.0/0"], false],
+    // the operator's list also opens IPv6 outside 2000::/3, and only what it lists
+    ["::1", ["::1/128", "fd00::/8"], true],
+    ["::2", ["::1/128"], false],
+    ["fec0::1", ["fec0::/10"], true],
+    ["fec0::1", ["fe80::/10"], false],
+    ["5f00::1", ["5f00::/16"], true],
+    ["5f01::1", ["5f00::/16"], false],
+    ["::ffff:0:7f00:1", ["::ffff:0:0:0/96"], true],
+    ["::ffff:0:7f00:1", ["127.0.0.0/8"], false],
+    ["3fff::1", ["3fff::/20"], true],
+    ["3fff::1", ["2000::/3"], true]
   ] as const)("%s with allow %j → allowed=%s", (address, allow, expected) => {
     expect(classify(address, [...allow]).allowed).toBe(expected)
   })

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Fiber, Layer } from "effect"
+import { ConfigProvider, Effect, Fiber, Layer, Logger } from "effect"
 import { TestClock } from "effect/testing"
 import { parseCidrList } from "../src/IpClassifier.ts"
 import { NetGuard, NetGuardPolicy, PolicyConfig, Resolver } from "../src/NetGuard.ts"
@@ -26,6 +26,13 @@ const guard = (resolve: ResolveHost, policy: Partial<Policy> = {}) =>
 
 const vet = (url: string) => Effect.flatMap(NetGuard, (g) => g.vetForRegistration(url))
 
+/** A logger that keeps every line (level and message) for the test to read. */
+const capturedLogs = () => {
+  const lines: Array<{ level: string; message: unknown }> = []
+  const layer = Logger.layer([Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message }))])
+  return { lines, layer }
+}
+
 describe("NetGuard.vetForRegistration", () => {
   it.effect("accepts a name whose every address is public", () => {
     const r = scripted(answers("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"))
@@ -39,19 +46,61 @@ describe("NetGuard.vetForRegistration", () => {
   })
 
   it.effect.each([
-    [["93.184.216.34", "10.0.0.5"], "private"],
-    [["127.0.0.1"], "loopback"],
-    [["2606:4700::1", "fd00::1"], "unique local"],
-    [["::ffff:169.254.169.254"], "IPv4-mapped link-local"],
-    [["93.184.216.34", "not-an-address"], "not a valid IP address"]
-  ] as const)("refuses when any answer is forbidden: %j", ([addresses, kind]) => {
+    [["93.184.216.34", "10.0.0.5"], "10.0.0.5", "private address (10.0.0.0/8)"],
+    [["10.1.2.3"], "10.1.2.3", "private address (10.0.0.0/8)"],
+    [["127.0.0.1"], "127.0.0.1", "loopback address (127.0.0.0/8)"],
+    [["2606:4700::1", "fd00::1"], "fd00::1", "unique local address (fc00::/7)"],
+    [["::ffff:169.254.169.254"], "::ffff:169.254.169.254", "IPv4-mapped link-local address (169.254.0.0/16)"],
+    [["::ffff:0:a9fe:a9fe"], "::ffff:0:a9fe:a9fe", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    [["fec0::1"], "fec0::1", "site-local address (fec0::/10)"],
+    [["3fff::1"], "3fff::1", "documentation address (3fff::/20)"],
+    [["2606:4700::1", "5f00::1"], "5f00::1", "non-global IPv6 address (outside 2000::/3)"],
+    [["93.184.216.34", "not-an-address"], "not-an-address", "not a valid IP address"]
+  ] as const)("refuses when any answer is forbidden, saying only that the host is not allowed: %j", ([addresses, address, reason]) => {
     const r = scripted(answers(...addresses))
+    const logs = capturedLogs()
     return Effect.gen(function*() {
       const error = yield* Effect.flip(vet("https://rebind.example/"))
       expect(error._tag).toBe("ForbiddenUrl")
-      expect(error.reason).toMatch(/^URL host resolves to a forbidden /)
-      expect(error.reason).toContain(kind)
-    }).pipe(Effect.provide(guard(r.resolve)))
+      // The same words whatever the answer: no address, no range, no kind of range.
+      expect(error.reason).toBe("URL host is not allowed.")
+      // The operator's log has the detail.
+      expect(logs.lines).toEqual([{
+        level: "Warn",
+        message: [
+          "webhook URL refused at registration: its host resolves to a forbidden address",
+          { host: "rebind.example", address, reason }
+        ]
+      }])
+    }).pipe(Effect.provide(Layer.mergeAll(guard(r.resolve), logs.layer)))
+  })
+
+  it.effect("refuses a literal naming why (the caller typed it), and logs nothing", () => {
+    const r = scripted(answers("93.184.216.34"))
+    const logs = capturedLogs()
+    return Effect.gen(function*() {
+      for (const [url, reason] of [
+        ["https://[::ffff:0:7f00:1]/", "URL targets a forbidden IPv4-translated (SIIT) address (::ffff:0:0:0/96)."],
+        ["https://[fec0::1]/", "URL targets a forbidden site-local address (fec0::/10)."],
+        ["https://[3fff::1]/", "URL targets a forbidden documentation address (3fff::/20)."],
+        ["https://[5f00::1]/", "URL targets a forbidden non-global IPv6 address (outside 2000::/3)."],
+        ["https://example.com:0/", "URL port must be between 1 and 65535."]
+      ] as const) {
+        expect((yield* Effect.flip(vet(url))).reason, url).toBe(reason)
+      }
+      expect(r.calls).toEqual([])
+      expect(logs.lines).toEqual([])
+    }).pipe(Effect.provide(Layer.mergeAll(guard(r.resolve), logs.layer)))
+  })
+
+  it.effect("ORBIT_ALLOW_PRIVATE_CIDRS opens the IPv6 ranges it lists, and only those", () => {
+    const r = scripted((host) => answers(host === "v6.test" ? "::1" : "fd00::1")())
+    return Effect.gen(function*() {
+      expect((yield* vet("https://[::1]:8443/")).addresses).toEqual(["::1"])
+      expect((yield* vet("https://v6.test/")).addresses).toEqual(["::1"])
+      expect((yield* Effect.flip(vet("https://other.test/"))).reason).toBe("URL host is not allowed.")
+      expect((yield* Effect.flip(vet("https://[fec0::1]/"))).reason).toContain("site-local")
+    }).pipe(Effect.provide(guard(r.resolve, { allowCidrs: parseCidrList("::1/128") })))
   })
 
   it.effect("refuses literals and names without asking DNS", () => {

@@ -19,6 +19,9 @@ import { parseCidrList } from "../src/IpClassifier.ts"
 import { NetGuard, NetGuardPolicy, Resolver } from "../src/NetGuard.ts"
 import type { Policy, ResolvedAddress, ResolveHost } from "../src/NetGuard.ts"
 import { isSsrfBlocked, makePinnedDispatcher, SSRF_BLOCKED } from "../src/PinnedAgent.ts"
+import type { SsrfRefusal } from "../src/PinnedAgent.ts"
+import { makeCaresResolver } from "../src/CaresResolver.ts"
+import { startDnsServer } from "./support/DnsServer.ts"
 
 const LOOPBACK_ALLOWED: Policy = { allowInsecureHttp: false, allowCidrs: parseCidrList("127.0.0.0/8") }
 const STRICT: Policy = { allowInsecureHttp: false, allowCidrs: [] }
@@ -127,21 +130,100 @@ describe("makePinnedDispatcher", () => {
 
   it("refuses a name resolving to a forbidden address; the server sees no connection", async () => {
     const r = resolverOf(() => ["127.0.0.1"])
-    const agent = makePinnedDispatcher({ policy: STRICT, resolver: r.resolve, ca: cert })
+    const refusals: Array<SsrfRefusal> = []
+    const agent = makePinnedDispatcher({ policy: STRICT, resolver: r.resolve, ca: cert, onRefused: (d) => refusals.push(d) })
     const error = await withAgent(agent, (dispatcher) => errorOf(request(`https://hooks.test:${httpsPort}/`, { dispatcher })))
     expect(error.code).toBe(SSRF_BLOCKED)
     expect(isSsrfBlocked(error)).toBe(true)
-    expect(error.message).toContain("loopback")
+    // The message (what the attempt log shows) names no address or range; the operator hook does.
+    expect(error.message).toBe("URL host is not allowed.")
+    expect(refusals).toEqual([{ host: "hooks.test", address: "127.0.0.1", reason: "loopback address (127.0.0.0/8)" }])
     expect(seen.connections).toBe(0)
   })
 
   it("refuses when any one of several answers is forbidden", async () => {
     const r = resolverOf(() => ["127.0.0.1", "10.0.0.7"])
-    const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver: r.resolve, ca: cert })
+    const refusals: Array<SsrfRefusal> = []
+    const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver: r.resolve, ca: cert, onRefused: (d) => refusals.push(d) })
     const error = await withAgent(agent, (dispatcher) => errorOf(request(`https://hooks.test:${httpsPort}/`, { dispatcher })))
     expect(isSsrfBlocked(error)).toBe(true)
-    expect(error.message).toContain("10.0.0.0/8")
+    expect(error.message).toBe("URL host is not allowed.")
+    expect(refusals).toEqual([{ host: "hooks.test", address: "10.0.0.7", reason: "private address (10.0.0.0/8)" }])
     expect(seen.connections).toBe(0)
+  })
+
+  it.each([
+    ["::ffff:0:a9fe:a9fe", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["::ffff:0:7f00:1", "IPv4-translated (SIIT) address (::ffff:0:0:0/96)"],
+    ["fec0::1", "site-local address (fec0::/10)"],
+    ["3fff::1", "documentation address (3fff::/20)"],
+    ["5f00::1", "non-global IPv6 address (outside 2000::/3)"]
+  ])("refuses a name answering %s at connect time, with the same words (%s for the operator)", async (address, reason) => {
+    // 127.0.0.1 is allowed and listening: only the IPv6 answer can stop the request.
+    const r = resolverOf(() => ["127.0.0.1", address])
+    const refusals: Array<SsrfRefusal> = []
+    const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver: r.resolve, ca: cert, onRefused: (d) => refusals.push(d) })
+    const error = await withAgent(agent, (dispatcher) => errorOf(request(`https://hooks.test:${httpsPort}/`, { dispatcher })))
+    expect(isSsrfBlocked(error)).toBe(true)
+    expect(error.message).toBe("URL host is not allowed.")
+    expect(refusals).toEqual([{ host: "hooks.test", address, reason }])
+    expect(seen.connections).toBe(0)
+  })
+
+  it("refuses IPv6 literals outside 2000::/3 or excluded inside it, naming why and telling the hook nothing", async () => {
+    const r = resolverOf(() => ["127.0.0.1"])
+    const refusals: Array<SsrfRefusal> = []
+    for (const [literal, reason] of [
+      ["[::ffff:0:7f00:1]", "IPv4-translated (SIIT)"],
+      ["[fec0::1]", "site-local"],
+      ["[3fff::1]", "documentation"],
+      ["[5f00::1]", "outside 2000::/3"]
+    ] as const) {
+      const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver: r.resolve, ca: cert, onRefused: (d) => refusals.push(d) })
+      const error = await withAgent(agent, (dispatcher) => errorOf(request(`https://${literal}:${httpsPort}/`, { dispatcher })))
+      expect(isSsrfBlocked(error), literal).toBe(true)
+      expect(error.message, literal).toMatch(/^URL targets a forbidden /)
+      expect(error.message, literal).toContain(reason)
+    }
+    expect(refusals).toEqual([])
+    expect(r.calls).toEqual([])
+  })
+
+  it("refuses port 0 at connect time without a lookup", async () => {
+    const r = resolverOf(() => ["127.0.0.1"])
+    const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver: r.resolve, ca: cert })
+    const error = await withAgent(agent, (dispatcher) => errorOf(request("https://hooks.test:0/", { dispatcher })))
+    expect(isSsrfBlocked(error)).toBe(true)
+    expect(error.message).toBe("Refusing to connect: the port must be between 1 and 65535")
+    expect(r.calls).toEqual([])
+  })
+
+  it("connects to an IPv6 range outside 2000::/3 that the operator allows (::1/128)", async () => {
+    const server = createHttpServer(handler)
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once("error", reject)
+      server.listen(0, "::1", () => resolve((server.address() as AddressInfo).port))
+    }).catch(() => undefined)
+    if (port === undefined) return // no IPv6 loopback on this machine
+    try {
+      const r = resolverOf(() => ["::1"])
+      const policy = { allowInsecureHttp: true, allowCidrs: parseCidrList("::1/128") }
+      const agent = makePinnedDispatcher({ policy, resolver: r.resolve })
+      await withAgent(agent, async (dispatcher) => {
+        for (const url of [`http://v6.test:${port}/name`, `http://[::1]:${port}/literal`]) {
+          const res = await request(url, { dispatcher })
+          expect(res.statusCode, url).toBe(200)
+          await res.body.dump()
+        }
+      })
+      expect(seen.paths).toEqual(["/name", "/literal"])
+      const strict = makePinnedDispatcher({ policy: { ...policy, allowCidrs: [] }, resolver: r.resolve })
+      const error = await withAgent(strict, (dispatcher) => errorOf(request(`http://v6.test:${port}/`, { dispatcher })))
+      expect(isSsrfBlocked(error)).toBe(true)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 
   it("defeats DNS rebinding: public at registration, loopback at delivery → refused at connect", async () => {
@@ -296,5 +378,31 @@ describe("makePinnedDispatcher", () => {
       await res.body.dump()
     })
     expect(r.calls).toEqual(["hooks.test"])
+  })
+})
+
+describe("makePinnedDispatcher with the c-ares resolver and a real DNS server", () => {
+  it("dials the DNS answer with SNI, certificate and Host for the name; a second connection uses the cache", async () => {
+    const dns = await startDnsServer({ "hooks.test": { a: ["127.0.0.1"] }, "inside.test": { a: ["10.1.2.3"] } })
+    try {
+      const resolver = makeCaresResolver({ servers: [dns.address] })
+      const agent = makePinnedDispatcher({ policy: LOOPBACK_ALLOWED, resolver, ca: cert })
+      await withAgent(agent, async (dispatcher) => {
+        for (const path of ["/one", "/two"]) {
+          // A fresh connection each time: the receiver closes it.
+          const res = await request(`https://hooks.test:${httpsPort}${path}`, { dispatcher, headers: { connection: "close" } })
+          expect(res.statusCode).toBe(200)
+          await res.body.dump()
+        }
+        const error = await errorOf(request(`https://inside.test:${httpsPort}/`, { dispatcher }))
+        expect(isSsrfBlocked(error)).toBe(true)
+      })
+      expect(seen.connections).toBe(2)
+      expect(seen.sni).toEqual(["hooks.test", "hooks.test"])
+      expect(seen.hosts).toEqual([`hooks.test:${httpsPort}`, `hooks.test:${httpsPort}`])
+      expect(dns.asked("hooks.test")).toBe(2) // one A and one AAAA question, for the first connection only
+    } finally {
+      await dns.close()
+    }
   })
 })

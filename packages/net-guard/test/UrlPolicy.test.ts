@@ -110,11 +110,48 @@ describe("checkWebhookUrl", () => {
       ["https://[2001:db8::1]/", "documentation"],
       ["https://[ff02::1]/", "multicast"],
       ["https://255.255.255.255/", "broadcast"],
-      ["https://224.0.0.1/", "multicast"]
+      ["https://224.0.0.1/", "multicast"],
+      // IPv6 is allowed only inside 2000::/3, and there only outside the exclusions
+      ["https://[::ffff:0:7f00:1]/", "IPv4-translated (SIIT)"],
+      ["https://[::ffff:0:a9fe:a9fe]/", "IPv4-translated (SIIT)"],
+      ["https://[::ffff:0:8.8.8.8]/", "IPv4-translated (SIIT)"],
+      ["https://[fec0::1]/", "site-local"],
+      ["https://[3fff::1]/", "documentation address (3fff::/20)"],
+      ["https://[3fff:fff:ffff::1]/", "documentation address (3fff::/20)"],
+      ["https://[5f00::1]/", "non-global IPv6 address (outside 2000::/3)"],
+      ["https://[4000::1]/", "non-global IPv6 address (outside 2000::/3)"],
+      ["https://[1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/", "non-global IPv6 address (outside 2000::/3)"],
+      ["https://[::1:0:0]/", "non-global IPv6 address (outside 2000::/3)"],
+      ["https://[2001::1]/", "IETF protocol assignment"],
+      ["https://[2002:7f00:1::1]/", "6to4"]
     ])("refuses %s (%s)", (raw, kind) => {
       const reason = reasonOf(raw)
       expect(reason).toMatch(/^URL targets a forbidden /)
       expect(reason).toContain(kind)
+    })
+  })
+
+  describe("ports", () => {
+    it.each(["https://example.com:0/", "https://example.com:00000/x", "https://93.184.216.34:0/", "https://[2606:4700::1]:0/"])(
+      "refuses port 0 in %s",
+      (raw) => {
+        expect(reasonOf(raw)).toBe("URL port must be between 1 and 65535.")
+      }
+    )
+    it.each(["https://example.com:65536/", "https://example.com:99999/", "https://example.com:-1/"])(
+      "refuses %s (the URL parser rejects it)",
+      (raw) => {
+        expect(reasonOf(raw)).toBe("URL must be a valid absolute URL.")
+      }
+    )
+    it.each([
+      ["https://example.com:1/", "1"],
+      ["https://example.com:65535/", "65535"],
+      ["https://example.com:443/", ""],
+      ["https://example.com:8443/", "8443"]
+    ])("accepts %s", (raw, port) => {
+      const result = checkWebhookUrl(raw, strict)
+      expect(result.ok && result.url.port).toBe(port)
     })
   })
 
@@ -138,8 +175,15 @@ describe("checkWebhookUrl", () => {
         expect(checkWebhookUrl(raw, dev).ok).toBe(true)
       }
     )
-    it.each(["https://10.0.0.1/", "https://[::1]/", "https://[fc00::1]/"])("still refuses %s", (raw) => {
+    it.each(["https://10.0.0.1/", "https://[::1]/", "https://[fc00::1]/", "https://[fec0::1]/", "https://[5f00::1]/"])("still refuses %s", (raw) => {
       expect(reasonOf(raw, dev)).toBeDefined()
+    })
+    it("opens IPv6 outside 2000::/3 only where the operator lists it", () => {
+      const v6: UrlPolicy = { allowInsecureHttp: false, allowCidrs: parseCidrList("::1/128, fec0::/10") }
+      expect(checkWebhookUrl("https://[::1]:8443/", v6).ok).toBe(true)
+      expect(checkWebhookUrl("https://[fec0::1]/", v6).ok).toBe(true)
+      expect(reasonOf("https://[::2]/", v6)).toBeDefined()
+      expect(reasonOf("https://[5f00::1]/", v6)).toBeDefined()
     })
   })
 

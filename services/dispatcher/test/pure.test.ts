@@ -111,6 +111,25 @@ describe("retry schedule", () => {
     expect(planAfterAttempt({ task: { ...task, attempt: 7 }, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId }).dead).not.toHaveProperty("addressed")
   })
 
+  it("a single attempt (once) ends with its outcome: no retry, no dead letter, whatever the policy", () => {
+    const once = { ...task, attempt: 3, once: true as const }
+    const failed = planAfterAttempt({ task: once, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId })
+    expect(failed.retry).toBeUndefined()
+    expect(failed.dead).toBeUndefined()
+    expect(failed.attempted).toMatchObject({ attempt: 3, outcome: "failed", next_attempt_at: null, dead_lettered: false })
+    expect(encodeDeliveryTask(once)).toBe(taskJson(once))
+  })
+
+  it("the first attempt of a chain carries the body (and addressed) into the attempt log; later ones do not", () => {
+    const first = planAfterAttempt({ task: { ...task, addressed: true as const }, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId })
+    expect(first.attempted).toMatchObject({ body: "{}", addressed: true })
+    expect(attemptedJson(first.attempted)).toBe(encodeDeliveryAttempted(first.attempted))
+    const second = planAfterAttempt({ task: first.retry!, policy: DEFAULT_RETRY_POLICY, result: failure, now: 0, random: 0, newId })
+    expect(second.attempted).not.toHaveProperty("body")
+    expect(second.attempted).not.toHaveProperty("addressed")
+    expect(attemptedJson(second.attempted)).toBe(encodeDeliveryAttempted(second.attempted))
+  })
+
   it("honours a longer Retry-After, capped at 24 h", () => {
     const plan = planAfterAttempt({ task, policy: { strategy: "fixed", max_attempts: 3, delay_seconds: 1 }, result: { ...failure, retryAfterSeconds: 120 }, now: 0, random: 0, newId })
     expect(Date.parse(plan.retry!.not_before)).toBe(120_000)

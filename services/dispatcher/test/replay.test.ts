@@ -6,7 +6,9 @@
 import { randomBytes, randomUUID } from "node:crypto"
 import {
   decodeDeliveryTask,
+  type DeliveryAttempted,
   type DeliveryDeadLettered,
+  encodeDeliveryAttempted,
   type DeliveryTask,
   encodeDeliveryDeadLettered,
   newEndpointId,
@@ -53,6 +55,16 @@ describe("replay (pure)", () => {
     expect(selectForReplay([old, first, again, other], { endpointId: a, since: Date.parse("2026-01-02T00:00:00.000Z") }))
       .toEqual([again])
     expect(selectForReplay([old, first, other], { endpointId: a, since: Date.parse("2026-01-02T00:00:00.001Z") })).toEqual([])
+  })
+
+  it("skips a delivery that succeeded after it was dead-lettered, not one that succeeded before", () => {
+    const first = dead(a, "2026-01-02T00:00:00.000Z")
+    const second = dead(a, "2026-01-02T00:00:00.000Z")
+    const succeededAt = new Map([
+      [first.delivery_id, Date.parse("2026-01-02T00:00:01.000Z")],
+      [second.delivery_id, Date.parse("2026-01-01T23:59:59.000Z")]
+    ])
+    expect(selectForReplay([first, second], { endpointId: a, since: undefined, succeededAt })).toEqual([second])
   })
 
   it("builds a fresh attempt-1 task with the same delivery id and body, due now", () => {
@@ -114,7 +126,7 @@ describe("replay (real broker)", () => {
     await retrying(() =>
       admin.createTopics({
         waitForLeaders: true,
-        topics: [topics.dead, topics.deliveries].map((t) => ({ topic: t.name, numPartitions: t.partitions }))
+        topics: [topics.dead, topics.deliveries, topics.attempts].map((t) => ({ topic: t.name, numPartitions: t.partitions }))
       })
     )
     await retrying(() => producer.connect())
@@ -122,7 +134,7 @@ describe("replay (real broker)", () => {
 
   afterAll(async () => {
     await producer.disconnect()
-    await admin.deleteTopics({ topics: [topics.dead.name, topics.deliveries.name] }).catch(() => undefined)
+    await admin.deleteTopics({ topics: [topics.dead.name, topics.deliveries.name, topics.attempts.name] }).catch(() => undefined)
     await admin.disconnect()
   })
 
@@ -153,9 +165,9 @@ describe("replay (real broker)", () => {
       ]
     })
 
-    expect(await run({ endpoint: a, since: iso(now - 120_000) })).toEqual({ scanned: 5, unreadable: 1, replayed: 1 })
-    expect(await run({ endpoint: a })).toEqual({ scanned: 5, unreadable: 1, replayed: 2 })
-    expect(await run({ endpoint: newEndpointId() })).toEqual({ scanned: 5, unreadable: 1, replayed: 0 })
+    expect(await run({ endpoint: a, since: iso(now - 120_000) })).toEqual({ scanned: 5, unreadable: 1, replayed: 1, deliveredSince: 0 })
+    expect(await run({ endpoint: a })).toEqual({ scanned: 5, unreadable: 1, replayed: 2, deliveredSince: 0 })
+    expect(await run({ endpoint: newEndpointId() })).toEqual({ scanned: 5, unreadable: 1, replayed: 0, deliveredSince: 0 })
 
     // run() returns once its produce is acknowledged: the topic holds all the replayed tasks.
     const records = await readToEnd({ kafka, prefix }, topics.deliveries.name)
@@ -174,13 +186,60 @@ describe("replay (real broker)", () => {
     expect(groups.filter((g) => g.startsWith(`${prefix}orbit-replay-`))).toEqual([])
   })
 
+  it("skips the dead letters of deliveries that succeeded since (the attempts topic says so)", async () => {
+    const c = newEndpointId()
+    const now = Date.now()
+    const iso = (ms: number) => new Date(ms).toISOString()
+    const recovered = dead(c, iso(now - 60_000))
+    const stillDead = dead(c, iso(now - 60_000))
+    const succeeded = (d: DeliveryDeadLettered, at: string): DeliveryAttempted => ({
+      _tag: "DeliveryAttempted",
+      schema_version: 1,
+      event_id: randomUUID(),
+      occurred_at: at,
+      delivery_id: d.delivery_id,
+      endpoint_id: d.endpoint_id,
+      tenant_id: d.tenant_id,
+      mode: d.mode,
+      source_event_id: d.source_event_id,
+      source_event_type: d.source_event_type,
+      attempt: 1,
+      outcome: "succeeded",
+      http_status: 200,
+      duration_ms: 5,
+      error_class: null,
+      error_message: null,
+      next_attempt_at: null,
+      dead_lettered: false
+    })
+    await producer.send({
+      topic: topics.dead.name,
+      acks: -1,
+      messages: [recovered, stillDead].map((d) => ({ key: c, value: encodeDeliveryDeadLettered(d) }))
+    })
+    await producer.send({
+      topic: topics.attempts.name,
+      acks: -1,
+      messages: [
+        // A success after the dead letter (a recovery), and one before it (an earlier chain).
+        { key: c, value: encodeDeliveryAttempted(succeeded(recovered, iso(now - 30_000))) },
+        { key: c, value: encodeDeliveryAttempted(succeeded(stillDead, iso(now - 120_000))) },
+        { key: c, value: "not json" }
+      ]
+    })
+    const report = await run({ endpoint: c })
+    expect(report).toMatchObject({ replayed: 1, deliveredSince: 1 })
+    const tasks = (await readToEnd({ kafka, prefix }, topics.deliveries.name)).map((r) => decodeDeliveryTask(r.value!)).filter((t) => t.endpoint_id === c)
+    expect(tasks.map((t) => t.delivery_id)).toEqual([stillDead.delivery_id])
+  })
+
   it("an empty dead-letter topic replays nothing and returns at once", async () => {
     const fresh = `t${Date.now()}_replay_empty_${randomBytes(3).toString("hex")}_`
     await retrying(() => admin.createTopics({ waitForLeaders: true, topics: [{ topic: topicsFor(fresh).dead.name, numPartitions: 3 }] }))
     try {
       // Nothing to read: it returns without waiting for records (a read that waited would end
       // only with its no-progress error, after the test's timeout).
-      expect(await run({ endpoint: newEndpointId() }, fresh)).toEqual({ scanned: 0, unreadable: 0, replayed: 0 })
+      expect(await run({ endpoint: newEndpointId() }, fresh)).toEqual({ scanned: 0, unreadable: 0, replayed: 0, deliveredSince: 0 })
     } finally {
       await admin.deleteTopics({ topics: [topicsFor(fresh).dead.name] }).catch(() => undefined)
     }

@@ -12,7 +12,34 @@ export const ATTEMPTS_PROJECTION = "delivery_attempts"
  * One row of `delivery_attempts` (packages/db/migrations/0002_delivery_attempts.sql): the attempt
  * event's fields, its `event_id` as the row's `id`, its instants normalised.
  */
-export type AttemptRow = Omit<DeliveryAttempted, "_tag" | "schema_version" | "event_id"> & { readonly id: string }
+export type AttemptRow = Omit<DeliveryAttempted, "_tag" | "schema_version" | "event_id" | "body" | "addressed"> & { readonly id: string }
+
+/** One row of `delivery_payloads` (0007_recover_payloads.sql): what a delivery is sent again from. */
+export interface PayloadRow {
+  readonly delivery_id: string
+  readonly endpoint_id: string
+  readonly tenant_id: string
+  readonly mode: DeliveryAttempted["mode"]
+  readonly source_event_id: string
+  readonly source_event_type: string
+  readonly body: string
+  readonly addressed: boolean
+  readonly occurred_at: string
+}
+
+/** The payload row of an attempt event that carries the body (a chain's first attempt), pure. */
+export const payloadRow = (e: DeliveryAttempted, row: AttemptRow): PayloadRow | undefined =>
+  e.body === undefined || e.body.includes("\u0000") ? undefined : {
+    delivery_id: row.delivery_id,
+    endpoint_id: row.endpoint_id,
+    tenant_id: row.tenant_id,
+    mode: row.mode,
+    source_event_id: row.source_event_id,
+    source_event_type: row.source_event_type,
+    body: e.body,
+    addressed: e.addressed === true,
+    occurred_at: row.occurred_at
+  }
 
 const INT4_MIN = -(2 ** 31)
 const INT4_MAX = 2 ** 31 - 1
@@ -81,6 +108,7 @@ export const applyAttemptBatch = async (options: {
   const next = await readNextOffset(tx, projection, topic, partition)
   let last: bigint | undefined
   const rows: Array<AttemptRow> = []
+  const payloads = new Map<string, PayloadRow>()
   for (const message of options.messages) {
     const offset = BigInt(message.offset)
     if (offset < next) continue
@@ -99,6 +127,9 @@ export const applyAttemptBatch = async (options: {
       continue
     }
     rows.push(row)
+    const payload = payloadRow(event, row)
+    // One per delivery per statement (ON CONFLICT cannot touch a row twice); the first one wins.
+    if (payload !== undefined && !payloads.has(payload.delivery_id)) payloads.set(payload.delivery_id, payload)
   }
   if (last === undefined) return { next: undefined, inserted: 0 }
   let inserted = 0
@@ -107,12 +138,17 @@ export const applyAttemptBatch = async (options: {
     const result = await tx`INSERT INTO delivery_attempts ${tx(chunk as Array<AttemptRow>)} ON CONFLICT (id) DO NOTHING`
     inserted += result.count
   }
+  const payloadRows = [...payloads.values()]
+  for (let i = 0; i < payloadRows.length; i += INSERT_CHUNK) {
+    const chunk = payloadRows.slice(i, i + INSERT_CHUNK)
+    await tx`INSERT INTO delivery_payloads ${tx(chunk as Array<PayloadRow>)} ON CONFLICT (delivery_id) DO NOTHING`
+  }
   await writeNextOffset(tx, projection, topic, partition, last + 1n)
   return { next: last + 1n, inserted }
 }
 
 /**
- * Deletes attempts that occurred before `olderThan`, `batch` rows per statement so no single
+ * Deletes attempts (and delivery payloads) that occurred before `olderThan`, `batch` rows per statement so no single
  * transaction holds many locks; returns how many were deleted.
  */
 export const pruneAttempts = async (sql: Sql, olderThan: Date, batch = 10_000): Promise<number> => {
@@ -122,6 +158,12 @@ export const pruneAttempts = async (sql: Sql, olderThan: Date, batch = 10_000): 
       DELETE FROM delivery_attempts
       WHERE id IN (SELECT id FROM delivery_attempts WHERE occurred_at < ${olderThan} LIMIT ${batch})`
     total += count
+    if (count < batch) break
+  }
+  for (;;) {
+    const { count } = await sql`
+      DELETE FROM delivery_payloads
+      WHERE delivery_id IN (SELECT delivery_id FROM delivery_payloads WHERE occurred_at < ${olderThan} LIMIT ${batch})`
     if (count < batch) return total
   }
 }
@@ -143,7 +185,7 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
       yield* runProjection({
         name: "delivery-attempt projection",
         projection: ATTEMPTS_PROJECTION,
-        reset: (tx) => tx`DELETE FROM delivery_attempts`,
+        reset: (tx) => tx`DELETE FROM delivery_attempts`.then(() => tx`DELETE FROM delivery_payloads`),
         // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,

@@ -1,4 +1,5 @@
-import { Config, Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Layer, Schema } from "effect"
+import { Lru } from "./Lru.ts"
 
 /** A token bucket per API key: `ratePerSecond` sustained, bursts up to `burst`. */
 export interface Bucket {
@@ -43,6 +44,51 @@ export class RateLimiter extends Context.Service<RateLimiter, {
             buckets.set(keyId, bucket)
           }
           return take(bucket, now, rate, burst)
+        }
+      })
+    })
+  )
+}
+
+/**
+ * A token bucket per client address (ClientAddress.ts) for the lookups of API keys this process
+ * does not know: each such lookup takes a token first, and a lookup that finds a valid key gives
+ * it back. So the bucket charges failed authentications only: a client that sends the keys it was
+ * given is never limited by it, however fast, while one that guesses keys gets `burst` lookups and
+ * then `ratePerSecond`, whatever it sends. Keys the checksum or the caches already answer cost
+ * nothing and take no token. The defaults of ORBIT_KEY_LOOKUP_RATE_PER_SECOND and
+ * ORBIT_KEY_LOOKUP_BURST are far above what a client with real keys produces (a typo, a revoked
+ * key retried) and keep a flood from one address to a trickle of queries; tests and benchmarks
+ * from one address, whose keys are valid, never reach them.
+ */
+export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
+  /** Takes a token for one lookup from this address's bucket, or says when one will be available. */
+  take(address: string): { allowed: true } | { allowed: false; retryAfterSeconds: number }
+  /** Gives back the token of a lookup that found a valid key. */
+  refund(address: string): void
+}>()("@orbit/registration/KeyLookupLimiter") {
+  static readonly layer = Layer.effect(
+    KeyLookupLimiter,
+    Effect.gen(function*() {
+      const rate = yield* Config.schema(Schema.Finite.check(Schema.isGreaterThan(0)), "ORBIT_KEY_LOOKUP_RATE_PER_SECOND").pipe(
+        Config.withDefault(10)
+      )
+      const burst = yield* Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "ORBIT_KEY_LOOKUP_BURST").pipe(
+        Config.withDefault(100)
+      )
+      // Least recently used buckets go first: clearing them all would hand a flooding address a full bucket.
+      const buckets = new Lru<string, Bucket>(MAX_BUCKETS)
+      return KeyLookupLimiter.of({
+        take: (address) => {
+          const now = Date.now()
+          let bucket = buckets.get(address)
+          if (bucket === undefined) bucket = { tokens: burst, updatedAt: now }
+          buckets.set(address, bucket)
+          return take(bucket, now, rate, burst)
+        },
+        refund: (address) => {
+          const bucket = buckets.get(address)
+          if (bucket !== undefined) bucket.tokens = Math.min(burst, bucket.tokens + 1)
         }
       })
     })

@@ -10,13 +10,14 @@ import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 import { AutoDisable } from "./AutoDisable.ts"
-import { RateLimiter } from "./RateLimiter.ts"
+import { KeyLookupLimiter, RateLimiter } from "./RateLimiter.ts"
 import { CursorKey } from "./CursorKey.ts"
 import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
 import { EndpointCommands } from "./EndpointCommands.ts"
 import { EndpointStore } from "./EndpointStore.ts"
 import { Idempotency } from "./Idempotency.ts"
 import { TestEvents } from "./TestEvents.ts"
+import { Redeliveries } from "./Redeliveries.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
@@ -45,7 +46,7 @@ const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.lay
 const Commands = EndpointCommands.layer.pipe(Layer.provide(Layer.mergeAll(EndpointStore.layer, NetGuard.layer)))
 
 const Services = Layer.mergeAll(
-  ApiKeys.layer,
+  ApiKeys.layer.pipe(Layer.provide(KeyLookupLimiter.layer)),
   RateLimiter.layer,
   EndpointStore.layer,
   Commands,
@@ -54,7 +55,8 @@ const Services = Layer.mergeAll(
   NetGuard.layer,
   CursorKey.layer,
   DeliveryAttemptStore.layer,
-  TestEvents.layer
+  TestEvents.layer,
+  Redeliveries.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(

@@ -137,6 +137,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/{id}/recover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recover failed deliveries
+         * @description Sends again every delivery of this endpoint that has an attempt between since and until (default now) and whose latest attempt failed with no retry left (dead-lettered, or a failed single retry): each once, as a new attempt chain (attempt 1, retried per the endpoint's current policy) with the same delivery id, so receivers can dedupe on X-Devotel-Delivery-Id / webhook-id. Deliveries that succeeded since, or still have a retry scheduled, are not sent. The window is at most 14 days, since < until ≤ now; otherwise 422 with details. A repeat of the same window (same since, and the same until or again none) within 24 h starts nothing and answers with the first recovery (same recovery_id and deliveries). 202 once the deliveries are durable in Kafka; they then appear in /deliveries. Deliveries are sent only while the endpoint exists, is active and subscribes to their event type.
+         */
+        post: operations["webhooks.recover"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry one delivery
+         * @description Makes one attempt of this delivery now, whatever its last outcome, with the same delivery id and body, signed with the endpoint's current secret(s). The attempt is recorded in /deliveries with the next attempt number; a failure schedules no further retry and writes no dead letter. An unknown delivery (or one older than the 30-day attempt log) answers 404; an inactive endpoint 422. The body is optional.
+         */
+        post: operations["webhooks.retryDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/event-types": {
         parameters: {
             query?: never;
@@ -299,7 +339,7 @@ export interface components {
                 timestamp: string;
             };
         };
-        /** @description Too many requests for this API key. */
+        /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
         RateLimited: {
             error: {
                 /** @enum {string} */
@@ -354,6 +394,44 @@ export interface components {
             /** @description An example data object; it validates against schema */
             example: Record<string, never>;
         };
+        /** @description The body, query or a header fails the schema; one details entry per problem. */
+        ValidationError: {
+            error: {
+                /** @enum {string} */
+                code: "VALIDATION_ERROR" | "INVALID_WEBHOOK_URL";
+                message: string;
+                /** @enum {number} */
+                status: 422;
+                details?: {
+                    field: string;
+                    value?: unknown;
+                    expected: string;
+                }[];
+            };
+            meta: {
+                request_id: string;
+                timestamp: string;
+            };
+        };
+        /** @description The request body is larger than 64 KiB. */
+        PayloadTooLarge: {
+            error: {
+                /** @enum {string} */
+                code: "PAYLOAD_TOO_LARGE";
+                message: string;
+                /** @enum {number} */
+                status: 413;
+                details?: {
+                    field: string;
+                    value?: unknown;
+                    expected: string;
+                }[];
+            };
+            meta: {
+                request_id: string;
+                timestamp: string;
+            };
+        };
         /** @description No webhook endpoint with this id for this key's tenant and mode. */
         NotFound: {
             error: {
@@ -373,14 +451,14 @@ export interface components {
                 timestamp: string;
             };
         };
-        /** @description The body, query or a header fails the schema; one details entry per problem. */
-        ValidationError: {
+        /** @description A public (read-only) key attempted a write. */
+        InsufficientPermissions: {
             error: {
                 /** @enum {string} */
-                code: "VALIDATION_ERROR" | "INVALID_WEBHOOK_URL";
+                code: "INSUFFICIENT_PERMISSIONS";
                 message: string;
                 /** @enum {number} */
-                status: 422;
+                status: 403;
                 details?: {
                     field: string;
                     value?: unknown;
@@ -391,6 +469,57 @@ export interface components {
                 request_id: string;
                 timestamp: string;
             };
+        };
+        /** @description The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key. */
+        BadRequest: {
+            error: {
+                /** @enum {string} */
+                code: "INVALID_JSON" | "INVALID_CURSOR";
+                message: string;
+                /** @enum {number} */
+                status: 400;
+                details?: {
+                    field: string;
+                    value?: unknown;
+                    expected: string;
+                }[];
+            };
+            meta: {
+                request_id: string;
+                timestamp: string;
+            };
+        };
+        RetryStarted: {
+            delivery_id: string;
+            endpoint_id: string;
+            event_id: string;
+            event_type: string;
+            /** @description The attempt's number in the attempt log: one more than the delivery's latest attempt. */
+            attempt: number;
+        };
+        /** @example {} */
+        RetryDeliveryRequest: Record<string, never>;
+        Recovery: {
+            /** @description rcv_…; a repeat of the same window within 24 h answers with the same id. */
+            recovery_id: string;
+            endpoint_id: string;
+            since: string;
+            /** @description The window's end: until as sent, or the time of the request when omitted. */
+            until: string;
+            /** @description How many deliveries this recovery sends again. A repeat within 24 h starts nothing and answers with the first recovery's count. */
+            deliveries: number;
+            /** @description When the recovery started. */
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "since": "2026-11-26T10:00:00Z",
+         *       "until": "2026-11-27T10:00:00Z"
+         *     }
+         */
+        RecoverRequest: {
+            since: string;
+            until?: string;
         };
         EndpointStats: {
             endpoint_id: string;
@@ -423,25 +552,6 @@ export interface components {
             /** @description The latest failed attempt in the window, or null. */
             last_failure_at: string | null;
         };
-        /** @description The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key. */
-        BadRequest: {
-            error: {
-                /** @enum {string} */
-                code: "INVALID_JSON" | "INVALID_CURSOR";
-                message: string;
-                /** @enum {number} */
-                status: 400;
-                details?: {
-                    field: string;
-                    value?: unknown;
-                    expected: string;
-                }[];
-            };
-            meta: {
-                request_id: string;
-                timestamp: string;
-            };
-        };
         DeliveryAttempt: {
             id: string;
             delivery_id: string;
@@ -458,44 +568,6 @@ export interface components {
             next_attempt_at: string | null;
             dead_lettered: boolean;
             attempted_at: string;
-        };
-        /** @description The request body is larger than 64 KiB. */
-        PayloadTooLarge: {
-            error: {
-                /** @enum {string} */
-                code: "PAYLOAD_TOO_LARGE";
-                message: string;
-                /** @enum {number} */
-                status: 413;
-                details?: {
-                    field: string;
-                    value?: unknown;
-                    expected: string;
-                }[];
-            };
-            meta: {
-                request_id: string;
-                timestamp: string;
-            };
-        };
-        /** @description A public (read-only) key attempted a write. */
-        InsufficientPermissions: {
-            error: {
-                /** @enum {string} */
-                code: "INSUFFICIENT_PERMISSIONS";
-                message: string;
-                /** @enum {number} */
-                status: 403;
-                details?: {
-                    field: string;
-                    value?: unknown;
-                    expected: string;
-                }[];
-            };
-            meta: {
-                request_id: string;
-                timestamp: string;
-            };
         };
         TestEventSent: {
             event_id: string;
@@ -740,7 +812,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -855,7 +927,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -935,7 +1007,7 @@ export interface operations {
                     "application/json": components["schemas"]["NotFound"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1059,7 +1131,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1141,7 +1213,7 @@ export interface operations {
                     "application/json": components["schemas"]["NotFound"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1265,7 +1337,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1389,7 +1461,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1496,7 +1568,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1588,7 +1660,256 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
+            429: {
+                headers: {
+                    "x-request-id": string;
+                    "retry-after": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimited"];
+                };
+            };
+            /** @description An unexpected error; the body carries no internals. */
+            500: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            503: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailable"];
+                };
+            };
+        };
+    };
+    "webhooks.recover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RecoverRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the deliveries to send again are durable */
+            202: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Recovery"];
+                        meta: {
+                            request_id: string;
+                            timestamp: string;
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key. */
+            400: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequest"];
+                };
+            };
+            /** @description X-API-Key is missing, unknown or revoked. */
+            401: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvalidApiKey"];
+                };
+            };
+            /** @description A public (read-only) key attempted a write. */
+            403: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InsufficientPermissions"];
+                };
+            };
+            /** @description No webhook endpoint with this id for this key's tenant and mode. */
+            404: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFound"];
+                };
+            };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLarge"];
+                };
+            };
+            /** @description The body, query or a header fails the schema; one details entry per problem. */
+            422: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationError"];
+                };
+            };
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
+            429: {
+                headers: {
+                    "x-request-id": string;
+                    "retry-after": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimited"];
+                };
+            };
+            /** @description An unexpected error; the body carries no internals. */
+            500: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            503: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailable"];
+                };
+            };
+        };
+    };
+    "webhooks.retryDelivery": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RetryDeliveryRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the attempt is durable */
+            202: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["RetryStarted"];
+                        meta: {
+                            request_id: string;
+                            timestamp: string;
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON (or not sent as JSON), or the cursor was not produced by this API for this key. */
+            400: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequest"];
+                };
+            };
+            /** @description X-API-Key is missing, unknown or revoked. */
+            401: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvalidApiKey"];
+                };
+            };
+            /** @description A public (read-only) key attempted a write. */
+            403: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InsufficientPermissions"];
+                };
+            };
+            /** @description No webhook endpoint with this id for this key's tenant and mode. */
+            404: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFound"];
+                };
+            };
+            /** @description The request body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLarge"];
+                };
+            };
+            /** @description The body, query or a header fails the schema; one details entry per problem. */
+            422: {
+                headers: {
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationError"];
+                };
+            };
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1656,7 +1977,7 @@ export interface operations {
                     "application/json": components["schemas"]["InvalidApiKey"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;

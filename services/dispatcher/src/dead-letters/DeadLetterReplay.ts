@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto"
 import {
+  decodeDeliveryAttempted,
   decodeDeliveryDeadLettered,
   type DeliveryDeadLettered,
   type DeliveryTask,
@@ -7,9 +8,10 @@ import {
   encodeDeliveryTask,
   ISO_DATE_PATTERN,
   ISO_INSTANT_PATTERN,
+  redeliveryTask,
   topicsFor
 } from "@orbit/domain"
-import { consumeBatches, KafkaClient, type KafkaUnavailable, Producer, TopicAdmin } from "@orbit/kafka"
+import { consumeBatches, KafkaClient, type KafkaMessage, type KafkaUnavailable, Producer, TopicAdmin } from "@orbit/kafka"
 import { Deferred, Effect, Fiber, Schedule, Schema, Stream } from "effect"
 
 /**
@@ -44,11 +46,14 @@ export type ReplayArgs = typeof ReplayArgs.Type
 
 /**
  * The dead letters to replay (pure): those of the endpoint, dead-lettered at or after `since`,
- * one per delivery id (the latest, should a delivery have been dead-lettered more than once).
+ * one per delivery id (the latest, should a delivery have been dead-lettered more than once), and
+ * not delivered since: a delivery with a successful attempt after its dead letter (a replay, a
+ * recovery or a single retry through the API) is skipped. `succeededAt` holds, per delivery id,
+ * the time of its latest successful attempt.
  */
 export const selectForReplay = (
   deadLetters: Iterable<DeliveryDeadLettered>,
-  options: { readonly endpointId: string; readonly since: number | undefined }
+  options: { readonly endpointId: string; readonly since: number | undefined; readonly succeededAt?: ReadonlyMap<string, number> }
 ): Array<DeliveryDeadLettered> => {
   const byDelivery = new Map<string, DeliveryDeadLettered>()
   for (const d of deadLetters) {
@@ -58,29 +63,14 @@ export const selectForReplay = (
     const seen = byDelivery.get(d.delivery_id)
     if (seen === undefined || Date.parse(seen.occurred_at) <= at) byDelivery.set(d.delivery_id, d)
   }
-  return [...byDelivery.values()].sort((a, b) => Date.parse(a.occurred_at) - Date.parse(b.occurred_at))
+  return [...byDelivery.values()]
+    .filter((d) => !((options.succeededAt?.get(d.delivery_id) ?? -Infinity) > Date.parse(d.occurred_at)))
+    .sort((a, b) => Date.parse(a.occurred_at) - Date.parse(b.occurred_at))
 }
 
 /** A fresh first attempt of a dead-lettered delivery (pure): same delivery id, same body, due now. */
-export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () => string): DeliveryTask => {
-  const at = new Date(now).toISOString()
-  return {
-    _tag: "DeliveryTask",
-    schema_version: 1,
-    event_id: newId(),
-    occurred_at: at,
-    delivery_id: dead.delivery_id,
-    endpoint_id: dead.endpoint_id,
-    tenant_id: dead.tenant_id,
-    mode: dead.mode,
-    source_event_id: dead.source_event_id,
-    source_event_type: dead.source_event_type,
-    body: dead.body,
-    attempt: 1,
-    not_before: at,
-    ...(dead.addressed ? { addressed: true as const } : {})
-  }
-}
+export const replayTask = (dead: DeliveryDeadLettered, now: number, newId: () => string): DeliveryTask =>
+  redeliveryTask(dead, now, newId)
 
 export class ReplayError extends Schema.TaggedError<ReplayError>()("ReplayError", {
   message: Schema.String
@@ -94,6 +84,8 @@ export interface ReplayReport {
   readonly scanned: number
   readonly unreadable: number
   readonly replayed: number
+  /** Dead letters of the endpoint skipped because the delivery succeeded after it was dead-lettered. */
+  readonly deliveredSince: number
 }
 
 /**
@@ -121,63 +113,85 @@ export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(arg
     })
   }
 
-  // The last offset to read per partition, as of now; records dead-lettered later are not replayed.
-  const offsets = yield* adminCall("cannot read end offsets", admin.offsetRange(deadTopic))
-  const lastToRead = new Map<number, bigint>()
-  for (const o of offsets) if (BigInt(o.high) > BigInt(o.low)) lastToRead.set(o.partition, BigInt(o.high) - 1n)
+  /**
+   * Reads a topic from the beginning up to its end offsets as of now (a fresh consumer group,
+   * deleted afterwards; nothing committed), handing each record to `onRecord`.
+   */
+  const readToEnd = (topic: string, onRecord: (message: KafkaMessage, partition: number) => Effect.Effect<void>) =>
+    Effect.gen(function*() {
+      // The last offset to read per partition, as of now; records written later are not read.
+      const offsets = yield* adminCall("cannot read end offsets", admin.offsetRange(topic))
+      const lastToRead = new Map<number, bigint>()
+      for (const o of offsets) if (BigInt(o.high) > BigInt(o.low)) lastToRead.set(o.partition, BigInt(o.high) - 1n)
+      if (lastToRead.size === 0) return
+      const reached = new Map<number, bigint>()
+      const caughtUp = yield* Deferred.make<void>()
+      let lastProgress = Date.now()
+      const groupId = `${topicPrefix}orbit-replay-${Date.now()}-${randomUUID()}`
+      const reading = yield* consumeBatches({ groupId, topics: [topic], fromBeginning: true }).pipe(
+        Stream.runForEach((consumed) =>
+          Effect.gen(function*() {
+            const { batch } = consumed
+            const last = lastToRead.get(batch.partition)
+            for (const message of batch.messages) {
+              if (last === undefined || BigInt(message.offset) > last) continue
+              yield* onRecord(message, batch.partition)
+            }
+            lastProgress = Date.now()
+            const batchLast = BigInt(batch.lastOffset())
+            if (batchLast > (reached.get(batch.partition) ?? -1n)) reached.set(batch.partition, batchLast)
+            if ([...lastToRead].every(([p, l]) => (reached.get(p) ?? -1n) >= l)) yield* Deferred.succeed(caughtUp, undefined)
+            yield* Deferred.succeed(consumed.done, undefined)
+          })
+        ),
+        Effect.forkScoped
+      )
+      const stalled = Effect.gen(function*() {
+        while (Date.now() - lastProgress < STALL_MS) yield* Effect.sleep("500 millis")
+        return yield* new ReplayError({ message: `no progress reading ${topic} for ${STALL_MS / 1000} s` })
+      })
+      yield* Effect.raceFirst(Deferred.await(caughtUp), stalled)
+      yield* Fiber.interrupt(reading)
+      // The group only existed for this read; leaving it behind would clutter the broker.
+      yield* admin.deleteGroup(groupId).pipe(Effect.ignore)
+    })
 
   const found: Array<DeliveryDeadLettered> = []
   let scanned = 0
   let unreadable = 0
+  yield* readToEnd(deadTopic, (message, partition) => {
+    scanned++
+    try {
+      found.push(decodeDeliveryDeadLettered(message.value?.toString("utf8") ?? ""))
+      return Effect.void
+    } catch (error) {
+      unreadable++
+      return Effect.logWarning("skipped an unreadable dead letter", { partition, offset: message.offset, error: String(error).slice(0, 300) })
+    }
+  })
 
-  if (lastToRead.size > 0) {
-    const reached = new Map<number, bigint>()
-    const caughtUp = yield* Deferred.make<void>()
-    let lastProgress = Date.now()
-    const groupId = `${topicPrefix}orbit-replay-${Date.now()}-${randomUUID()}`
-    const reading = yield* consumeBatches({ groupId, topics: [deadTopic], fromBeginning: true }).pipe(
-      Stream.runForEach((consumed) =>
-        Effect.gen(function*() {
-          const { batch } = consumed
-          const last = lastToRead.get(batch.partition)
-          for (const message of batch.messages) {
-            const offset = BigInt(message.offset)
-            if (last === undefined || offset > last) continue
-            scanned++
-            try {
-              found.push(decodeDeliveryDeadLettered(message.value?.toString("utf8") ?? ""))
-            } catch (error) {
-              unreadable++
-              yield* Effect.logWarning("skipped an unreadable dead letter", {
-                partition: batch.partition,
-                offset: message.offset,
-                error: String(error).slice(0, 300)
-              })
-            }
-          }
-          lastProgress = Date.now()
-          const batchLast = BigInt(batch.lastOffset())
-          if (batchLast > (reached.get(batch.partition) ?? -1n)) reached.set(batch.partition, batchLast)
-          if ([...lastToRead].every(([p, l]) => (reached.get(p) ?? -1n) >= l)) yield* Deferred.succeed(caughtUp, undefined)
-          yield* Deferred.succeed(consumed.done, undefined)
-        })
-      ),
-      Effect.forkScoped
-    )
-    const stalled = Effect.gen(function*() {
-      while (Date.now() - lastProgress < STALL_MS) yield* Effect.sleep("500 millis")
-      return yield* new ReplayError({ message: `no progress reading ${deadTopic} for ${STALL_MS / 1000} s` })
+  // Deliveries of the endpoint that succeeded since they were dead-lettered are not sent again:
+  // the attempt log (keyed by endpoint id, kept as long as the dead letters) says which.
+  const succeededAt = new Map<string, number>()
+  if (found.some((d) => d.endpoint_id === args.endpoint) && existing.includes(topics.attempts.name)) {
+    yield* readToEnd(topics.attempts.name, (message) => {
+      if (message.key?.toString("utf8") !== args.endpoint) return Effect.void
+      try {
+        const a = decodeDeliveryAttempted(message.value?.toString("utf8") ?? "")
+        const at = Date.parse(a.occurred_at)
+        if (a.outcome === "succeeded" && a.endpoint_id === args.endpoint && at > (succeededAt.get(a.delivery_id) ?? -Infinity)) {
+          succeededAt.set(a.delivery_id, at)
+        }
+      } catch {
+        // An unreadable attempt says nothing about a success; the dead letter is replayed.
+      }
+      return Effect.void
     })
-    yield* Effect.raceFirst(Deferred.await(caughtUp), stalled)
-    yield* Fiber.interrupt(reading)
-    // The group only existed for this read; leaving it behind would clutter the broker.
-    yield* admin.deleteGroup(groupId).pipe(Effect.ignore)
   }
 
-  const selected = selectForReplay(found, {
-    endpointId: args.endpoint,
-    since: args.since === undefined ? undefined : Date.parse(args.since)
-  })
+  const since = args.since === undefined ? undefined : Date.parse(args.since)
+  const candidates = selectForReplay(found, { endpointId: args.endpoint, since })
+  const selected = selectForReplay(found, { endpointId: args.endpoint, since, succeededAt })
   const now = Date.now()
   const messages = selected.map((d) => ({ key: d.endpoint_id, value: encodeDeliveryTask(replayTask(d, now, randomUUID)) }))
   for (let i = 0; i < messages.length; i += PRODUCE_CHUNK) {
@@ -187,6 +201,6 @@ export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(arg
       Effect.mapError((e) => new ReplayError({ message: `cannot produce to ${topics.deliveries.name}: ${e.message}` }))
     )
   }
-  const report: ReplayReport = { scanned, unreadable, replayed: selected.length }
+  const report: ReplayReport = { scanned, unreadable, replayed: selected.length, deliveredSince: candidates.length - selected.length }
   return report
 })

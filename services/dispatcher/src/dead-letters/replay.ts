@@ -65,10 +65,11 @@ if (Exit.isFailure(exit)) {
   process.stderr.write(`deliveries replay failed: ${message}\n`)
   process.exit(1)
 }
-const { replayed, scanned, unreadable } = exit.value
+const { replayed, scanned, unreadable, deliveredSince } = exit.value
 process.stdout.write(
   `replayed ${replayed} dead-lettered ${replayed === 1 ? "delivery" : "deliveries"} of ${args.endpoint}` +
     `${args.since === undefined ? "" : ` (dead-lettered since ${args.since})`}; ` +
-    `${scanned} dead letters scanned${unreadable > 0 ? `, ${unreadable} unreadable skipped` : ""}\n`
+    `${scanned} dead letters scanned${unreadable > 0 ? `, ${unreadable} unreadable skipped` : ""}` +
+    `${deliveredSince > 0 ? `, ${deliveredSince} delivered since skipped` : ""}\n`
 )
 process.exit(0)

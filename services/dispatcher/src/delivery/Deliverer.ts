@@ -1,6 +1,6 @@
 import { SecretBox, signDelivery, signingKey, type SigningKey } from "@orbit/crypto"
 import { deliverableHeaders, type DeliveryTask, type Endpoint, type AttemptErrorClass } from "@orbit/domain"
-import { ExtraCaConfig, isSsrfBlocked, makePinnedDispatcher, NetGuardPolicy, Resolver } from "@orbit/net-guard"
+import { ExtraCaConfig, isSsrfBlocked, makePinnedDispatcher, NetGuardPolicy, Resolver, type SsrfRefusal } from "@orbit/net-guard"
 import { Context, Effect, Exit, Layer } from "effect"
 import type { Dispatcher } from "undici"
 import { type AttemptResult, parseRetryAfter } from "../retry/RetrySchedule.ts"
@@ -188,8 +188,12 @@ export class Deliverer extends Context.Service<Deliverer, {
       const policy = yield* NetGuardPolicy
       const { resolve } = yield* Resolver
       const ca = yield* ExtraCaConfig
+      const run = Effect.runForkWith(yield* Effect.context<never>())
+      // The attempt log says only that the host is not allowed; where it resolved goes here.
+      const onRefused = (refusal: SsrfRefusal) =>
+        void run(Effect.logWarning("delivery refused: the endpoint's host resolves to a forbidden address", { ...refusal }))
       const dispatcher = yield* Effect.acquireRelease(
-        Effect.sync(() => makePinnedDispatcher({ policy, resolver: resolve, ...(ca === undefined ? {} : { ca }) })),
+        Effect.sync(() => makePinnedDispatcher({ policy, resolver: resolve, onRefused, ...(ca === undefined ? {} : { ca }) })),
         (agent) => Effect.promise(() => agent.destroy().catch(() => undefined))
       )
 

@@ -47,7 +47,8 @@ export const planAfterAttempt = (input: {
     source_event_id: task.source_event_id,
     source_event_type: task.source_event_type
   }
-  const next = result.ok
+  // A single attempt (`once`) ends with its outcome: no retry, no dead letter.
+  const next = result.ok || task.once
     ? undefined
     : nextAttemptAt({
       policy: input.policy,
@@ -56,7 +57,7 @@ export const planAfterAttempt = (input: {
       retryAfterSeconds: result.retryAfterSeconds,
       random: input.random
     })
-  const isDead = !result.ok && next === undefined
+  const isDead = !result.ok && next === undefined && !task.once
   const attempted: DeliveryAttempted = {
     _tag: "DeliveryAttempted",
     schema_version: 1,
@@ -70,7 +71,10 @@ export const planAfterAttempt = (input: {
     error_class: result.errorClass,
     error_message: result.errorMessage,
     next_attempt_at: next === undefined ? null : new Date(next).toISOString(),
-    dead_lettered: isDead
+    dead_lettered: isDead,
+    // The first attempt of a chain carries the body into the attempts read model (recovery, retry).
+    ...(task.attempt === 1 ? { body: task.body } : {}),
+    ...(task.attempt === 1 && task.addressed ? { addressed: true as const } : {})
   }
   const retry: DeliveryTask | undefined = next === undefined ? undefined : {
     ...task,

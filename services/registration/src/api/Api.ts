@@ -38,6 +38,7 @@ import {
   UpdateEndpointRequest
 } from "./EndpointSchemas.ts"
 import { DEFAULT_STATS_WINDOW, EndpointStatsQuery, EndpointStatsResource } from "./StatsSchemas.ts"
+import { DELIVERY_ID_PATTERN, RecoverRequest, RecoveryResource, RetryDeliveryRequest, RetryStartedResource } from "./RecoverySchemas.ts"
 
 /**
  * The schema-first declaration of the public API: HttpApiBuilder serves these groups (../server
@@ -144,7 +145,7 @@ const E = {
   404: errorResponse([NotFound], "NotFound", "No webhook endpoint with this id for this key's tenant and mode."),
   413: errorResponse([PayloadTooLarge], "PayloadTooLarge", "The request body is larger than 64 KiB."),
   422: errorResponse([ValidationError, InvalidWebhookUrl], "ValidationError", "The body, query or a header fails the schema; one details entry per problem."),
-  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key.", {
+  429: errorResponse([RateLimited], "RateLimited", "Too many requests for this API key, or too many lookups of unknown keys from this address.", {
     "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
   }),
   500: errorResponse([InternalError], "InternalError", "An unexpected error; the body carries no internals."),
@@ -187,6 +188,14 @@ const IdParams = {
   })
 }
 
+/** The path of a single delivery: the endpoint's id and a delivery id (a UUID); any other id answers 404. */
+const DeliveryParams = {
+  ...IdParams,
+  delivery_id: Schema.String.check(Schema.isPattern(DELIVERY_ID_PATTERN)).annotate({
+    description: "The delivery's id (X-Devotel-Delivery-Id, delivery_id in the attempt log): a lowercase UUID. Any other id answers 404."
+  })
+}
+
 const CREATE_EXAMPLE = {
   url: "https://hooks.example.com/orbit",
   events: ["message.delivered", "message.failed"],
@@ -199,7 +208,9 @@ const CREATE_EXAMPLE = {
 export const ApiKeySecurity = HttpApiSecurity.apiKey({ key: "X-API-Key", in: "header" }).pipe(
   HttpApiSecurity.annotate(
     OpenApi.Description,
-    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only)."
+    "An API key of the tenant: dv_live_sk_… (live, read and write), dv_test_sk_… (test mode, read and write) or dv_live_pk_… (live, read-only). " +
+      "After the type prefix come 43 random base62 characters and a 6-character checksum (CRC32 of the rest of the key, base62), so a mistyped key is refused without a lookup; " +
+      "keys issued without a checksum (43 characters) still work. Too many unknown keys from one address are answered 429 RATE_LIMITED with Retry-After."
   )
 )
 export class ApiKeyAuth extends HttpApiMiddleware.Service<ApiKeyAuth>()("ApiKeyAuth", { security: { apiKey: ApiKeySecurity } }) {}
@@ -308,6 +319,48 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(
         OpenApi.Description,
         "The endpoint's delivery attempts over the last 24 h or 7 d (window, default 24h), from the attempt log: counts by outcome, success rate, p50/p95/p99 latency, the latest success and failure, and the state. The state is decided in this order: disabled when the endpoint is inactive; healthy when there are no attempts in the window; unresponsive when no attempt in the window got an HTTP response (timeouts, connection and TLS errors only); failing when the latest attempt failed or fewer than half succeeded; healthy otherwise. Any key of the tenant may read it."
+      ),
+    HttpApiEndpoint.post("recover", "/:id/recover", {
+      params: IdParams,
+      payload: RecoverRequest.annotate({ examples: [{ since: "2026-11-26T10:00:00Z", until: "2026-11-27T10:00:00Z" }] as never }),
+      success: ok(RecoveryResource, 202, "Accepted: the deliveries to send again are durable", [{
+        data: {
+          recovery_id: "rcv_7HcQm2LwX9pR4tZk8VbN3sYd",
+          endpoint_id: EXAMPLE_ENDPOINT.id,
+          since: "2026-11-26T10:00:00.000Z",
+          until: "2026-11-27T10:00:00.000Z",
+          deliveries: 12,
+          created_at: "2026-11-27T10:05:00.000Z"
+        },
+        meta: EXAMPLE_META
+      }]),
+      error: writesById
+    })
+      .annotate(OpenApi.Summary, "Recover failed deliveries")
+      .annotate(
+        OpenApi.Description,
+        "Sends again every delivery of this endpoint that has an attempt between since and until (default now) and whose latest attempt failed with no retry left (dead-lettered, or a failed single retry): each once, as a new attempt chain (attempt 1, retried per the endpoint's current policy) with the same delivery id, so receivers can dedupe on X-Devotel-Delivery-Id / webhook-id. Deliveries that succeeded since, or still have a retry scheduled, are not sent. The window is at most 14 days, since < until ≤ now; otherwise 422 with details. A repeat of the same window (same since, and the same until or again none) within 24 h starts nothing and answers with the first recovery (same recovery_id and deliveries). 202 once the deliveries are durable in Kafka; they then appear in /deliveries. Deliveries are sent only while the endpoint exists, is active and subscribes to their event type."
+      ),
+    HttpApiEndpoint.post("retryDelivery", "/:id/deliveries/:delivery_id/retry", {
+      params: DeliveryParams,
+      payload: RetryDeliveryRequest.annotate({ examples: [{}] as never }),
+      success: ok(RetryStartedResource, 202, "Accepted: the attempt is durable", [{
+        data: {
+          delivery_id: "5f0c2a8e-3b1d-5e47-9c6a-0d2f4b8e1a73",
+          endpoint_id: EXAMPLE_ENDPOINT.id,
+          event_id: "evt_0f8fad5bd9cb469fa16570867728950e",
+          event_type: "message.delivered",
+          attempt: 4
+        },
+        meta: EXAMPLE_META
+      }]),
+      error: writesById
+    })
+      .annotate(OpenApi.Transform, optionalBody)
+      .annotate(OpenApi.Summary, "Retry one delivery")
+      .annotate(
+        OpenApi.Description,
+        "Makes one attempt of this delivery now, whatever its last outcome, with the same delivery id and body, signed with the endpoint's current secret(s). The attempt is recorded in /deliveries with the next attempt number; a failure schedules no further retry and writes no dead letter. An unknown delivery (or one older than the 30-day attempt log) answers 404; an inactive endpoint 422. The body is optional."
       )
   )
   .middleware(ApiKeyAuth)

@@ -134,6 +134,9 @@ export const headersTooLarge = () => new HeadersTooLarge({ message: "The request
 export const malformedRequest = () => new MalformedRequest({ message: "The request is not valid HTTP/1.1." })
 export const rateLimited = (retryAfterSeconds: number) =>
   new RateLimited({ message: "Too many requests for this API key; retry after the Retry-After delay.", retryAfterSeconds })
+/** Too many lookups of unknown keys from one client address; says nothing about the key sent. */
+export const addressRateLimited = (retryAfterSeconds: number) =>
+  new RateLimited({ message: "Too many requests from this address; retry after the Retry-After delay.", retryAfterSeconds })
 export const serviceUnavailable = () =>
   new ServiceUnavailable({ message: "A backing service is unavailable; the request had no effect. Retry later." })
 export const internalError = () => new InternalError({ message: "An unexpected error occurred." })

@@ -1,9 +1,10 @@
 import { type KafkaUnavailable } from "@orbit/kafka"
 import { SecretBox } from "@orbit/crypto"
-import { Cause, Context, Effect, Layer, Schema } from "effect"
+import { Cause, Config, Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import {
+  addressRateLimited,
   type ApiError,
   internalError,
   isApiError,
@@ -11,6 +12,7 @@ import {
   invalidApiKey,
   invalidCursor,
   endpointNotFound,
+  notFound,
   rateLimited,
   serviceUnavailable,
   validationError
@@ -19,6 +21,7 @@ import { Api, ApiKeyAuth } from "../api/Api.ts"
 import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
+import { addressBucket, clientAddress } from "../ClientAddress.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
@@ -27,6 +30,8 @@ import { EndpointCommands } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
+import { Redeliveries } from "../Redeliveries.ts"
+import { RecoverRequest, recoveryWindow, RetryDeliveryRequest } from "../api/RecoverySchemas.ts"
 import { answerRejections } from "./Rejections.ts"
 import { failure, newRequestId, noContent, success } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
@@ -85,7 +90,10 @@ const fromCall = <R>(
 
 /**
  * The `apiKey` security of every webhook operation (Api.ts): authenticates X-API-Key, applies the
- * key's rate limit and, for writes, its permission, then runs the endpoint. It is also the one
+ * key's rate limit and, for writes, its permission, then runs the endpoint. A key that must be
+ * looked up is charged to the client's address first (KeyLookupLimiter; the address is the
+ * socket's peer, or the proxy's X-Forwarded-For entry when ORBIT_TRUST_PROXY is set), and an
+ * address out of lookups is answered 429 with Retry-After. It is also the one
  * place where a failure becomes the error envelope: ApiErrors as they are, a query the declared
  * schema refuses as 422 with one details entry per problem, anything unexpected logged and
  * answered 500 with no internals in the body.
@@ -95,6 +103,9 @@ export const ApiKeyAuthLive = Layer.effect(
   Effect.gen(function*() {
     const keys = yield* ApiKeys
     const limiter = yield* RateLimiter
+    const trustProxy = yield* Config.Boolean("ORBIT_TRUST_PROXY").pipe(Config.withDefault(false))
+    const clientOf = (request: HttpServerRequest.HttpServerRequest) =>
+      addressBucket(clientAddress(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"], trustProxy))
 
     const envelope = (request: HttpServerRequest.HttpServerRequest, requestId: string, query: Schema.Top | undefined) =>
       (cause: Cause.Cause<unknown>): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
@@ -126,8 +137,9 @@ export const ApiKeyAuthLive = Layer.effect(
             ;(request as WithCall)[CALL] = { requestId, principal: known }
             return Effect.catchCause(httpEffect, envelope(request, requestId, endpoint.query))
           }
-          const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write }).pipe(
+          const principal = keys.authenticate(request.headers["x-api-key"], { fresh: write, client: clientOf(request) }).pipe(
             Effect.catchTag("InvalidApiKey", () => Effect.fail(invalidApiKey())),
+            Effect.catchTag("KeyLookupsExhausted", (e) => Effect.fail(addressRateLimited(e.retryAfterSeconds))),
             Effect.flatMap((principal): Effect.Effect<Principal, ApiError> => {
               const limit = limiter.check(principal.keyId)
               if (!limit.allowed) return Effect.fail(rateLimited(limit.retryAfterSeconds))
@@ -158,6 +170,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
   const cursorKey = yield* CursorKey
   const attempts = yield* DeliveryAttemptStore
   const testEvents = yield* TestEvents
+  const redeliveries = yield* Redeliveries
 
 
   const findOwned = (p: Principal, id: string) =>
@@ -271,6 +284,35 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const page = yield* attempts.list({ tenantId: p.tenantId, mode: p.mode, endpointId: id }, q.limit ?? DEFAULT_PAGE_SIZE, after)
       const cursor = page.next ? encodeCursor(cursorKey, scope, page.next) : null
       return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
+    }, unavailableAs503, fromCall))
+    /**
+     * Sends again the endpoint's deliveries in the window whose chain ended failed, each once, as a
+     * new attempt chain with the same delivery id; a repeat of the window within 24 h starts nothing.
+     */
+    .handleRaw("recover", Effect.fn("Webhooks.recover")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = params.id
+      const req = yield* decodeStrict(RecoverRequest, yield* readJsonBody(request))
+      yield* findOwned(p, id)
+      const window = recoveryWindow(req, Date.now())
+      if ("problems" in window) return yield* validationError(window.problems, "The recovery window is invalid.")
+      return success(requestId, yield* redeliveries.recover(p, id, window), { status: 202 })
+    }, unavailableAs503, fromCall))
+    /** One attempt of one delivery now, whatever its last outcome, recorded in the attempt log. */
+    .handleRaw("retryDelivery", Effect.fn("Webhooks.retryDelivery")(function*({ params, request }) {
+      const { principal: p, requestId } = callOf(request)
+      const id = params.id
+      if (hasBody(request)) yield* decodeStrict(RetryDeliveryRequest, yield* readJsonBody(request))
+      const endpoint = yield* findOwned(p, id)
+      if (!endpoint.active) {
+        return yield* validationError(
+          [{ field: "active", value: false, expected: "true: an inactive endpoint receives no deliveries, retries included" }],
+          "This endpoint is inactive."
+        )
+      }
+      const started = yield* redeliveries.retry(p, id, params.delivery_id)
+      if (started === undefined) return yield* notFound("No delivery with this id for this endpoint.")
+      return success(requestId, started, { status: 202 })
     }, unavailableAs503, fromCall))
     /** The endpoint's attempts over a window, summed up, and the state they put it in. */
     .handle("stats", Effect.fnUntraced(function*({ params, query: q, request }) {
