@@ -133,7 +133,10 @@ describe("start-up errors", () => {
     [{ ORBIT_SECRET_KEYS: undefined }, "ORBIT_SECRET_KEYS"],
     [{ ORBIT_SECRET_KEYS: "k1:dG9vLXNob3J0" }, "ORBIT_SECRET_KEYS"],
     [{ ORBIT_ALLOW_PRIVATE_CIDRS: "10.0.0.0/33" }, "ORBIT_ALLOW_PRIVATE_CIDRS"],
-    [{ PORT: "not-a-port" }, "PORT"]
+    [{ PORT: "not-a-port" }, "PORT"],
+    [{ ORBIT_AUTO_DISABLE_AFTER: "5 days" }, "ORBIT_AUTO_DISABLE_AFTER"],
+    [{ ORBIT_AUTO_DISABLE_AFTER: "0" }, "ORBIT_AUTO_DISABLE_AFTER"],
+    [{ ORBIT_AUTO_DISABLE_AFTER: "P31D" }, "ORBIT_AUTO_DISABLE_AFTER"]
   ])("exits with one line naming the bad setting: %o", (env, variable) => {
     const { status, output } = startRegistration(env)
     expect(status).not.toBe(0)

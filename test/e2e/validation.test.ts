@@ -194,6 +194,36 @@ const bodyCases: ReadonlyArray<Case> = [
   { name: "unknown strategy", body: { ...valid, retry_policy: { strategy: "linear", max_attempts: 3 } }, fields: ["retry_policy"] },
   { name: "retry_policy without strategy", body: { ...valid, retry_policy: { max_attempts: 3 } }, fields: ["retry_policy"] },
   { name: "retry_policy not an object", body: { ...valid, retry_policy: "exponential" }, fields: ["retry_policy"] },
+  // headers: one detail per bad entry
+  ...[
+    "Host", "content-length", "Content-Type", "Transfer-Encoding", "connection", "User-Agent", "traceparent",
+    "X-Devotel-Signature", "x-devotel-anything", "Webhook-Id", "webhook-whatever"
+  ].map((name): Case => ({ name: `headers with the reserved name ${name}`, body: { ...valid, headers: { [name]: "v" } }, fields: [`headers.${name}`] })),
+  { name: "headers with a space in a name", body: { ...valid, headers: { "X Bad": "v" } }, fields: ["headers.X Bad"], mentions: "RFC 9110" },
+  { name: "headers with a colon in a name", body: { ...valid, headers: { "X-Bad:": "v" } }, fields: ["headers.X-Bad:"] },
+  { name: "headers with an empty name", body: { ...valid, headers: { "": "v" } }, fields: ["headers."] },
+  { name: "headers with a non-ASCII name", body: { ...valid, headers: { "X-Café": "v" } }, fields: ["headers.X-Café"] },
+  { name: "headers with a name of 65 chars", body: { ...valid, headers: { ["X".repeat(65)]: "v" } }, fields: [`headers.${"X".repeat(65)}`], mentions: "64" },
+  { name: "headers with CR LF in a value", body: { ...valid, headers: { "X-A": "a\r\nX-Injected: 1" } }, fields: ["headers.X-A"], mentions: "LF" },
+  { name: "headers with LF in a value", body: { ...valid, headers: { "X-A": "a\nb" } }, fields: ["headers.X-A"] },
+  { name: "headers with a tab in a value", body: { ...valid, headers: { "X-A": "a\tb" } }, fields: ["headers.X-A"] },
+  { name: "headers with a non-ASCII value", body: { ...valid, headers: { "X-A": "café" } }, fields: ["headers.X-A"] },
+  { name: "headers with a value of 1025 chars", body: { ...valid, headers: { "X-A": "v".repeat(1025) } }, fields: ["headers.X-A"], mentions: "1024" },
+  { name: "headers with a non-string value", body: { ...valid, headers: { "X-A": 1 } }, fields: ["headers.X-A"] },
+  { name: "headers naming one header twice in two cases", body: { ...valid, headers: { "X-A": "1", "x-a": "2" } }, fields: ["headers.x-a"] },
+  {
+    name: "headers with 21 entries",
+    body: { ...valid, headers: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`X-H${i}`, "v"])) },
+    fields: ["headers"],
+    mentions: "20"
+  },
+  { name: "headers not an object", body: { ...valid, headers: ["X-A: 1"] }, fields: ["headers"] },
+  { name: "headers null", body: { ...valid, headers: null }, fields: ["headers"] },
+  {
+    name: "headers with three bad entries and a good one: three details",
+    body: { ...valid, headers: { Host: "h", "X-Ok": "fine", "X A": "v", "X-B": "a\nb" } },
+    fields: ["headers.Host", "headers.X A", "headers.X-B"]
+  },
   // strictness
   { name: "unknown top-level field", body: { ...valid, callback_url: "https://x.example.com/" }, fields: ["callback_url"] },
   { name: "misspelt field", body: { ...valid, timeout_second: 5 }, fields: ["timeout_second"] },
@@ -246,7 +276,12 @@ describe("POST /api/v1/webhooks body validation", () => {
       { ...valid, retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 } },
       { ...valid, retry_policy: { strategy: "fixed", max_attempts: 10, delay_seconds: 86400 } },
       { ...valid, retry_policy: { strategy: "custom", delays_seconds: [] } },
-      { ...valid, retry_policy: { strategy: "custom", delays_seconds: [1, 2, 3, 4, 5, 6, 7, 8, 86400] } }
+      { ...valid, retry_policy: { strategy: "custom", delays_seconds: [1, 2, 3, 4, 5, 6, 7, 8, 86400] } },
+      { ...valid, headers: {} },
+      { ...valid, headers: { ["X".repeat(64)]: "v".repeat(1024), "!#$%&'*+-.^_`|~09az": "", "X-Printable": " !~ printable ~! " } },
+      { ...valid, headers: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`X-H${i}`, "v"])) },
+      // Names that merely contain a reserved word are the caller's own.
+      { ...valid, headers: { "X-Host": "h", "X-Webhook-Id": "w", "Devotel-Tenant": "d", "Authorization": "Bearer abc" } }
     ]
     const { key: k } = await platform.createKey(uniqueTenant())
     for (const body of bodies) {

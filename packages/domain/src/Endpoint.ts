@@ -1,4 +1,4 @@
-import type { EndpointEvent } from "./EndpointEvents.ts"
+import type { DisabledReason, EndpointEvent } from "./EndpointEvents.ts"
 import type { EventSubscription } from "./EventTypes.ts"
 import type { Mode } from "./Mode.ts"
 import type { RetryPolicy } from "./RetryPolicy.ts"
@@ -14,6 +14,12 @@ export interface Endpoint {
   readonly active: boolean
   readonly timeout_seconds: number
   readonly retry_policy: RetryPolicy
+  /** Added to every delivery (EndpointHeaders.ts). */
+  readonly headers: Readonly<Record<string, string>>
+  /** Why the platform disabled it (`active` is then false); null otherwise. */
+  readonly disabled_reason: DisabledReason | null
+  /** When the platform disabled it; null otherwise. */
+  readonly disabled_at: string | null
   readonly secret_box: string
   readonly previous_secret_box: string | null
   readonly previous_expires_at: string | null
@@ -22,15 +28,21 @@ export interface Endpoint {
 }
 
 /** The settings a caller chooses (register and replace carry them all). */
-export type EndpointSettings = Pick<Endpoint, "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy">
+export type EndpointSettings = Pick<Endpoint, "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy" | "headers">
 
-const settingsOf = (s: EndpointSettings): EndpointSettings => ({
+/** The settings an event carries; `headers` is absent from events older than custom headers. */
+type EventSettings = Omit<EndpointSettings, "headers"> & { readonly headers?: EndpointSettings["headers"] | undefined }
+
+const NO_HEADERS: Readonly<Record<string, string>> = {}
+
+const settingsOf = (s: EventSettings): EndpointSettings => ({
   url: s.url,
   events: s.events,
   description: s.description,
   active: s.active,
   timeout_seconds: s.timeout_seconds,
-  retry_policy: s.retry_policy
+  retry_policy: s.retry_policy,
+  headers: s.headers ?? NO_HEADERS
 })
 
 /**
@@ -46,6 +58,8 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
         tenant_id: event.tenant_id,
         mode: event.mode,
         ...settingsOf(event),
+        disabled_reason: null,
+        disabled_at: null,
         secret_box: event.secret_box,
         previous_secret_box: null,
         previous_expires_at: null,
@@ -57,6 +71,19 @@ export const evolve = (state: Endpoint | undefined, event: EndpointEvent): Endpo
       return {
         ...state,
         ...settingsOf(event),
+        // Turning the endpoint on clears why the platform turned it off; keeping it off keeps the reason.
+        ...(event.active ? { disabled_reason: null, disabled_at: null } : {}),
+        updated_at: event.occurred_at
+      }
+    case "EndpointDisabled":
+      if (state === undefined) return undefined
+      // Already off: the first reason and instant stand (a repeated event changes nothing).
+      if (!state.active) return state
+      return {
+        ...state,
+        active: false,
+        disabled_reason: event.reason,
+        disabled_at: event.occurred_at,
         updated_at: event.occurred_at
       }
     case "EndpointSecretRotated":

@@ -1,6 +1,6 @@
 import { Result, Schema } from "effect"
 import { type Endpoint, type EndpointSettings } from "./Endpoint.ts"
-import type { EndpointEvent } from "./EndpointEvents.ts"
+import type { DisabledReason, EndpointEvent } from "./EndpointEvents.ts"
 import type { Mode } from "./Mode.ts"
 
 /**
@@ -69,7 +69,16 @@ export interface ResealEndpointSecrets extends CommandScope {
   readonly previous_secret_box: string | null
 }
 
-export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret | ResealEndpointSecrets
+/** The platform turns off an endpoint whose every attempt has failed for the auto-disable period. */
+export interface DisableEndpoint extends CommandScope {
+  readonly _tag: "DisableEndpoint"
+  readonly endpoint_id: string
+  readonly reason: DisabledReason
+  /** The HTTP status of the last failed attempt, null when it got no response. */
+  readonly last_status: number | null
+}
+
+export type EndpointCommand = RegisterEndpoint | UpdateEndpoint | RemoveEndpoint | RotateEndpointSecret | ResealEndpointSecrets | DisableEndpoint
 
 /** What only the caller's world knows at the moment of deciding. */
 export interface DecideContext {
@@ -137,6 +146,7 @@ const envelope = (command: EndpointCommand, context: DecideContext) => ({
  * - rotation keeps the current secret signing until `now + grace_seconds`;
  * - a reseal replaces the boxes it was made from and no others: once the current box has changed
  *   (a rotation came first), it decides nothing.
+ * - only an active endpoint is disabled: disabling an inactive one decides nothing.
  */
 export const decide = (command: EndpointCommand, state: Endpoint | undefined, context: DecideContext): Decision => {
   switch (command._tag) {
@@ -185,6 +195,17 @@ export const decide = (command: EndpointCommand, state: Endpoint | undefined, co
         replaces_secret_box: command.replaces_secret_box,
         secret_box: command.secret_box,
         previous_secret_box: command.previous_secret_box
+      }])
+    }
+    case "DisableEndpoint": {
+      const current = visible(state, command)
+      if (current === undefined) return Result.fail(new EndpointNotFound({ endpoint_id: command.endpoint_id }))
+      if (!current.active) return Result.succeed([])
+      return Result.succeed([{
+        _tag: "EndpointDisabled",
+        ...envelope(command, context),
+        reason: command.reason,
+        last_status: command.last_status
       }])
     }
   }

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { StoredHeaders } from "./EndpointHeaders.ts"
 import { EventSubscription } from "./EventTypes.ts"
 import { Mode } from "./Mode.ts"
 import { RetryPolicy } from "./RetryPolicy.ts"
@@ -23,7 +24,9 @@ const settings = {
   description: Schema.NullOr(Schema.String),
   active: Schema.Boolean,
   timeout_seconds: Schema.Int,
-  retry_policy: RetryPolicy
+  retry_policy: RetryPolicy,
+  /** Added to every delivery; absent in events written before endpoints had custom headers (= none). */
+  headers: Schema.optionalKey(StoredHeaders)
 }
 
 export const EndpointRegistered = Schema.TaggedStruct("EndpointRegistered", {
@@ -63,13 +66,23 @@ export const EndpointSecretsResealed = Schema.TaggedStruct("EndpointSecretsResea
 })
 export type EndpointSecretsResealed = typeof EndpointSecretsResealed.Type
 
-export const EndpointEvent = Schema.Union([
-  EndpointRegistered,
-  EndpointUpdated,
-  EndpointDeleted,
-  EndpointSecretRotated,
-  EndpointSecretsResealed
-])
+/** Why the platform disabled an endpoint: every attempt failed for the auto-disable period. */
+export const DisabledReason = Schema.Literal("failing")
+export type DisabledReason = typeof DisabledReason.Type
+
+/**
+ * The platform turned the endpoint off (`active: false`) for `reason`; a later update with
+ * `active: true` turns it on again and clears the reason.
+ */
+export const EndpointDisabled = Schema.TaggedStruct("EndpointDisabled", {
+  ...envelope,
+  reason: DisabledReason,
+  /** The HTTP status of the last failed attempt, null when it got no response. */
+  last_status: Schema.NullOr(Schema.Int)
+})
+export type EndpointDisabled = typeof EndpointDisabled.Type
+
+export const EndpointEvent = Schema.Union([EndpointRegistered, EndpointUpdated, EndpointDeleted, EndpointSecretRotated, EndpointSecretsResealed, EndpointDisabled])
 export type EndpointEvent = typeof EndpointEvent.Type
 
 export const EndpointEventJson = Schema.fromJsonString(EndpointEvent)

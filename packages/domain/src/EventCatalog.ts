@@ -123,7 +123,16 @@ const ENTRIES: { readonly [T in EventType]: CatalogEntry } = {
   "webhook.test": entry("A test event, sent by the API's test operation or the CLI.", {
     message: Schema.String,
     endpoint_id: Schema.optionalKey(Schema.String)
-  })
+  }),
+  "webhook.endpoint.disabled": entry(
+    "The platform disabled one of the tenant's endpoints: every attempt to it failed for the auto-disable period. Re-enable it with PUT and active: true.",
+    {
+      endpoint_id: Id("wh", "The disabled endpoint's id"),
+      reason: Schema.Literal("failing").annotate({ description: "Why it was disabled: every attempt failed for the auto-disable period" }),
+      disabled_at: IsoInstant,
+      last_status: Schema.NullOr(Schema.Int).annotate({ description: "The HTTP status of the last failed attempt; null when it got no response" })
+    }
+  )
 }
 
 /** The schema of a catalog type's `data`. */

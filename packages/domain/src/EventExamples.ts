@@ -39,5 +39,11 @@ export const EVENT_TYPE_EXAMPLES: { readonly [T in EventType]: Readonly<Record<s
   "campaign.completed": { ...campaign, status: "completed", sent: 1200, delivered: 1187, failed: 13 },
   "campaign.paused": { ...campaign, status: "paused" },
   "campaign.failed": { ...campaign, status: "failed", reason: "insufficient_balance" },
-  "webhook.test": { message: "A test event sent with the Orbit CLI." }
+  "webhook.test": { message: "A test event sent with the Orbit CLI." },
+  "webhook.endpoint.disabled": {
+    endpoint_id: "wh_3kTq9ZcV7mXw2bRf8LpN4s",
+    reason: "failing",
+    disabled_at: "2026-11-27T10:00:00.000Z",
+    last_status: 503
+  }
 }

@@ -30,7 +30,8 @@ export const WEBHOOK_EVENT_TYPES = [
   "campaign.completed",
   "campaign.paused",
   "campaign.failed",
-  "webhook.test"
+  "webhook.test",
+  "webhook.endpoint.disabled"
 ] as const
 
 export type EventType = typeof WEBHOOK_EVENT_TYPES[number]

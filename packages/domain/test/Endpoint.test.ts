@@ -25,6 +25,8 @@ const rotated: EndpointEvent = {
   _tag: "EndpointSecretRotated", ...envelope(3), secret_box: "box2", previous_secret_box: "box1", previous_expires_at: "2026-11-28T10:00:00.000Z"
 }
 const deleted: EndpointEvent = { _tag: "EndpointDeleted", ...envelope(4) }
+const withHeaders: EndpointEvent = { _tag: "EndpointUpdated", ...envelope(5), ...settings, headers: { "X-Tenant": "acme" } }
+const disabled: EndpointEvent = { _tag: "EndpointDisabled", ...envelope(6), reason: "failing", last_status: null }
 
 describe("evolve", () => {
   it("folds the aggregate's events", () => {
@@ -49,6 +51,20 @@ describe("evolve", () => {
     expect(decodeEndpointEvent(encodeEndpointEvent(resealed))).toEqual(resealed)
   })
 
+  it("reads an event without headers (written before custom headers) as no headers, and keeps headers an event sets", () => {
+    const s1 = evolve(undefined, registered)!
+    expect(s1.headers).toEqual({})
+    expect(evolve(s1, withHeaders)!.headers).toEqual({ "X-Tenant": "acme" })
+    expect(evolve(evolve(s1, withHeaders)!, updated)!.headers).toEqual({})
+  })
+
+  it("disables once: a repeated disable keeps the first instant", () => {
+    const s1 = evolve(undefined, registered)!
+    const off = evolve(s1, disabled)!
+    expect(off).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: disabled.occurred_at })
+    expect(evolve(off, { ...disabled, occurred_at: "2026-11-27T11:00:00.000Z" })).toBe(off)
+  })
+
   it("is safe to replay: re-registration keeps state, events for unknown endpoints change nothing", () => {
     const s1 = evolve(undefined, registered)!
     expect(evolve(s1, registered)).toBe(s1)
@@ -70,9 +86,13 @@ describe("evolve", () => {
 
 describe("endpoint event codec", () => {
   it("round-trips every event and refuses unknown shapes", () => {
-    for (const e of [registered, updated, rotated, deleted]) expect(decodeEndpointEvent(encodeEndpointEvent(e))).toEqual(e)
+    for (const e of [registered, updated, rotated, deleted, withHeaders, disabled]) expect(decodeEndpointEvent(encodeEndpointEvent(e))).toEqual(e)
     expect(() => decodeEndpointEvent(JSON.stringify({ ...registered, schema_version: 2 }))).toThrow()
     expect(() => decodeEndpointEvent("{not json")).toThrow()
+    // An event published before custom headers existed decodes as it was written.
+    const { headers: _h, ...old } = decodeEndpointEvent(JSON.stringify(registered)) as { headers?: unknown }
+    expect(_h).toBeUndefined()
+    expect(old).toEqual(registered)
   })
 })
 

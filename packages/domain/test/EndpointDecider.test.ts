@@ -18,7 +18,8 @@ const settings: EndpointSettings = {
   description: null,
   active: true,
   timeout_seconds: 30,
-  retry_policy: { strategy: "custom", delays_seconds: [1] }
+  retry_policy: { strategy: "custom", delays_seconds: [1] },
+  headers: { "X-Tenant": "acme" }
 }
 const scope = { tenant_id: "t1", mode: "live" as const }
 
@@ -26,6 +27,8 @@ const active: Endpoint = {
   id: "wh_abc",
   ...scope,
   ...settings,
+  disabled_reason: null,
+  disabled_at: null,
   secret_box: "box_current",
   previous_secret_box: null,
   previous_expires_at: null,
@@ -52,6 +55,7 @@ const reseal: EndpointCommand = {
   secret_box: "box_current_resealed",
   previous_secret_box: null
 }
+const disable: EndpointCommand = { _tag: "DisableEndpoint", ...scope, endpoint_id: "wh_abc", reason: "failing", last_status: 500 }
 
 const events = (command: EndpointCommand, state: Endpoint | undefined): ReadonlyArray<EndpointEvent> => {
   const decision = decide(command, state, context)
@@ -180,6 +184,29 @@ describe("decide: ResealEndpointSecrets", () => {
   it("finds no endpoint that is absent or of another tenant or mode", () => {
     for (const state of [undefined, otherTenant, otherMode]) {
       expect(rejection(reseal, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
+    }
+  })
+})
+
+describe("disable", () => {
+  it("turns an active endpoint off with the reason, and an update with active: true turns it on and clears it", () => {
+    const [event] = events(disable, active)
+    expect(event).toEqual({ _tag: "EndpointDisabled", ...envelope("wh_abc"), reason: "failing", last_status: 500 })
+    const off = evolve(active, event!)!
+    expect(off).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: context.now, headers: settings.headers })
+    const stillOff = evolve(off, events({ ...update, settings: { ...settings, active: false } }, off)[0]!)!
+    expect(stillOff).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: context.now })
+    const on = evolve(off, events(update, off)[0]!)!
+    expect(on).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
+  })
+
+  it("decides nothing for an endpoint that is already inactive", () => {
+    expect(events(disable, inactive)).toEqual([])
+  })
+
+  it("finds no endpoint that is absent or of another tenant or mode", () => {
+    for (const state of [undefined, otherTenant, otherMode]) {
+      expect(rejection(disable, state)).toMatchObject({ _tag: "EndpointNotFound", endpoint_id: "wh_abc" })
     }
   })
 })

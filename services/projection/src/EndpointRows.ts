@@ -11,6 +11,9 @@ export interface EndpointRow {
   active: boolean
   timeout_seconds: number
   retry_policy: Endpoint["retry_policy"]
+  headers: Endpoint["headers"]
+  disabled_reason: Endpoint["disabled_reason"]
+  disabled_at: Date | null
   secret_box: string
   previous_secret_box: string | null
   previous_expires_at: Date | null
@@ -20,6 +23,7 @@ export interface EndpointRow {
 
 const toEndpoint = (r: EndpointRow): Endpoint => ({
   ...r,
+  disabled_at: r.disabled_at?.toISOString() ?? null,
   previous_expires_at: r.previous_expires_at?.toISOString() ?? null,
   created_at: r.created_at.toISOString(),
   updated_at: r.updated_at.toISOString()
@@ -35,6 +39,9 @@ const toRow = (tx: Tx, e: Endpoint) => ({
   active: e.active,
   timeout_seconds: e.timeout_seconds,
   retry_policy: tx.json(e.retry_policy as never),
+  headers: tx.json(e.headers as never),
+  disabled_reason: e.disabled_reason,
+  disabled_at: e.disabled_at,
   secret_box: e.secret_box,
   previous_secret_box: e.previous_secret_box,
   previous_expires_at: e.previous_expires_at,
@@ -73,7 +80,8 @@ export const endpointWrites = (tx: Tx, table: string, rows: ReadonlyArray<Endpoi
       ON CONFLICT (id) DO UPDATE SET
         url = EXCLUDED.url, events = EXCLUDED.events, description = EXCLUDED.description,
         active = EXCLUDED.active, timeout_seconds = EXCLUDED.timeout_seconds,
-        retry_policy = EXCLUDED.retry_policy, secret_box = EXCLUDED.secret_box,
+        retry_policy = EXCLUDED.retry_policy, headers = EXCLUDED.headers,
+        disabled_reason = EXCLUDED.disabled_reason, disabled_at = EXCLUDED.disabled_at, secret_box = EXCLUDED.secret_box,
         previous_secret_box = EXCLUDED.previous_secret_box,
         previous_expires_at = EXCLUDED.previous_expires_at, updated_at = EXCLUDED.updated_at`)
   }

@@ -8,6 +8,8 @@ import {
   type EndpointEvent,
   type EndpointNotFound,
   type EndpointRejection,
+  type DisabledReason,
+  type Mode,
   type UrlRefused,
   type UrlVerdict,
   encodeEndpointEvent,
@@ -53,7 +55,8 @@ const settingsOf = (req: UpdateEndpointRequest) => ({
   description: req.description ?? null,
   active: req.active ?? true,
   timeout_seconds: req.timeout_seconds ?? 30,
-  retry_policy: normalizeRetryPolicy(req.retry_policy)
+  retry_policy: normalizeRetryPolicy(req.retry_policy),
+  headers: req.headers ?? {}
 })
 
 /** The resource of API.md §3: the state without its scope and secrets (the rest keeps its order). */
@@ -92,6 +95,15 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
    * does not open with the ring.
    */
   reseal(id: string): Effect.Effect<"resealed" | "current" | "absent", SecretDecryptError | KafkaUnavailable | DbUnavailable>
+  /**
+   * The platform's own command (no caller key): disables a failing endpoint of (tenant, mode).
+   * Returns when and why, or undefined when the endpoint was already off (nothing written).
+   */
+  disable(
+    scope: { tenantId: string; mode: Mode },
+    id: string,
+    lastStatus: number | null
+  ): Effect.Effect<{ readonly reason: DisabledReason; readonly disabled_at: string } | undefined, CommandRejection | KafkaUnavailable | DbUnavailable>
 }>()("@orbit/registration/EndpointCommands") {
   static readonly layer = Layer.effect(
     EndpointCommands,
@@ -248,7 +260,27 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         return "resealed" as const
       })
 
-      return EndpointCommands.of({ register, update, remove, rotateSecret, reseal })
+      const disable = Effect.fn("EndpointCommands.disable")(function*(
+        scope: { tenantId: string; mode: Mode },
+        id: string,
+        lastStatus: number | null
+      ) {
+        const state = yield* store.load(id)
+        const events = yield* decideVetting({
+          _tag: "DisableEndpoint",
+          tenant_id: scope.tenantId,
+          mode: scope.mode,
+          endpoint_id: id,
+          reason: "failing",
+          last_status: lastStatus
+        }, state)
+        if (events.length === 0) return undefined
+        yield* append(events)
+        const after = fold(state, events)!
+        return { reason: after.disabled_reason!, disabled_at: after.disabled_at! }
+      })
+
+      return EndpointCommands.of({ register, update, remove, rotateSecret, reseal, disable })
     })
   )
 }

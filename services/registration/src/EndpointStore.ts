@@ -4,7 +4,7 @@ import { Context, Effect, Layer } from "effect"
 import type { CursorPosition } from "./Cursor.ts"
 
 /** The endpoint resource of API.md §3: never carries a secret. */
-export type EndpointResource = Pick<Endpoint, "id" | "created_at" | "updated_at"> & EndpointSettings
+export type EndpointResource = Pick<Endpoint, "id" | "disabled_reason" | "disabled_at" | "created_at" | "updated_at"> & EndpointSettings
 
 interface Row extends EndpointResource {
   /** Full-precision created_at, for cursors. */
@@ -36,7 +36,8 @@ export class EndpointStore extends Context.Service<EndpointStore, {
       // formatted columns reuse the names created_at/updated_at, so ORDER BY and WHERE name the table's
       // columns explicitly: an unqualified ORDER BY created_at would sort by the formatted text, reading
       // and sorting every row of the tenant instead of walking the index for one page.
-      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy,
+      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy, headers, disabled_reason,
+        to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
@@ -61,7 +62,9 @@ export class EndpointStore extends Context.Service<EndpointStore, {
       const load = (id: string) =>
         query(() =>
           sql<Array<Endpoint>>`
-            SELECT id, tenant_id, mode, url, events, description, active, timeout_seconds, retry_policy,
+            SELECT id, tenant_id, mode, url, events, description, active, timeout_seconds, retry_policy, headers,
+              disabled_reason,
+              to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
               secret_box, previous_secret_box,
               to_char(previous_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS previous_expires_at,
               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,

@@ -9,6 +9,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
+import { AutoDisable } from "./AutoDisable.ts"
 import { KeyLookupLimiter, RateLimiter } from "./RateLimiter.ts"
 import { CursorKey } from "./CursorKey.ts"
 import { DeliveryAttemptStore } from "./DeliveryAttemptStore.ts"
@@ -42,11 +43,14 @@ const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.lay
   Layer.provideMerge(KafkaClient.layer)
 )
 
+const Commands = EndpointCommands.layer.pipe(Layer.provide(Layer.mergeAll(EndpointStore.layer, NetGuard.layer)))
+
 const Services = Layer.mergeAll(
   ApiKeys.layer.pipe(Layer.provide(KeyLookupLimiter.layer)),
   RateLimiter.layer,
   EndpointStore.layer,
-  EndpointCommands.layer.pipe(Layer.provide(Layer.mergeAll(EndpointStore.layer, NetGuard.layer))),
+  Commands,
+  AutoDisable.layer.pipe(Layer.provide(Commands)),
   Idempotency.layer,
   NetGuard.layer,
   CursorKey.layer,

@@ -20,7 +20,7 @@ export interface paths {
         put?: never;
         /**
          * Register an endpoint
-         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422).
+         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it.
          */
         post: operations["webhooks.create"];
         delete?: never;
@@ -43,7 +43,7 @@ export interface paths {
         get: operations["webhooks.get"];
         /**
          * Replace an endpoint
-         * @description A full replacement: omitted optional fields get their defaults. The signing secret is unchanged.
+         * @description A full replacement: omitted optional fields get their defaults (headers: none). The signing secret is unchanged. An endpoint the platform disabled (disabled_reason: failing) is turned on again by a PUT with active: true, which clears disabled_reason and disabled_at.
          */
         put: operations["webhooks.update"];
         post?: never;
@@ -382,7 +382,7 @@ export interface components {
              * @description A name from the event-type catalog
              * @enum {string}
              */
-            type: "message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test";
+            type: "message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled";
             /**
              * @description The part of the type before the dot
              * @enum {string}
@@ -581,7 +581,7 @@ export interface components {
         EndpointWithSecret: {
             id: string;
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             description: string | null;
             active: boolean;
             timeout_seconds: number;
@@ -601,6 +601,14 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers: {
+                [key: string]: string;
+            };
+            /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
+            disabled_reason: "failing" | null;
+            /** @description When the platform disabled the endpoint; null unless it did. */
+            disabled_at: string | null;
             created_at: string;
             updated_at: string;
             /** @description The cleartext signing secret: returned in this response only, never again. */
@@ -618,7 +626,7 @@ export interface components {
         Endpoint: {
             id: string;
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             description: string | null;
             active: boolean;
             timeout_seconds: number;
@@ -638,6 +646,14 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers: {
+                [key: string]: string;
+            };
+            /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
+            disabled_reason: "failing" | null;
+            /** @description When the platform disabled the endpoint; null unless it did. */
+            disabled_at: string | null;
             created_at: string;
             updated_at: string;
         };
@@ -650,12 +666,15 @@ export interface components {
          *       ],
          *       "description": "Delivery receipts",
          *       "timeout_seconds": 30,
+         *       "headers": {
+         *         "X-Orbit-Account": "acme-eu"
+         *       },
          *       "active": false
          *     }
          */
         UpdateEndpointRequest: {
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             active?: boolean;
             description?: string | null;
             timeout_seconds?: number;
@@ -675,6 +694,10 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers?: {
+                [key: string]: string;
+            };
         };
         /**
          * @example {
@@ -684,12 +707,15 @@ export interface components {
          *         "message.failed"
          *       ],
          *       "description": "Delivery receipts",
-         *       "timeout_seconds": 30
+         *       "timeout_seconds": 30,
+         *       "headers": {
+         *         "X-Orbit-Account": "acme-eu"
+         *       }
          *     }
          */
         CreateEndpointRequest: {
             url: string;
-            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test") | "*")[];
+            events: (("message.created" | "message.sent" | "message.delivered" | "message.failed" | "message.read" | "message.received" | "message.replied" | "message.recipient_deactivated" | "call.initiated" | "call.ringing" | "call.answered" | "call.completed" | "call.failed" | "call.recording_ready" | "verification.started" | "verification.approved" | "verification.failed" | "verification.expired" | "contact.created" | "contact.updated" | "contact.deleted" | "contact.opted_in" | "contact.opted_out" | "campaign.created" | "campaign.started" | "campaign.completed" | "campaign.paused" | "campaign.failed" | "webhook.test" | "webhook.endpoint.disabled") | "*")[];
             secret?: string;
             active?: boolean;
             description?: string | null;
@@ -710,6 +736,10 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            /** @description Headers added to every delivery: at most 20; names are RFC 9110 tokens of at most 64 characters, and not one the platform sets (host, content-length, content-type, transfer-encoding, connection, user-agent, traceparent, x-devotel-*, webhook-*; compared case-insensitively); values are printable ASCII of at most 1024 characters (no CR, LF or other control characters). */
+            headers?: {
+                [key: string]: string;
+            };
         };
     };
     responses: never;
@@ -1754,7 +1784,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;
@@ -1879,7 +1909,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationError"];
                 };
             };
-            /** @description Too many requests for this API key. */
+            /** @description Too many requests for this API key, or too many lookups of unknown keys from this address. */
             429: {
                 headers: {
                     "x-request-id": string;

@@ -1,5 +1,5 @@
 import { SecretBox, signDelivery, signingKey, type SigningKey } from "@orbit/crypto"
-import type { DeliveryTask, Endpoint, AttemptErrorClass } from "@orbit/domain"
+import { deliverableHeaders, type DeliveryTask, type Endpoint, type AttemptErrorClass } from "@orbit/domain"
 import { ExtraCaConfig, isSsrfBlocked, makePinnedDispatcher, NetGuardPolicy, Resolver, type SsrfRefusal } from "@orbit/net-guard"
 import { Context, Effect, Exit, Layer } from "effect"
 import type { Dispatcher } from "undici"
@@ -9,12 +9,17 @@ import { type AttemptResult, parseRetryAfter } from "../retry/RetrySchedule.ts"
 export const MAX_RESPONSE_BYTES = 64 * 1024
 export const USER_AGENT = "Devotel-Webhooks/1.0"
 
-/** The headers of one attempt (API.md §7), signature included. */
+/**
+ * The headers of one attempt (API.md §7), signature included, after the endpoint's custom headers
+ * (`custom`): a custom header never replaces one of ours (the API refuses their names anyway).
+ */
 export const deliveryHeaders = (input: {
   readonly task: DeliveryTask
   readonly secrets: ReadonlyArray<string | SigningKey>
   readonly timestamp: number
+  readonly custom?: Readonly<Record<string, string>> | undefined
 }): Record<string, string> => ({
+  ...deliverableHeaders(input.custom),
   "content-type": "application/json; charset=utf-8",
   "user-agent": USER_AGENT,
   "x-devotel-event-id": input.task.source_event_id,
@@ -224,7 +229,7 @@ export class Deliverer extends Context.Service<Deliverer, {
         const now = Date.now()
         const secrets = secretsOf(endpoint, now)
         if (secrets === undefined) return Promise.resolve(signingFailure)
-        const headers = deliveryHeaders({ task, secrets, timestamp: Math.floor(now / 1000) })
+        const headers = deliveryHeaders({ task, secrets, timestamp: Math.floor(now / 1000), custom: endpoint.headers })
         return postWebhook({ dispatcher, url: endpoint.url, body: task.body, headers, timeoutMs: endpoint.timeout_seconds * 1000 })
       }
 

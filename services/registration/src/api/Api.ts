@@ -1,4 +1,14 @@
-import { DEFAULT_RETRY_POLICY, ENDPOINT_ID_PATTERN, EVENT_CATALOG, EVENT_GROUPS, EventSubscription, EventType, RetryPolicy } from "@orbit/domain"
+import {
+  CustomHeaders,
+  DEFAULT_RETRY_POLICY,
+  DisabledReason,
+  ENDPOINT_ID_PATTERN,
+  EVENT_CATALOG,
+  EVENT_GROUPS,
+  EventSubscription,
+  EventType,
+  RetryPolicy
+} from "@orbit/domain"
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "effect/http-api"
 import {
@@ -52,6 +62,9 @@ const EXAMPLE_ENDPOINT = {
   active: true,
   timeout_seconds: 30,
   retry_policy: DEFAULT_RETRY_POLICY,
+  headers: { "X-Orbit-Account": "acme-eu" },
+  disabled_reason: null,
+  disabled_at: null,
   created_at: "2026-11-27T10:00:00.000Z",
   updated_at: "2026-11-27T10:00:00.000Z"
 }
@@ -65,6 +78,11 @@ export const EndpointResource = Schema.Struct({
   active: Schema.Boolean,
   timeout_seconds: Schema.Int,
   retry_policy: RetryPolicy,
+  headers: CustomHeaders,
+  disabled_reason: Schema.NullOr(DisabledReason).annotate({
+    description: "Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it."
+  }),
+  disabled_at: Schema.NullOr(Schema.String).annotate({ description: "When the platform disabled the endpoint; null unless it did." }),
   created_at: Schema.String,
   updated_at: Schema.String
 }).annotate({ identifier: "Endpoint" })
@@ -182,7 +200,8 @@ const CREATE_EXAMPLE = {
   url: "https://hooks.example.com/orbit",
   events: ["message.delivered", "message.failed"],
   description: "Delivery receipts",
-  timeout_seconds: 30
+  timeout_seconds: 30,
+  headers: { "X-Orbit-Account": "acme-eu" }
 }
 
 /** Declares that every operation it is applied to takes the X-API-Key header. */
@@ -221,7 +240,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(OpenApi.Summary, "Register an endpoint")
       .annotate(
         OpenApi.Description,
-        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422)."
+        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it."
       ),
     HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: readsById })
       .annotate(OpenApi.Summary, "Get an endpoint")
@@ -233,7 +252,10 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       error: writesById
     })
       .annotate(OpenApi.Summary, "Replace an endpoint")
-      .annotate(OpenApi.Description, "A full replacement: omitted optional fields get their defaults. The signing secret is unchanged."),
+      .annotate(
+        OpenApi.Description,
+        "A full replacement: omitted optional fields get their defaults (headers: none). The signing secret is unchanged. An endpoint the platform disabled (disabled_reason: failing) is turned on again by a PUT with active: true, which clears disabled_reason and disabled_at."
+      ),
     HttpApiEndpoint.delete("delete", "/:id", {
       params: IdParams,
       success: withRequestId(HttpApiSchema.NoContent.annotate({ description: "Deleted" })),

@@ -1,4 +1,4 @@
-import { EventSubscription, RetryPolicy } from "@orbit/domain"
+import { CustomHeaders, EventSubscription, RetryPolicy } from "@orbit/domain"
 import { Schema, SchemaTransformation } from "effect"
 
 const between = (min: number, max: number) =>
@@ -49,7 +49,8 @@ export const CreateEndpointRequest = Schema.Struct({
   timeout_seconds: Schema.optionalKey(between(1, 30)),
   retry_policy: Schema.optionalKey(
     Schema.NullOr(RetryPolicy.annotate({ expected: RETRY_POLICY_EXPECTED })).annotate({ expected: RETRY_POLICY_EXPECTED })
-  )
+  ),
+  headers: Schema.optionalKey(CustomHeaders)
 }).annotate({ identifier: "CreateEndpointRequest", ...OBJECT_BODY })
 export type CreateEndpointRequest = typeof CreateEndpointRequest.Type
 

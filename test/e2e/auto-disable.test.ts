@@ -1,0 +1,146 @@
+/**
+ * Auto-disable through the real services: a real HTTPS receiver that fails, the real dispatcher
+ * making the attempts, the projection's attempt log, and the registration service disabling an
+ * endpoint whose every attempt has failed for ORBIT_AUTO_DISABLE_AFTER (3 seconds here) with at
+ * least 10 failed attempts; the tenant's subscribers get `webhook.endpoint.disabled`; PUT with
+ * `active: true` turns it on again. Real Kafka, real Postgres; no mocks.
+ */
+import { randomUUID } from "node:crypto"
+import { newEventId } from "@orbit/domain"
+import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
+import { brokers } from "../../infra/kafka.ts"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+
+const AFTER_SECONDS = 3
+
+let tls: SelfSignedCert
+let receiver: HttpsReceiver
+let platform: Platform
+let kafka: Kafka
+let producer: Producer
+
+beforeAll(async () => {
+  tls = makeSelfSignedCert()
+  receiver = await startHttpsReceiver(tls)
+  platform = await startPlatform({
+    services: ["projection", "registration", "dispatcher"],
+    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile, ORBIT_AUTO_DISABLE_AFTER: String(AFTER_SECONDS) }
+  })
+  kafka = new Kafka({ clientId: "e2e-auto-disable", brokers: brokers(), logLevel: logLevel.NOTHING })
+  producer = kafka.producer({ allowAutoTopicCreation: false })
+  await producer.connect()
+})
+
+afterAll(async () => {
+  await producer?.disconnect()
+  await platform?.close()
+  await receiver?.close()
+  tls?.cleanup()
+})
+
+const BASE = "/api/v1/webhooks"
+
+const publish = async (tenantId: string, type = "message.delivered") => {
+  const event = { id: newEventId(), type, tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
+  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
+  return event.id
+}
+
+/** Attempts of an endpoint in the attempt log, oldest first. */
+const attemptsOf = (id: string) =>
+  platform.sql<Array<{ outcome: string; occurred_at: Date }>>`
+    SELECT outcome, occurred_at FROM delivery_attempts WHERE endpoint_id = ${id} ORDER BY occurred_at`
+
+describe("auto-disable", () => {
+  const tenant = uniqueTenant()
+  const other = uniqueTenant()
+  let key: string
+  let otherKey: string
+  const run = randomUUID()
+  const paths = { failing: `/failing-${run}`, few: `/few-${run}`, watcher: `/watcher-${run}`, otherWatcher: `/other-${run}` }
+  let failing: any
+  let few: any
+  let watcher: any
+  let otherWatcher: any
+  let failingOn = true
+
+  const register = async (k: string, body: Record<string, unknown>) => {
+    const res = await platform.api("POST", BASE, { key: k, body })
+    expect(res.status, res.text).toBe(201)
+    return res.json.data
+  }
+
+  it("disables an endpoint whose every attempt failed for the period (10 or more), not one with fewer failures", async () => {
+    key = (await platform.createKey(tenant)).key
+    otherKey = (await platform.createKey(other)).key
+    receiver.respond(paths.failing, () => (failingOn ? 500 : 200))
+    receiver.respond(paths.few, () => 500)
+    watcher = await register(key, { url: receiver.url(paths.watcher), events: ["webhook.endpoint.disabled"] })
+    otherWatcher = await register(otherKey, { url: receiver.url(paths.otherWatcher), events: ["*"] })
+    expect(watcher).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
+
+    // Five failures over four seconds: longer than the period, fewer than ten attempts.
+    few = await register(key, { url: receiver.url(paths.few), events: ["message.failed"], retry_policy: { strategy: "fixed", max_attempts: 5, delay_seconds: 1 } })
+    await publish(tenant, "message.failed")
+    await platform.eventually("five failed attempts of the endpoint with few failures", async () => (await attemptsOf(few.id)).length >= 5 || undefined)
+
+    // Ten failures a second apart per event, two events: every attempt fails for well over the period.
+    failing = await register(key, { url: receiver.url(paths.failing), events: ["message.delivered"], retry_policy: { strategy: "fixed", max_attempts: 10, delay_seconds: 1 } })
+    await publish(tenant)
+    await publish(tenant)
+
+    const disabled = await platform.eventually("the failing endpoint to be disabled", async () => {
+      const res = await platform.api("GET", `${BASE}/${failing.id}`, { key })
+      return res.json.data.active === false ? res.json.data : undefined
+    })
+    expect(disabled).toMatchObject({ active: false, disabled_reason: "failing" })
+    expect(Date.parse(disabled.disabled_at)).toBeGreaterThan(0)
+
+    // The rule held: at least 10 attempts, all failed, the first at least the period before it was disabled.
+    const attempts = (await attemptsOf(failing.id)).filter((a) => a.occurred_at.getTime() <= Date.parse(disabled.disabled_at))
+    expect(attempts.length).toBeGreaterThanOrEqual(10)
+    expect(attempts.every((a) => a.outcome === "failed")).toBe(true)
+    expect(Date.parse(disabled.disabled_at) - attempts[0]!.occurred_at.getTime()).toBeGreaterThanOrEqual(AFTER_SECONDS * 1000)
+
+    // The same sweep looked at the endpoint with few failures (its streak is older) and kept it on.
+    const stillOn = (await platform.api("GET", `${BASE}/${few.id}`, { key })).json.data
+    expect(stillOn).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
+
+    // The list shows the same, and so do the stats.
+    const listed = (await platform.api("GET", BASE, { key })).json.data.find((e: { id: string }) => e.id === failing.id)
+    expect(listed).toMatchObject({ active: false, disabled_reason: "failing", disabled_at: disabled.disabled_at })
+    expect((await platform.api("GET", `${BASE}/${failing.id}/stats`, { key })).json.data.state).toBe("disabled")
+  })
+
+  it("sends webhook.endpoint.disabled to the tenant's subscribers only", async () => {
+    const notice = await platform.eventually("the disabled notice at the watcher", () =>
+      receiver.received.find((r) => r.path === paths.watcher && r.headers["x-devotel-event-type"] === "webhook.endpoint.disabled"))
+    const body = JSON.parse(notice.body)
+    expect(body.type).toBe("webhook.endpoint.disabled")
+    const disabled = (await platform.api("GET", `${BASE}/${failing.id}`, { key })).json.data
+    expect(body.data).toEqual({ endpoint_id: failing.id, reason: "failing", disabled_at: disabled.disabled_at, last_status: 500 })
+
+    // Another tenant's endpoint subscribed to everything got no attempt of it; neither did the disabled endpoint.
+    await platform.projectionCaughtUp("attempts")
+    const [{ n }] = await platform.sql`SELECT count(*)::int AS n FROM delivery_attempts
+      WHERE source_event_type = 'webhook.endpoint.disabled' AND endpoint_id <> ${watcher.id}`
+    expect(n).toBe(0)
+    expect(receiver.received.filter((r) => r.path === paths.otherWatcher)).toEqual([])
+  })
+
+  it("PUT with active: true turns it on again and clears the reason; deliveries resume", async () => {
+    failingOn = false
+    const res = await platform.api("PUT", `${BASE}/${failing.id}`, {
+      key,
+      body: { url: failing.url, events: failing.events, retry_policy: failing.retry_policy, active: true }
+    })
+    expect(res.status, res.text).toBe(200)
+    expect(res.json.data).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
+    const eventId = await publish(tenant)
+    await platform.eventually("a delivery to the re-enabled endpoint", () =>
+      receiver.received.find((r) => r.path === paths.failing && r.headers["x-devotel-event-id"] === eventId && r.status === 200))
+    expect((await platform.api("GET", `${BASE}/${failing.id}`, { key })).json.data).toMatchObject({ active: true, disabled_reason: null })
+  })
+})
