@@ -14,6 +14,8 @@ export interface Endpoint {
   readonly active: boolean
   readonly timeout_seconds: number
   readonly retry_policy: RetryPolicy
+  /** Attempts per second at most, across dispatcher instances; `null`: no limit. */
+  readonly rate_limit_per_second: number | null
   readonly secret_box: string
   readonly previous_secret_box: string | null
   readonly previous_expires_at: string | null
@@ -22,15 +24,22 @@ export interface Endpoint {
 }
 
 /** The settings a caller chooses (register and replace carry them all). */
-export type EndpointSettings = Pick<Endpoint, "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy">
+export type EndpointSettings = Pick<
+  Endpoint,
+  "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy" | "rate_limit_per_second"
+>
 
-const settingsOf = (s: EndpointSettings): EndpointSettings => ({
+/** Settings as an event carries them: fields added later are absent from older events. */
+type EventSettings = Omit<EndpointSettings, "rate_limit_per_second"> & { readonly rate_limit_per_second?: number | null }
+
+const settingsOf = (s: EventSettings): EndpointSettings => ({
   url: s.url,
   events: s.events,
   description: s.description,
   active: s.active,
   timeout_seconds: s.timeout_seconds,
-  retry_policy: s.retry_policy
+  retry_policy: s.retry_policy,
+  rate_limit_per_second: s.rate_limit_per_second ?? null
 })
 
 /**

@@ -23,7 +23,9 @@ const settings = {
   description: Schema.NullOr(Schema.String),
   active: Schema.Boolean,
   timeout_seconds: Schema.Int,
-  retry_policy: RetryPolicy
+  retry_policy: RetryPolicy,
+  /** Attempts per second at most (absent in events written before it existed: none). */
+  rate_limit_per_second: Schema.optionalKey(Schema.NullOr(Schema.Int))
 }
 
 export const EndpointRegistered = Schema.TaggedStruct("EndpointRegistered", {

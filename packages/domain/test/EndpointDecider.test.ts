@@ -18,7 +18,8 @@ const settings: EndpointSettings = {
   description: null,
   active: true,
   timeout_seconds: 30,
-  retry_policy: { strategy: "custom", delays_seconds: [1] }
+  retry_policy: { strategy: "custom", delays_seconds: [1] },
+  rate_limit_per_second: null
 }
 const scope = { tenant_id: "t1", mode: "live" as const }
 

@@ -11,6 +11,7 @@ export interface EndpointRow {
   active: boolean
   timeout_seconds: number
   retry_policy: Endpoint["retry_policy"]
+  rate_limit_per_second: number | null
   secret_box: string
   previous_secret_box: string | null
   previous_expires_at: Date | null
@@ -35,6 +36,7 @@ const toRow = (tx: Tx, e: Endpoint) => ({
   active: e.active,
   timeout_seconds: e.timeout_seconds,
   retry_policy: tx.json(e.retry_policy as never),
+  rate_limit_per_second: e.rate_limit_per_second,
   secret_box: e.secret_box,
   previous_secret_box: e.previous_secret_box,
   previous_expires_at: e.previous_expires_at,
@@ -73,7 +75,8 @@ export const endpointWrites = (tx: Tx, table: string, rows: ReadonlyArray<Endpoi
       ON CONFLICT (id) DO UPDATE SET
         url = EXCLUDED.url, events = EXCLUDED.events, description = EXCLUDED.description,
         active = EXCLUDED.active, timeout_seconds = EXCLUDED.timeout_seconds,
-        retry_policy = EXCLUDED.retry_policy, secret_box = EXCLUDED.secret_box,
+        retry_policy = EXCLUDED.retry_policy, rate_limit_per_second = EXCLUDED.rate_limit_per_second,
+        secret_box = EXCLUDED.secret_box,
         previous_secret_box = EXCLUDED.previous_secret_box,
         previous_expires_at = EXCLUDED.previous_expires_at, updated_at = EXCLUDED.updated_at`)
   }

@@ -51,6 +51,7 @@ const EXAMPLE_ENDPOINT = {
   active: true,
   timeout_seconds: 30,
   retry_policy: DEFAULT_RETRY_POLICY,
+  rate_limit_per_second: null,
   created_at: "2026-11-27T10:00:00.000Z",
   updated_at: "2026-11-27T10:00:00.000Z"
 }
@@ -64,6 +65,9 @@ export const EndpointResource = Schema.Struct({
   active: Schema.Boolean,
   timeout_seconds: Schema.Int,
   retry_policy: RetryPolicy,
+  rate_limit_per_second: Schema.NullOr(Schema.Int).annotate({
+    description: "Attempts per second at most, across every dispatcher instance; null: no limit."
+  }),
   created_at: Schema.String,
   updated_at: Schema.String
 }).annotate({ identifier: "Endpoint" })
