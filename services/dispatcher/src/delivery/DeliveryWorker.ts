@@ -159,8 +159,9 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         await durably("recording an attempt", () => producer.sendNow(out, "lingering"), signal)
       }
 
-      // A record fetched again (rebalance back to us) while its first copy is still running joins it.
-      const running = new Map<string, Promise<void>>()
+      // A record fetched again (rebalance back to us) while its first copy is still running joins
+      // it, unless that copy was abandoned with its partition (it would never finish).
+      const running = new Map<string, { readonly work: Promise<void>; readonly signal: AbortSignal }>()
       const handle = (topic: string, _partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         let task: DeliveryTask
         try {
@@ -171,11 +172,13 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         }
         const key = `${task.delivery_id}#${task.attempt}`
         const existing = running.get(key)
-        if (existing !== undefined) return existing
+        if (existing !== undefined && !existing.signal.aborted) return existing.work
         const header = message.headers?.[INDEX_OFFSETS_HEADER]
         const offsets = header === undefined ? undefined : decodeIndexOffsets(String(header))
-        const work = process(task, offsets, signal, topic !== topics.deliveries.name).finally(() => running.delete(key))
-        running.set(key, work)
+        const work = process(task, offsets, signal, topic !== topics.deliveries.name).finally(() => {
+          if (running.get(key)?.work === work) running.delete(key)
+        })
+        running.set(key, { work, signal })
         return work
       }
 
@@ -187,11 +190,22 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         handle,
         maxOutstanding: config.maxBuffered,
         sessionTimeoutMs: config.sessionTimeoutMs,
+        // A partition handed to another process stops here: the endpoints keyed to it are paced
+        // (and probed) by one process at a time.
+        abandonRevoked: true,
         onError: (message: string, error: unknown) => void run(logKafkaRetry(message, error)),
         onJoin: (info: Record<string, unknown>) => log("Info", "consumer group joined", info)
       })
       const consumers = [
-        new DecoupledConsumer({ ...consumerOptions("orbit-dispatcher-delivery"), topics: [topics.deliveries.name] }),
+        new DecoupledConsumer({
+          ...consumerOptions("orbit-dispatcher-delivery"),
+          topics: [topics.deliveries.name],
+          onJoin: (info: Record<string, unknown>) => {
+            // Endpoints' partitions may have moved here: their pace starts one interval from now.
+            limiter.restartPacing()
+            log("Info", "consumer group joined", info)
+          }
+        }),
         delays.consumer(consumerOptions("orbit-dispatcher-retry"))
       ]
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)

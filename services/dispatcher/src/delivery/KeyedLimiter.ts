@@ -146,6 +146,16 @@ export class KeyedLimiter {
     if (until > (this.nextStart.get(key) ?? 0)) this.setNextStart(key, until)
   }
 
+  /**
+   * Forgets the pace history of keys whose next start is due (after a rebalance, when keys may
+   * have moved here): their next start waits one interval, as for a key never seen. Pending
+   * paces and pauses stay.
+   */
+  restartPacing(): void {
+    const now = this.now()
+    for (const [key, at] of this.nextStart) if (at <= now) this.nextStart.delete(key)
+  }
+
   private setNextStart(key: string, at: number): void {
     if (this.nextStart.size >= 100_000) {
       const now = this.now()
@@ -202,6 +212,9 @@ export class KeyedLimiter {
     }
     const rate = lane.ratePerSecond
     state.interval = rate === undefined || rate === null || rate <= 0 ? 0 : 1_000 / rate
+    // No pace history here: another process may have paced the key until just now (it owned the
+    // key's partition before a rebalance), so its first start here is one interval away.
+    if (state.interval > 0 && !this.nextStart.has(key)) this.setNextStart(key, this.now() + state.interval)
     return state
   }
 
