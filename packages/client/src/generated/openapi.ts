@@ -20,7 +20,7 @@ export interface paths {
         put?: never;
         /**
          * Register an endpoint
-         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422).
+         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. `rate_limit_per_second` (1–10,000, or null for none) caps the endpoint's delivery attempts per second across every dispatcher. Unknown fields are refused (422).
          */
         post: operations["webhooks.create"];
         delete?: never;
@@ -529,6 +529,8 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Attempts per second at most, across every dispatcher instance; null: no limit. */
+            rate_limit_per_second: number | null;
             created_at: string;
             updated_at: string;
             /** @description The cleartext signing secret: returned in this response only, never again. */
@@ -566,6 +568,8 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             };
+            /** @description Attempts per second at most, across every dispatcher instance; null: no limit. */
+            rate_limit_per_second: number | null;
             created_at: string;
             updated_at: string;
         };
@@ -603,6 +607,7 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            rate_limit_per_second?: number | null;
         };
         /**
          * @example {
@@ -638,6 +643,7 @@ export interface components {
                 strategy: "custom";
                 delays_seconds: number[];
             } | null;
+            rate_limit_per_second?: number | null;
         };
     };
     responses: never;

@@ -214,7 +214,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(OpenApi.Summary, "Register an endpoint")
       .annotate(
         OpenApi.Description,
-        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422)."
+        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. `rate_limit_per_second` (1–10,000, or null for none) caps the endpoint's delivery attempts per second across every dispatcher. Unknown fields are refused (422)."
       ),
     HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: readsById })
       .annotate(OpenApi.Summary, "Get an endpoint")
