@@ -136,6 +136,8 @@ describe("KeyedLimiter pacing", () => {
     const results = await Promise.all(paced)
     const deferred = results.filter((r) => r instanceof Deferred)
     expect(deferred.length).toBe(30 - 25) // starts 0.2 … 5 s away wait; the later ones are deferred
+    // …to come back one by one at the pace, after the last one that waited.
+    expect(deferred.map((d) => (d as Deferred).until - t0)).toEqual([5_200, 5_400, 5_600, 5_800, 6_000])
     expect(starts.length).toBe(25)
     expect(starts[0]).toBe(t0 + 200) // never paced here before: another process may have just sent one
     for (let i = 5; i < starts.length; i++) expect(starts[i]! - starts[i - 5]!).toBeGreaterThanOrEqual(1_000)

@@ -86,6 +86,8 @@ export class KeyedLimiter {
   private readonly unresponsive = new Set<string>()
   /** Per key, the earliest time its next job may start (pace and pauses); past entries are dropped. */
   private readonly nextStart = new Map<string, number>()
+  /** Per key, the time its latest `Deferred` job was given back for (deferred jobs are spread at the pace). */
+  private readonly deferredTail = new Map<string, number>()
 
   private readonly limits: { readonly global: number; readonly perKey: number }
   private readonly groupCap: number
@@ -157,12 +159,17 @@ export class KeyedLimiter {
   }
 
   private setNextStart(key: string, at: number): void {
-    if (this.nextStart.size >= 100_000) {
+    this.remember(this.nextStart, key, at)
+  }
+
+  /** Sets a per-key time, dropping past ones first when the map is large (bounded, whatever the key churn). */
+  private remember(times: Map<string, number>, key: string, at: number): void {
+    if (times.size >= 100_000) {
       const now = this.now()
-      for (const [k, t] of this.nextStart) if (t <= now) this.nextStart.delete(k)
-      if (this.nextStart.size >= 100_000) this.nextStart.clear() // bounded, whatever the key churn
+      for (const [k, t] of times) if (t <= now) times.delete(k)
+      if (times.size >= 100_000) times.clear()
     }
-    this.nextStart.set(key, at)
+    times.set(key, at)
   }
 
   private limitOf(key: string): number {
@@ -230,11 +237,15 @@ export class KeyedLimiter {
       this.grant(key, state, now)
       return Promise.resolve(true)
     }
-    // Its start, were every waiter of the key started at the key's pace: past the horizon, defer.
+    // Its start, were every waiter of the key started at the key's pace: past the horizon, defer,
+    // one interval behind the key's last deferred job, so that deferred jobs come back at the pace.
     const start = now + Math.max(0, wait) + state.waiting.length * state.interval
     if (start - now > this.horizonMs) {
       this.forgetIfIdle(key, state)
-      return Promise.resolve(new Deferred(start))
+      const behind = (this.deferredTail.get(key) ?? 0) + state.interval
+      const until = Math.max(start, behind)
+      this.remember(this.deferredTail, key, until)
+      return Promise.resolve(new Deferred(until))
     }
     return new Promise<boolean>((resolve) => {
       state.waiting.push(resolve)
