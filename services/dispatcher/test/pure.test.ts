@@ -152,6 +152,20 @@ describe("KeyedLimiter pacing", () => {
     expect(await at()).toBe(t + 200)
   })
 
+  it("starts a paced key's job `rate` starts after another only a second after that one ended", async () => {
+    vi.useFakeTimers()
+    const t0 = Date.now()
+    const limiter = new KeyedLimiter({ global: 8, perKey: 8 })
+    const starts: Array<number> = []
+    // Each request takes 500 ms (it may reach the receiver at any point of that): the sixth may
+    // start only 1 s after the first ended, not 1 s after the first started.
+    const slow = () => limiter.run("paced", () => new Promise<void>((r) => { starts.push(Date.now()); setTimeout(r, 500) }), { ratePerSecond: 5 })
+    const all = Array.from({ length: 7 }, slow)
+    await vi.advanceTimersByTimeAsync(5_000)
+    await Promise.all(all)
+    expect(starts.map((t) => t - t0)).toEqual([200, 400, 600, 800, 1_000, 1_700, 1_900])
+  })
+
   it("holds a paused key (Retry-After) until the pause ends while other keys run", async () => {
     vi.useFakeTimers()
     const t0 = Date.now()

@@ -170,7 +170,9 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           log("Warning", "skipped an unreadable delivery task", { offset: message.offset, error: String(error).slice(0, 300) })
           return Promise.resolve()
         }
-        const key = `${task.delivery_id}#${task.attempt}`
+        // Per topic: a task handed back from the delay queue to `webhooks.deliveries` may be fetched
+        // there before its delay-queue copy has finished handing it back, and must not join that.
+        const key = `${topic}#${task.delivery_id}#${task.attempt}`
         const existing = running.get(key)
         if (existing !== undefined && !existing.signal.aborted) return existing.work
         const header = message.headers?.[INDEX_OFFSETS_HEADER]

@@ -1,8 +1,30 @@
+/** A paced key's last `size` starts by sequence number: when each ended (NaN while running). */
+interface Window {
+  readonly size: number
+  next: number
+  readonly ends: Float64Array
+  running: number
+  lastEnd: number
+}
+
+/** A granted slot of a paced key: its window and sequence number, to record its end. */
+class Ticket {
+  readonly window: Window
+  readonly seq: number
+  constructor(window: Window, seq: number) {
+    this.window = window
+    this.seq = seq
+  }
+}
+
+/** A granted slot (`null` for an unpaced key), or `false` when the job is shed. */
+type Grant = Ticket | null | false
+
 interface KeyState {
   readonly group: GroupState
   running: number
-  /** Resolved with `true` when the slot is granted, `false` when the task is shed. */
-  waiting: Array<(granted: boolean) => void>
+  /** Resolved with the grant when the slot is granted, `false` when the task is shed. */
+  waiting: Array<(granted: Grant) => void>
   /** In its group's `ready` (at most once). */
   queued: boolean
   /** A timer that makes the key eligible again when its pace allows the next start. */
@@ -88,6 +110,13 @@ export class KeyedLimiter {
   private readonly nextStart = new Map<string, number>()
   /** Per key, the time its latest `Deferred` job was given back for (deferred jobs are spread at the pace). */
   private readonly deferredTail = new Map<string, number>()
+  /**
+   * Per paced key, when its recent jobs ended: the job `rate` starts after another starts only a
+   * second after that one ended. The receiver sees a request between its start and its end, so
+   * however late the earlier ones arrived (a new connection's handshake, a busy host), no second
+   * holds more than `rate` of them at the receiver.
+   */
+  private readonly windows = new Map<string, Window>()
 
   private readonly limits: { readonly global: number; readonly perKey: number }
   private readonly groupCap: number
@@ -116,11 +145,12 @@ export class KeyedLimiter {
    */
   async run<A>(key: string, job: () => Promise<A>, lane: Lane = {}): Promise<A | typeof SHED | Deferred> {
     const granted = await this.acquire(key, lane)
-    if (granted !== true) return granted === false ? SHED : granted
+    if (granted === false) return SHED
+    if (granted instanceof Deferred) return granted
     try {
       return await job()
     } finally {
-      this.release(key)
+      this.release(key, granted)
     }
   }
 
@@ -176,19 +206,28 @@ export class KeyedLimiter {
     return this.unresponsive.has(key) ? 1 : this.limits.perKey
   }
 
-  /** How long until the key's pace or pause allows a start (≤ 0: now). Sub-millisecond waits count as none. */
+  /**
+   * How long until the key's pace, pause and window allow a start (≤ 0: now; Infinity: once a job
+   * of the key ends). Sub-millisecond waits for the pace count as none.
+   */
   private waitOf(key: string, state: KeyState, now: number): number {
     const at = this.nextStart.get(key)
-    if (at === undefined) return 0
-    const wait = at - now
-    return state.interval < 1 && wait < 1 ? 0 : wait
+    const paced = at === undefined ? 0 : at - now
+    let wait = state.interval < 1 && paced < 1 ? 0 : paced
+    const w = state.interval > 0 ? this.windows.get(key) : undefined
+    if (w !== undefined && w.next >= w.size) {
+      const ended = w.ends[w.next % w.size]!
+      wait = Number.isNaN(ended) ? Infinity : Math.max(wait, ended + 1_000 - now)
+    }
+    return wait
   }
 
   private enqueue(key: string, state: KeyState): void {
     if (state.queued || state.waiting.length === 0 || state.running >= this.limitOf(key)) return
     const wait = this.waitOf(key, state, this.now())
     if (wait > 0) {
-      if (state.timer === undefined) {
+      // Infinity: a job of the key still runs, and its end (`release`) brings the key back.
+      if (state.timer === undefined && wait !== Infinity) {
         state.timer = setTimeout(() => {
           state.timer = undefined
           if (this.perKey.get(key) !== state) return
@@ -225,7 +264,7 @@ export class KeyedLimiter {
     return state
   }
 
-  private acquire(key: string, lane: Lane): Promise<boolean | Deferred> {
+  private acquire(key: string, lane: Lane): Promise<Grant | Deferred> {
     const state = this.stateOf(key, lane)
     if (this.unresponsive.has(key) && state.running > 0) return Promise.resolve(false) // being probed
     const now = this.now()
@@ -234,12 +273,11 @@ export class KeyedLimiter {
       wait <= 0 && state.waiting.length === 0 && state.running < this.limitOf(key) &&
       this.running < this.limits.global && state.group.running < this.groupCap
     ) {
-      this.grant(key, state, now)
-      return Promise.resolve(true)
+      return Promise.resolve(this.grant(key, state, now))
     }
     // Its start, were every waiter of the key started at the key's pace: past the horizon, defer,
     // one interval behind the key's last deferred job, so that deferred jobs come back at the pace.
-    const start = now + Math.max(0, wait) + state.waiting.length * state.interval
+    const start = now + (wait === Infinity ? 0 : Math.max(0, wait)) + state.waiting.length * state.interval
     if (start - now > this.horizonMs) {
       this.forgetIfIdle(key, state)
       const behind = (this.deferredTail.get(key) ?? 0) + state.interval
@@ -247,21 +285,41 @@ export class KeyedLimiter {
       this.remember(this.deferredTail, key, until)
       return Promise.resolve(new Deferred(until))
     }
-    return new Promise<boolean>((resolve) => {
+    return new Promise<Grant>((resolve) => {
       state.waiting.push(resolve)
       this.enqueue(key, state)
     })
   }
 
-  private grant(key: string, state: KeyState, now: number): void {
+  private grant(key: string, state: KeyState, now: number): Ticket | null {
     state.running++
     state.group.running++
     this.running++
     if (state.group.heapIndex >= 0) this.heapFix(state.group)
-    if (state.interval > 0) this.setNextStart(key, Math.max(this.nextStart.get(key) ?? 0, now) + state.interval)
+    if (state.interval <= 0) return null
+    this.setNextStart(key, Math.max(this.nextStart.get(key) ?? 0, now) + state.interval)
+    const size = Math.max(1, Math.round(1_000 / state.interval))
+    let w = this.windows.get(key)
+    if (w === undefined || w.size !== size) {
+      if (this.windows.size >= 1_000) {
+        for (const [k, x] of this.windows) if (x.running === 0 && x.lastEnd + 1_000 <= now) this.windows.delete(k)
+      }
+      w = { size, next: 0, ends: new Float64Array(size), running: 0, lastEnd: 0 }
+      this.windows.set(key, w)
+    }
+    const seq = w.next++
+    w.ends[seq % size] = Number.NaN
+    w.running++
+    return new Ticket(w, seq)
   }
 
-  private release(key: string): void {
+  private release(key: string, ticket: Ticket | null): void {
+    if (ticket !== null) {
+      const now = this.now()
+      ticket.window.ends[ticket.seq % ticket.window.size] = now
+      ticket.window.running--
+      ticket.window.lastEnd = now
+    }
     const state = this.perKey.get(key)!
     state.running--
     state.group.running--
@@ -299,9 +357,9 @@ export class KeyedLimiter {
       }
       const wake = state.waiting.shift()!
       group.lastServed = ++this.tick
-      this.grant(key, state, now)
+      const ticket = this.grant(key, state, now)
       this.enqueue(key, state) // still eligible with more waiters: behind the group's other keys (round robin)
-      wake(true)
+      wake(ticket)
     }
   }
 
