@@ -17,14 +17,19 @@
  *   rate      1,000 events/s offered for 10 s; publish-to-receipt p50/p95/p99
  *   hanging   10% of the endpoints never answer (timeout_seconds 2, 1 attempt): the rate and the
  *             burst runs again, measured on the healthy 90%
- * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (6 min
+ *   tenants   tenant B's one fast endpoint gets 50 events/s for 10 s, alone ("fair"), then beside
+ *             tenant A, whose 500 endpoints answer after 2 s and get one event/s each from 2 s
+ *             before B's run on ("fair+A": A wants ~1,000 slots of the 256); B's p99 beside A is
+ *             compared with B's p99 alone
+ * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (8 min
  * watchdog; a stalled run gives up after 15 s without progress), stops the dispatcher with
  * SIGTERM, kills what is left and deletes its topics.
  *
  * Env knobs: BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
  * BENCH_ROUNDS (3: burst and ceiling runs, alternating; medians reported),
  * BENCH_DISPATCHERS (1: dispatcher processes sharing the work), BENCH_ONLY (e.g. "burst,ceiling";
- * runs: burst, ceiling, rate, hang), and every DISPATCHER_* variable reaches the dispatcher.
+ * runs: burst, ceiling, rate, hang, fair), BENCH_FAIR_ENDPOINTS (500), BENCH_FAIR_RATE (50),
+ * and every DISPATCHER_* variable reaches the dispatcher.
  * Diagnostics: BENCH_PROFILE=1 (dispatcher --cpu-prof, directory printed), BENCH_STAGES=1 (splits
  * the rate run's latency at the fan-out using the tasks' Kafka timestamps),
  * BENCH_DISPATCHER_NODE_ARGS (extra node flags, e.g. "--trace-gc"), BENCH_TRACE=1 (echo the
@@ -82,6 +87,11 @@ const runReceiver = async () => {
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => chunks.push(c))
     req.on("end", () => {
+      if (req.url?.startsWith("/s/")) {
+        // Tenant A's slow endpoints ("/s/<n>"): every answer takes 2 s; not measured.
+        setTimeout(() => res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok"), 2_000)
+        return
+      }
       if (hanging.has(endpoint)) {
         hangingRequests++
         return // never answers: the dispatcher aborts at the endpoint's timeout
@@ -198,6 +208,10 @@ const main = async () => {
   const TIMEOUT_SECONDS = 2
   const CONCURRENCY = num("DISPATCHER_CONCURRENCY", 256)
   const PER_ENDPOINT = num("DISPATCHER_PER_ENDPOINT_CONCURRENCY", 8)
+  const FAIR_ENDPOINTS = num("BENCH_FAIR_ENDPOINTS", 500)
+  const FAIR_RATE = num("BENCH_FAIR_RATE", 50)
+  const FAIR_SECONDS = 10
+  const SLOW_TENANT = "bench_tenant_slow"
   const NODE = existsSync(join(ROOT, "node_modules/.bin/node")) ? join(ROOT, "node_modules/.bin/node") : process.execPath
 
   const children: Array<ChildProcess> = []
@@ -212,9 +226,9 @@ const main = async () => {
   }
   // The whole bench is bounded: whatever happens, it stops itself and cleans up.
   const watchdog = setTimeout(() => {
-    console.error("bench: exceeded 6 minutes, aborting")
+    console.error("bench: exceeded 8 minutes, aborting")
     void cleanup().finally(() => process.exit(2))
-  }, 360_000)
+  }, 480_000)
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => void cleanup().finally(() => process.exit(130)))
   }
@@ -317,6 +331,19 @@ const main = async () => {
         retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
         secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: tenant, mode: "live", endpoint_id, slot: "current" })
       }
+    }
+    // Tenant A of the fairness runs: many endpoints answering after 2 s (well within their timeout).
+    for (let i = 0; i < FAIR_ENDPOINTS; i++) {
+      const endpoint_id = newEndpointId()
+      registered.push({
+        ...registered[0]!,
+        event_id: randomUUID(),
+        endpoint_id,
+        tenant_id: SLOW_TENANT,
+        url: `https://127.0.0.1:${port}/s/${i}`,
+        timeout_seconds: 10,
+        secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: SLOW_TENANT, mode: "live", endpoint_id, slot: "current" })
+      } as EndpointEvent)
     }
     await producer.send({
       topic: topics.endpointEvents.name,
@@ -574,6 +601,45 @@ const main = async () => {
     }
 
     /**
+     * Tenant B (the last endpoint's tenant: it never hangs) gets `FAIR_RATE` events/s for `FAIR_SECONDS` s to its
+     * one endpoint; with `withA`, tenant A's event fans out to its `FAIR_ENDPOINTS` slow endpoints
+     * once a second, from 2 s before B's first event until B's last.
+     */
+    const fair = async (run: string, withA: boolean): Promise<Result> => {
+      const sends: Array<Promise<unknown>> = []
+      let aSeq = 0
+      const publishA = () => {
+        const e = { ...eventFor(`${run}-a`, aSeq++, 0, nowMs()), tenant_id: SLOW_TENANT }
+        sends.push(send([toMessage(e)]))
+      }
+      let aTimer: NodeJS.Timeout | undefined
+      if (withA) {
+        publishA()
+        aTimer = setInterval(publishA, 1_000)
+        await sleep(2_000)
+      }
+      const c0 = cpu()
+      const t0 = nowMs()
+      const total = FAIR_RATE * FAIR_SECONDS
+      let seq = 0
+      while (seq < total) {
+        const ts = nowMs()
+        const due = Math.min(total, Math.floor(((ts - t0) / 1000) * FAIR_RATE))
+        if (due > seq) {
+          const messages: Array<Message> = []
+          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, ENDPOINTS - 1, ts)))
+          sends.push(send(messages))
+        }
+        await sleep(4)
+      }
+      clearInterval(aTimer)
+      await Promise.all(sends)
+      const s = await await_(run, total, 60_000)
+      const elapsed = ((s?.lastAt ?? nowMs()) - t0) / 1000
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), elapsed))
+    }
+
+    /**
      * The ceiling: a bare undici loop, same receiver, same bodies and headers (byte for byte the
      * same shape), same concurrency. Everything but the send time is prepared before the clock
      * starts (bodies, signed headers, URLs), and the agent's connections are opened by an untimed
@@ -669,6 +735,20 @@ const main = async () => {
       await log(await burst("burst+hang", BURST, HANGING))
       hangingRequests = (await stats("none")).hangingRequests
       hangingSeconds = (nowMs() - hangingStart) / 1000
+      await setHanging([])
+    }
+    // Last: tenant A's backlog of slow deliveries outlives its run.
+    if (want("fair")) {
+      // The hanging endpoints' parked deliveries arrive once they answer again: B's baseline waits
+      // until the receiver has seen none of them for 3 s (at most a minute).
+      for (let last = -1, i = 0; i < 20; i++) {
+        const n = ((await stats("rate+hang")).stats?.count ?? 0) + ((await stats("burst+hang")).stats?.count ?? 0)
+        if (n === last) break
+        last = n
+        await sleep(3_000)
+      }
+      await log(await fair("fair", false))
+      await log(await fair("fair+A", true))
     }
 
     await stopDispatcher()
@@ -684,6 +764,8 @@ const main = async () => {
     const r = byName.get("rate") ?? none
     const rh = byName.get("rate+hang") ?? none
     const bh = byName.get("burst+hang") ?? none
+    const fb = byName.get("fair") ?? none
+    const fa = byName.get("fair+A") ?? none
     const pad = (s: string, n: number) => s.padStart(n)
     const f0 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(0)
     const f1 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(1)
@@ -695,7 +777,9 @@ const main = async () => {
       ceiling: `bare undici loop, concurrency ${effectiveConcurrency}`,
       rate: `${RATE} events/s offered for ${RATE_SECONDS} s`,
       "rate+hang": `same, ${HANGING}/${ENDPOINTS} endpoints hang (healthy)`,
-      "burst+hang": `same burst, ${HANGING}/${ENDPOINTS} hang (healthy)`
+      "burst+hang": `same burst, ${HANGING}/${ENDPOINTS} hang (healthy)`,
+      fair: `tenant B: ${FAIR_RATE}/s to 1 endpoint, alone`,
+      "fair+A": `same, A: ${FAIR_ENDPOINTS} endpoints answer in 2 s`
     }
     for (const x of results) {
       console.log(
@@ -718,7 +802,9 @@ const main = async () => {
       ["ratio to bare undici ceiling", (b.perSecond / c.perSecond).toFixed(2), ">= 0.50", b.perSecond / c.perSecond >= 0.5],
       // The same 45 endpoints with and without the 5 hanging ones beside them.
       ["healthy throughput with 10% hanging", pct(bh.perSecond / b.healthyPerSecond), ">= 90%", bh.perSecond / b.healthyPerSecond >= 0.9],
-      ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99]
+      ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99],
+      // Tenant B's one fast endpoint, alone and beside tenant A's 500 endpoints answering in 2 s.
+      ["tenant B p99 beside tenant A (fairness)", `${f1(fa.p99)} ms = ${(fa.p99 / fb.p99).toFixed(2)}x`, "<= 2x", fa.p99 <= 2 * fb.p99]
     ]
     console.log("target                                   measured             goal       verdict")
     for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(40)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok, got)}`)

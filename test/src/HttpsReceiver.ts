@@ -19,6 +19,12 @@ export interface Received {
   readonly status: number
 }
 
+/** A status with response headers (e.g. `retry-after`). */
+export interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string>
+}
+
 export interface SelfSignedCert {
   readonly key: Buffer
   readonly cert: string
@@ -48,14 +54,14 @@ export interface HttpsReceiver {
   /** `https://127.0.0.1:<port><path>` */
   url(path: string): string
   readonly received: Array<Received>
-  /** The status to answer on `path` (default 200), decided per request. */
-  respond(path: string, status: (request: Omit<Received, "status">) => number): void
+  /** The status to answer on `path` (default 200), decided per request; with headers when an object. */
+  respond(path: string, status: (request: Omit<Received, "status">) => number | Answer): void
   close(): Promise<void>
 }
 
 export const startHttpsReceiver = async (tls: { key: Buffer; cert: string }): Promise<HttpsReceiver> => {
   const received: Array<Received> = []
-  const statuses = new Map<string, (request: Omit<Received, "status">) => number>()
+  const statuses = new Map<string, (request: Omit<Received, "status">) => number | Answer>()
   const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => chunks.push(c))
@@ -66,9 +72,10 @@ export const startHttpsReceiver = async (tls: { key: Buffer; cert: string }): Pr
         headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : v ?? ""])),
         body: Buffer.concat(chunks).toString("utf8")
       }
-      const status = statuses.get(request.path)?.(request) ?? 200
+      const answer = statuses.get(request.path)?.(request) ?? 200
+      const { status, headers } = typeof answer === "number" ? { status: answer, headers: {} } : answer
       received.push({ ...request, status })
-      res.writeHead(status, { "content-type": "text/plain" }).end(status < 300 ? "ok" : "nope")
+      res.writeHead(status, { "content-type": "text/plain", ...headers }).end(status < 300 ? "ok" : "nope")
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))

@@ -20,6 +20,8 @@ export interface Endpoint {
   readonly disabled_reason: DisabledReason | null
   /** When the platform disabled it; null otherwise. */
   readonly disabled_at: string | null
+  /** Attempts per second at most, across dispatcher instances; `null`: no limit. */
+  readonly rate_limit_per_second: number | null
   readonly secret_box: string
   readonly previous_secret_box: string | null
   readonly previous_expires_at: string | null
@@ -28,10 +30,16 @@ export interface Endpoint {
 }
 
 /** The settings a caller chooses (register and replace carry them all). */
-export type EndpointSettings = Pick<Endpoint, "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy" | "headers">
+export type EndpointSettings = Pick<
+  Endpoint,
+  "url" | "events" | "description" | "active" | "timeout_seconds" | "retry_policy" | "headers" | "rate_limit_per_second"
+>
 
-/** The settings an event carries; `headers` is absent from events older than custom headers. */
-type EventSettings = Omit<EndpointSettings, "headers"> & { readonly headers?: EndpointSettings["headers"] | undefined }
+/** Settings as an event carries them: fields added later (`headers`, `rate_limit_per_second`) are absent from older events. */
+type EventSettings = Omit<EndpointSettings, "headers" | "rate_limit_per_second"> & {
+  readonly headers?: EndpointSettings["headers"] | undefined
+  readonly rate_limit_per_second?: number | null
+}
 
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 
@@ -42,7 +50,8 @@ const settingsOf = (s: EventSettings): EndpointSettings => ({
   active: s.active,
   timeout_seconds: s.timeout_seconds,
   retry_policy: s.retry_policy,
-  headers: s.headers ?? NO_HEADERS
+  headers: s.headers ?? NO_HEADERS,
+  rate_limit_per_second: s.rate_limit_per_second ?? null
 })
 
 /**

@@ -26,7 +26,9 @@ const settings = {
   timeout_seconds: Schema.Int,
   retry_policy: RetryPolicy,
   /** Added to every delivery; absent in events written before endpoints had custom headers (= none). */
-  headers: Schema.optionalKey(StoredHeaders)
+  headers: Schema.optionalKey(StoredHeaders),
+  /** Attempts per second at most (absent in events written before it existed: none). */
+  rate_limit_per_second: Schema.optionalKey(Schema.NullOr(Schema.Int))
 }
 
 export const EndpointRegistered = Schema.TaggedStruct("EndpointRegistered", {

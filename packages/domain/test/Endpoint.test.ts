@@ -94,6 +94,15 @@ describe("endpoint event codec", () => {
     expect(_h).toBeUndefined()
     expect(old).toEqual(registered)
   })
+
+  it("carries the rate limit, and decodes events written before it existed as no limit", () => {
+    const limited: EndpointEvent = { ...updated, rate_limit_per_second: 5 }
+    expect(decodeEndpointEvent(encodeEndpointEvent(limited))).toEqual(limited)
+    const s1 = evolve(undefined, decodeEndpointEvent(encodeEndpointEvent(registered)))!
+    expect(s1.rate_limit_per_second).toBeNull()
+    expect(evolve(s1, limited)!.rate_limit_per_second).toBe(5)
+    expect(evolve(evolve(s1, limited)!, updated)!.rate_limit_per_second).toBeNull() // a PUT without it clears it
+  })
 })
 
 describe("delivery id", () => {

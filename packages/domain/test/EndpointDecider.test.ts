@@ -19,7 +19,8 @@ const settings: EndpointSettings = {
   active: true,
   timeout_seconds: 30,
   retry_policy: { strategy: "custom", delays_seconds: [1] },
-  headers: { "X-Tenant": "acme" }
+  headers: { "X-Tenant": "acme" },
+  rate_limit_per_second: null
 }
 const scope = { tenant_id: "t1", mode: "live" as const }
 

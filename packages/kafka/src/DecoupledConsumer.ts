@@ -23,6 +23,13 @@ export interface DecoupledConsumerOptions {
   readonly commitIntervalMs?: number
   readonly sessionTimeoutMs?: number
   readonly onError?: (message: string, error: unknown) => void
+  /**
+   * When true, the `signal` a record's handler gets also aborts once a rejoin of the group leaves
+   * the record's partition to another member: the handler stops starting new work for it (the new
+   * owner takes the record again from the last commit), so one member at a time acts for a
+   * partition. Default false: the signal aborts only at shutdown.
+   */
+  readonly abandonRevoked?: boolean
   /** Called on every (re)join of the group: a rebalance shows up as another call. */
   readonly onJoin?: (info: { readonly groupId: string; readonly memberId: string; readonly partitions: number }) => void
 }
@@ -84,6 +91,8 @@ export class DecoupledConsumer {
   private readonly inflight = new Set<Promise<void>>()
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly shutdown = new AbortController()
+  /** With `abandonRevoked`: per assigned topic-partition, aborted when a rejoin takes it away. */
+  private readonly owned = new Map<string, { readonly revoked: AbortController; readonly signal: AbortSignal }>()
   private commitTimer: NodeJS.Timeout | undefined
   private committing: Promise<void> = Promise.resolve()
 
@@ -101,6 +110,13 @@ export class DecoupledConsumer {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
       this.trackers = new Map()
       const { groupId, memberId, memberAssignment } = event.payload
+      const assigned = new Set(Object.entries(memberAssignment).flatMap(([topic, ps]) => ps.map((p) => `${topic}\u0000${p}`)))
+      for (const [key, partition] of this.owned) {
+        if (!assigned.has(key)) {
+          partition.revoked.abort()
+          this.owned.delete(key)
+        }
+      }
       const partitions = Object.values(memberAssignment).reduce((n, ps) => n + ps.length, 0)
       options.onJoin?.({ groupId, memberId, partitions })
     })
@@ -204,6 +220,7 @@ export class DecoupledConsumer {
     }
     const { tracker } = entry
     const stopped = () => !isRunning() || isStale() || this.shutdown.signal.aborted
+    const signal = this.signalFor(key)
     let lastBeat = Date.now()
     for (const message of batch.messages) {
       if (stopped()) return
@@ -228,7 +245,7 @@ export class DecoupledConsumer {
       }
       const offset = BigInt(message.offset)
       tracker.start(offset)
-      const work: Promise<void> = this.options.handle(batch.topic, batch.partition, message, this.shutdown.signal).then(
+      const work: Promise<void> = this.options.handle(batch.topic, batch.partition, message, signal).then(
         () => tracker.finish(offset),
         (error: unknown) => {
           if (!(error instanceof Abandoned)) this.options.onError?.("record handler failed; left uncommitted", error)
@@ -237,6 +254,18 @@ export class DecoupledConsumer {
       this.inflight.add(work)
       resolveOffset(message.offset)
     }
+  }
+
+  /** The signal of a partition's handlers: shutdown, and with `abandonRevoked` the partition's revocation. */
+  private signalFor(key: string): AbortSignal {
+    if (this.options.abandonRevoked !== true) return this.shutdown.signal
+    let partition = this.owned.get(key)
+    if (partition === undefined) {
+      const revoked = new AbortController()
+      partition = { revoked, signal: AbortSignal.any([this.shutdown.signal, revoked.signal]) }
+      this.owned.set(key, partition)
+    }
+    return partition.signal
   }
 
   /** Commits every partition whose finished prefix moved; serialised so commits never go backwards. */

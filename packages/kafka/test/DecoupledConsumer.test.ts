@@ -1,11 +1,13 @@
 /**
  * `DecoupledConsumer` against the real broker: after kafkajs crashes with an error it does not
  * restart on by itself, the consumer comes back, takes every record (those before the crash and
- * those published after it) and commits up to the end of the topic.
+ * those published after it) and commits up to the end of the topic. With `abandonRevoked`, a
+ * record whose partition a rebalance gives to another member is abandoned by the first, and the
+ * new owner takes it.
  */
 import { randomBytes } from "node:crypto"
 import { afterAll, describe, expect, it, vi } from "vitest"
-import { brokersFromEnv, DecoupledConsumer, Kafka, KafkaJSNonRetriableError, logLevel } from "../src/index.ts"
+import { Abandoned, brokersFromEnv, DecoupledConsumer, Kafka, KafkaJSNonRetriableError, logLevel } from "../src/index.ts"
 
 const kafka = new Kafka({ clientId: "decoupled-consumer-test", brokers: brokersFromEnv(), logLevel: logLevel.NOTHING })
 
@@ -83,6 +85,51 @@ describe("DecoupledConsumer", () => {
       expect(errors).not.toContain("offset commit failed")
     } finally {
       await consumer.stop(1_000)
+      await producer.disconnect()
+      await admin.disconnect()
+    }
+  }, 120_000)
+
+  it("with abandonRevoked, aborts the handlers of a partition a rebalance gives away; the new owner takes their records", async () => {
+    const topic = `decoupled_revoke_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`
+    const groupId = `${topic}_group`
+    topics.push(topic)
+    const admin = kafka.admin()
+    await admin.connect()
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2, replicationFactor: 1 }] })
+    const producer = kafka.producer({ allowAutoTopicCreation: false })
+    await producer.connect()
+    await producer.send({ topic, acks: -1, messages: [0, 1].map((partition) => ({ partition, value: `p${partition}` })) })
+
+    // The first member holds each record until its signal aborts; the second finishes at once.
+    const abandoned: Array<number> = []
+    const heldBy1 = new Set<number>()
+    const first = new DecoupledConsumer({
+      kafka, groupId, topics: [topic], maxOutstanding: 100, abandonRevoked: true, sessionTimeoutMs: 10_000,
+      handle: (_topic, partition, _message, signal) =>
+        new Promise<void>((_resolve, reject) => {
+          heldBy1.add(partition)
+          signal.addEventListener("abort", () => {
+            abandoned.push(partition)
+            reject(new Abandoned())
+          }, { once: true })
+        })
+    })
+    const doneBy2: Array<number> = []
+    const second = new DecoupledConsumer({
+      kafka, groupId, topics: [topic], maxOutstanding: 100, abandonRevoked: true, sessionTimeoutMs: 10_000,
+      handle: async (_topic, partition) => void doneBy2.push(partition)
+    })
+    try {
+      await first.start()
+      await waitFor("the first member to hold both records", () => heldBy1.size === 2, 30_000)
+      await second.start()
+      // The rebalance gives one partition to the second member: the first abandons that one only.
+      await waitFor("the second member to finish a record", () => doneBy2.length === 1, 60_000)
+      expect(abandoned).toEqual(doneBy2) // the partition it kept is still held, its signal not aborted
+    } finally {
+      await second.stop(1_000)
+      await first.stop(500)
       await producer.disconnect()
       await admin.disconnect()
     }

@@ -4,8 +4,8 @@ import { replayTask } from "../src/dead-letters/DeadLetterReplay.ts"
 import { decodeIndexOffsets, IndexedEndpoints, INDEX_OFFSETS_HEADER } from "../src/endpoints/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/RecordJson.ts"
 import { fanOutBatch } from "../src/fan-out/FanOut.ts"
-import { describe, expect, it } from "vitest"
-import { KeyedLimiter, SHED } from "../src/delivery/KeyedLimiter.ts"
+import { afterEach, describe, expect, it, vi } from "vitest"
+import { Deferred, KeyedLimiter, SHED } from "../src/delivery/KeyedLimiter.ts"
 import { parseRetryAfter, planAfterAttempt } from "../src/retry/RetrySchedule.ts"
 import { classifySourceRecord } from "../src/fan-out/SourceRecord.ts"
 import { buildWebhookBody } from "../src/fan-out/WebhookBody.ts"
@@ -65,6 +65,126 @@ describe("KeyedLimiter", () => {
     for (const r of release) r()
     expect(await Promise.all([probe, ...after, other])).toEqual(["d6", "d8", "d9", "l1"])
     expect(limiter.active).toBe(0)
+  })
+})
+
+describe("KeyedLimiter across tenants", () => {
+  const tick = () => new Promise((r) => setTimeout(r, 0))
+
+  it("starts another tenant's job at once while one tenant's many slow keys want every slot", async () => {
+    const limiter = new KeyedLimiter({ global: 256, perKey: 8 })
+    const release: Array<() => void> = []
+    const slow = () => new Promise<void>((r) => release.push(r))
+    const a = Array.from({ length: 2_000 }, (_, i) => limiter.run(`a${i}`, slow, { group: "A" }))
+    await tick()
+    let started = false
+    const b = limiter.run("b", async () => { started = true }, { group: "B" })
+    await tick()
+    expect(started).toBe(true)
+    expect(limiter.activeIn("A")).toBe(224) // the reserve (an eighth) stays free for other tenants
+    await b
+    while (limiter.active > 0) {
+      for (const r of release.splice(0)) r()
+      await tick()
+    }
+    await Promise.all(a)
+    expect(limiter.active).toBe(0)
+  })
+
+  it("gives a freed slot to the tenant with the fewest running jobs until both hold their fair share", async () => {
+    const limiter = new KeyedLimiter({ global: 8, perKey: 1, groupReserve: 2 })
+    const release = new Map<string, () => void>()
+    const running: Array<string> = [] // in start order
+    const job = (name: string) => () => new Promise<void>((r) => { running.push(name); release.set(name, () => { running.splice(running.indexOf(name), 1); r() }) })
+    const all = Array.from({ length: 20 }, (_, i) => limiter.run(`a${i}`, job(`a${i}`), { group: "A" }))
+    await tick()
+    expect([limiter.activeIn("A"), limiter.activeIn("B")]).toEqual([6, 0])
+    all.push(...Array.from({ length: 20 }, (_, i) => limiter.run(`b${i}`, job(`b${i}`), { group: "B" })))
+    await tick()
+    expect([limiter.activeIn("A"), limiter.activeIn("B")]).toEqual([6, 2]) // B takes the reserve at once
+    const shares: Array<[number, number]> = []
+    for (let n = 0; n < 12; n++) {
+      release.get(running[0]!)!() // the oldest job ends, whichever tenant's
+      await tick()
+      shares.push([limiter.activeIn("A"), limiter.activeIn("B")])
+    }
+    // A's freed slots go to B (fewer running) until each holds half; from then on each keeps it.
+    expect(shares.slice(0, 2)).toEqual([[5, 3], [4, 4]])
+    for (const share of shares.slice(2)) expect(share).toEqual([4, 4])
+    while (running.length > 0) {
+      release.get(running[0]!)!()
+      await tick()
+    }
+    await Promise.all(all)
+    expect(limiter.active).toBe(0)
+  })
+})
+
+describe("KeyedLimiter pacing", () => {
+  afterEach(() => vi.useRealTimers())
+
+  it("starts a paced key's jobs at most `rate` per second, without a slot while waiting, and defers past the horizon", async () => {
+    vi.useFakeTimers()
+    const t0 = Date.now()
+    const limiter = new KeyedLimiter({ global: 1, perKey: 8, horizonMs: 5_000 })
+    const starts: Array<number> = []
+    const paced = Array.from({ length: 30 }, () => limiter.run("paced", async () => { starts.push(Date.now()) }, { ratePerSecond: 5 }))
+    let other = false
+    await limiter.run("other", async () => { other = true }) // the one global slot is free: no paced job holds it
+    expect(other).toBe(true)
+    await vi.advanceTimersByTimeAsync(10_000)
+    const results = await Promise.all(paced)
+    const deferred = results.filter((r) => r instanceof Deferred)
+    expect(deferred.length).toBe(30 - 25) // starts 0.2 … 5 s away wait; the later ones are deferred
+    // …to come back one by one at the pace, after the last one that waited.
+    expect(deferred.map((d) => (d as Deferred).until - t0)).toEqual([5_200, 5_400, 5_600, 5_800, 6_000])
+    expect(starts.length).toBe(25)
+    expect(starts[0]).toBe(t0 + 200) // never paced here before: another process may have just sent one
+    for (let i = 5; i < starts.length; i++) expect(starts[i]! - starts[i - 5]!).toBeGreaterThanOrEqual(1_000)
+    expect(limiter.active).toBe(0)
+    await vi.advanceTimersByTimeAsync(10_000)
+    const at = async () => { let s = 0; const p = limiter.run("paced", async () => { s = Date.now() }, { ratePerSecond: 5 }); await vi.advanceTimersByTimeAsync(1_000); await p; return s }
+    let t = Date.now()
+    expect(await at()).toBe(t) // its pace history says the key may start at once
+    await vi.advanceTimersByTimeAsync(10_000)
+    limiter.restartPacing() // a rebalance: the key's partition may have been elsewhere meanwhile
+    t = Date.now()
+    expect(await at()).toBe(t + 200)
+  })
+
+  it("starts a paced key's job `rate` starts after another only a second after that one ended", async () => {
+    vi.useFakeTimers()
+    const t0 = Date.now()
+    const limiter = new KeyedLimiter({ global: 8, perKey: 8 })
+    const starts: Array<number> = []
+    // Each request takes 500 ms (it may reach the receiver at any point of that): the sixth may
+    // start only 1 s after the first ended, not 1 s after the first started.
+    const slow = () => limiter.run("paced", () => new Promise<void>((r) => { starts.push(Date.now()); setTimeout(r, 500) }), { ratePerSecond: 5 })
+    const all = Array.from({ length: 7 }, slow)
+    await vi.advanceTimersByTimeAsync(5_000)
+    await Promise.all(all)
+    expect(starts.map((t) => t - t0)).toEqual([200, 400, 600, 800, 1_000, 1_700, 1_900])
+  })
+
+  it("holds a paused key (Retry-After) until the pause ends while other keys run", async () => {
+    vi.useFakeTimers()
+    const t0 = Date.now()
+    const limiter = new KeyedLimiter({ global: 4, perKey: 4 })
+    limiter.pauseUntil("busy", t0 + 3_000)
+    let startedAt: number | undefined
+    const held = limiter.run("busy", async () => { startedAt = Date.now() })
+    let other = false
+    await limiter.run("free", async () => { other = true })
+    expect(other).toBe(true)
+    await vi.advanceTimersByTimeAsync(2_999)
+    expect(startedAt).toBeUndefined()
+    await vi.advanceTimersByTimeAsync(1)
+    await held
+    expect(startedAt).toBe(t0 + 3_000)
+    limiter.pauseUntil("busy", Date.now() + 60_000)
+    const far = await limiter.run("busy", async () => "ran")
+    expect(far).toBeInstanceOf(Deferred)
+    expect((far as Deferred).until).toBe(Date.now() + 60_000)
   })
 })
 

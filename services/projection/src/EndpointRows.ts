@@ -14,6 +14,7 @@ export interface EndpointRow {
   headers: Endpoint["headers"]
   disabled_reason: Endpoint["disabled_reason"]
   disabled_at: Date | null
+  rate_limit_per_second: number | null
   secret_box: string
   previous_secret_box: string | null
   previous_expires_at: Date | null
@@ -42,6 +43,7 @@ const toRow = (tx: Tx, e: Endpoint) => ({
   headers: tx.json(e.headers as never),
   disabled_reason: e.disabled_reason,
   disabled_at: e.disabled_at,
+  rate_limit_per_second: e.rate_limit_per_second,
   secret_box: e.secret_box,
   previous_secret_box: e.previous_secret_box,
   previous_expires_at: e.previous_expires_at,
@@ -81,6 +83,7 @@ export const endpointWrites = (tx: Tx, table: string, rows: ReadonlyArray<Endpoi
         url = EXCLUDED.url, events = EXCLUDED.events, description = EXCLUDED.description,
         active = EXCLUDED.active, timeout_seconds = EXCLUDED.timeout_seconds,
         retry_policy = EXCLUDED.retry_policy, headers = EXCLUDED.headers,
+        rate_limit_per_second = EXCLUDED.rate_limit_per_second,
         disabled_reason = EXCLUDED.disabled_reason, disabled_at = EXCLUDED.disabled_at, secret_box = EXCLUDED.secret_box,
         previous_secret_box = EXCLUDED.previous_secret_box,
         previous_expires_at = EXCLUDED.previous_expires_at, updated_at = EXCLUDED.updated_at`)

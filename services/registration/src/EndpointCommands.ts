@@ -56,7 +56,8 @@ const settingsOf = (req: UpdateEndpointRequest) => ({
   active: req.active ?? true,
   timeout_seconds: req.timeout_seconds ?? 30,
   retry_policy: normalizeRetryPolicy(req.retry_policy),
-  headers: req.headers ?? {}
+  headers: req.headers ?? {},
+  rate_limit_per_second: req.rate_limit_per_second ?? null
 })
 
 /** The resource of API.md §3: the state without its scope and secrets (the rest keeps its order). */

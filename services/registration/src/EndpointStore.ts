@@ -36,8 +36,8 @@ export class EndpointStore extends Context.Service<EndpointStore, {
       // formatted columns reuse the names created_at/updated_at, so ORDER BY and WHERE name the table's
       // columns explicitly: an unqualified ORDER BY created_at would sort by the formatted text, reading
       // and sorting every row of the tenant instead of walking the index for one page.
-      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy, headers, disabled_reason,
-        to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
+      const columns = sql`id, url, events, description, active, timeout_seconds, retry_policy, headers, rate_limit_per_second,
+        disabled_reason, to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
@@ -63,7 +63,7 @@ export class EndpointStore extends Context.Service<EndpointStore, {
         query(() =>
           sql<Array<Endpoint>>`
             SELECT id, tenant_id, mode, url, events, description, active, timeout_seconds, retry_policy, headers,
-              disabled_reason,
+              rate_limit_per_second, disabled_reason,
               to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
               secret_box, previous_secret_box,
               to_char(previous_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS previous_expires_at,

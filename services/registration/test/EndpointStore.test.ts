@@ -73,9 +73,9 @@ describe("EndpointStore (real Postgres)", () => {
 
   it("loads an endpoint's whole state by id, whatever its tenant and mode, for the decider to scope", async () => {
     await sql`INSERT INTO endpoints (id, tenant_id, mode, url, events, description, active, timeout_seconds,
-        retry_policy, headers, disabled_reason, disabled_at, secret_box, previous_secret_box, previous_expires_at, created_at, updated_at)
+        retry_policy, headers, rate_limit_per_second, disabled_reason, disabled_at, secret_box, previous_secret_box, previous_expires_at, created_at, updated_at)
       VALUES ('wh_load', 'tenant_c', 'test', 'https://example.com/h', '["*"]', 'd', false, 10,
-        '{"strategy":"custom","delays_seconds":[1]}', '{"X-A":"1"}', 'failing', '2026-11-27T11:00:00Z',
+        '{"strategy":"custom","delays_seconds":[1]}', '{"X-A":"1"}', 7, 'failing', '2026-11-27T11:00:00Z',
         'box_now', 'box_before', '2026-11-28T10:00:00.123456Z',
         '2026-11-27T10:00:00.123456Z', '2026-11-27T11:00:00Z')`
     const [loaded, missing] = await runtime.runPromise(
@@ -95,6 +95,7 @@ describe("EndpointStore (real Postgres)", () => {
       timeout_seconds: 10,
       retry_policy: { strategy: "custom", delays_seconds: [1] },
       headers: { "X-A": "1" },
+      rate_limit_per_second: 7,
       disabled_reason: "failing",
       disabled_at: "2026-11-27T11:00:00.000Z",
       secret_box: "box_now",

@@ -20,7 +20,7 @@ export interface paths {
         put?: never;
         /**
          * Register an endpoint
-         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it.
+         * @description Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. `rate_limit_per_second` (1–10,000, or null for none) caps the endpoint's delivery attempts per second across every dispatcher. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it.
          */
         post: operations["webhooks.create"];
         delete?: never;
@@ -605,6 +605,8 @@ export interface components {
             headers: {
                 [key: string]: string;
             };
+            /** @description Attempts per second at most, across every dispatcher instance; null: no limit. */
+            rate_limit_per_second: number | null;
             /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
             disabled_reason: "failing" | null;
             /** @description When the platform disabled the endpoint; null unless it did. */
@@ -650,6 +652,8 @@ export interface components {
             headers: {
                 [key: string]: string;
             };
+            /** @description Attempts per second at most, across every dispatcher instance; null: no limit. */
+            rate_limit_per_second: number | null;
             /** @description Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it. */
             disabled_reason: "failing" | null;
             /** @description When the platform disabled the endpoint; null unless it did. */
@@ -698,6 +702,7 @@ export interface components {
             headers?: {
                 [key: string]: string;
             };
+            rate_limit_per_second?: number | null;
         };
         /**
          * @example {
@@ -740,6 +745,7 @@ export interface components {
             headers?: {
                 [key: string]: string;
             };
+            rate_limit_per_second?: number | null;
         };
     };
     responses: never;

@@ -25,7 +25,7 @@ import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { attemptedJson } from "../RecordJson.ts"
-import { KeyedLimiter, SHED } from "./KeyedLimiter.ts"
+import { Deferred, KeyedLimiter, SHED } from "./KeyedLimiter.ts"
 import { planAfterAttempt } from "../retry/RetrySchedule.ts"
 
 /**
@@ -79,7 +79,23 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           ? durably("endpoint index sync", () => index.syncNow(), signal)
           : durably("endpoint index catch-up", () => index.catchUpNow(indexOffsets).then(() => indexOffsets), signal)
 
-      const process = async (task: DeliveryTask, taskOffsets: IndexOffsets | undefined, signal: AbortSignal): Promise<void> => {
+      /** A task back in `webhooks.deliveries`, due now: the one process that owns its endpoint's partition takes it. */
+      const handBack = (task: DeliveryTask, indexOffsets: IndexOffsets, signal: AbortSignal) =>
+        durably("handing a rate-limited endpoint's task back to its owner", () =>
+          producer.sendNow([{ topic: topics.deliveries.name, messages: [taskMessage(task, indexOffsets)] }], "lingering"), signal)
+
+      /** Puts a task aside in the delay queue until `notBefore`, its attempt not spent. */
+      const park = (task: DeliveryTask, indexOffsets: IndexOffsets, notBefore: number, signal: AbortSignal, what: string) => {
+        const parked = { ...task, not_before: new Date(notBefore).toISOString() }
+        return durably(what, () => delays.send(taskMessage(parked, indexOffsets), notBefore), signal)
+      }
+
+      const process = async (
+        task: DeliveryTask,
+        taskOffsets: IndexOffsets | undefined,
+        signal: AbortSignal,
+        fromDelayQueue: boolean
+      ): Promise<void> => {
         const notBefore = Date.parse(task.not_before)
         if (notBefore > Date.now()) {
           // Not due: park it in the delay queue (durable) or, for the last second, wait here.
@@ -98,19 +114,30 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           return
         }
         const target = endpoint
+        // A rate-limited endpoint is paced by one process at a time: the owner of its partition
+        // of `webhooks.deliveries` (tasks are keyed by endpoint id). Its retries and parked tasks
+        // come back through the delay queue, whose partitions another process may own, so they
+        // return to `webhooks.deliveries` once due.
+        if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, signal)
         const result = await limiter.run(target.id, async () => {
           if (signal.aborted) throw new Abandoned()
           const r = await deliverer.attemptNow(task, target)
           limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+          // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
+          if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
           return r
-        })
+        }, { group: task.tenant_id, ratePerSecond: target.rate_limit_per_second })
         if (result === SHED) {
           // The endpoint is unresponsive and being probed: the task waits in the delay queue for
           // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
           // backlog would fill this consumer's buffer and pause fetching for every endpoint.
           const notBefore = Date.now() + Math.max(1_000, target.timeout_seconds * 1_000)
-          const parked = { ...task, not_before: new Date(notBefore).toISOString() }
-          return durably("parking a task for an unresponsive endpoint", () => delays.send(taskMessage(parked, indexOffsets), notBefore), signal)
+          return park(task, indexOffsets, notBefore, signal, "parking a task for an unresponsive endpoint")
+        }
+        if (result instanceof Deferred) {
+          // The endpoint's rate limit or Retry-After puts this task's turn past the limiter's
+          // horizon: it waits in the delay queue rather than in memory, for the same reason.
+          return park(task, indexOffsets, result.until, signal, "parking a task for a rate-limited endpoint")
         }
         const now = Date.now()
         const plan = planAfterAttempt({
@@ -132,9 +159,10 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         await durably("recording an attempt", () => producer.sendNow(out, "lingering"), signal)
       }
 
-      // A record fetched again (rebalance back to us) while its first copy is still running joins it.
-      const running = new Map<string, Promise<void>>()
-      const handle = (_topic: string, _partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
+      // A record fetched again (rebalance back to us) while its first copy is still running joins
+      // it, unless that copy was abandoned with its partition (it would never finish).
+      const running = new Map<string, { readonly work: Promise<void>; readonly signal: AbortSignal }>()
+      const handle = (topic: string, _partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         let task: DeliveryTask
         try {
           task = decodeDeliveryTask(message.value?.toString("utf8") ?? "")
@@ -142,12 +170,17 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           log("Warning", "skipped an unreadable delivery task", { offset: message.offset, error: String(error).slice(0, 300) })
           return Promise.resolve()
         }
-        const key = `${task.delivery_id}#${task.attempt}`
+        // Per topic: a task handed back from the delay queue to `webhooks.deliveries` may be fetched
+        // there before its delay-queue copy has finished handing it back, and must not join that.
+        const key = `${topic}#${task.delivery_id}#${task.attempt}`
         const existing = running.get(key)
-        if (existing !== undefined) return existing
+        if (existing !== undefined && !existing.signal.aborted) return existing.work
         const header = message.headers?.[INDEX_OFFSETS_HEADER]
-        const work = process(task, header === undefined ? undefined : decodeIndexOffsets(String(header)), signal).finally(() => running.delete(key))
-        running.set(key, work)
+        const offsets = header === undefined ? undefined : decodeIndexOffsets(String(header))
+        const work = process(task, offsets, signal, topic !== topics.deliveries.name).finally(() => {
+          if (running.get(key)?.work === work) running.delete(key)
+        })
+        running.set(key, { work, signal })
         return work
       }
 
@@ -159,11 +192,22 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         handle,
         maxOutstanding: config.maxBuffered,
         sessionTimeoutMs: config.sessionTimeoutMs,
+        // A partition handed to another process stops here: the endpoints keyed to it are paced
+        // (and probed) by one process at a time.
+        abandonRevoked: true,
         onError: (message: string, error: unknown) => void run(logKafkaRetry(message, error)),
         onJoin: (info: Record<string, unknown>) => log("Info", "consumer group joined", info)
       })
       const consumers = [
-        new DecoupledConsumer({ ...consumerOptions("orbit-dispatcher-delivery"), topics: [topics.deliveries.name] }),
+        new DecoupledConsumer({
+          ...consumerOptions("orbit-dispatcher-delivery"),
+          topics: [topics.deliveries.name],
+          onJoin: (info: Record<string, unknown>) => {
+            // Endpoints' partitions may have moved here: their pace starts one interval from now.
+            limiter.restartPacing()
+            log("Info", "consumer group joined", info)
+          }
+        }),
         delays.consumer(consumerOptions("orbit-dispatcher-retry"))
       ]
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)

@@ -63,6 +63,7 @@ const EXAMPLE_ENDPOINT = {
   timeout_seconds: 30,
   retry_policy: DEFAULT_RETRY_POLICY,
   headers: { "X-Orbit-Account": "acme-eu" },
+  rate_limit_per_second: null,
   disabled_reason: null,
   disabled_at: null,
   created_at: "2026-11-27T10:00:00.000Z",
@@ -79,6 +80,9 @@ export const EndpointResource = Schema.Struct({
   timeout_seconds: Schema.Int,
   retry_policy: RetryPolicy,
   headers: CustomHeaders,
+  rate_limit_per_second: Schema.NullOr(Schema.Int).annotate({
+    description: "Attempts per second at most, across every dispatcher instance; null: no limit."
+  }),
   disabled_reason: Schema.NullOr(DisabledReason).annotate({
     description: "Why the platform disabled the endpoint (failing: every attempt failed for the auto-disable period); null unless it did. PUT with active: true clears it."
   }),
@@ -240,7 +244,7 @@ export class WebhooksGroup extends HttpApiGroup.make("webhooks")
       .annotate(OpenApi.Summary, "Register an endpoint")
       .annotate(
         OpenApi.Description,
-        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it."
+        "Registers an https:// URL for the listed event types. The 201 carries the signing secret, once; a GET right after already lists the endpoint. `rate_limit_per_second` (1–10,000, or null for none) caps the endpoint's delivery attempts per second across every dispatcher. Unknown fields are refused (422); so is each bad entry of headers (one details item per entry). An endpoint whose every attempt has failed for the auto-disable period (5 days by default) with at least 10 failed attempts is disabled by the platform (active: false, disabled_reason: failing) and a webhook.endpoint.disabled event goes to the tenant's endpoints that subscribe to it."
       ),
     HttpApiEndpoint.get("get", "/:id", { params: IdParams, success: ok(EndpointResource), error: readsById })
       .annotate(OpenApi.Summary, "Get an endpoint")

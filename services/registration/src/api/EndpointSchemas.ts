@@ -50,7 +50,11 @@ export const CreateEndpointRequest = Schema.Struct({
   retry_policy: Schema.optionalKey(
     Schema.NullOr(RetryPolicy.annotate({ expected: RETRY_POLICY_EXPECTED })).annotate({ expected: RETRY_POLICY_EXPECTED })
   ),
-  headers: Schema.optionalKey(CustomHeaders)
+  headers: Schema.optionalKey(CustomHeaders),
+  /** Attempts per second at most, across dispatcher instances; `null` or absent: no limit. */
+  rate_limit_per_second: Schema.optionalKey(
+    Schema.NullOr(between(1, 10_000)).annotate({ expected: "integer 1–10000, or null" })
+  )
 }).annotate({ identifier: "CreateEndpointRequest", ...OBJECT_BODY })
 export type CreateEndpointRequest = typeof CreateEndpointRequest.Type
 
