@@ -3,6 +3,7 @@ import { once } from "node:events"
 import net from "node:net"
 import path from "node:path"
 import { generateKeyRing } from "@orbit/crypto"
+import { postgres } from "@orbit/db"
 import { afterAll, describe, expect, it } from "vitest"
 import { DATABASE_URL, type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
@@ -114,9 +115,17 @@ describe("database outage", () => {
 })
 
 describe("start-up errors", () => {
+  // A schema of this run's own: a setting checked after migration must not meet whatever an older
+  // checkout left in the default schema.
+  const schema = `tops${Date.now().toString(36)}`
+  afterAll(async () => {
+    const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined })
+    await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    await sql.end()
+  })
   const startRegistration = (env: Record<string, string | undefined>) => {
     const full: Record<string, string> = {}
-    for (const [k, v] of Object.entries({ ...process.env, ORBIT_SECRET_KEYS: generateKeyRing("k1"), PORT: "18997", ...env })) {
+    for (const [k, v] of Object.entries({ ...process.env, ORBIT_DB_SCHEMA: schema, ORBIT_SECRET_KEYS: generateKeyRing("k1"), PORT: "18997", ...env })) {
       if (v !== undefined) full[k] = v
     }
     const r = spawnSync(process.execPath, [path.join(ROOT, "services/registration/src/main.ts")], {

@@ -64,6 +64,7 @@ const endpointAt = (url: string, id = `ep_${randomUUID()}`): Endpoint => ({
   timeout_seconds: 5,
   retry_policy: DEFAULT_RETRY_POLICY,
   headers: {},
+  rate_limit_per_second: null,
   disabled_reason: null,
   disabled_at: null,
   secret_box: encrypt(parseKeyRing(ring), generateWebhookSecret(), { tenant_id: "ten_ssrf", mode: "live", endpoint_id: id, slot: "current" }),
