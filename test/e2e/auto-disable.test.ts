@@ -6,9 +6,6 @@
  * `active: true` turns it on again. Real Kafka, real Postgres; no mocks.
  */
 import { randomUUID } from "node:crypto"
-import { newEventId } from "@orbit/domain"
-import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
-import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
@@ -18,8 +15,6 @@ const AFTER_SECONDS = 3
 let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
-let kafka: Kafka
-let producer: Producer
 
 beforeAll(async () => {
   tls = makeSelfSignedCert()
@@ -28,25 +23,15 @@ beforeAll(async () => {
     services: ["projection", "registration", "dispatcher"],
     env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile, ORBIT_AUTO_DISABLE_AFTER: String(AFTER_SECONDS) }
   })
-  kafka = new Kafka({ clientId: "e2e-auto-disable", brokers: brokers(), logLevel: logLevel.NOTHING })
-  producer = kafka.producer({ allowAutoTopicCreation: false })
-  await producer.connect()
 })
 
 afterAll(async () => {
-  await producer?.disconnect()
   await platform?.close()
   await receiver?.close()
   tls?.cleanup()
 })
 
 const BASE = "/api/v1/webhooks"
-
-const publish = async (tenantId: string, type = "message.delivered") => {
-  const event = { id: newEventId(), type, tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
-  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
-  return event.id
-}
 
 /** Attempts of an endpoint in the attempt log, oldest first. */
 const attemptsOf = (id: string) =>
@@ -83,13 +68,13 @@ describe("auto-disable", () => {
 
     // Five failures over four seconds: longer than the period, fewer than ten attempts.
     few = await register(key, { url: receiver.url(paths.few), events: ["message.failed"], retry_policy: { strategy: "fixed", max_attempts: 5, delay_seconds: 1 } })
-    await publish(tenant, "message.failed")
+    await platform.publish(tenant, { type: "message.failed" })
     await platform.eventually("five failed attempts of the endpoint with few failures", async () => (await attemptsOf(few.id)).length >= 5 || undefined)
 
     // Ten failures a second apart per event, two events: every attempt fails for well over the period.
     failing = await register(key, { url: receiver.url(paths.failing), events: ["message.delivered"], retry_policy: { strategy: "fixed", max_attempts: 10, delay_seconds: 1 } })
-    await publish(tenant)
-    await publish(tenant)
+    await platform.publish(tenant)
+    await platform.publish(tenant)
 
     const disabled = await platform.eventually("the failing endpoint to be disabled", async () => {
       const res = await platform.api("GET", `${BASE}/${failing.id}`, { key })
@@ -138,7 +123,7 @@ describe("auto-disable", () => {
     })
     expect(res.status, res.text).toBe(200)
     expect(res.json.data).toMatchObject({ active: true, disabled_reason: null, disabled_at: null })
-    const eventId = await publish(tenant)
+    const eventId = await platform.publish(tenant)
     await platform.eventually("a delivery to the re-enabled endpoint", () =>
       receiver.received.find((r) => r.path === paths.failing && r.headers["x-devotel-event-id"] === eventId && r.status === 200))
     expect((await platform.api("GET", `${BASE}/${failing.id}`, { key })).json.data).toMatchObject({ active: true, disabled_reason: null })

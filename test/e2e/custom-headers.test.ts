@@ -4,8 +4,7 @@
  * nothing published). Real processes, real Kafka, real Postgres.
  */
 import { randomUUID } from "node:crypto"
-import { newEventId } from "@orbit/domain"
-import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
+import { Kafka, logLevel } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
@@ -15,7 +14,6 @@ let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
 let kafka: Kafka
-let producer: Producer
 
 beforeAll(async () => {
   tls = makeSelfSignedCert()
@@ -25,25 +23,15 @@ beforeAll(async () => {
     env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
   })
   kafka = new Kafka({ clientId: "e2e-custom-headers", brokers: brokers(), logLevel: logLevel.NOTHING })
-  producer = kafka.producer({ allowAutoTopicCreation: false })
-  await producer.connect()
 })
 
 afterAll(async () => {
-  await producer?.disconnect()
   await platform?.close()
   await receiver?.close()
   tls?.cleanup()
 })
 
 const BASE = "/api/v1/webhooks"
-
-/** Publishes one domain event like an upstream producer (topic `orbit.events`, key = tenant id). */
-const publish = async (tenantId: string) => {
-  const event = { id: newEventId(), type: "message.delivered", tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
-  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
-  return event.id
-}
 
 /** The request the receiver got for an event (waits for it). */
 const deliveryOf = (eventId: string) =>
@@ -77,7 +65,7 @@ describe("custom headers", () => {
     expect((await platform.api("GET", `${BASE}/${id}`, { key })).json.data.headers).toEqual(headers)
     expect((await platform.api("GET", BASE, { key })).json.data[0].headers).toEqual(headers)
 
-    const eventId = await publish(tenant)
+    const eventId = await platform.publish(tenant)
     const got = await deliveryOf(eventId)
     expect(got.headers["x-orbit-account"]).toBe("acme-eu")
     expect(got.headers["authorization"]).toBe("Bearer receiver-token")
@@ -94,14 +82,14 @@ describe("custom headers", () => {
     const replaced = await platform.api("PUT", `${BASE}/${id}`, { key, body: { ...body(), headers: { "X-Second": "2" } } })
     expect(replaced.status, replaced.text).toBe(200)
     expect(replaced.json.data.headers).toEqual({ "X-Second": "2" })
-    const second = await deliveryOf(await publish(tenant))
+    const second = await deliveryOf(await platform.publish(tenant))
     expect(second.headers["x-second"]).toBe("2")
     expect(second.headers["x-orbit-account"]).toBeUndefined()
 
     const cleared = await platform.api("PUT", `${BASE}/${id}`, { key, body: body() })
     expect(cleared.status, cleared.text).toBe(200)
     expect(cleared.json.data.headers).toEqual({})
-    const third = await deliveryOf(await publish(tenant))
+    const third = await deliveryOf(await platform.publish(tenant))
     expect(third.headers["x-second"]).toBeUndefined()
   })
 

@@ -8,8 +8,6 @@ import { execFile } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import path from "node:path"
 import { deliveryIdFor, newEventId, topicsFor } from "@orbit/domain"
-import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
-import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CreateEndpointRequest, DeliveryAttempt } from "@orbit/client"
 import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
@@ -19,8 +17,6 @@ import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
-let kafka: Kafka
-let producer: Producer
 
 beforeAll(async () => {
   tls = makeSelfSignedCert()
@@ -29,24 +25,13 @@ beforeAll(async () => {
     services: ["projection", "registration", "dispatcher"],
     env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
   })
-  kafka = new Kafka({ clientId: "e2e-recover", brokers: brokers(), logLevel: logLevel.NOTHING })
-  producer = kafka.producer({ allowAutoTopicCreation: false })
-  await producer.connect()
 })
 
 afterAll(async () => {
-  await producer?.disconnect()
   await platform?.close()
   await receiver?.close()
   tls?.cleanup()
 })
-
-/** Publishes one domain event like an upstream producer (topic `orbit.events`, key = tenant id). */
-const publish = async (tenantId: string) => {
-  const event = { id: newEventId(), type: "message.delivered", tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
-  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
-  return event.id
-}
 
 /** Two attempts, one second apart, then a dead letter. */
 const TWO_ATTEMPTS = { strategy: "custom", delays_seconds: [1] }
@@ -124,12 +109,12 @@ describe("POST /api/v1/webhooks/{id}/recover and …/deliveries/{delivery_id}/re
     }
     // Published with fixed ids, so the receiver knows which to fail before they arrive.
     const okEvents: Array<string> = []
-    for (const id of deadEvents) await publishWithId(tenant, id)
-    for (let i = 0; i < 2; i++) okEvents.push(await publish(tenant))
+    for (const id of deadEvents) await platform.publish(tenant, { id })
+    for (let i = 0; i < 2; i++) okEvents.push(await platform.publish(tenant))
     // Fails its first attempt, succeeds on the retry: it ends succeeded and must not be recovered.
     const retriedOk = newEventId()
     failFirst.add(retriedOk)
-    await publishWithId(tenant, retriedOk)
+    await platform.publish(tenant, { id: retriedOk })
     okEvents.push(retriedOk)
     dead = deadEvents.map((e) => deliveryIdFor(e, endpoint.id))
     succeeded = okEvents.map((e) => deliveryIdFor(e, endpoint.id))
@@ -326,8 +311,3 @@ const runCli = (args: Array<string>) =>
     })
   })
 
-/** Publishes one event with a given id (so the receiver can be told its fate beforehand). */
-const publishWithId = async (tenantId: string, id: string) => {
-  const event = { id, type: "message.delivered", tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
-  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
-}

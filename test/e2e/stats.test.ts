@@ -3,10 +3,6 @@
  * projection (`delivery_attempts`) → `GET /api/v1/webhooks/{id}/stats`. Real processes, real
  * Kafka, real Postgres; no mocks.
  */
-import { randomUUID } from "node:crypto"
-import { newEventId } from "@orbit/domain"
-import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
-import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CreateEndpointRequest, EndpointStats } from "@orbit/client"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
@@ -15,8 +11,6 @@ import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
-let kafka: Kafka
-let producer: Producer
 
 beforeAll(async () => {
   tls = makeSelfSignedCert()
@@ -25,32 +19,13 @@ beforeAll(async () => {
     services: ["projection", "registration", "dispatcher"],
     env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
   })
-  kafka = new Kafka({ clientId: "e2e-stats", brokers: brokers(), logLevel: logLevel.NOTHING })
-  producer = kafka.producer({ allowAutoTopicCreation: false })
-  await producer.connect()
 })
 
 afterAll(async () => {
-  await producer?.disconnect()
   await platform?.close()
   await receiver?.close()
   tls?.cleanup()
-  if (kafka && platform) {
-    const admin = kafka.admin()
-    await admin.connect()
-    const mine = (await admin.listTopics()).filter((t) => t.startsWith(platform.topicPrefix))
-    await admin.deleteTopics({ topics: mine }).catch(() => undefined)
-    await admin.disconnect()
-  }
 })
-
-
-/** Publishes one domain event like an upstream producer (topic `orbit.events`, key = tenant id). */
-const publish = async (tenantId: string) => {
-  const event = { id: newEventId(), type: "message.delivered", tenant_id: tenantId, mode: "live", created_at: new Date().toISOString(), data: { message_id: randomUUID(), channel: "sms" } }
-  await producer.send({ topic: `${platform.topicPrefix}orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
-  return event.id
-}
 
 /** One attempt per delivery: no retries, so each event is exactly one row of the attempt log. */
 const ONE_ATTEMPT = { strategy: "custom", delays_seconds: [] }
@@ -95,7 +70,7 @@ describe("GET /api/v1/webhooks/{id}/stats", () => {
   })
 
   it("counts successes and failures; healthy → failing on a failed attempt → healthy again", async () => {
-    for (let i = 0; i < 3; i++) await publish(tenant)
+    for (let i = 0; i < 3; i++) await platform.publish(tenant)
     const ok = await statsAt(key, endpoint.id, 3)
     expect(ok).toMatchObject({ state: "healthy", attempts: { total: 3, succeeded: 3, failed: 0, no_response: 0 }, success_rate: 1, last_failure_at: null })
     expect(ok.last_success_at).not.toBeNull()
@@ -104,12 +79,12 @@ describe("GET /api/v1/webhooks/{id}/stats", () => {
     expect(p50!).toBeLessThanOrEqual(p95!)
     expect(p95!).toBeLessThanOrEqual(p99!)
 
-    failEvents.add(await publish(tenant))
+    failEvents.add(await platform.publish(tenant))
     const failing = await statsAt(key, endpoint.id, 4)
     expect(failing).toMatchObject({ state: "failing", attempts: { total: 4, succeeded: 3, failed: 1, no_response: 0 }, success_rate: 0.75 })
     expect(Date.parse(failing.last_failure_at!)).toBeGreaterThanOrEqual(Date.parse(failing.last_success_at!))
 
-    await publish(tenant)
+    await platform.publish(tenant)
     const again = await statsAt(key, endpoint.id, 5)
     expect(again).toMatchObject({ state: "healthy", attempts: { total: 5, succeeded: 4, failed: 1 }, success_rate: 0.8 })
     expect(Date.parse(again.last_success_at!)).toBeGreaterThanOrEqual(Date.parse(again.last_failure_at!))
@@ -123,9 +98,9 @@ describe("GET /api/v1/webhooks/{id}/stats", () => {
   })
 
   it("fewer than half the attempts succeeding is failing even when the latest succeeded", async () => {
-    for (let i = 0; i < 6; i++) failEvents.add(await publish(tenant))
+    for (let i = 0; i < 6; i++) failEvents.add(await platform.publish(tenant))
     await statsAt(key, endpoint.id, 11)
-    await publish(tenant)
+    await platform.publish(tenant)
     const s = await statsAt(key, endpoint.id, 12)
     expect(s).toMatchObject({ attempts: { total: 12, succeeded: 5, failed: 7 } })
     expect(Date.parse(s.last_success_at!)).toBeGreaterThanOrEqual(Date.parse(s.last_failure_at!))
@@ -145,7 +120,7 @@ describe("GET /api/v1/webhooks/{id}/stats", () => {
     const url = closed.url("/gone")
     await closed.close()
     const dead = await register(key, { url, events: ["message.delivered"], retry_policy: ONE_ATTEMPT, timeout_seconds: 5 })
-    await publish(tenant)
+    await platform.publish(tenant)
     const s = await statsAt(key, dead.id, 1)
     expect(s).toMatchObject({ state: "unresponsive", attempts: { total: 1, succeeded: 0, failed: 1, no_response: 1 }, success_rate: 0, last_success_at: null })
   })

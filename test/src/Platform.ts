@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { randomBytes, randomUUID } from "node:crypto"
 import { once } from "node:events"
 import { Orbit } from "@orbit/client"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
-import { topicsFor } from "@orbit/domain"
-import { Kafka, logLevel } from "@orbit/kafka"
+import { newEventId, topicsFor } from "@orbit/domain"
+import { Kafka, type KafkajsProducer, logLevel } from "@orbit/kafka"
 import { postgres } from "@orbit/db"
 import { brokers } from "../../infra/kafka.ts"
 import { type ServiceName, serviceArgs } from "../../infra/services.ts"
@@ -159,8 +159,32 @@ export const startPlatform = async (options: {
     return Number(row?.scans ?? 0)
   }
 
+  let producer: Promise<KafkajsProducer> | undefined
+  /**
+   * Publishes one domain event as an upstream producer does (this run's `orbit.events`, keyed by
+   * tenant id, acknowledged by all replicas) and returns its id.
+   */
+  const publish = async (tenantId: string, options: { readonly type?: string; readonly id?: string } = {}) => {
+    producer ??= (async () => {
+      const p = new Kafka({ clientId: `e2e-${id}`, brokers: brokers(), logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
+      await p.connect()
+      return p
+    })()
+    const event = {
+      id: options.id ?? newEventId(),
+      type: options.type ?? "message.delivered",
+      tenant_id: tenantId,
+      mode: "live",
+      created_at: new Date().toISOString(),
+      data: { message_id: randomUUID(), channel: "sms" }
+    }
+    await (await producer).send({ topic: `${id}_orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
+    return event.id
+  }
+
   /** Stops the services, then removes this run's schema and topics so runs never pile up. */
   const close = async () => {
+    await producer?.then((p) => p.disconnect()).catch(() => undefined)
     await Promise.all([...processes.keys()].map((n) => stop(n)))
     await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
     await sql.end()
@@ -172,7 +196,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>
