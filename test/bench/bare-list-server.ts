@@ -10,7 +10,8 @@ const tenant = process.env.BENCH_TENANT!
 http
   .createServer(async (_req, res) => {
     const rows = await sql`
-      SELECT id, url, events, description, active, timeout_seconds, retry_policy,
+      SELECT id, url, events, description, active, timeout_seconds, retry_policy, headers, rate_limit_per_second,
+        disabled_reason, to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
