@@ -157,9 +157,10 @@ describe("KeyedLimiter pacing", () => {
     const t0 = Date.now()
     const limiter = new KeyedLimiter({ global: 8, perKey: 8 })
     const starts: Array<number> = []
-    // Each request takes 500 ms (it may reach the receiver at any point of that): the sixth may
-    // start only 1 s after the first ended, not 1 s after the first started.
-    const slow = () => limiter.run("paced", () => new Promise<void>((r) => { starts.push(Date.now()); setTimeout(r, 500) }), { ratePerSecond: 5 })
+    // Each request lasts `took` (it may reach the receiver at any point of that): the sixth may
+    // start only a second after the first ended, not a second after the first started.
+    const took = 500
+    const slow = () => limiter.run("paced", () => new Promise<void>((r) => { starts.push(Date.now()); setTimeout(r, took) }), { ratePerSecond: 5 })
     const all = Array.from({ length: 7 }, slow)
     await vi.advanceTimersByTimeAsync(5_000)
     await Promise.all(all)
