@@ -7,28 +7,23 @@
  */
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
 const AFTER_SECONDS = 3
 
-let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile, ORBIT_AUTO_DISABLE_AFTER: String(AFTER_SECONDS) }
-  })
+  rig = await startDeliveryRig({ ORBIT_AUTO_DISABLE_AFTER: String(AFTER_SECONDS) })
+  ;({ receiver, platform } = rig)
 })
 
 afterAll(async () => {
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
 })
 
 const BASE = "/api/v1/webhooks"

@@ -7,26 +7,21 @@
 import { readFileSync } from "node:fs"
 import { type CreateEndpointRequest, type Endpoint, Orbit, OrbitError } from "@orbit/client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
-let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
-  })
+  rig = await startDeliveryRig()
+  ;({ receiver, platform } = rig)
 })
 
 afterAll(async () => {
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
 })
 
 /** A client for a new key of a new tenant (or of `tenant`, in `mode`, of `kind`). */

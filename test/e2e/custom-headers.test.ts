@@ -7,28 +7,23 @@ import { randomUUID } from "node:crypto"
 import { Kafka, logLevel } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
-let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
 let kafka: Kafka
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
-  })
+  rig = await startDeliveryRig()
+  ;({ receiver, platform } = rig)
   kafka = new Kafka({ clientId: "e2e-custom-headers", brokers: brokers(), logLevel: logLevel.NOTHING })
 })
 
 afterAll(async () => {
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
 })
 
 const BASE = "/api/v1/webhooks"

@@ -11,25 +11,22 @@ import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CreateEndpointRequest } from "@orbit/client"
-import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import { type HttpsReceiver, type Received } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
 const BROKERS = brokers()
 
-let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
 let kafka: Kafka
 let producer: Producer
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
-  })
+  rig = await startDeliveryRig()
+  ;({ receiver, platform } = rig)
   kafka = new Kafka({ clientId: "e2e-deliveries", brokers: BROKERS, logLevel: logLevel.NOTHING })
   producer = kafka.producer({ allowAutoTopicCreation: false })
   await producer.connect()
@@ -37,9 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await producer?.disconnect()
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
   if (kafka && platform) {
     const admin = kafka.admin()
     await admin.connect()

@@ -8,33 +8,28 @@ import { EVENT_CATALOG, EVENT_TYPE_EXAMPLES, eventDataProblems, newEventId, topi
 import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { brokers } from "../../infra/kafka.ts"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
 import { readRecords } from "../src/KafkaLog.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
 const PATH = "/api/v1/event-types"
 
-let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
 let producer: Producer
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile, ORBIT_STRICT_EVENT_DATA: "true" }
-  })
+  rig = await startDeliveryRig({ ORBIT_STRICT_EVENT_DATA: "true" })
+  ;({ receiver, platform } = rig)
   producer = new Kafka({ clientId: "e2e-event-types", brokers: brokers(), logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
   await producer.connect()
 }, 120_000)
 
 afterAll(async () => {
   await producer?.disconnect()
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
 })
 
 describe("GET /api/v1/event-types", () => {

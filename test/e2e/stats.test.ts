@@ -5,26 +5,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CreateEndpointRequest, EndpointStats } from "@orbit/client"
-import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
-import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import { type HttpsReceiver, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
 
 let tls: SelfSignedCert
 let receiver: HttpsReceiver
 let platform: Platform
+let rig: DeliveryRig
 
 beforeAll(async () => {
-  tls = makeSelfSignedCert()
-  receiver = await startHttpsReceiver(tls)
-  platform = await startPlatform({
-    services: ["projection", "registration", "dispatcher"],
-    env: { ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8", ORBIT_EXTRA_CA_FILE: tls.caFile }
-  })
+  rig = await startDeliveryRig()
+  ;({ tls, receiver, platform } = rig)
 })
 
 afterAll(async () => {
-  await platform?.close()
-  await receiver?.close()
-  tls?.cleanup()
+  await rig?.close()
 })
 
 /** One attempt per delivery: no retries, so each event is exactly one row of the attempt log. */
