@@ -1,0 +1,185 @@
+/**
+ * The operator's kit in `infra/observability/`: promtool accepts the scrape config and the alert
+ * rules, and the rules' own tests (each alert fires on its series) pass; then Debian's
+ * `prometheus`, running the checked-in config pointed at a running platform, finds every service
+ * up, counts a real delivery, evaluates every alert rule without error, and answers every query of
+ * the Grafana dashboard.
+ */
+import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { CreateEndpointRequest } from "@orbit/client"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type Platform, uniqueTenant } from "../src/Platform.ts"
+import {
+  JOBS,
+  OBSERVABILITY_DIR,
+  PROMTOOL,
+  type RunningPrometheus,
+  scrapeConfigFor,
+  startPrometheus,
+  type Targets
+} from "../src/Prometheus.ts"
+
+/** Runs promtool in the kit's directory; its exit code and output (a failure does not throw). */
+const promtool = (...args: Array<string>) =>
+  new Promise<{ code: number; output: string }>((resolve) =>
+    execFile(PROMTOOL, args, { cwd: OBSERVABILITY_DIR }, (error, stdout, stderr) =>
+      resolve({
+        code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
+        output: `${stdout}${stderr}${error !== null && typeof error.code !== "number" ? String(error) : ""}`
+      })))
+
+describe("promtool", () => {
+  it("check config: the scrape config and the rule file it names are valid", async () => {
+    const { code, output } = await promtool("check", "config", "prometheus.yml")
+    expect(code, output).toBe(0)
+    expect(output).toContain("SUCCESS: 1 rule files found")
+  })
+
+  it("check rules: every alert rule is valid", async () => {
+    const { code, output } = await promtool("check", "rules", "alerts.yml")
+    expect(code, output).toBe(0)
+    expect(output).toMatch(/SUCCESS: \d+ rules found/)
+  })
+
+  it("test rules: each alert fires on its series, with its annotations, and stays quiet on the others", async () => {
+    const { code, output } = await promtool("test", "rules", "alerts.test.yml")
+    expect(code, output).toBe(0)
+    expect(output).toContain("SUCCESS")
+  })
+})
+
+/** The `port` of a service's `metrics listening` log line (JSON), if this line is it. */
+const listeningPort = (line: string): number | undefined => {
+  let entry: { message?: unknown; annotations?: Record<string, unknown> }
+  try {
+    entry = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  const parts = [entry.message].flat()
+  if (parts[0] !== "metrics listening") return undefined
+  for (const part of [...parts.slice(1), entry.annotations]) {
+    const port = (part as { port?: unknown } | undefined)?.port
+    if (typeof port === "number" && port > 0) return port
+  }
+  return undefined
+}
+
+/**
+ * Where each service serves `/metrics` in a platform started with `ORBIT_METRICS_PORT=0`: the
+ * registration on its API port, the projection and the dispatcher on the free port each logs.
+ */
+const metricsTargets = async (platform: Platform): Promise<Targets> => {
+  const loggedPort = (name: "projection" | "dispatcher") =>
+    platform.eventually(`the ${name}'s "metrics listening" log line`, () => {
+      for (const line of platform.logs.get(name) ?? []) {
+        const port = listeningPort(line)
+        if (port !== undefined) return port
+      }
+      return undefined
+    })
+  return {
+    registration: new URL(platform.baseUrl).host,
+    projection: `127.0.0.1:${await loggedPort("projection")}`,
+    dispatcher: `127.0.0.1:${await loggedPort("dispatcher")}`
+  }
+}
+
+/** Every PromQL expression of the Grafana dashboard, with Grafana's interval variables filled in. */
+const dashboardQueries = () => {
+  type Panel = { title: string; targets?: Array<{ expr: string }>; panels?: Array<Panel> }
+  const dashboard = JSON.parse(readFileSync(join(OBSERVABILITY_DIR, "grafana-dashboard.json"), "utf8")) as { panels: Array<Panel> }
+  const flat = (panels: Array<Panel>): Array<Panel> => panels.flatMap((p) => [p, ...flat(p.panels ?? [])])
+  return flat(dashboard.panels).flatMap((panel) =>
+    (panel.targets ?? []).map((t) => ({
+      panel: panel.title,
+      expr: t.expr.replaceAll("$__rate_interval", "5m").replaceAll("$__range", "1h").replaceAll("$__interval", "1s")
+    })))
+}
+
+describe("prometheus against a running platform", () => {
+  let rig: DeliveryRig
+  let platform: Platform
+  let prometheus: RunningPrometheus
+
+  beforeAll(async () => {
+    // Metrics on free ports (logged at Info), so that this run never meets another one on the defaults.
+    rig = await startDeliveryRig({ ORBIT_METRICS_PORT: "0", LOG_LEVEL: "Info" })
+    platform = rig.platform
+    prometheus = await startPrometheus(scrapeConfigFor(await metricsTargets(platform)))
+  })
+
+  afterAll(async () => {
+    await prometheus?.close()
+    await rig?.close()
+  })
+
+  /** Polls an instant query until `done` holds for its answer, and returns that answer. */
+  const queryUntil = (what: string, expr: string, done: (samples: ReadonlyArray<{ metric: Record<string, string>; value: number }>) => boolean) =>
+    platform.eventually(what, async () => {
+      const samples = await prometheus.query(expr)
+      return done(samples) ? samples : undefined
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- prometheus\n${prometheus.output.slice(-20).join("\n")}`)
+    })
+
+  it("scrapes every service: up is 1 for each of the three jobs", async () => {
+    const up = await queryUntil("every job to be up", `up{job=~"orbit-.*"}`, (s) =>
+      Object.values(JOBS).every((job) => s.some((x) => x.metric.job === job && x.value === 1)))
+    expect(Object.fromEntries(up.map((s) => [s.metric.job, s.value]))).toEqual({
+      [JOBS.registration]: 1,
+      [JOBS.projection]: 1,
+      [JOBS.dispatcher]: 1
+    })
+  })
+
+  it("counts a delivery: orbit_deliveries_total{outcome=\"success\"} goes from 0 to 1", async () => {
+    // No delivery yet: the dispatcher's counter is scraped, and at 0.
+    const before = await queryUntil("the dispatcher's delivery counter to be scraped", `sum(orbit_deliveries_total{job="${JOBS.dispatcher}"})`,
+      (s) => s.length === 1)
+    expect(before[0]!.value).toBe(0)
+
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    rig.receiver.respond("/kit", () => 200)
+    await platform.client(key).webhooks.create({ url: rig.receiver.url("/kit"), events: ["message.delivered"] } as CreateEndpointRequest)
+    await platform.publish(tenant)
+    await platform.waitFor("the receiver to get the delivery", async () => rig.receiver.received.some((r) => r.path === "/kit"))
+
+    const after = await queryUntil("the delivery to be counted", `sum(orbit_deliveries_total{job="${JOBS.dispatcher}", outcome="success"})`,
+      (s) => s.length === 1 && s[0]!.value > 0)
+    expect(after[0]!.value).toBe(1)
+  })
+
+  it("answers every query of the Grafana dashboard, and its deliveries panel shows the delivery", async () => {
+    const queries = dashboardQueries()
+    expect(queries.length).toBeGreaterThan(0)
+    const failures: Array<string> = []
+    for (const { panel, expr } of queries) {
+      await prometheus.query(expr).catch((error: Error) => failures.push(`${panel}: ${expr}: ${error.message}`))
+    }
+    expect(failures).toEqual([])
+
+    const deliveries = queries.find((q) => q.panel === "Deliveries/s by outcome")
+    expect(deliveries, "the dashboard's \"Deliveries/s by outcome\" panel").toBeDefined()
+    const rates = await queryUntil("the deliveries panel to show a success rate", deliveries!.expr,
+      (s) => s.some((x) => x.metric.outcome === "success" && x.value > 0))
+    expect(rates.find((x) => x.metric.outcome === "success")!.value).toBeGreaterThan(0)
+  })
+
+  it("evaluates every alert rule without error, and none fires on a healthy platform", async () => {
+    type Rule = { name: string; type: string; health: string; lastError?: string; state?: string; lastEvaluation: string }
+    const rules = await platform.eventually("every alert rule to be evaluated", async () => {
+      const { groups } = await prometheus.api<{ groups: Array<{ rules: Array<Rule> }> }>("rules")
+      const all = groups.flatMap((g) => g.rules)
+      return all.length > 0 && all.every((r) => Date.parse(r.lastEvaluation) > 0) ? all : undefined
+    })
+    const ruleCount = (readFileSync(join(OBSERVABILITY_DIR, "alerts.yml"), "utf8").match(/^\s+- alert: /gm) ?? []).length
+    expect(rules.map((r) => r.name)).toHaveLength(ruleCount)
+    expect(rules.filter((r) => r.health !== "ok").map((r) => `${r.name}: ${r.health} ${r.lastError ?? ""}`)).toEqual([])
+    expect(rules.filter((r) => r.state === "firing").map((r) => r.name)).toEqual([])
+  })
+})
