@@ -51,41 +51,14 @@ describe("promtool", () => {
   })
 })
 
-/** The `port` of a service's `metrics listening` log line (JSON), if this line is it. */
-const listeningPort = (line: string): number | undefined => {
-  let entry: { message?: unknown; annotations?: Record<string, unknown> }
-  try {
-    entry = JSON.parse(line)
-  } catch {
-    return undefined
+/** Each job's target: the `host:port` where the platform's harness serves that service's `/metrics`. */
+const metricsTargets = (platform: Platform): Targets => {
+  const target = (name: keyof Targets) => {
+    const url = new URL(platform.metricsUrl(name))
+    if (url.pathname !== "/metrics") throw new Error(`${name} serves metrics at ${url.href}, not at /metrics`)
+    return url.host
   }
-  const parts = [entry.message].flat()
-  if (parts[0] !== "metrics listening") return undefined
-  for (const part of [...parts.slice(1), entry.annotations]) {
-    const port = (part as { port?: unknown } | undefined)?.port
-    if (typeof port === "number" && port > 0) return port
-  }
-  return undefined
-}
-
-/**
- * Where each service serves `/metrics` in a platform started with `ORBIT_METRICS_PORT=0`: the
- * registration on its API port, the projection and the dispatcher on the free port each logs.
- */
-const metricsTargets = async (platform: Platform): Promise<Targets> => {
-  const loggedPort = (name: "projection" | "dispatcher") =>
-    platform.eventually(`the ${name}'s "metrics listening" log line`, () => {
-      for (const line of platform.logs.get(name) ?? []) {
-        const port = listeningPort(line)
-        if (port !== undefined) return port
-      }
-      return undefined
-    })
-  return {
-    registration: new URL(platform.baseUrl).host,
-    projection: `127.0.0.1:${await loggedPort("projection")}`,
-    dispatcher: `127.0.0.1:${await loggedPort("dispatcher")}`
-  }
+  return { registration: target("registration"), projection: target("projection"), dispatcher: target("dispatcher") }
 }
 
 /** Every PromQL expression of the Grafana dashboard, with Grafana's interval variables filled in. */
@@ -106,10 +79,10 @@ describe("prometheus against a running platform", () => {
   let prometheus: RunningPrometheus
 
   beforeAll(async () => {
-    // Metrics on free ports (logged at Info), so that this run never meets another one on the defaults.
-    rig = await startDeliveryRig({ ORBIT_METRICS_PORT: "0", LOG_LEVEL: "Info" })
+    // The harness gives each service a metrics port of its own, so this run never meets another on the defaults.
+    rig = await startDeliveryRig()
     platform = rig.platform
-    prometheus = await startPrometheus(scrapeConfigFor(await metricsTargets(platform)))
+    prometheus = await startPrometheus(scrapeConfigFor(metricsTargets(platform)))
   })
 
   afterAll(async () => {
