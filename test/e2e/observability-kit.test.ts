@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CreateEndpointRequest } from "@orbit/client"
+import { generateApiKey } from "@orbit/crypto"
 import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
 import { type Platform, uniqueTenant } from "../src/Platform.ts"
 import {
@@ -79,8 +80,9 @@ describe("prometheus against a running platform", () => {
   let prometheus: RunningPrometheus
 
   beforeAll(async () => {
-    // The harness gives each service a metrics port of its own, so this run never meets another on the defaults.
-    rig = await startDeliveryRig()
+    // The harness gives each service a metrics port of its own, so this run never meets another on
+    // the defaults. One lookup of an unknown key per address, so that a second one is refused (429).
+    rig = await startDeliveryRig({ ORBIT_KEY_LOOKUP_RATE_PER_SECOND: "0.001", ORBIT_KEY_LOOKUP_BURST: "1" })
     platform = rig.platform
     prometheus = await startPrometheus(scrapeConfigFor(metricsTargets(platform)))
   })
@@ -141,6 +143,25 @@ describe("prometheus against a running platform", () => {
     const rates = await queryUntil("the deliveries panel to show a success rate", deliveries!.expr,
       (s) => s.some((x) => x.metric.outcome === "success" && x.value > 0))
     expect(rates.find((x) => x.metric.outcome === "success")!.value).toBeGreaterThan(0)
+  })
+
+  it("serves every metric the alert rules and the dashboard read (after a delivery and a rate-limited request)", async () => {
+    // An unknown (well-formed) key twice: its lookup takes the address's only token, the second is refused.
+    const unknown = generateApiKey({ mode: "live", kind: "secret" }).key
+    const statuses = [await platform.api("GET", "/api/v1/webhooks", { key: unknown }), await platform.api("GET", "/api/v1/webhooks", { key: unknown })]
+    expect(statuses.map((r) => r.status)).toEqual([401, 429])
+
+    const { groups } = await prometheus.api<{ groups: Array<{ rules: Array<{ query: string }> }> }>("rules")
+    const exprs = [...groups.flatMap((g) => g.rules.map((r) => r.query)), ...dashboardQueries().map((q) => q.expr)]
+    const read = [...new Set(exprs.flatMap((e) => e.match(/\borbit_[a-z0-9_]+/g) ?? []))].sort()
+    expect(read).toContain("orbit_deliveries_total")
+    let missing: Array<string> = read
+    await platform.eventually("every metric the kit reads to be scraped", async () => {
+      const scraped = new Set(await prometheus.api<Array<string>>("label/__name__/values"))
+      missing = read.filter((name) => !scraped.has(name))
+      return missing.length === 0
+    }).catch(() => undefined)
+    expect(missing, "metric names read by alerts.yml or grafana-dashboard.json that no service exports").toEqual([])
   })
 
   it("evaluates every alert rule without error, and none fires on a healthy platform", async () => {
