@@ -1,6 +1,7 @@
 /**
  * The operator's kit in `infra/observability/`: promtool accepts the scrape config and the alert
- * rules, and the rules' own tests (each alert fires on its series) pass; then Debian's
+ * rules, and the rules' own tests (each alert fires on its series) pass; the Grafana dashboard
+ * takes its data source from a variable and lays its panels out without overlap; then Debian's
  * `prometheus`, running the checked-in config pointed at a running platform, finds every service
  * up, counts a real delivery, evaluates every alert rule without error, and answers every query of
  * the Grafana dashboard.
@@ -49,6 +50,39 @@ describe("promtool", () => {
     const { code, output } = await promtool("test", "rules", "alerts.test.yml")
     expect(code, output).toBe(0)
     expect(output).toContain("SUCCESS")
+  })
+})
+
+describe("grafana-dashboard.json", () => {
+  type GridPos = { x: number; y: number; w: number; h: number }
+  type Panel = { id: number; type: string; title: string; gridPos: GridPos; datasource?: { type: string; uid: string }; targets?: Array<{ expr: string; datasource?: { uid: string } }> }
+  const dashboard = () =>
+    JSON.parse(readFileSync(join(OBSERVABILITY_DIR, "grafana-dashboard.json"), "utf8")) as {
+      uid: string
+      panels: Array<Panel>
+      templating: { list: Array<{ name: string; type: string; query: string }> }
+    }
+
+  it("asks for its Prometheus data source through a variable, which every panel and query uses", () => {
+    const d = dashboard()
+    expect(d.templating.list).toContainEqual(expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" }))
+    const queried = d.panels.filter((p) => p.type !== "row")
+    expect(queried.length).toBeGreaterThan(0)
+    for (const panel of queried) {
+      expect(panel.datasource, panel.title).toEqual({ type: "prometheus", uid: "${datasource}" })
+      expect(panel.targets?.length, panel.title).toBeGreaterThan(0)
+      for (const t of panel.targets ?? []) expect(t.datasource?.uid, panel.title).toBe("${datasource}")
+    }
+  })
+
+  it("gives every panel its own id and its own place on the 24-column grid", () => {
+    const panels = dashboard().panels
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length)
+    const overlaps = (a: GridPos, b: GridPos) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+    for (const [i, a] of panels.entries()) {
+      expect(a.gridPos.x + a.gridPos.w, a.title).toBeLessThanOrEqual(24)
+      for (const b of panels.slice(i + 1)) expect(overlaps(a.gridPos, b.gridPos), `${a.title} / ${b.title}`).toBe(false)
+    }
   })
 })
 
