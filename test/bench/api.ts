@@ -1,7 +1,9 @@
 // `npm run bench:api`: POST and GET throughput and latency of the registration API on the real
 // stack (Kafka, projection, Postgres), and the same GET served by a bare node:http handler
 // running the same Postgres query, measured in the same run; then a flood of random well-formed
-// API keys, with a valid key's reads during it and the share of the flood that reached Postgres.
+// API keys, with a valid key's reads during it and the share of the flood that reached Postgres;
+// then the write phase: registrations with WRITE_CONCURRENCY in flight and POST latency at a
+// fixed offered rate, next to a bare node:http server doing one INSERT per registration.
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
@@ -12,6 +14,8 @@ import { LoadClient } from "./LoadClient.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
+const WRITE_CONCURRENCY = Number(process.env.BENCH_WRITE_CONCURRENCY ?? 64)
+const WRITE_RATE = Number(process.env.BENCH_WRITE_RATE ?? 500)
 
 const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
@@ -22,12 +26,12 @@ const summarize = (latencies: Array<number>, errors: number, seconds: number): R
   return { requests: latencies.length, errors, seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
 }
 
-/** Closed loop: CONCURRENCY workers, each sending the next request when the last one answers. */
-const closedLoop = async (client: LoadClient, request: Buffer, expect: number) => {
+/** Closed loop: `concurrency` workers, each sending the next request when the last one answers. */
+const closedLoop = async (client: LoadClient, request: Buffer, expect: number, concurrency = CONCURRENCY) => {
   const latencies: Array<number> = []
   let errors = 0
   const end = performance.now() + SECONDS * 1000
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+  await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < end) {
       const t = performance.now()
       const res = await client.request(request)
@@ -95,6 +99,7 @@ const line = (name: string, r: Result) =>
 // The per-key rate limit is lifted: this measures the stack, and the bench uses a single key.
 const platform = await startPlatform({ env: { ORBIT_DB_POOL_SIZE: "10", ORBIT_RATE_LIMIT_PER_SECOND: "1000000" } })
 let bare: ChildProcess | undefined
+let bareWrite: ChildProcess | undefined
 try {
   const tenant = uniqueTenant()
   const { key } = await platform.createKey(tenant)
@@ -162,8 +167,46 @@ try {
   )
   api.close()
   bareClient.close()
+
+  // The write phase. The baseline registers into a table of its own in the platform's schema.
+  const bareWritePort = barePort + 1
+  bareWrite = spawn(process.execPath, [path.join(import.meta.dirname, "bare-insert-server.ts")], {
+    env: { ...platform.env, PORT: String(bareWritePort), BENCH_TENANT: tenant },
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  await once(bareWrite.stdout!, "data")
+  const writes = new LoadClient(hostname, Number(port), WRITE_CONCURRENCY)
+  const bareWrites = new LoadClient("127.0.0.1", bareWritePort, WRITE_CONCURRENCY)
+  const writeBody = JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] })
+  const createW = writes.prepare("POST", "/api/v1/webhooks", { "x-api-key": key, "content-type": "application/json" }, writeBody)
+  const bareCreate = bareWrites.prepare("POST", "/", { "content-type": "application/json" }, writeBody)
+  // The same warm-up for both, as for the reads.
+  await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
+  await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
+  process.stdout.write(`
+write phase — ${SECONDS}s per run, ${WRITE_CONCURRENCY} POSTs in flight (closed loop), then ${WRITE_RATE} POSTs/s offered
+
+`)
+  const postWide = await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
+  process.stdout.write(line(`POST /api/v1/webhooks, ${WRITE_CONCURRENCY} in flight`, postWide) + "\n")
+  const bareWide = await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
+  process.stdout.write(line(`POST bare node:http + INSERT, ${WRITE_CONCURRENCY} in flight`, bareWide) + "\n")
+  const postRate = await openLoop(writes, WRITE_RATE, createW, 201)
+  process.stdout.write(line(`POST /api/v1/webhooks at ${WRITE_RATE} req/s offered`, postRate) + "\n")
+  const bareRate = await openLoop(bareWrites, WRITE_RATE, bareCreate, 201)
+  process.stdout.write(line(`POST bare baseline at ${WRITE_RATE} req/s offered`, bareRate) + "\n")
+  const registrations = postWide.requests / postWide.seconds
+  process.stdout.write(
+    `\nRegistrations/s with ${WRITE_CONCURRENCY} in flight: ${registrations.toFixed(0)} (target ≥ 1000) ${verdict(registrations >= 1000 && postWide.errors === 0)}   ` +
+      `ratio platform / bare INSERT: ${(postWide.requests / bareWide.requests).toFixed(2)}\n` +
+      `POST p99 at ${WRITE_RATE} req/s: ${postRate.p99.toFixed(2)} ms (target ≤ 50 ms) ${verdict(postRate.p99 <= 50 && postRate.errors === 0)}   ` +
+      `bare INSERT p99 ${bareRate.p99.toFixed(2)} ms, ratio ${(postRate.p99 / bareRate.p99).toFixed(2)}\n`
+  )
+  writes.close()
+  bareWrites.close()
 } finally {
   bare?.kill()
+  bareWrite?.kill()
   await platform.close()
 }
 process.exit(0)

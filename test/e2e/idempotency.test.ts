@@ -3,6 +3,9 @@
  * and all answer with the same 201; simultaneous uses with different bodies get one 201 and
  * 422s; a key is scoped to its tenant and mode. "Exactly one" is checked at all three places an
  * endpoint exists: the list API, the Postgres read model and the endpoint events in Kafka.
+ * Under load (issue 17), concurrent registrations share produce requests: repeats of many keys
+ * race while other registrations fill the same requests, in one wave and again in a later one,
+ * and each key still has one endpoint and one answer, readable as soon as it is answered.
  */
 import { topicsFor } from "@orbit/domain"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -143,5 +146,41 @@ describe("Idempotency-Key under concurrency", () => {
     expect(await registeredEverywhere(tenantA, a)).toEqual({ api: [ids[0]], postgres: [ids[0]], kafka: [ids[0]] })
     expect(await registeredEverywhere(tenantB, b)).toEqual({ api: [ids[1]], postgres: [ids[1]], kafka: [ids[1]] })
     expect(await registeredEverywhere(tenantA, aTest, "test")).toEqual({ api: [ids[2]], postgres: [ids[2]], kafka: [ids[2]] })
+  })
+
+  it("under load: repeats of many keys, racing in shared produce requests and again in later ones, give one endpoint and one answer per key", async () => {
+    const tenant = uniqueTenant()
+    const { key } = await platform.createKey(tenant)
+    const KEYS = 40
+    const bodyOf = (i: number) => ({ ...valid, description: `keyed ${i}` })
+    /** A registration; a 201 is read back at once (read-your-writes holds for every merged caller). */
+    const register = async (body: unknown, idempotencyKey?: string) => {
+      const res = await platform.api("POST", BASE, { key, body, headers: idempotencyKey === undefined ? {} : { "idempotency-key": idempotencyKey } })
+      expect(res.status, res.text.slice(0, 300)).toBe(201)
+      const read = await platform.api("GET", `${BASE}/${res.json.data.id}`, { key })
+      expect(read.status, `GET right after the 201 of ${res.json.data.id}`).toBe(200)
+      return res
+    }
+    /** Every key twice at once, among as many registrations without a key, all in flight together. */
+    const wave = (label: string) =>
+      Promise.all([
+        Promise.all(Array.from({ length: KEYS }, (_, i) => Promise.all([register(bodyOf(i), `load-${i}`), register(bodyOf(i), `load-${i}`)]))),
+        Promise.all(Array.from({ length: KEYS }, (_, i) => register({ ...valid, description: `${label} unkeyed ${i}` })))
+      ])
+    const [[firstKeyed, firstOthers], [secondKeyed, secondOthers]] = [await wave("first"), await wave("second")]
+    const ids = firstKeyed.map(([a]) => a.json.data.id as string)
+    for (let i = 0; i < KEYS; i++) {
+      const answers = [...firstKeyed[i]!, ...secondKeyed[i]!]
+      expect(new Set(answers.map(dataText)).size, `load-${i}`).toBe(1)
+      expect(answers[0]!.json.data.description).toBe(`keyed ${i}`)
+    }
+    expect(new Set(ids).size).toBe(KEYS)
+    const others = [...firstOthers, ...secondOthers].map((r) => r.json.data.id as string)
+    const everywhere = await registeredEverywhere(tenant, key)
+    const all = [...ids, ...others].sort()
+    expect(new Set(all).size).toBe(3 * KEYS)
+    expect(everywhere.postgres).toEqual(all)
+    // One EndpointRegistered per endpoint in Kafka: no keyed repeat was appended a second time.
+    expect(everywhere.kafka).toEqual(all)
   })
 })

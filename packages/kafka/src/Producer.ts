@@ -1,5 +1,5 @@
 import { Context, Duration, Effect, Layer } from "effect"
-import { CompressionTypes, type Kafka, type KafkajsProducer, type Message, type RecordMetadata } from "./Kafkajs.ts"
+import { CompressionTypes, type ICustomPartitioner, type Kafka, type KafkajsProducer, type Message, type RecordMetadata } from "./Kafkajs.ts"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
 
@@ -15,14 +15,20 @@ export interface TopicMessages {
  */
 const MAX_BYTES_PER_REQUEST = 512 * 1024
 
+/** Where one record landed: its topic, partition and offset. */
+export interface RecordOffset {
+  readonly topicName: string
+  readonly partition: number
+  readonly offset: bigint
+}
+
 interface Caller {
   /** Records not yet acknowledged. */
   remaining: number
   failed: boolean
-  /** Sent in requests of its own, so the broker's answer (offsets per partition) is its alone. */
-  readonly alone: boolean
-  readonly metadata: Array<RecordMetadata>
-  readonly resolve: (metadata: ReadonlyArray<RecordMetadata>) => void
+  /** Each record's offset, by its position in the caller's batch. */
+  readonly offsets: Array<RecordOffset>
+  readonly resolve: (offsets: ReadonlyArray<RecordOffset>) => void
   readonly reject: (error: KafkaUnavailable) => void
 }
 
@@ -31,6 +37,8 @@ interface Pending {
   readonly message: Message
   readonly bytes: number
   readonly caller: Caller
+  /** The record's position in its caller's batch. */
+  readonly index: number
 }
 
 const sizeOf = (v: Message["value"] | Message["key"]): number =>
@@ -40,12 +48,12 @@ const sizeOf = (v: Message["value"] | Message["key"]): number =>
  * The platform's only kafkajs producer settings: idempotent (one request in flight, so a retried
  * request can't write a record twice), no topic auto-creation, the key partitioner.
  */
-const newKafkajsProducer = (kafka: Kafka): KafkajsProducer =>
+const newKafkajsProducer = (kafka: Kafka, createPartitioner: ICustomPartitioner = KeyPartitioner): KafkajsProducer =>
   kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
-    createPartitioner: KeyPartitioner,
+    createPartitioner,
     retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 }
   })
 
@@ -55,10 +63,22 @@ const newKafkajsProducer = (kafka: Kafka): KafkajsProducer =>
  * requests where latency does not matter).
  */
 const makeLane = (kafka: Kafka, lingerMs: number) => {
+  // The partition kafkajs picked for each record (the partitioner sees the very message objects
+  // we hand it): with the broker's base offset per partition it gives every record its offset,
+  // so merged callers each learn where their own records landed.
+  const partitionOf = new WeakMap<Message, number>()
+  const recordingPartitioner: ICustomPartitioner = () => {
+    const inner = KeyPartitioner()
+    return (args) => {
+      const partition = inner(args)
+      partitionOf.set(args.message, partition)
+      return partition
+    }
+  }
   let current: Promise<KafkajsProducer> | undefined
   const producer = (): Promise<KafkajsProducer> => {
     current ??= (async () => {
-      const p = newKafkajsProducer(kafka)
+      const p = newKafkajsProducer(kafka, recordingPartitioner)
       try {
         await p.connect()
       } catch (error) {
@@ -86,12 +106,9 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
 
   /** How many records from the head of the queue go into the next request. */
   const nextRequestSize = () => {
-    const head = queue[0]!.caller
     let bytes = 0
     let n = 0
     while (n < queue.length && (n === 0 || bytes + queue[n]!.bytes <= MAX_BYTES_PER_REQUEST)) {
-      const caller = queue[n]!.caller
-      if (n > 0 && (caller.alone || head.alone) && caller !== head) break
       bytes += queue[n]!.bytes
       n++
     }
@@ -116,10 +133,10 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
         if (closed) throw new Error("producer closed")
         const p = await producer()
         const metadata = await p.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages })
-        if (taken[0]!.caller.alone) taken[0]!.caller.metadata.push(...metadata)
+        assignOffsets(taken, metadata)
         for (const item of taken) {
           const c = item.caller
-          if (--c.remaining === 0 && !c.failed) c.resolve(c.metadata)
+          if (--c.remaining === 0 && !c.failed) c.resolve(c.offsets)
         }
       } catch (error) {
         replace()
@@ -139,15 +156,37 @@ const makeLane = (kafka: Kafka, lingerMs: number) => {
     flushing = false
   }
 
-  const send = (batch: ReadonlyArray<TopicMessages>, alone: boolean): Promise<ReadonlyArray<RecordMetadata>> => {
+  /**
+   * The broker answers one base offset per partition of a request; kafkajs groups a request's
+   * records per partition in their order, so a record's offset is its partition's base offset plus
+   * the number of records before it in that partition's group.
+   */
+  const assignOffsets = (taken: ReadonlyArray<Pending>, metadata: ReadonlyArray<RecordMetadata>) => {
+    const next = new Map<string, bigint>()
+    for (const m of metadata) {
+      if (m.baseOffset !== undefined) next.set(`${m.topicName}|${m.partition}`, BigInt(m.baseOffset))
+    }
+    for (const item of taken) {
+      const partition = partitionOf.get(item.message)
+      if (partition === undefined) continue
+      const key = `${item.topic}|${partition}`
+      const offset = next.get(key)
+      if (offset === undefined) continue
+      next.set(key, offset + 1n)
+      item.caller.offsets[item.index] = { topicName: item.topic, partition, offset }
+    }
+  }
+
+  const send = (batch: ReadonlyArray<TopicMessages>): Promise<ReadonlyArray<RecordOffset>> => {
     let records = 0
     for (const b of batch) records += b.messages.length
     if (records === 0) return Promise.resolve([])
-    return new Promise<ReadonlyArray<RecordMetadata>>((resolve, reject) => {
-      const caller: Caller = { remaining: records, failed: false, alone, metadata: [], resolve, reject }
+    return new Promise<ReadonlyArray<RecordOffset>>((resolve, reject) => {
+      const caller: Caller = { remaining: records, failed: false, offsets: [], resolve, reject }
+      let index = 0
       for (const b of batch) {
         for (const message of b.messages) {
-          queue.push({ topic: b.topic, message, bytes: sizeOf(message.value) + sizeOf(message.key) + 64, caller })
+          queue.push({ topic: b.topic, message, bytes: sizeOf(message.value) + sizeOf(message.key) + 64, caller, index: index++ })
         }
       }
       if (!flushing) void flush()
@@ -180,8 +219,9 @@ const LINGER_MS: Record<Lane, number> = { prompt: 0, lingering: 5 }
  *
  * Group commit: callers that send while a produce request is in flight are merged into the next
  * request. Idempotence allows one request in flight per producer (ordering), so without merging,
- * throughput would be one broker round trip per record. A `send` is not merged with others, so
- * the offsets it returns are its own records' (the API waits for the projection to reach them).
+ * throughput would be one broker round trip per record. Every caller learns its own records'
+ * offsets (`send`), however many others shared its request (the API waits for the projection to
+ * reach them). A request that fails fails every caller it carried.
  *
  * Requests are strictly sequential: the next one starts only when kafkajs has settled the
  * previous one. After any failed request the lane's kafkajs producer is replaced by a fresh one
@@ -194,8 +234,8 @@ const LINGER_MS: Record<Lane, number> = { prompt: 0, lingering: 5 }
  * instead of hanging; `sendNow` has no timeout, for callers that retry until durable.
  */
 export class Producer extends Context.Service<Producer, {
-  /** One request of its own; resolves with the broker's answer (base offset per partition). */
-  send(topic: string, messages: ReadonlyArray<Message>): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaUnavailable>
+  /** Merged with other callers' records; resolves with each record's offset, in the order given. */
+  send(topic: string, messages: ReadonlyArray<Message>): Effect.Effect<ReadonlyArray<RecordOffset>, KafkaUnavailable>
   /** Merged with other callers' records; resolves once every record is acknowledged. */
   sendBatch(batch: ReadonlyArray<TopicMessages>, lane?: Lane): Effect.Effect<void, KafkaUnavailable>
   /** `sendBatch` as a promise without timeout (rejects with KafkaUnavailable), for per-record code. */
@@ -219,10 +259,10 @@ export class Producer extends Context.Service<Producer, {
               orElse: () => Effect.fail(new KafkaUnavailable({ operation: "produce", message: "timed out" }))
             })
           )
-        const sendNow = (batch: ReadonlyArray<TopicMessages>, lane: Lane = "prompt") => lanes[lane].send(batch, false).then(() => undefined)
+        const sendNow = (batch: ReadonlyArray<TopicMessages>, lane: Lane = "prompt") => lanes[lane].send(batch).then(() => undefined)
         return Producer.of({
           send: Effect.fn("Producer.send")((topic: string, messages: ReadonlyArray<Message>) =>
-            bounded(() => lanes.prompt.send([{ topic, messages }], true))
+            bounded(() => lanes.prompt.send([{ topic, messages }]))
           ),
           sendBatch: Effect.fn("Producer.sendBatch")((batch: ReadonlyArray<TopicMessages>, lane?: Lane) => bounded(() => sendNow(batch, lane))),
           sendNow

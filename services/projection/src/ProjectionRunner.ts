@@ -96,7 +96,10 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
           for (const p of poison) {
             yield* Effect.logWarning(`${options.name}: skipped an unreadable record`, { partition: batch.partition, ...p })
           }
-          yield* consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore)
+          // Not awaited: the committed offset is only where a new member starts fetching (Postgres
+          // holds the truth), and a Kafka round trip per batch would delay every read-your-writes
+          // waiter of the next batch.
+          yield* Effect.forkDetach(consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore))
         }).pipe(
           Effect.matchCauseEffect({
             onSuccess: () => Deferred.succeed(consumed.done, undefined),

@@ -21,7 +21,7 @@ import {
 } from "@orbit/domain"
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
 import { NetGuard } from "@orbit/net-guard"
-import { Context, Effect, Layer, Result } from "effect"
+import { Config, Context, Effect, Layer, Result, Schema } from "effect"
 import type { CreateEndpointRequest, UpdateEndpointRequest } from "./api/EndpointSchemas.ts"
 import type { Principal } from "./ApiKeys.ts"
 import { type EndpointResource, EndpointStore } from "./EndpointStore.ts"
@@ -40,10 +40,26 @@ export interface Registered {
   readonly secretBox: string
 }
 
+/**
+ * Writes in flight (produced or waiting to be, or waiting for the projection) at most, per
+ * process; a write beyond them is refused at once with `WritesBusy` (503 with Retry-After)
+ * rather than queued behind the others.
+ */
+const WriteQueueSize = Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "ORBIT_WRITE_QUEUE_SIZE").pipe(
+  Config.withDefault(1024)
+)
+
+/** The write queue is full; nothing was written. */
+export class WritesBusy extends Schema.TaggedError<WritesBusy>()("WritesBusy", {
+  retryAfterSeconds: Schema.Int
+}) {}
+
 /** A registration decided but not yet written: the caller appends it (after claiming an idempotency key, say). */
 export interface DecidedRegistration {
   readonly registered: Registered
-  readonly append: Effect.Effect<void, KafkaUnavailable>
+  /** The event to append; a retry of the same request appends the very same event again. */
+  readonly event: EndpointEvent
+  readonly append: Effect.Effect<void, KafkaUnavailable | WritesBusy>
 }
 
 /** The rejections a caller sees: the shell vets a URL whenever the decider asks, so `UrlUnvetted` never escapes. */
@@ -83,13 +99,19 @@ const contextNow = (): DecideContext => ({ now: new Date().toISOString(), event_
 export class EndpointCommands extends Context.Service<EndpointCommands, {
   /** Vets the URL and decides; appending is left to the caller. */
   register(p: Principal, req: CreateEndpointRequest): Effect.Effect<DecidedRegistration, CommandRejection>
-  update(p: Principal, id: string, req: UpdateEndpointRequest): Effect.Effect<EndpointResource, CommandRejection | KafkaUnavailable | DbUnavailable>
-  remove(p: Principal, id: string): Effect.Effect<void, CommandRejection | KafkaUnavailable | DbUnavailable>
+  /**
+   * Appends an event decided earlier (a registration whose first append failed or timed out, or
+   * whose outcome its caller never learned): appended again as it is, so it registers the same
+   * endpoint once, whether or not the first append reached Kafka.
+   */
+  appendAgain(event: EndpointEvent): Effect.Effect<void, KafkaUnavailable | WritesBusy>
+  update(p: Principal, id: string, req: UpdateEndpointRequest): Effect.Effect<EndpointResource, CommandRejection | KafkaUnavailable | DbUnavailable | WritesBusy>
+  remove(p: Principal, id: string): Effect.Effect<void, CommandRejection | KafkaUnavailable | DbUnavailable | WritesBusy>
   rotateSecret(
     p: Principal,
     id: string,
     options: { secret?: string | undefined; graceSeconds?: number | undefined }
-  ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable>
+  ): Effect.Effect<Registered, CommandRejection | KafkaUnavailable | DbUnavailable | WritesBusy>
   /**
    * Seals the endpoint's secrets anew under the ring's first key, bound to their place, when they
    * are not already (`orbit secrets reseal`). Answers what it did; fails when a box that needs it
@@ -116,13 +138,26 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
       const guard = yield* NetGuard
       const { topicPrefix } = yield* KafkaClient
       const topic = topicsFor(topicPrefix).endpointEvents.name
+      const queueSize = yield* WriteQueueSize
+      let inFlight = 0
+
+      /**
+       * Runs an API write inside the bounded write queue: refused at once when it is full. Concurrent
+       * writes share produce requests (the producer merges them) and projection waits.
+       */
+      const admitted = <A, E, R>(write: Effect.Effect<A, E, R>): Effect.Effect<A, E | WritesBusy, R> =>
+        Effect.suspend((): Effect.Effect<A, E | WritesBusy, R> => {
+          if (inFlight >= queueSize) return Effect.fail(new WritesBusy({ retryAfterSeconds: 1 }))
+          inFlight++
+          return Effect.ensuring(write, Effect.sync(() => inFlight--))
+        })
 
       const appendOne = Effect.fn("EndpointCommands.append")(function*(event: EndpointEvent) {
         const started = performance.now()
         const [meta] = yield* producer.send(topic, [{ key: event.endpoint_id, value: encodeEndpointEvent(event) }])
-        if (meta?.baseOffset === undefined) return
+        if (meta === undefined) return
         const produced = performance.now()
-        const applied = yield* watcher.waitForOffset(meta.topicName, meta.partition, BigInt(meta.baseOffset), READ_YOUR_WRITES_TIMEOUT_MS)
+        const applied = yield* watcher.waitForOffset(meta.topicName, meta.partition, meta.offset, READ_YOUR_WRITES_TIMEOUT_MS)
         yield* Effect.logDebug("endpoint event appended", {
           event_id: event.event_id,
           produce_ms: Math.round(produced - started),
@@ -196,13 +231,15 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         }
         const events = yield* decideVetting(command, undefined)
         const registered: Registered = { resource: resourceOf(fold(undefined, events)!), signingSecret, secretBox }
-        return { registered, append: append(events) }
+        return { registered, event: events[0]!, append: admitted(append(events)) }
       })
+
+      const appendAgain = (event: EndpointEvent) => admitted(appendOne(event))
 
       const update = Effect.fn("EndpointCommands.update")(function*(p: Principal, id: string, req: UpdateEndpointRequest) {
         const state = yield* store.load(id)
         const events = yield* decideVetting({ _tag: "UpdateEndpoint", ...scopeOf(p), endpoint_id: id, settings: settingsOf(req) }, state)
-        yield* append(events)
+        yield* admitted(append(events))
         const updated = fold(state, events)
         yield* resealAfterWrite(updated)
         return resourceOf(updated!)
@@ -210,7 +247,7 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
 
       const remove = Effect.fn("EndpointCommands.remove")(function*(p: Principal, id: string) {
         const state = yield* store.load(id)
-        yield* append(yield* decideVetting({ _tag: "RemoveEndpoint", ...scopeOf(p), endpoint_id: id }, state))
+        yield* admitted(append(yield* decideVetting({ _tag: "RemoveEndpoint", ...scopeOf(p), endpoint_id: id }, state)))
       })
 
       /**
@@ -247,7 +284,7 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
           previous_secret_box: yield* asPrevious(state, scope),
           grace_seconds: options.graceSeconds ?? DEFAULT_GRACE_SECONDS
         }, state)
-        yield* append(events)
+        yield* admitted(append(events))
         return { resource: resourceOf(fold(state, events)!), signingSecret, secretBox }
       })
 
@@ -281,7 +318,7 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         return { reason: after.disabled_reason!, disabled_at: after.disabled_at! }
       })
 
-      return EndpointCommands.of({ register, update, remove, rotateSecret, reseal, disable })
+      return EndpointCommands.of({ register, appendAgain, update, remove, rotateSecret, reseal, disable })
     })
   )
 }

@@ -5,6 +5,14 @@ import { Context, Effect, Layer } from "effect"
 const CHANNEL = "orbit_projection_offsets"
 const PROJECTION = "endpoints"
 
+interface Waiter {
+  readonly offset: bigint
+  /** Epoch milliseconds after which the waiter is answered false. */
+  readonly deadline: number
+  done: boolean
+  readonly resume: (applied: boolean) => void
+}
+
 /**
  * Read-your-writes: after producing an endpoint event, the API waits until the projection has
  * applied that offset. The projection announces applied offsets with NOTIFY; a slow poll of
@@ -21,17 +29,29 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
     Effect.gen(function*() {
       const { sql } = yield* Db
       const applied = new Map<string, bigint>()
-      const waiters = new Set<{ key: string; offset: bigint; resolve: () => void }>()
+      /** Waiters per `topic|partition`; one NOTIFY releases every waiter below the applied offset. */
+      const waiting = new Map<string, Array<Waiter>>()
+      let waiterCount = 0
 
       const advance = (key: string, next: bigint) => {
         if ((applied.get(key) ?? -1n) >= next) return
         applied.set(key, next)
-        for (const w of waiters) {
-          if (w.key === key && w.offset < next) {
-            waiters.delete(w)
-            w.resolve()
-          }
-        }
+        const list = waiting.get(key)
+        if (list === undefined) return
+        const still = list.filter((w) => {
+          if (w.offset >= next) return true
+          release(w, true)
+          return false
+        })
+        if (still.length === 0) waiting.delete(key)
+        else waiting.set(key, still)
+      }
+
+      const release = (w: Waiter, applied: boolean) => {
+        if (w.done) return
+        w.done = true
+        waiterCount--
+        w.resume(applied)
       }
 
       const refresh = async () => {
@@ -51,24 +71,40 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
       )
       void listener
 
-      const poll = setInterval(() => {
-        if (waiters.size > 0) void refresh().catch(() => undefined)
+      // One timer for all waiters: it polls the offsets while anyone waits (a NOTIFY lost while the
+      // LISTEN connection reconnected) and answers the waiters whose time is up.
+      const tick = setInterval(() => {
+        if (waiterCount === 0) return
+        void refresh().catch(() => undefined)
+        const now = Date.now()
+        for (const [key, list] of waiting) {
+          const still = list.filter((w) => {
+            if (w.done) return false
+            if (w.deadline > now) return true
+            release(w, false)
+            return false
+          })
+          if (still.length === 0) waiting.delete(key)
+          else waiting.set(key, still)
+        }
       }, 200)
-      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(poll)))
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(tick)))
 
       const waitForOffset = (topic: string, partition: number, offset: bigint, timeoutMs: number) =>
         Effect.callback<boolean>((resume) => {
           const key = `${topic}|${partition}`
           if ((applied.get(key) ?? -1n) > offset) return resume(Effect.succeed(true))
-          const waiter = { key, offset, resolve: () => { clearTimeout(timer); resume(Effect.succeed(true)) } }
-          const timer = setTimeout(() => {
-            waiters.delete(waiter)
-            resume(Effect.succeed(false))
-          }, timeoutMs)
-          waiters.add(waiter)
+          const waiter: Waiter = { offset, deadline: Date.now() + timeoutMs, done: false, resume: (ok) => resume(Effect.succeed(ok)) }
+          let list = waiting.get(key)
+          if (list === undefined) waiting.set(key, list = [])
+          list.push(waiter)
+          waiterCount++
+          // Interrupted: counted out now, dropped from its list at the next advance or tick.
           return Effect.sync(() => {
-            clearTimeout(timer)
-            waiters.delete(waiter)
+            if (!waiter.done) {
+              waiter.done = true
+              waiterCount--
+            }
           })
         })
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { ApiErrorClasses, codeOfClass, statusOfClass } from "../src/api/ApiErrors.ts"
+import { ApiErrorClasses, codeOfClass, serviceUnavailable, statusOfClass, writesBusy } from "../src/api/ApiErrors.ts"
 import { errorEnvelope } from "../src/server/Envelope.ts"
 
 // API.md §2: each error code and the one status it is answered with.
@@ -33,9 +33,16 @@ describe("the API's error classes", () => {
       expect(status).toBe(statusOfClass(Class))
       expect(body.error).toMatchObject({ code: codeOfClass(Class), status: statusOfClass(Class), message: "m" })
       expect(headers["x-request-id"]).toBe("req_x")
-      // Retry-After belongs to 429 only, and only as a header.
-      expect("retry-after" in headers).toBe(codeOfClass(Class) === "RATE_LIMITED")
+      // Retry-After belongs to 429 and to a 503 that carries it (a full write queue), only as a header.
+      expect("retry-after" in headers).toBe(codeOfClass(Class) === "RATE_LIMITED" || codeOfClass(Class) === "SERVICE_UNAVAILABLE")
+      if ("retry-after" in headers) expect((headers as Record<string, string>)["retry-after"]).toBe("7")
       expect(JSON.stringify(body)).not.toContain("retryAfterSeconds")
     }
+  })
+
+  it("send Retry-After with a 503 only when it carries a delay", () => {
+    const { headers } = errorEnvelope("req_x", serviceUnavailable())
+    expect("retry-after" in headers).toBe(false)
+    expect((errorEnvelope("req_x", writesBusy(1)).headers as Record<string, string>)["retry-after"]).toBe("1")
   })
 })

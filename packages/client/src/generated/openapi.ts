@@ -301,7 +301,7 @@ export interface components {
                 projection_lag: string;
             };
         };
-        /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+        /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
         ServiceUnavailable: {
             error: {
                 /** @enum {string} */
@@ -839,10 +839,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -954,10 +955,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1034,10 +1036,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1158,10 +1161,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1240,10 +1244,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1364,10 +1369,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1488,10 +1494,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1595,10 +1602,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1687,10 +1695,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1811,10 +1820,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1936,10 +1946,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2004,10 +2015,11 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description Kafka or Postgres is unreachable; the request had no effect. Retry later. */
+            /** @description Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key. */
             503: {
                 headers: {
                     "x-request-id": string;
+                    "retry-after"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -153,7 +153,13 @@ const E = {
     "retry-after": Schema.String.annotate({ description: "Seconds to wait before retrying (an integer)." })
   }),
   500: errorResponse([InternalError], "InternalError", "An unexpected error; the body carries no internals."),
-  503: errorResponse([ServiceUnavailable], "ServiceUnavailable", "Kafka or Postgres is unreachable; the request had no effect. Retry later.")
+  503: errorResponse(
+    [ServiceUnavailable],
+    "ServiceUnavailable",
+    "Kafka or Postgres is unreachable, or too many writes are in flight (then with Retry-After). A write that " +
+      "reached Kafka but timed out may have taken effect: retry it with the same Idempotency-Key.",
+    { "retry-after": Schema.optionalKey(Schema.String.annotate({ description: "Seconds to wait before retrying (an integer); sent when too many writes are in flight." })) }
+  )
 }
 
 /** Every route authenticates (401), is rate limited (429) and depends on the backing services (503). */

@@ -85,7 +85,9 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 
 export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", {
   code: Schema.tag("SERVICE_UNAVAILABLE"),
-  message: Schema.String
+  message: Schema.String,
+  /** Sent as the `Retry-After` header when the API itself is busy, never in the body. */
+  retryAfterSeconds: Schema.optionalKey(Schema.Int)
 }, { httpApiStatus: 503 }) {}
 
 export const ApiErrorClasses = [
@@ -139,4 +141,12 @@ export const addressRateLimited = (retryAfterSeconds: number) =>
   new RateLimited({ message: "Too many requests from this address; retry after the Retry-After delay.", retryAfterSeconds })
 export const serviceUnavailable = () =>
   new ServiceUnavailable({ message: "A backing service is unavailable; the request had no effect. Retry later." })
+/** A write whose produce failed or timed out: it may or may not be recorded. */
+export const writeOutcomeUnknown = () =>
+  new ServiceUnavailable({
+    message: "A backing service is unavailable; the write may or may not have taken effect. Retry with the same Idempotency-Key."
+  })
+/** The write queue is full: answered at once, before anything is written. */
+export const writesBusy = (retryAfterSeconds: number) =>
+  new ServiceUnavailable({ message: "Too many writes in flight; the request had no effect. Retry after the Retry-After delay.", retryAfterSeconds })
 export const internalError = () => new InternalError({ message: "An unexpected error occurred." })

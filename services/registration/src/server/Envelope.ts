@@ -62,7 +62,9 @@ export const errorEnvelope = (requestId: string, error: ApiError) => {
     },
     headers: {
       "x-request-id": requestId,
-      ...(error._tag === "RateLimited" ? { "retry-after": String(error.retryAfterSeconds) } : {})
+      ...((error._tag === "RateLimited" || error._tag === "ServiceUnavailable") && error.retryAfterSeconds !== undefined
+        ? { "retry-after": String(error.retryAfterSeconds) }
+        : {})
     }
   }
 }

@@ -1,3 +1,4 @@
+import { decodeEndpointEvent, encodeEndpointEvent } from "@orbit/domain"
 import { type KafkaUnavailable } from "@orbit/kafka"
 import { SecretBox } from "@orbit/crypto"
 import { Cause, Config, Context, Effect, Layer, Option, Schema } from "effect"
@@ -15,7 +16,9 @@ import {
   notFound,
   rateLimited,
   serviceUnavailable,
-  validationError
+  validationError,
+  writeOutcomeUnknown,
+  writesBusy
 } from "../api/ApiErrors.ts"
 import { Api, ApiKeyAuth } from "../api/Api.ts"
 import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
@@ -26,7 +29,7 @@ import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
 import { DEFAULT_STATS_WINDOW, endpointState, STATS_WINDOWS } from "../api/StatsSchemas.ts"
-import { EndpointCommands } from "../EndpointCommands.ts"
+import { EndpointCommands, type WritesBusy } from "../EndpointCommands.ts"
 import { EndpointStore } from "../EndpointStore.ts"
 import { Idempotency } from "../Idempotency.ts"
 import { TestEvents } from "../TestEvents.ts"
@@ -39,11 +42,14 @@ import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDeco
 const BASE = "/api/v1/webhooks"
 
 /** Infrastructure failures become 503: the client did nothing wrong and may retry. */
-const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavailable | { _tag: "DbUnavailable" }, R>) =>
+const unavailableAs503 = <A, R>(effect: Effect.Effect<A, ApiError | KafkaUnavailable | WritesBusy | { _tag: "DbUnavailable" }, R>) =>
   Effect.catchIf(effect, (e): e is Exclude<typeof e, ApiError> => !isApiError(e), (e) =>
-    Effect.logWarning("backing service unavailable", { error: String((e as { message?: string }).message ?? e._tag) }).pipe(
-      Effect.andThen(Effect.fail(serviceUnavailable()))
-    ))
+    e._tag === "WritesBusy"
+      ? Effect.fail(writesBusy(e.retryAfterSeconds))
+      : Effect.logWarning("backing service unavailable", { error: String((e as { message?: string }).message ?? e._tag) }).pipe(
+        // Kafka is only written to: a produce that failed or timed out may still have been recorded.
+        Effect.andThen(Effect.fail(e._tag === "KafkaUnavailable" ? writeOutcomeUnknown() : serviceUnavailable()))
+      ))
 
 /**
  * The query string as a record (a repeated parameter becomes an array, which the schema refuses).
@@ -59,6 +65,14 @@ const queryOf = (request: HttpServerRequest.HttpServerRequest) => {
 }
 
 const IdempotencyKeyHeader = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255))
+
+/** What a claimed Idempotency-Key keeps until its answer is stored: the answer's parts and the event. */
+interface PendingRegistration {
+  readonly resource: object
+  readonly secret_box: string
+  /** The encoded EndpointRegistered event. */
+  readonly event: string
+}
 
 
 /**
@@ -194,7 +208,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const body = yield* readJsonBody(request)
       const idemKeyRaw = request.headers["idempotency-key"]
       const req = yield* decodeStrict(CreateEndpointRequest, body)
-      const { registered: r, append } = yield* answerRejections(commands.register(p, req))
+      const { registered: r, event, append } = yield* answerRejections(commands.register(p, req))
       const respond = (resource: object, signingSecret: string) =>
         success(requestId, { ...resource, signing_secret: signingSecret }, {
           status: 201,
@@ -207,7 +221,16 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       const idemKey = yield* Schema.decodeUnknownEffect(IdempotencyKeyHeader)(idemKeyRaw).pipe(
         Effect.mapError(() => validationError([{ field: "Idempotency-Key", value: idemKeyRaw.slice(0, 64), expected: "1–255 characters" }]))
       )
-      const claim = yield* idempotency.claim(p, idemKey, body)
+      const pending: PendingRegistration = { resource: r.resource, secret_box: r.secretBox, event: encodeEndpointEvent(event) }
+      const claim = yield* idempotency.claim(p, idemKey, body, JSON.stringify(pending))
+      const secretOf = (stored: { resource: { id: string }; secret_box: string }) =>
+        box.decrypt(stored.secret_box, { tenant_id: p.tenantId, mode: p.mode, endpoint_id: stored.resource.id, slot: "current" as const }).pipe(
+          Effect.orDie
+        )
+      // A write refused before anything was produced frees the key; any other failure leaves its
+      // outcome unknown, so the next request with the key appends the same event again.
+      const giveUp = (e: { readonly _tag: string }) =>
+        (e._tag === "WritesBusy" ? idempotency.release(p, idemKey) : idempotency.abandon(p, idemKey)).pipe(Effect.ignore)
       switch (claim._tag) {
         case "Mismatch":
           return yield* validationError(
@@ -218,11 +241,18 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
           return yield* serviceUnavailable()
         case "Replay": {
           const stored = claim.response as { resource: { id: string }; secret_box: string }
-          const place = { tenant_id: p.tenantId, mode: p.mode, endpoint_id: stored.resource.id, slot: "current" as const }
-          return respond(stored.resource, yield* box.decrypt(stored.secret_box, place).pipe(Effect.orDie))
+          return respond(stored.resource, yield* secretOf(stored))
+        }
+        case "TakenOver": {
+          const stored = JSON.parse(claim.pending) as PendingRegistration & { resource: { id: string } }
+          yield* commands.appendAgain(decodeEndpointEvent(stored.event)).pipe(
+            Effect.tapError(() => idempotency.abandon(p, idemKey).pipe(Effect.ignore))
+          )
+          yield* idempotency.complete(p, idemKey, 201, { resource: stored.resource, secret_box: stored.secret_box })
+          return respond(stored.resource, yield* secretOf(stored))
         }
         case "Claimed": {
-          yield* append.pipe(Effect.tapError(() => idempotency.release(p, idemKey).pipe(Effect.ignore)))
+          yield* append.pipe(Effect.tapError(giveUp))
           yield* idempotency.complete(p, idemKey, 201, { resource: r.resource, secret_box: r.secretBox })
           return respond(r.resource, r.signingSecret)
         }
