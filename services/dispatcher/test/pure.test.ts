@@ -1,5 +1,5 @@
 /** Pure building blocks: no broker, no network. */
-import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type Endpoint, type EndpointEvent } from "@orbit/domain"
 import { replayTask } from "../src/dead-letters/DeadLetterReplay.ts"
 import { decodeIndexOffsets, IndexedEndpoints, INDEX_OFFSETS_HEADER } from "../src/endpoints/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/RecordJson.ts"
@@ -406,7 +406,7 @@ describe("IndexedEndpoints", () => {
     table.apply(registered("wh_1", ["t", "1"].join(""), ["message.delivered"]))
     table.apply(registered("wh_2", ["t", "1"].join(""), ["message.delivered"]))
     table.apply(registered("wh_3", "t2", ["*"], { strategy: "fixed", max_attempts: 3, delay_seconds: 5 }))
-    const [a, b, c] = ["wh_1", "wh_2", "wh_3"].map((id) => table.get(id)!)
+    const [a, b, c] = ["wh_1", "wh_2", "wh_3"].map((id) => table.get(id)!) as [Endpoint, Endpoint, Endpoint]
     expect(a.events).toBe(b.events)
     expect(a.retry_policy).toBe(b.retry_policy)
     expect(a.headers).toBe(b.headers)
