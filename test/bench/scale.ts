@@ -20,7 +20,8 @@
  *                rate next to a burst of --burst (20,000) events with the receiver up, dispatcher
  *                resident memory sampled throughout, distinct ids counted at the receiver.
  *   dispatchers  the same burst with one dispatcher process, then with two in one consumer group;
- *                each process's CPU from /proc/<pid>/stat.
+ *                each process's CPU from /proc/<pid>/stat, and the whole host's from /proc/stat
+ *                (what the run's own processes did not use went to other work on the host).
  * Parts that need the endpoints write them first (rebuild), or start a dispatcher (backlog,
  * dispatchers). Everything the run created (schema, topics, processes) is removed at the end.
  *
@@ -156,6 +157,13 @@ const sampleRss = (pid: number | undefined) => {
     clearInterval(timer)
     return { peak, samples }
   }
+}
+
+/** Busy and total jiffies of all CPUs together (Linux /proc/stat): what every process on the host used. */
+const hostJiffies = () => {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const busy = user! + nice! + system! + irq! + softirq! + steal!
+  return { busy, total: busy + idle! + iowait! }
 }
 
 const percentile = (sorted: ArrayLike<number>, p: number) =>
@@ -587,7 +595,8 @@ const main = async () => {
       dispatchers: dispatchers.map((d) => cpuSeconds(d.child.pid)),
       receiver: cpuSeconds(receiver.pid),
       broker: cpuSeconds(brokerPid()),
-      bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6
+      bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+      host: hostJiffies()
     })
     const burst = async (run: string) => {
       const c0 = cpu()
@@ -602,7 +611,8 @@ const main = async () => {
         unique: s.unique,
         duplicates: s.duplicates,
         cpu: `dispatcher ${c1.dispatchers.map((x, i) => share(c0.dispatchers[i] ?? 0, x)).join(" + ")}, broker ${share(c0.broker, c1.broker)}, ` +
-          `receiver ${share(c0.receiver, c1.receiver)}, bench ${share(c0.bench, c1.bench)}`
+          `receiver ${share(c0.receiver, c1.receiver)}, bench ${share(c0.bench, c1.bench)}; ` +
+          `the whole host ${(((c1.host.busy - c0.host.busy) / (c1.host.total - c0.host.total)) * cpus().length * 100).toFixed(0)}% of ${cpus().length * 100}%`
       }
     }
     if (parts.has("backlog") || parts.has("dispatchers")) {
@@ -647,6 +657,9 @@ const main = async () => {
       const second = startDispatcher()
       await waitForLog(second, started)
       await sleep(5_000) // the first process's rejoin settles
+      // The second process gets the warm-up the first had (JIT, TLS connections) before it is measured.
+      await publish("warmup-two", Math.min(BURST, 5_000))
+      await arrived("warmup-two", Math.min(BURST, 5_000))
       const two = await burst("two")
       console.log("")
       console.log(`  burst of ${BURST}, 1 dispatcher:  ${one.rate.toFixed(0)} deliveries/s; cpu (share of one core) ${one.cpu}`)
