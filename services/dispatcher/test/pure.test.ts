@@ -1,5 +1,5 @@
 /** Pure building blocks: no broker, no network. */
-import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type EndpointEvent } from "@orbit/domain"
+import { DEFAULT_RETRY_POLICY, type DeliveryTask, encodeDeliveryAttempted, encodeDeliveryTask, type Endpoint, type EndpointEvent } from "@orbit/domain"
 import { replayTask } from "../src/dead-letters/DeadLetterReplay.ts"
 import { decodeIndexOffsets, IndexedEndpoints, INDEX_OFFSETS_HEADER } from "../src/endpoints/EndpointIndex.ts"
 import { attemptedJson, taskJson } from "../src/RecordJson.ts"
@@ -390,5 +390,42 @@ describe("fanOutBatch", () => {
     expect(fan({ endpoint_id: C }).endpoints).toEqual([]) // another tenant's endpoint
     expect(fan({ endpoint_id: D }).endpoints).toEqual([]) // inactive
     expect(fan({ endpoint_id: "wh_nope" }).invalid).toBe(1) // not an endpoint id: the record is invalid
+  })
+})
+
+describe("IndexedEndpoints", () => {
+  const registered = (id: string, tenant: string, events: Array<string>, retry = DEFAULT_RETRY_POLICY) => ({
+    _tag: "EndpointRegistered", schema_version: 1, event_id: `evt_${id}`, occurred_at: "2026-01-01T00:00:00.000Z",
+    endpoint_id: id, tenant_id: tenant, mode: "live", url: `https://a.example.com/${id}`, events: [...events], description: null,
+    active: true, timeout_seconds: 5, retry_policy: JSON.parse(JSON.stringify(retry)), secret_box: `box_${id}`
+  }) as EndpointEvent
+
+  it("keeps one copy of equal subscription lists, retry policies, headers and tenant ids, and each endpoint's own values", () => {
+    const table = new IndexedEndpoints()
+    // Each event decoded on its own: equal values arrive as distinct objects.
+    table.apply(registered("wh_1", ["t", "1"].join(""), ["message.delivered"]))
+    table.apply(registered("wh_2", ["t", "1"].join(""), ["message.delivered"]))
+    table.apply(registered("wh_3", "t2", ["*"], { strategy: "fixed", max_attempts: 3, delay_seconds: 5 }))
+    const [a, b, c] = ["wh_1", "wh_2", "wh_3"].map((id) => table.get(id)!) as [Endpoint, Endpoint, Endpoint]
+    expect(a.events).toBe(b.events)
+    expect(a.retry_policy).toBe(b.retry_policy)
+    expect(a.headers).toBe(b.headers)
+    expect(a.tenant_id).toBe(b.tenant_id)
+    expect(c.events).toEqual(["*"])
+    expect(c.retry_policy).toEqual({ strategy: "fixed", max_attempts: 3, delay_seconds: 5 })
+    expect(a.events).not.toBe(c.events)
+    expect([a.url, b.url, c.url, a.secret_box, c.secret_box]).toEqual([
+      "https://a.example.com/wh_1", "https://a.example.com/wh_2", "https://a.example.com/wh_3", "box_wh_1", "box_wh_3"
+    ])
+    // An update of one endpoint changes that endpoint only, whatever it shared.
+    table.apply({
+      _tag: "EndpointUpdated", schema_version: 1, event_id: "evt_u", occurred_at: "2026-01-02T00:00:00.000Z", endpoint_id: "wh_1",
+      tenant_id: "t1", mode: "live", url: "https://a.example.com/new", events: ["*"], description: null, active: true,
+      timeout_seconds: 5, retry_policy: DEFAULT_RETRY_POLICY
+    } as EndpointEvent)
+    expect(table.get("wh_1")!.events).toBe(c.events)
+    expect(table.get("wh_2")!.events).toEqual(["message.delivered"])
+    expect(table.matching("t1", "live", "message.failed").map((e) => e.id)).toEqual(["wh_1"])
+    expect(table.matching("t1", "live", "message.delivered").map((e) => e.id).sort()).toEqual(["wh_1", "wh_2"])
   })
 })

@@ -5,6 +5,8 @@ import { Deferred, Effect, Fiber, Ref, Stream } from "effect"
 import { applyBatch, PROJECTION, projectionLock } from "./EndpointProjection.ts"
 
 const REBUILD = "endpoints_rebuild"
+/** Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB). */
+const REBUILD_FETCH_BYTES = 16 * 1024 * 1024
 
 /**
  * Rebuilds the endpoint read model from offset 0 into a fresh table, then swaps it in.
@@ -35,7 +37,9 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
   const consumer = yield* consumeBatches({
     groupId: `${topicPrefix}orbit-rebuild-${Date.now()}-${Math.random().toString(36).slice(2)}`,
     topics: [topic],
-    fromBeginning: true
+    fromBeginning: true,
+    // Every record from offset 0 is read once: large fetches make fewer, larger transactions.
+    maxBytesPerPartition: REBUILD_FETCH_BYTES
   }).pipe(
     Stream.runForEach((consumed) =>
       query(() =>

@@ -5,9 +5,11 @@ import { KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { rebuildEndpoints } from "./Rebuild.ts"
 
+const started = Date.now()
 const exit = await Effect.runPromiseExit(
   Effect.scoped(rebuildEndpoints()).pipe(
-    Effect.tap(({ events }) => Effect.logInfo("endpoint read model rebuilt", { events })),
+    // `ms`: from the command's start (connecting to Kafka and Postgres included) to the swap.
+    Effect.tap(({ events }) => Effect.logInfo("endpoint read model rebuilt", { events, ms: Date.now() - started })),
     Effect.provide(Layer.mergeAll(Db.layer, TopicAdmin.layer).pipe(Layer.provideMerge(KafkaClient.layer))),
     Effect.provide(JsonLogging)
   )

@@ -42,19 +42,57 @@ export const decodeIndexOffsets = (header: string): IndexOffsets | undefined => 
   return out
 }
 
+/**
+ * One shared copy of each distinct value: most endpoints of an installation share their
+ * subscriptions, retry policy and (empty) headers, and a tenant's endpoints share its id, so the
+ * index keeps one of each rather than one per endpoint. A value stays here once seen (there are at
+ * most as many as endpoints ever indexed).
+ */
+class Interned {
+  private readonly strings = new Map<string, string>()
+  private readonly values = new Map<string, unknown>()
+
+  string(s: string): string {
+    const held = this.strings.get(s)
+    if (held !== undefined) return held
+    this.strings.set(s, s)
+    return s
+  }
+
+  value<A>(v: A): A {
+    const key = JSON.stringify(v)
+    const held = this.values.get(key)
+    if (held !== undefined) return held as A
+    this.values.set(key, v)
+    return v
+  }
+
+  endpoint(e: Endpoint): Endpoint {
+    return {
+      ...e,
+      tenant_id: this.string(e.tenant_id),
+      events: this.value(e.events),
+      retry_policy: this.value(e.retry_policy),
+      headers: this.value(e.headers)
+    }
+  }
+}
+
 /** The in-memory endpoint state, folded with the pure `evolve` (no I/O). */
 export class IndexedEndpoints {
   private readonly byId = new Map<string, Endpoint>()
   private readonly byScope = new Map<string, Set<string>>()
+  private readonly interned = new Interned()
 
   apply(event: Parameters<typeof evolve>[1]): void {
     const before = this.byId.get(event.endpoint_id)
-    const after = evolve(before, event)
+    const evolved = evolve(before, event)
     if (before !== undefined) this.byScope.get(scopeKey(before.tenant_id, before.mode))?.delete(before.id)
-    if (after === undefined) {
+    if (evolved === undefined) {
       this.byId.delete(event.endpoint_id)
       return
     }
+    const after = evolved === before ? before : this.interned.endpoint(evolved)
     this.byId.set(after.id, after)
     const key = scopeKey(after.tenant_id, after.mode)
     let ids = this.byScope.get(key)
