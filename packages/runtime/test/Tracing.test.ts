@@ -3,7 +3,7 @@ import { Effect, Layer, Logger, Option, References, Tracer } from "effect"
 import { keepsTrace, parseOtlpHeaders, samplerOf, samplingTracer, tracedJsonLogger } from "../src/Tracing.ts"
 
 /** The JSON lines `tracedJsonLogger` writes while `effect` runs. */
-const linesOf = async (effect: Effect.Effect<unknown>, tracing = true) => {
+const linesOf = async (effect: Effect.Effect<unknown, unknown>, tracing = true) => {
   const lines: Array<Record<string, unknown>> = []
   const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
     lines.push(JSON.parse(String(line)))
