@@ -90,6 +90,7 @@ export const tracingConfig = (serviceName: string) =>
     serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault(serviceName)),
     sampler: Config.Literals(SAMPLERS, "OTEL_TRACES_SAMPLER").pipe(Config.withDefault("parentbased_always_on")),
     samplerArg: Config.option(Config.Number("OTEL_TRACES_SAMPLER_ARG")),
+    scheduleDelayMs: Config.option(Config.Int("OTEL_BSP_SCHEDULE_DELAY")),
     orbitTracing: Config.Boolean("ORBIT_TRACING").pipe(Config.withDefault(false))
   })
 
@@ -103,7 +104,8 @@ export class TracingConfigError extends Error {
  * - `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (plus
  *   `/v1/traces`) set: spans are recorded and exported over OTLP/HTTP (protobuf, or JSON with
  *   `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL=http/json`), with `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
- *   sampled per `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`. `OTEL_SDK_DISABLED=true` or
+ *   sampled per `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, sent in batches every
+ *   `OTEL_BSP_SCHEDULE_DELAY` ms (default 5 s). `OTEL_SDK_DISABLED=true` or
  *   `OTEL_TRACES_EXPORTER=none` turn the export off.
  * - otherwise `ORBIT_TRACING=true` records spans without exporting them (their ids still reach
  *   log lines and Kafka record headers);
@@ -136,7 +138,15 @@ export const tracingLayer = (serviceName: string): Layer.Layer<never, TracingCon
     const sampler = samplerOf(c.sampler, Option.getOrUndefined(c.samplerArg))
     const tracer = Layer.effect(
       Tracer.Tracer,
-      Effect.map(OtlpTracer.make({ url: url.href, headers, resource: { serviceName: c.serviceName } }), (t) => samplingTracer(t, sampler))
+      Effect.map(
+        OtlpTracer.make({
+          url: url.href,
+          headers,
+          resource: { serviceName: c.serviceName },
+          ...(Option.isSome(c.scheduleDelayMs) ? { exportInterval: Math.max(1, c.scheduleDelayMs.value) } : {})
+        }),
+        (t) => samplingTracer(t, sampler)
+      )
     ).pipe(
       Layer.provide(Layer.mergeAll(
         OtlpExporter.layerFlusher,
