@@ -46,7 +46,7 @@ export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void 
     Effect.provide(tracingLayer(`orbit-${name}`)),
     Effect.annotateLogs({ service: name }),
     Effect.tapCause((cause) =>
-      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}`)
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}. Fix that setting or dependency and start it again`)
     ),
     Effect.provide(ServiceLogging),
     (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true, teardown: exitCode })

@@ -131,7 +131,11 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
             onSuccess: () => Deferred.succeed(consumed.done, undefined),
             // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
             onFailure: (cause) =>
-              Effect.logError(`${options.name}: batch failed; it will be retried`, cause).pipe(
+              Effect.logError(
+                `${options.name}: applying a batch to Postgres failed; it is fetched from Kafka again and retried. ` +
+                  "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
+                cause
+              ).pipe(
                 Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
               )
           })

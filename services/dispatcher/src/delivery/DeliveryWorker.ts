@@ -24,7 +24,7 @@ import {
   untilDone
 } from "@orbit/kafka"
 import { promiseSpans } from "@orbit/runtime"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Context, Effect, Layer, Schedule, Tracer } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
@@ -86,8 +86,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
       const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
-      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
-        void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
+      /** A log line; about a task with a trace context, inside it (the line carries its trace_id). */
+      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>, trace?: RecordTraceContext) => {
+        const line = (level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra)
+        void run(trace === undefined ? line : Effect.withParentSpan(line, Tracer.externalSpan(trace)))
+      }
 
       /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
       const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
@@ -161,7 +164,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
             delivery_id: task.delivery_id,
             endpoint_id: task.endpoint_id,
             attempt: task.attempt
-          })
+          }, trace)
           return
         }
         const target = endpoint
