@@ -838,7 +838,11 @@ const main = async () => {
     }
     if (want("traced")) {
       console.log(`tracing: burst ${f0(t.perSecond)} deliveries/s with every span exported (${exported.requests} OTLP requests, ` +
-        `${(exported.bytes / 1e6).toFixed(1)} MB) against ${f0(b.perSecond)}/s with tracing off in this run = ${(t.perSecond / b.perSecond).toFixed(2)}x`)
+        `${(exported.bytes / 1e6).toFixed(1)} MB) against ${f0(b.perSecond)}/s with tracing off in this run = ${(t.perSecond / b.perSecond).toFixed(2)}x;`)
+      // CPU per delivery moves less than deliveries/s when other processes take the cores.
+      const cpuPerDelivery = (x: Result) => (x.cpu.dispatcher * x.seconds * 1000) / x.deliveries
+      console.log(`  dispatcher CPU per delivery: ${cpuPerDelivery(t).toFixed(3)} ms traced, ${cpuPerDelivery(b).toFixed(3)} ms not = ` +
+        `${(cpuPerDelivery(t) / cpuPerDelivery(b)).toFixed(2)}x`)
     }
     console.log(`CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)`)
     console.log("")
