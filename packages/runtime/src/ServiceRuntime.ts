@@ -31,7 +31,9 @@ const ServiceLogging = Layer.mergeAll(
 export const stderrJsonLogging = (fallback: LogLevel) =>
   Layer.mergeAll(
     Logger.layer([tracedJsonStderrLogger]),
-    Layer.effect(References.MinimumLogLevel, logLevel(fallback))
+    Layer.effect(References.MinimumLogLevel, logLevel(fallback)),
+    // They export no spans: records they produce carry no trace context of theirs.
+    Layer.succeed(References.TracerEnabled, false)
   ).pipe(Layer.orDie)
 
 /**
