@@ -113,7 +113,7 @@ describe("traces", () => {
     expect(chain.every((s) => s.traceId === traceId)).toBe(true)
   })
 
-  it("the services export OTLP/JSON unless OTEL_EXPORTER_OTLP_PROTOCOL says http/protobuf", () => {
-    expect([...otlp.contentTypes]).toEqual(["application/json"])
+  it("the services export protobuf, the OTLP/HTTP default", () => {
+    expect([...otlp.contentTypes]).toEqual(["application/x-protobuf"])
   })
 })

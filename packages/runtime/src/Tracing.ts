@@ -86,9 +86,7 @@ export const tracingConfig = (serviceName: string) =>
     tracesHeaders: optionalRedacted("OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
     headers: optionalRedacted("OTEL_EXPORTER_OTLP_HEADERS"),
     tracesProtocol: Config.option(Config.Literals(["http/protobuf", "http/json"], "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")),
-    // JSON by default, though OpenTelemetry's default is protobuf: Effect's protobuf encoder costs
-    // several times the JSON one per span (docs/BENCHMARKS.md), and collectors take both.
-    protocol: Config.Literals(["http/protobuf", "http/json"], "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/json")),
+    protocol: Config.Literals(["http/protobuf", "http/json"], "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/protobuf")),
     serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault(serviceName)),
     sampler: Config.Literals(SAMPLERS, "OTEL_TRACES_SAMPLER").pipe(Config.withDefault("parentbased_always_on")),
     samplerArg: Config.option(Config.Number("OTEL_TRACES_SAMPLER_ARG")),
@@ -104,8 +102,8 @@ export class TracingConfigError extends Error {
 /**
  * Tracing for the service `serviceName` (the default `service.name`):
  * - `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (plus
- *   `/v1/traces`) set: spans are recorded and exported over OTLP/HTTP (JSON, or protobuf with
- *   `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL=http/protobuf`), with `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
+ *   `/v1/traces`) set: spans are recorded and exported over OTLP/HTTP (protobuf, OpenTelemetry's default, or
+ *   JSON with `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL=http/json`), with `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`,
  *   sampled per `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, sent in batches every
  *   `OTEL_BSP_SCHEDULE_DELAY` ms (default 5 s). `OTEL_SDK_DISABLED=true` or
  *   `OTEL_TRACES_EXPORTER=none` turn the export off.
