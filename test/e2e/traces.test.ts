@@ -86,6 +86,12 @@ describe("traces", () => {
 
     // The attempt log's trace id is the exported trace's.
     for (const a of attempts) expect(a.trace_id).toBe(traceId)
+    // Each attempt event's projection continues its attempt's span.
+    const attemptIds = new Set(attemptSpans.map((s) => s.spanId))
+    await platform.eventually("the attempt log projection's apply spans under both attempt spans", () =>
+      traceOf(traceId).filter((s) =>
+        s.name === "projection.apply" && s.attributes["orbit.projection"] === "delivery_attempts" && attemptIds.has(s.parentSpanId ?? "")
+      ).length >= 2)
   })
 
   it("POST /api/v1/webhooks → the endpoint event record → the projection's apply is one trace", async () => {
