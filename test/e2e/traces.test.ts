@@ -119,7 +119,10 @@ describe("traces", () => {
     expect(chain.every((s) => s.traceId === traceId)).toBe(true)
   })
 
-  it("the services export protobuf, the OTLP/HTTP default", () => {
+  it("the services export protobuf, the OTLP/HTTP default; health probes make no spans", () => {
     expect([...otlp.contentTypes]).toEqual(["application/x-protobuf"])
+    // The platform was polled on /readyz until it was up; the requests of the tests above were traced.
+    expect(otlp.spans.filter((s) => s.kind === 2).map((s) => s.attributes["url.path"])).toContain("/api/v1/webhooks")
+    expect(otlp.spans.filter((s) => s.attributes["url.path"] === "/readyz" || s.attributes["url.path"] === "/healthz")).toEqual([])
   })
 })
