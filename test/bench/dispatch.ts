@@ -21,14 +21,17 @@
  *             tenant A, whose 500 endpoints answer after 2 s and get one event/s each from 2 s
  *             before B's run on ("fair+A": A wants ~1,000 slots of the 256); B's p99 beside A is
  *             compared with B's p99 alone
- * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (8 min
+ *   traced    the dispatcher restarted with tracing on (OTLP/HTTP export to a local receiver in
+ *             this process, every span sampled); the burst again, ROUNDS times: its median next to
+ *             the burst's (tracing off)
+ * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (12 min
  * watchdog; a stalled run gives up after 15 s without progress), stops the dispatcher with
  * SIGTERM, kills what is left and deletes its topics.
  *
  * Env knobs: BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
  * BENCH_ROUNDS (3: burst and ceiling runs, alternating; medians reported),
  * BENCH_DISPATCHERS (1: dispatcher processes sharing the work), BENCH_ONLY (e.g. "burst,ceiling";
- * runs: burst, ceiling, rate, hang, fair), BENCH_FAIR_ENDPOINTS (500), BENCH_FAIR_RATE (50),
+ * runs: burst, ceiling, rate, hang, fair, traced), BENCH_FAIR_ENDPOINTS (500), BENCH_FAIR_RATE (50),
  * and every DISPATCHER_* variable reaches the dispatcher.
  * Diagnostics: BENCH_PROFILE=1 (dispatcher --cpu-prof, directory printed), BENCH_STAGES=1 (splits
  * the rate run's latency at the fan-out using the tasks' Kafka timestamps),
@@ -38,6 +41,7 @@
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { createServer as createHttpServer } from "node:http"
 import { createServer } from "node:https"
 import type { AddressInfo } from "node:net"
 import { loadavg, tmpdir } from "node:os"
@@ -226,9 +230,9 @@ const main = async () => {
   }
   // The whole bench is bounded: whatever happens, it stops itself and cleans up.
   const watchdog = setTimeout(() => {
-    console.error("bench: exceeded 8 minutes, aborting")
+    console.error("bench: exceeded 12 minutes, aborting")
     void cleanup().finally(() => process.exit(2))
-  }, 480_000)
+  }, 720_000)
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => void cleanup().finally(() => process.exit(130)))
   }
@@ -353,7 +357,7 @@ const main = async () => {
 
     // Dispatcher(s): BENCH_DISPATCHERS processes in one consumer group (default 1).
     const profileDir = process.env.BENCH_PROFILE === "1" ? mkdtempSync(join(tmpdir(), "bench-dispatch-prof-")) : undefined
-    const spawnDispatcher = () => {
+    const spawnDispatcher = (extraEnv: Record<string, string> = {}) => {
       const child = spawn(NODE, [
         ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
         ...(process.env.BENCH_DISPATCHER_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
@@ -368,7 +372,8 @@ const main = async () => {
           ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
           ORBIT_EXTRA_CA_FILE: join(dir, "cert.pem"),
           DISPATCHER_SHUTDOWN_GRACE_MS: "2000",
-          LOG_LEVEL: "Info"
+          LOG_LEVEL: "Info",
+          ...extraEnv
         },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -388,17 +393,21 @@ const main = async () => {
       }
       return { child, log: () => log }
     }
-    const dispatchers = Array.from({ length: Math.max(1, num("BENCH_DISPATCHERS", 1)) }, spawnDispatcher)
+    let dispatchers = Array.from({ length: Math.max(1, num("BENCH_DISPATCHERS", 1)) }, () => spawnDispatcher())
     const dispatcherLog = () => dispatchers.map((d) => d.log()).join("\n")
     const startedAt = Date.now()
     const joined = (log: string) => (log.match(/consumer group joined/g) ?? []).length
     // Started, and (with several processes) every one a member of the fan-out, delivery and retry groups.
-    while (!dispatchers.every((d) => d.log().includes("delivery worker started") && d.log().includes("fan-out started") && joined(d.log()) >= 3)) {
-      const dead = dispatchers.find((d) => d.child.exitCode !== null)
-      if (dead !== undefined) throw new Error(`dispatcher exited:\n${dead.log()}`)
-      if (Date.now() - startedAt > 60_000) throw new Error(`dispatcher did not start:\n${dispatcherLog()}`)
-      await sleep(50)
+    const dispatchersReady = async () => {
+      const since = Date.now()
+      while (!dispatchers.every((d) => d.log().includes("delivery worker started") && d.log().includes("fan-out started") && joined(d.log()) >= 3)) {
+        const dead = dispatchers.find((d) => d.child.exitCode !== null)
+        if (dead !== undefined) throw new Error(`dispatcher exited:\n${dead.log()}`)
+        if (Date.now() - since > 60_000) throw new Error(`dispatcher did not start:\n${dispatcherLog()}`)
+        await sleep(50)
+      }
     }
+    await dispatchersReady()
     const stopDispatcher = async () => {
       await Promise.all(dispatchers.map(async ({ child }) => {
         if (child.exitCode !== null || child.signalCode !== null) return
@@ -753,6 +762,38 @@ const main = async () => {
 
     await stopDispatcher()
 
+    // Tracing on: the same dispatcher(s) restarted with every span exported over OTLP/HTTP to a
+    // receiver in this process (it only counts what arrives), then the burst rounds again.
+    const traced: Array<Result> = []
+    const exported = { requests: 0, bytes: 0 }
+    if (want("traced")) {
+      const otlp = createHttpServer((req, res) => {
+        req.on("data", (c: Buffer) => {
+          exported.bytes += c.length
+        })
+        req.on("end", () => {
+          exported.requests++
+          res.writeHead(200, { "content-type": "application/x-protobuf" }).end()
+        })
+      })
+      await new Promise<void>((resolve) => otlp.listen(0, "127.0.0.1", resolve))
+      cleanups.push(() => new Promise<void>((resolve) => otlp.close(() => resolve())))
+      const tracingEnv = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(otlp.address() as AddressInfo).port}`,
+        OTEL_TRACES_SAMPLER: "always_on"
+      }
+      dispatchers = dispatchers.map(() => spawnDispatcher(tracingEnv))
+      await dispatchersReady()
+      await burst("warmup-traced", 5_000)
+      for (let i = 1; i <= ROUNDS; i++) {
+        const r = await burst(`traced#${i}`, BURST)
+        traced.push(r)
+        await settle(r)
+      }
+      results.push(median(traced))
+      await stopDispatcher()
+    }
+
     const none: Result = {
       name: "-", deliveries: 0, seconds: Number.NaN, perSecond: Number.NaN, healthyPerSecond: Number.NaN, p50: Number.NaN, p95: Number.NaN,
       p99: Number.NaN, max: Number.NaN, duplicates: 0,
@@ -766,6 +807,7 @@ const main = async () => {
     const bh = byName.get("burst+hang") ?? none
     const fb = byName.get("fair") ?? none
     const fa = byName.get("fair+A") ?? none
+    const t = byName.get("traced") ?? none
     const pad = (s: string, n: number) => s.padStart(n)
     const f0 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(0)
     const f1 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(1)
@@ -779,7 +821,8 @@ const main = async () => {
       "rate+hang": `same, ${HANGING}/${ENDPOINTS} endpoints hang (healthy)`,
       "burst+hang": `same burst, ${HANGING}/${ENDPOINTS} hang (healthy)`,
       fair: `tenant B: ${FAIR_RATE}/s to 1 endpoint, alone`,
-      "fair+A": `same, A: ${FAIR_ENDPOINTS} endpoints answer in 2 s`
+      "fair+A": `same, A: ${FAIR_ENDPOINTS} endpoints answer in 2 s`,
+      traced: `same burst, tracing on: 100 % to OTLP`
     }
     for (const x of results) {
       console.log(
@@ -790,8 +833,16 @@ const main = async () => {
     }
     console.log("(latency = publish to receipt at the receiver, ms; deliv/s = distinct deliveries / (last receipt - first publish);")
     console.log(" cpu = share of one core used by each process during the run; the machine has 2 cores)")
-    for (const name of ["burst", "ceiling"] as const) {
-      if (rounds[name].length > 1) console.log(`${name}: ${rounds[name].map((r) => r.perSecond.toFixed(0)).join(", ")} deliveries/s in ${rounds[name].length} rounds; the median is shown`)
+    for (const [name, rs] of [["burst", rounds.burst], ["ceiling", rounds.ceiling], ["traced", traced]] as const) {
+      if (rs.length > 1) console.log(`${name}: ${rs.map((r) => r.perSecond.toFixed(0)).join(", ")} deliveries/s in ${rs.length} rounds; the median is shown`)
+    }
+    if (want("traced")) {
+      console.log(`tracing: burst ${f0(t.perSecond)} deliveries/s with every span exported (${exported.requests} OTLP requests, ` +
+        `${(exported.bytes / 1e6).toFixed(1)} MB) against ${f0(b.perSecond)}/s with tracing off in this run = ${(t.perSecond / b.perSecond).toFixed(2)}x;`)
+      // CPU per delivery moves less than deliveries/s when other processes take the cores.
+      const cpuPerDelivery = (x: Result) => (x.cpu.dispatcher * x.seconds * 1000) / x.deliveries
+      console.log(`  dispatcher CPU per delivery: ${cpuPerDelivery(t).toFixed(3)} ms traced, ${cpuPerDelivery(b).toFixed(3)} ms not = ` +
+        `${(cpuPerDelivery(t) / cpuPerDelivery(b)).toFixed(2)}x`)
     }
     console.log(`CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)`)
     console.log("")
@@ -804,7 +855,9 @@ const main = async () => {
       ["healthy throughput with 10% hanging", pct(bh.perSecond / b.healthyPerSecond), ">= 90%", bh.perSecond / b.healthyPerSecond >= 0.9],
       ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99],
       // Tenant B's one fast endpoint, alone and beside tenant A's 500 endpoints answering in 2 s.
-      ["tenant B p99 beside tenant A (fairness)", `${f1(fa.p99)} ms = ${(fa.p99 / fb.p99).toFixed(2)}x`, "<= 2x", fa.p99 <= 2 * fb.p99]
+      ["tenant B p99 beside tenant A (fairness)", `${f1(fa.p99)} ms = ${(fa.p99 / fb.p99).toFixed(2)}x`, "<= 2x", fa.p99 <= 2 * fb.p99],
+      // The burst with every span exported over OTLP/HTTP, against the burst with tracing off.
+      ["burst with tracing on (100 % sampled)", `${f0(t.perSecond)} = ${(t.perSecond / b.perSecond).toFixed(2)}x`, ">= 0.70x", t.perSecond >= 0.7 * b.perSecond]
     ]
     console.log("target                                   measured             goal       verdict")
     for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(40)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok, got)}`)

@@ -145,7 +145,11 @@ describe("start-up errors", () => {
     [{ PORT: "not-a-port" }, "PORT"],
     [{ ORBIT_AUTO_DISABLE_AFTER: "5 days" }, "ORBIT_AUTO_DISABLE_AFTER"],
     [{ ORBIT_AUTO_DISABLE_AFTER: "0" }, "ORBIT_AUTO_DISABLE_AFTER"],
-    [{ ORBIT_AUTO_DISABLE_AFTER: "P31D" }, "ORBIT_AUTO_DISABLE_AFTER"]
+    [{ ORBIT_AUTO_DISABLE_AFTER: "P31D" }, "ORBIT_AUTO_DISABLE_AFTER"],
+    [{ OTEL_TRACES_SAMPLER: "sometimes" }, "OTEL_TRACES_SAMPLER"],
+    [{ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" }, "OTEL_TRACES_SAMPLER_ARG"],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" }, "OTEL_EXPORTER_OTLP_ENDPOINT"],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_EXPORTER_OTLP_HEADERS: "api-key" }, "OTEL_EXPORTER_OTLP_HEADERS"]
   ])("exits with one line naming the bad setting: %o", (env, variable) => {
     const { status, output } = startRegistration(env)
     expect(status).not.toBe(0)

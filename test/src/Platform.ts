@@ -170,9 +170,12 @@ export const startPlatform = async (options: {
   let producer: Promise<KafkajsProducer> | undefined
   /**
    * Publishes one domain event as an upstream producer does (this run's `orbit.events`, keyed by
-   * tenant id, acknowledged by all replicas) and returns its id.
+   * tenant id, acknowledged by all replicas, with `headers` on the record) and returns its id.
    */
-  const publish = async (tenantId: string, options: { readonly type?: string; readonly id?: string } = {}) => {
+  const publish = async (
+    tenantId: string,
+    options: { readonly type?: string; readonly id?: string; readonly headers?: Record<string, string> } = {}
+  ) => {
     producer ??= (async () => {
       const p = new Kafka({ clientId: `e2e-${id}`, brokers: brokers(), logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
       await p.connect()
@@ -186,7 +189,7 @@ export const startPlatform = async (options: {
       created_at: new Date().toISOString(),
       data: { message_id: randomUUID(), channel: "sms" }
     }
-    await (await producer).send({ topic: `${id}_orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event) }] })
+    await (await producer).send({ topic: `${id}_orbit.events`, acks: -1, messages: [{ key: tenantId, value: JSON.stringify(event), ...(options.headers === undefined ? {} : { headers: options.headers }) }] })
     return event.id
   }
 

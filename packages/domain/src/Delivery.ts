@@ -100,7 +100,13 @@ export const DeliveryAttempted = Schema.TaggedStruct("DeliveryAttempted", {
   ...delivery,
   ...attemptResultFields,
   body: Schema.optionalKey(Schema.String),
-  ...addressed
+  ...addressed,
+  /**
+   * The OpenTelemetry trace the attempt's span belongs to (32 hex digits), when the dispatcher
+   * traced it. Optional, so records written before it existed, or with tracing off, still decode
+   * as version 1.
+   */
+  trace_id: Schema.optionalKey(Schema.String)
 })
 export type DeliveryAttempted = typeof DeliveryAttempted.Type
 

@@ -2,6 +2,7 @@ import { Context, Duration, Effect, Layer } from "effect"
 import { CompressionTypes, type ICustomPartitioner, type Kafka, type KafkajsProducer, type Message, type RecordMetadata } from "./Kafkajs.ts"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
+import { TRACEPARENT_HEADER, traceHeaders } from "./TraceHeaders.ts"
 
 export interface TopicMessages {
   readonly topic: string
@@ -213,6 +214,17 @@ export type Lane = "prompt" | "lingering"
 const LINGER_MS: Record<Lane, number> = { prompt: 0, lingering: 5 }
 
 /**
+ * `messages` with the current span as their trace context (a `traceparent` header), unless they
+ * carry one already or tracing is off (no span, or the no-op span of disabled tracing).
+ */
+const withTraceContext = (messages: ReadonlyArray<Message>): Effect.Effect<ReadonlyArray<Message>> =>
+  Effect.map(Effect.option(Effect.currentSpan), (span) => {
+    if (span._tag === "None" || span.value.traceId === "noop") return messages
+    const headers = traceHeaders(span.value)
+    return messages.map((m) => m.headers?.[TRACEPARENT_HEADER] !== undefined ? m : { ...m, headers: { ...m.headers, ...headers } })
+  })
+
+/**
  * The platform's one producer: idempotent, acks = all (once a send succeeds its records are
  * durable on every in-sync replica and a retried request can't write them twice), the key
  * partitioner, no compression.
@@ -230,7 +242,8 @@ const LINGER_MS: Record<Lane, number> = { prompt: 0, lingering: 5 }
  * producer id would then get `OUT_OF_ORDER_SEQUENCE_NUMBER` on that partition forever. A fresh id
  * makes the re-send a plain duplicate at worst (at-least-once; every consumer tolerates it).
  *
- * The Effect faces give up after `sendTimeout` with KafkaUnavailable so an API can answer 503
+ * The Effect faces put the current span on each record as its `traceparent` header (when tracing
+ * is on and the record has none), and give up after `sendTimeout` with KafkaUnavailable so an API can answer 503
  * instead of hanging; `sendNow` has no timeout, for callers that retry until durable.
  */
 export class Producer extends Context.Service<Producer, {
@@ -261,10 +274,16 @@ export class Producer extends Context.Service<Producer, {
           )
         const sendNow = (batch: ReadonlyArray<TopicMessages>, lane: Lane = "prompt") => lanes[lane].send(batch).then(() => undefined)
         return Producer.of({
-          send: Effect.fn("Producer.send")((topic: string, messages: ReadonlyArray<Message>) =>
-            bounded(() => lanes.prompt.send([{ topic, messages }]))
+          // The Effect faces put the caller's trace context on the records (the span of this call).
+          send: Effect.fn("Producer.send", { kind: "producer" })((topic: string, messages: ReadonlyArray<Message>) =>
+            Effect.flatMap(withTraceContext(messages), (traced) => bounded(() => lanes.prompt.send([{ topic, messages: traced }])))
           ),
-          sendBatch: Effect.fn("Producer.sendBatch")((batch: ReadonlyArray<TopicMessages>, lane?: Lane) => bounded(() => sendNow(batch, lane))),
+          sendBatch: Effect.fn("Producer.sendBatch", { kind: "producer" })((batch: ReadonlyArray<TopicMessages>, lane?: Lane) =>
+            Effect.flatMap(
+              Effect.forEach(batch, (b) => Effect.map(withTraceContext(b.messages), (messages) => ({ topic: b.topic, messages }))),
+              (traced) => bounded(() => sendNow(traced, lane))
+            )
+          ),
           sendNow
         })
       })

@@ -1,5 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Config, Effect, Exit, Layer, Logger, References } from "effect"
+import { tracedJsonLogger, tracedJsonStderrLogger, tracingLayer } from "./Tracing.ts"
 
 type LogLevel = "Trace" | "Debug" | "Info" | "Warn" | "Error"
 
@@ -7,14 +8,20 @@ const logLevel = (fallback: LogLevel) =>
   Config.Literals(["Trace", "Debug", "Info", "Warn", "Error"], "LOG_LEVEL").pipe(Config.withDefault(fallback))
 
 /**
- * One JSON object per log line on stdout; `LOG_LEVEL` sets the minimum level. Spans (from
- * `Effect.fn`) are recorded only with `ORBIT_TRACING=true`: no tracer exporter is configured, so
- * otherwise they would cost every request without anyone reading them.
+ * One JSON object per log line on stdout, with `trace_id` and `span_id` when logged inside a span;
+ * `LOG_LEVEL` sets the minimum level. Spans (from `Effect.fn`) are recorded only with
+ * `ORBIT_TRACING=true` here; `runService` adds the OTLP export (`tracingLayer`).
  */
 export const JsonLogging = Layer.mergeAll(
-  Logger.layer([Logger.consoleJson]),
+  Logger.layer([tracedJsonLogger]),
   Layer.effect(References.MinimumLogLevel, logLevel("Info")),
   Layer.effect(References.TracerEnabled, Config.Boolean("ORBIT_TRACING").pipe(Config.withDefault(false)))
+).pipe(Layer.orDie)
+
+/** A service's logging: `JsonLogging` without `ORBIT_TRACING`, which `tracingLayer` reads. */
+const ServiceLogging = Layer.mergeAll(
+  Logger.layer([tracedJsonLogger]),
+  Layer.effect(References.MinimumLogLevel, logLevel("Info"))
 ).pipe(Layer.orDie)
 
 /**
@@ -23,23 +30,27 @@ export const JsonLogging = Layer.mergeAll(
  */
 export const stderrJsonLogging = (fallback: LogLevel) =>
   Layer.mergeAll(
-    Logger.layer([Logger.withConsoleError(Logger.formatJson)]),
-    Layer.effect(References.MinimumLogLevel, logLevel(fallback))
+    Logger.layer([tracedJsonStderrLogger]),
+    Layer.effect(References.MinimumLogLevel, logLevel(fallback)),
+    // They export no spans: records they produce carry no trace context of theirs.
+    Layer.succeed(References.TracerEnabled, false)
   ).pipe(Layer.orDie)
 
 /**
  * Runs a service's layer until SIGINT/SIGTERM, then closes it gracefully (scopes finalize in
- * reverse order) and exits 0: a stop by signal is a clean stop to a supervisor. A failure at
- * start-up - a missing or bad setting, an unreachable Postgres - or while closing is printed as
+ * reverse order, the trace exporter's last) and exits 0: a stop by signal is a clean stop to a
+ * supervisor. A failure at start-up - a missing or bad setting, an unreachable Postgres - or while closing is printed as
  * one line that names the problem, and the process exits 1.
  */
 export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void =>
   Layer.launch(layer).pipe(
+    // Inside the start-up error report, so a bad OTEL_* setting is reported like any other.
+    Effect.provide(tracingLayer(`orbit-${name}`)),
     Effect.annotateLogs({ service: name }),
     Effect.tapCause((cause) =>
-      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}`)
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`${name} failed to start: ${startupMessage(cause)}. Fix that setting or dependency and start it again`)
     ),
-    Effect.provide(JsonLogging),
+    Effect.provide(ServiceLogging),
     (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true, teardown: exitCode })
   )
 

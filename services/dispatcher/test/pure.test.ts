@@ -321,9 +321,12 @@ describe("RecordJson", () => {
       result: { ok: true, httpStatus: 200, durationMs: 3, errorClass: null, errorMessage: null, retryAfterSeconds: undefined },
       now: Date.parse("2026-01-01T00:00:02.000Z"),
       random: 0.5,
-      newId: () => "id"
+      newId: () => "id",
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736"
     })
+    expect(ok.attempted.trace_id).toBe("4bf92f3577b34da6a3ce929d0e0e4736")
     expect(attemptedJson(ok.attempted)).toBe(encodeDeliveryAttempted(ok.attempted))
+    expect(plan.attempted).not.toHaveProperty("trace_id")
   })
 })
 

@@ -12,7 +12,13 @@ export const ATTEMPTS_PROJECTION = "delivery_attempts"
  * One row of `delivery_attempts` (packages/db/migrations/0002_delivery_attempts.sql): the attempt
  * event's fields, its `event_id` as the row's `id`, its instants normalised.
  */
-export type AttemptRow = Omit<DeliveryAttempted, "_tag" | "schema_version" | "event_id" | "body" | "addressed"> & { readonly id: string }
+export type AttemptRow = Omit<DeliveryAttempted, "_tag" | "schema_version" | "event_id" | "body" | "addressed" | "trace_id"> & {
+  readonly id: string
+  /** 0011_attempt_trace_id.sql: the attempt span's trace, or null. */
+  readonly trace_id: string | null
+}
+
+const TRACE_ID = /^[0-9a-f]{32}$/
 
 /** One row of `delivery_payloads` (0007_recover_payloads.sql): what a delivery is sent again from. */
 export interface PayloadRow {
@@ -80,7 +86,9 @@ export const attemptRow = (e: DeliveryAttempted): AttemptRow | { readonly poison
     error_message: e.error_message,
     next_attempt_at: nextAttemptAt,
     dead_lettered: e.dead_lettered,
-    occurred_at: occurredAt
+    occurred_at: occurredAt,
+    // Anything but a trace id is dropped: the column only ever holds what a trace can be found by.
+    trace_id: e.trace_id !== undefined && TRACE_ID.test(e.trace_id) ? e.trace_id : null
   }
   for (const value of Object.values(row)) {
     if (typeof value === "string" && value.includes("\u0000")) return { poison: "a text field contains a NUL character" }
@@ -88,7 +96,7 @@ export const attemptRow = (e: DeliveryAttempted): AttemptRow | { readonly poison
   return row
 }
 
-/** Rows per INSERT statement (16 parameters each, well under Postgres' 65535). */
+/** Rows per INSERT statement (17 parameters each, well under Postgres' 65535). */
 const INSERT_CHUNK = 1000
 
 /**

@@ -1,6 +1,6 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
-import { consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin } from "@orbit/kafka"
-import { Cause, Deferred, Effect, Schedule, type Scope, Stream } from "effect"
+import { consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin, traceContextOf } from "@orbit/kafka"
+import { Cause, Clock, Deferred, Effect, type Exit, References, Schedule, type Scope, Stream, Tracer } from "effect"
 import type { Batch } from "@orbit/kafka"
 
 export interface ProjectionOptions {
@@ -68,6 +68,33 @@ const alignWithLog = (options: ProjectionOptions) =>
   })
 
 /**
+ * One span per record of `batch` that carries a trace context (the producer's span as its
+ * parent): the work of applying it, so `POST /api/v1/webhooks` → endpoint event → apply is one
+ * trace. Every span of a batch covers the batch's one transaction.
+ */
+const startApplySpans = (options: ProjectionOptions, batch: Batch) =>
+  Effect.forEach(batch.messages, (message) => {
+    const parent = traceContextOf(message.headers)
+    return parent === undefined ? Effect.succeed(undefined) : Effect.makeSpan("projection.apply", {
+      parent: Tracer.externalSpan(parent),
+      kind: "consumer",
+      attributes: {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": batch.topic,
+        "messaging.destination.partition.id": String(batch.partition),
+        "messaging.kafka.offset": Number(message.offset),
+        "orbit.projection": options.projection
+      }
+    })
+  }).pipe(Effect.map((spans) => spans.filter((s) => s !== undefined)))
+
+const endSpans = (spans: ReadonlyArray<Tracer.Span>, exit: Exit.Exit<unknown, unknown>) =>
+  spans.length === 0 ? Effect.void : Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => {
+    for (const span of spans) span.end(now, exit)
+  }))
+
+/**
  * The loop every projection shares: consume a topic as a consumer-group member, apply each
  * batch in one Postgres transaction, then commit the Kafka offset (only a hint of where to fetch;
  * Postgres holds the truth). A failed batch is fetched again; a crashed consumer is rebuilt.
@@ -75,6 +102,7 @@ const alignWithLog = (options: ProjectionOptions) =>
 export const runProjection = (options: ProjectionOptions): Effect.Effect<void, never, Db | KafkaClient | TopicAdmin | Scope.Scope> =>
   Effect.gen(function*() {
     const { sql } = yield* Db
+    const tracing = yield* References.TracerEnabled
     const handle = consumeBatches({
       groupId: options.groupId,
       topics: [options.topic],
@@ -87,12 +115,13 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
         Effect.gen(function*() {
           const { batch } = consumed
           const poison: Array<{ offset: string; error: string }> = []
+          const spans = tracing ? yield* startApplySpans(options, batch) : []
           yield* query(() =>
             transactCarefullyOnDataError(sql, (tx, careful) => {
               poison.length = 0
               return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }), careful)
             })
-          )
+          ).pipe(Effect.onExit((exit) => endSpans(spans, exit)))
           for (const p of poison) {
             yield* Effect.logWarning(`${options.name}: skipped an unreadable record`, { partition: batch.partition, ...p })
           }
@@ -105,7 +134,11 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
             onSuccess: () => Deferred.succeed(consumed.done, undefined),
             // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
             onFailure: (cause) =>
-              Effect.logError(`${options.name}: batch failed; it will be retried`, cause).pipe(
+              Effect.logError(
+                `${options.name}: applying a batch to Postgres failed; it is fetched from Kafka again and retried. ` +
+                  "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
+                cause
+              ).pipe(
                 Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
               )
           })

@@ -15,6 +15,13 @@ describe("attemptRow (pure)", () => {
     })
   })
 
+  it("keeps the attempt's trace id, and only a trace id", () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+    expect(attemptRow(attempted("wh_x", { trace_id: traceId }))).toMatchObject({ trace_id: traceId })
+    expect(attemptRow(attempted("wh_x"))).toMatchObject({ trace_id: null })
+    expect(attemptRow(attempted("wh_x", { trace_id: "x".repeat(5000) }))).toMatchObject({ trace_id: null })
+  })
+
   it("refuses what Postgres would reject", () => {
     expect(attemptRow(attempted("wh_x", { occurred_at: "yesterday" }))).toHaveProperty("poison")
     expect(attemptRow(attempted("wh_x", { occurred_at: "1" }))).toHaveProperty("poison")

@@ -29,7 +29,8 @@ const toResource = (r: Row): DeliveryAttemptResource => ({
   error_message: r.error_message,
   next_attempt_at: r.next_attempt_at?.toISOString() ?? null,
   dead_lettered: r.dead_lettered,
-  attempted_at: r.occurred_at.toISOString()
+  attempted_at: r.occurred_at.toISOString(),
+  trace_id: r.trace_id
 })
 
 export interface AttemptScope {
@@ -64,7 +65,7 @@ export class DeliveryAttemptStore extends Context.Service<DeliveryAttemptStore, 
     Effect.gen(function*() {
       const { sql } = yield* Db
       const columns = sql`id, delivery_id, endpoint_id, source_event_id, source_event_type, attempt, outcome,
-        http_status, duration_ms, error_class, error_message, next_attempt_at, dead_lettered, occurred_at,
+        http_status, duration_ms, error_class, error_message, next_attempt_at, dead_lettered, occurred_at, trace_id,
         to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_key`
 
       const list = (scope: AttemptScope, limit: number, after: CursorPosition | undefined) =>

@@ -5,7 +5,7 @@ import { Db } from "@orbit/db"
 import { EnsureTopics, KafkaClient, Producer, TopicAdmin } from "@orbit/kafka"
 import { NetGuard } from "@orbit/net-guard"
 import { Config, Effect, Layer } from "effect"
-import { HttpRouter } from "effect/http"
+import { HttpMiddleware, HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
@@ -59,7 +59,11 @@ const Services = Layer.mergeAll(
   Redeliveries.layer
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
+/** Probes and scrapes are no traces: a load balancer's every few seconds would crowd out the requests. */
+const UntracedUrls = HttpMiddleware.layerTracerDisabledForUrls(["/healthz", "/readyz", "/metrics"])
+
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(
+  Layer.provide(UntracedUrls),
   Layer.provide(EnsureTopics),
   Layer.provide(Services),
   Layer.provide(Infrastructure),

@@ -32,7 +32,8 @@ const resealAll = Effect.gen(function*() {
         })),
         Effect.catchTag("SecretDecryptError", (e) => {
           counts.failed++
-          return Effect.logError("endpoint secret does not open with ORBIT_SECRET_KEYS; left as it is", { endpoint_id: id, reason: e.reason, detail: e.message })
+          return Effect.logError("endpoint secret does not open with ORBIT_SECRET_KEYS; left as it is. Add the key that sealed it " +
+            "to ORBIT_SECRET_KEYS (any position but first) and run `orbit secrets reseal` again", { endpoint_id: id, reason: e.reason, detail: e.message })
         })
       ), { concurrency: 8, discard: true })
     after = ids[ids.length - 1]!

@@ -568,6 +568,8 @@ export interface components {
             next_attempt_at: string | null;
             dead_lettered: boolean;
             attempted_at: string;
+            /** @description The OpenTelemetry trace id (32 hex digits) of the attempt's span: the trace the attempt belongs to, with the upstream event's span and the fan-out above it. Null when the attempt was made with tracing off. */
+            trace_id: string | null;
         };
         TestEventSent: {
             event_id: string;

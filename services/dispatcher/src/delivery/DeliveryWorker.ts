@@ -17,16 +17,48 @@ import {
   logKafkaRetry,
   type Message,
   Producer,
+  type RecordTraceContext,
   type TopicMessages,
+  traceContextOf,
+  traceHeaders,
   untilDone
 } from "@orbit/kafka"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { promiseSpans } from "@orbit/runtime"
+import { Context, Effect, Layer, Schedule, Tracer } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { attemptedJson } from "../RecordJson.ts"
 import { Deferred, KeyedLimiter, SHED } from "./KeyedLimiter.ts"
-import { planAfterAttempt } from "../retry/RetrySchedule.ts"
+import { type AttemptResult, planAfterAttempt } from "../retry/RetrySchedule.ts"
+
+type Spans = NonNullable<Effect.Success<typeof promiseSpans>>
+type Span = ReturnType<Spans["start"]>
+
+/** The span of one HTTP attempt (OpenTelemetry HTTP client conventions, plus the delivery's ids). */
+const startAttemptSpan = (spans: Spans, task: DeliveryTask, trace: RecordTraceContext | undefined): Span =>
+  spans.start("delivery.attempt", {
+    parent: trace,
+    kind: "client",
+    attributes: {
+      "http.request.method": "POST",
+      "orbit.delivery_id": task.delivery_id,
+      "orbit.endpoint_id": task.endpoint_id,
+      "orbit.tenant_id": task.tenant_id,
+      "orbit.event_id": task.source_event_id,
+      "orbit.event_type": task.source_event_type,
+      "orbit.attempt": task.attempt
+    }
+  })
+
+const endAttemptSpan = (spans: Spans, span: Span, result: AttemptResult): void => {
+  if (span.sampled) {
+    if (result.httpStatus !== null) span.attribute("http.response.status_code", result.httpStatus)
+    span.attribute("orbit.outcome", result.ok ? "succeeded" : "failed")
+    if (result.errorClass !== null) span.attribute("error.type", result.errorClass)
+  }
+  spans.end(span, result.ok ? undefined : result.errorMessage ?? result.errorClass ?? "failed")
+}
 
 /**
  * Takes delivery tasks from `webhooks.deliveries` and the delay queue, makes the attempts in an
@@ -49,23 +81,37 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const deliverer = yield* Deliverer
       const producer = yield* Producer
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
+      const spans = yield* promiseSpans
       const topics = topicsFor(topicPrefix)
       // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
       const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
-      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
-        void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
+      /** A log line; about a task with a trace context, inside it (the line carries its trace_id). */
+      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>, trace?: RecordTraceContext) => {
+        const line = (level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra)
+        void run(trace === undefined ? line : Effect.withParentSpan(line, Tracer.externalSpan(trace)))
+      }
 
       /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
       const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
         untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
 
-      /** A task (a retry, or one not due yet) as a record, with the index offsets it must be handled at. */
-      const taskMessage = (task: DeliveryTask, indexOffsets: IndexOffsets | undefined): Message => ({
-        key: task.endpoint_id,
-        value: encodeDeliveryTask(task),
-        ...(indexOffsets === undefined ? {} : { headers: { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(indexOffsets) } })
-      })
+      /**
+       * A task (a retry, or one not due yet) as a record, with the index offsets it must be handled
+       * at and the trace context it came with: every attempt of a delivery has the same parent
+       * (the fan-out span), however often it is retried, parked or handed back.
+       */
+      const taskMessage = (task: DeliveryTask, indexOffsets: IndexOffsets | undefined, trace: RecordTraceContext | undefined): Message => {
+        if (indexOffsets === undefined && trace === undefined) return { key: task.endpoint_id, value: encodeDeliveryTask(task) }
+        return {
+          key: task.endpoint_id,
+          value: encodeDeliveryTask(task),
+          headers: {
+            ...(trace === undefined ? {} : traceHeaders(trace, trace.traceState)),
+            ...(indexOffsets === undefined ? {} : { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(indexOffsets) })
+          }
+        }
+      }
 
       /**
        * Read-your-writes, whichever process takes the task: this process's index first applies
@@ -80,26 +126,34 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           : durably("endpoint index catch-up", () => index.catchUpNow(indexOffsets).then(() => indexOffsets), signal)
 
       /** A task back in `webhooks.deliveries`, due now: the one process that owns its endpoint's partition takes it. */
-      const handBack = (task: DeliveryTask, indexOffsets: IndexOffsets, signal: AbortSignal) =>
+      const handBack = (task: DeliveryTask, indexOffsets: IndexOffsets, trace: RecordTraceContext | undefined, signal: AbortSignal) =>
         durably("handing a rate-limited endpoint's task back to its owner", () =>
-          producer.sendNow([{ topic: topics.deliveries.name, messages: [taskMessage(task, indexOffsets)] }], "lingering"), signal)
+          producer.sendNow([{ topic: topics.deliveries.name, messages: [taskMessage(task, indexOffsets, trace)] }], "lingering"), signal)
 
       /** Puts a task aside in the delay queue until `notBefore`, its attempt not spent. */
-      const park = (task: DeliveryTask, indexOffsets: IndexOffsets, notBefore: number, signal: AbortSignal, what: string) => {
+      const park = (
+        task: DeliveryTask,
+        indexOffsets: IndexOffsets,
+        trace: RecordTraceContext | undefined,
+        notBefore: number,
+        signal: AbortSignal,
+        what: string
+      ) => {
         const parked = { ...task, not_before: new Date(notBefore).toISOString() }
-        return durably(what, () => delays.send(taskMessage(parked, indexOffsets), notBefore), signal)
+        return durably(what, () => delays.send(taskMessage(parked, indexOffsets, trace), notBefore), signal)
       }
 
       const process = async (
         task: DeliveryTask,
         taskOffsets: IndexOffsets | undefined,
         signal: AbortSignal,
-        fromDelayQueue: boolean
+        fromDelayQueue: boolean,
+        trace: RecordTraceContext | undefined
       ): Promise<void> => {
         const notBefore = Date.parse(task.not_before)
         if (notBefore > Date.now()) {
           // Not due: park it in the delay queue (durable) or, for the last second, wait here.
-          const ripe = await delays.whenRipe(() => taskMessage(task, taskOffsets), notBefore, signal, (park) =>
+          const ripe = await delays.whenRipe(() => taskMessage(task, taskOffsets, trace), notBefore, signal, (park) =>
             durably("parking a task", park, signal))
           if (ripe === "parked") return
         }
@@ -110,7 +164,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
             delivery_id: task.delivery_id,
             endpoint_id: task.endpoint_id,
             attempt: task.attempt
-          })
+          }, trace)
           return
         }
         const target = endpoint
@@ -118,10 +172,14 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         // of `webhooks.deliveries` (tasks are keyed by endpoint id). Its retries and parked tasks
         // come back through the delay queue, whose partitions another process may own, so they
         // return to `webhooks.deliveries` once due.
-        if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, signal)
+        if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, trace, signal)
+        // The attempt's span, when tracing: a child of the task's trace context (the fan-out span).
+        let attemptSpan: ReturnType<NonNullable<typeof spans>["start"]> | undefined
         const result = await limiter.run(target.id, async () => {
           if (signal.aborted) throw new Abandoned()
+          if (spans !== undefined) attemptSpan = startAttemptSpan(spans, task, trace)
           const r = await deliverer.attemptNow(task, target)
+          if (attemptSpan !== undefined) endAttemptSpan(spans!, attemptSpan, r)
           limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
           // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
           if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
@@ -132,12 +190,12 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
           // backlog would fill this consumer's buffer and pause fetching for every endpoint.
           const notBefore = Date.now() + Math.max(1_000, target.timeout_seconds * 1_000)
-          return park(task, indexOffsets, notBefore, signal, "parking a task for an unresponsive endpoint")
+          return park(task, indexOffsets, trace, notBefore, signal, "parking a task for an unresponsive endpoint")
         }
         if (result instanceof Deferred) {
           // The endpoint's rate limit or Retry-After puts this task's turn past the limiter's
           // horizon: it waits in the delay queue rather than in memory, for the same reason.
-          return park(task, indexOffsets, result.until, signal, "parking a task for a rate-limited endpoint")
+          return park(task, indexOffsets, trace, result.until, signal, "parking a task for a rate-limited endpoint")
         }
         const now = Date.now()
         const plan = planAfterAttempt({
@@ -146,13 +204,21 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           result,
           now,
           random: Math.random(),
-          newId: randomUUID
+          newId: randomUUID,
+          traceId: attemptSpan?.traceId
         })
         const out: Array<TopicMessages> = [{
           topic: topics.attempts.name,
-          messages: [{ key: task.endpoint_id, value: attemptedJson(plan.attempted) }]
+          messages: [{
+            key: task.endpoint_id,
+            value: attemptedJson(plan.attempted),
+            // The attempt log's projection continues the attempt's trace.
+            ...(attemptSpan === undefined ? {} : { headers: traceHeaders(attemptSpan) })
+          }]
         }]
-        if (plan.retry !== undefined) out.push(delays.record(taskMessage(plan.retry, indexOffsets), Date.parse(plan.retry.not_before), now))
+        if (plan.retry !== undefined) {
+          out.push(delays.record(taskMessage(plan.retry, indexOffsets, trace), Date.parse(plan.retry.not_before), now))
+        }
         if (plan.dead !== undefined) {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
@@ -177,7 +243,8 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         if (existing !== undefined && !existing.signal.aborted) return existing.work
         const header = message.headers?.[INDEX_OFFSETS_HEADER]
         const offsets = header === undefined ? undefined : decodeIndexOffsets(String(header))
-        const work = process(task, offsets, signal, topic !== topics.deliveries.name).finally(() => {
+        const trace = spans === undefined ? undefined : traceContextOf(message.headers)
+        const work = process(task, offsets, signal, topic !== topics.deliveries.name, trace).finally(() => {
           if (running.get(key)?.work === work) running.delete(key)
         })
         running.set(key, { work, signal })

@@ -8,8 +8,11 @@ import {
   logKafkaRetry,
   Producer,
   type TopicMessages,
+  traceContextOf,
+  traceHeaders,
   untilDone
 } from "@orbit/kafka"
+import { promiseSpans } from "@orbit/runtime"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
@@ -31,6 +34,8 @@ export const fanOutBatch = (input: {
   readonly indexOffsets: IndexOffsets
   /** Refuse events whose `data` fails their type's schema (ORBIT_STRICT_EVENT_DATA). */
   readonly strictData?: boolean
+  /** Trace-context headers of every task (the fan-out span as their parent), when tracing. */
+  readonly traceHeaders?: IHeaders | undefined
 }): {
   readonly out: ReadonlyArray<TopicMessages>
   readonly tasks: number
@@ -42,7 +47,7 @@ export const fanOutBatch = (input: {
   const tasks: Array<TopicMessages["messages"][number]> = []
   const invalid: Array<TopicMessages["messages"][number]> = []
   const at = new Date(input.now).toISOString()
-  const taskHeaders: IHeaders = { [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(input.indexOffsets) }
+  const taskHeaders: IHeaders = { ...input.traceHeaders, [INDEX_OFFSETS_HEADER]: encodeIndexOffsets(input.indexOffsets) }
   for (const message of input.messages) {
     const verdict = classifySourceRecord(message.value, { strictData: input.strictData ?? false })
     if (verdict._tag === "Invalid") {
@@ -113,6 +118,7 @@ export class FanOut extends Context.Service<FanOut, {
       const index = yield* EndpointIndex
       const producer = yield* Producer
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
+      const spans = yield* promiseSpans
       const topics = topicsFor(topicPrefix)
       const sourceTopics = Option.getOrElse(config.sourceTopics, () => [topics.sourceEvents.name])
       const outTopics = { deliveries: topics.deliveries.name, invalid: topics.invalidEvents.name }
@@ -128,6 +134,42 @@ export class FanOut extends Context.Service<FanOut, {
        * decides to deliver and signs. Records of one fetched batch share one measurement.
        */
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
+        if (spans === undefined) {
+          await fanOut(topic, partition, message, signal, undefined)
+          return
+        }
+        // The upstream record's trace context, if any, is the parent of this span, and this span
+        // the parent of every attempt of its deliveries (the tasks carry it in their headers).
+        const upstream = traceContextOf(message.headers)
+        const span = spans.start("dispatcher.fan-out", {
+          parent: upstream,
+          kind: "consumer",
+          attributes: {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": String(partition),
+            "messaging.kafka.offset": Number(message.offset)
+          }
+        })
+        try {
+          const fanned = await fanOut(topic, partition, message, signal, traceHeaders(span, upstream?.traceState))
+          span.attribute("orbit.delivery_tasks", fanned.tasks)
+          if (fanned.invalid > 0) span.attribute("orbit.invalid_records", fanned.invalid)
+          spans.end(span)
+        } catch (error) {
+          spans.end(span, String(error))
+          throw error
+        }
+      }
+
+      const fanOut = async (
+        topic: string,
+        partition: number,
+        message: KafkaMessage,
+        signal: AbortSignal,
+        trace: IHeaders | undefined
+      ) => {
         const indexOffsets = await untilDone(() => index.syncNow(), signal, retrying("endpoint index sync"))
         const fanned = fanOutBatch({
           topic,
@@ -137,10 +179,12 @@ export class FanOut extends Context.Service<FanOut, {
           matching: index.matching,
           now: Date.now(),
           indexOffsets,
-          strictData: config.strictEventData
+          strictData: config.strictEventData,
+          traceHeaders: trace
         })
         await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
+        return fanned
       }
 
       const consumer = new DecoupledConsumer({

@@ -36,6 +36,8 @@ export const planAfterAttempt = (input: {
   readonly now: number
   readonly random: number
   readonly newId: () => string
+  /** The trace of the attempt's span, recorded with the attempt. */
+  readonly traceId?: string | undefined
 }): AttemptPlan => {
   const { task, result, now } = input
   const at = new Date(now).toISOString()
@@ -74,7 +76,8 @@ export const planAfterAttempt = (input: {
     dead_lettered: isDead,
     // The first attempt of a chain carries the body into the attempts read model (recovery, retry).
     ...(task.attempt === 1 ? { body: task.body } : {}),
-    ...(task.attempt === 1 && task.addressed ? { addressed: true as const } : {})
+    ...(task.attempt === 1 && task.addressed ? { addressed: true as const } : {}),
+    ...(input.traceId === undefined ? {} : { trace_id: input.traceId })
   }
   const retry: DeliveryTask | undefined = next === undefined ? undefined : {
     ...task,

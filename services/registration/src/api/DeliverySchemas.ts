@@ -24,6 +24,10 @@ export const DeliveryAttemptResource = Schema.Struct({
   event_type: source_event_type,
   ...attemptResultFields,
   /** The attempt event's `occurred_at`. */
-  attempted_at: Schema.String
+  attempted_at: Schema.String,
+  trace_id: Schema.NullOr(Schema.String).annotate({
+    description: "The OpenTelemetry trace id (32 hex digits) of the attempt's span: the trace the attempt belongs to, " +
+      "with the upstream event's span and the fan-out above it. Null when the attempt was made with tracing off."
+  })
 }).annotate({ identifier: "DeliveryAttempt" })
 export type DeliveryAttemptResource = typeof DeliveryAttemptResource.Type

@@ -76,3 +76,11 @@ export const failure = (requestId: string, error: ApiError) => {
 
 export const noContent = (requestId: string) =>
   HttpServerResponse.empty({ status: 204, headers: { "x-request-id": requestId } })
+
+/**
+ * The ERROR line of a request that failed in a way no route maps to an answer (it gets
+ * `500 INTERNAL_ERROR`): a fault of this service, not of a dependency (those answer 503).
+ */
+export const UNHANDLED =
+  "unhandled error: the registration service answered 500 INTERNAL_ERROR. A bug in this service, not a dependency: " +
+  "report it with this line (request_id and cause)"

@@ -2,7 +2,7 @@ import { Cause, Effect, type Types } from "effect"
 import type { IncomingMessage } from "node:http"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { internalError, isApiError, malformedRequest, notFound } from "../api/ApiErrors.ts"
-import { failure, newRequestId } from "./Envelope.ts"
+import { failure, newRequestId, UNHANDLED } from "./Envelope.ts"
 
 /**
  * Runs a route handler with a fresh request id and turns every failure into the error
@@ -21,7 +21,7 @@ export const enveloped = <E, R>(
       const error = Cause.squash(cause)
       if (isApiError(error)) return Effect.succeed(failure(requestId, error))
       if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
-      return Effect.logError("unhandled error", { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
+      return Effect.logError(UNHANDLED, { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
         Effect.as(failure(requestId, internalError()))
       )
     })

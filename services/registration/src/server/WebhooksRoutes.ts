@@ -36,7 +36,7 @@ import { TestEvents } from "../TestEvents.ts"
 import { Redeliveries } from "../Redeliveries.ts"
 import { RecoverRequest, recoveryWindow, RetryDeliveryRequest } from "../api/RecoverySchemas.ts"
 import { answerRejections } from "./Rejections.ts"
-import { failure, newRequestId, noContent, success } from "./Envelope.ts"
+import { failure, newRequestId, noContent, success, UNHANDLED } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -132,7 +132,7 @@ export const ApiKeyAuthLive = Layer.effect(
           const raw = queryOf(request)
           return Effect.succeed(failure(requestId, validationError(issueDetails(error.cause.issue, raw))))
         }
-        return Effect.logError("unhandled error", { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
+        return Effect.logError(UNHANDLED, { request_id: requestId, cause: Cause.pretty(cause) }).pipe(
           Effect.as(failure(requestId, internalError()))
         )
       }
