@@ -182,12 +182,19 @@ describe("dispatcher delivery", () => {
     await h.publish(event)
     await waitFor("both deliveries", () =>
       receiver.received.some((r) => r.path === "/m-all") && receiver.received.some((r) => r.path === "/m-typed"))
-    // The fan-out commits the event only after its tasks are written: then the tasks are all there.
+    // The fan-out commits the event only after each task is attempted (its outcome recorded) or
+    // written to the deliveries topic, and the worker commits a task only after its attempt: then
+    // every request made for the event was received.
     await waitForGroupCaughtUp(h, "orbit-dispatcher-fanout", h.topics.sourceEvents.name)
-    const tasks = (await tasksIn(h, h.topics.deliveries.name)).filter((task) => task.source_event_id === event.id)
-    expect(tasks.map((task) => task.endpoint_id).sort()).toEqual([all.id, typed.id].sort())
-    // The worker commits a task only after its attempt: then every request it made was received.
     await waitForGroupCaughtUp(h, "orbit-dispatcher-delivery", h.topics.deliveries.name)
+    const queued = (await tasksIn(h, h.topics.deliveries.name)).filter((task) => task.source_event_id === event.id)
+    const attempted = await waitFor("the attempt events", () => {
+      const a = h.attempts.filter((x) => x.source_event_id === event.id)
+      return a.length >= 2 ? a : undefined
+    })
+    // One task per subscribed endpoint: each attempted once, whether at once or after waiting in the topic.
+    expect(attempted.map((a) => a.endpoint_id).sort()).toEqual([all.id, typed.id].sort())
+    expect(queued.every((task) => task.endpoint_id === all.id || task.endpoint_id === typed.id)).toBe(true)
     const paths = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.path).sort()
     expect(paths).toEqual(["/m-all", "/m-typed"])
     const ids = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.headers["x-devotel-delivery-id"])

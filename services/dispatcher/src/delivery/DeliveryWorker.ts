@@ -4,6 +4,7 @@ import {
   type DeliveryTask,
   encodeDeliveryDeadLettered,
   encodeDeliveryTask,
+  type Endpoint,
   subscribes,
   topicsFor
 } from "@orbit/domain"
@@ -26,7 +27,7 @@ import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { attemptedJson } from "../RecordJson.ts"
 import { Deferred, KeyedLimiter, SHED } from "./KeyedLimiter.ts"
-import { planAfterAttempt } from "../retry/RetrySchedule.ts"
+import { type AttemptResult, planAfterAttempt } from "../retry/RetrySchedule.ts"
 
 /**
  * Takes delivery tasks from `webhooks.deliveries` and the delay queue, makes the attempts in an
@@ -39,6 +40,14 @@ import { planAfterAttempt } from "../retry/RetrySchedule.ts"
 export class DeliveryWorker extends Context.Service<DeliveryWorker, {
   /** Attempts running or waiting for a slot (for tests and metrics). */
   readonly outstanding: () => number
+  /**
+   * A first attempt straight from the fan-out, without the hop through `webhooks.deliveries`:
+   * when the endpoint (active, subscribed, not rate-limited) may start an attempt at once, runs it
+   * and records its outcome durably (attempt event, plus retry or dead letter), resolving once
+   * that is acknowledged; otherwise returns `undefined` and the task must be queued in the topic.
+   * `indexOffsets` are the ones the task was matched at (this process's index has applied them).
+   */
+  readonly deliverNow: (task: DeliveryTask, indexOffsets: IndexOffsets, signal: AbortSignal) => Promise<void> | undefined
 }>()("@orbit/dispatcher/DeliveryWorker") {
   static readonly layer = Layer.effect(
     DeliveryWorker,
@@ -119,14 +128,10 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         // come back through the delay queue, whose partitions another process may own, so they
         // return to `webhooks.deliveries` once due.
         if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, signal)
-        const result = await limiter.run(target.id, async () => {
-          if (signal.aborted) throw new Abandoned()
-          const r = await deliverer.attemptNow(task, target)
-          limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
-          // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
-          if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
-          return r
-        }, { group: task.tenant_id, ratePerSecond: target.rate_limit_per_second })
+        const result = await limiter.run(target.id, () => attempt(task, target, signal), {
+          group: task.tenant_id,
+          ratePerSecond: target.rate_limit_per_second
+        })
         if (result === SHED) {
           // The endpoint is unresponsive and being probed: the task waits in the delay queue for
           // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
@@ -139,6 +144,27 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           // horizon: it waits in the delay queue rather than in memory, for the same reason.
           return park(task, indexOffsets, result.until, signal, "parking a task for a rate-limited endpoint")
         }
+        await record(task, target, result, indexOffsets, signal)
+      }
+
+      /** One attempt, holding a slot of the limiter; marks the endpoint responsive or not, and paused on `Retry-After`. */
+      const attempt = async (task: DeliveryTask, target: Endpoint, signal: AbortSignal) => {
+        if (signal.aborted) throw new Abandoned()
+        const r = await deliverer.attemptNow(task, target)
+        limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+        // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
+        if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
+        return r
+      }
+
+      /** The attempt's outcome, durably: its attempt event, and the next attempt in the delay queue or a dead letter. */
+      const record = async (
+        task: DeliveryTask,
+        target: Endpoint,
+        result: AttemptResult,
+        indexOffsets: IndexOffsets,
+        signal: AbortSignal
+      ) => {
         const now = Date.now()
         const plan = planAfterAttempt({
           task,
@@ -211,6 +237,15 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         delays.consumer(consumerOptions("orbit-dispatcher-retry"))
       ]
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)
+
+      const deliverNow = (task: DeliveryTask, indexOffsets: IndexOffsets, signal: AbortSignal): Promise<void> | undefined => {
+        const target = index.get(task.endpoint_id)
+        // A rate-limited endpoint is paced by the owner of its partition of `webhooks.deliveries` only.
+        if (target === undefined || target.rate_limit_per_second !== null || signal.aborted) return undefined
+        if (!subscribes(target, task.tenant_id, task.mode, task.source_event_type, task.addressed)) return undefined
+        const started = limiter.runIfReady(target.id, () => attempt(task, target, signal), { group: task.tenant_id })
+        return started?.then((result) => record(task, target, result, indexOffsets, signal))
+      }
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => Promise.all(consumers.map((c) => c.start()))).pipe(
           Effect.tapError((e) => logKafkaRetry("delivery consumer cannot start yet; retrying", e)),
@@ -222,7 +257,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           )
       )
       yield* Effect.logInfo("delivery worker started", { concurrency: config.concurrency, perEndpoint: config.perEndpointConcurrency })
-      return DeliveryWorker.of({ outstanding })
+      return DeliveryWorker.of({ outstanding, deliverNow })
     })
   )
 }
