@@ -1,7 +1,7 @@
 /** End to end: source event → fan-out → signed HTTPS delivery, against the real broker. */
 import { createHmac, randomUUID } from "node:crypto"
 import { encrypt, parseKeyRing } from "@orbit/crypto"
-import { deliveryIdFor, type EndpointRegistered } from "@orbit/domain"
+import { type DeliveryTask, deliveryIdFor, type EndpointRegistered } from "@orbit/domain"
 import { Webhook } from "standardwebhooks"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { INVALID_REASON_HEADER } from "../src/fan-out/FanOut.ts"
@@ -199,6 +199,45 @@ describe("dispatcher delivery", () => {
     expect(paths).toEqual(["/m-all", "/m-typed"])
     const ids = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.headers["x-devotel-delivery-id"])
     expect(new Set(ids)).toEqual(new Set([deliveryIdFor(event.id, all.id), deliveryIdFor(event.id, typed.id)]))
+  })
+
+  it("attempts a ready endpoint's task without writing it to webhooks.deliveries; a busy endpoint's tasks wait there", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const ready = await h.register({ url: url("/hop-ready"), tenantId: tenant, events: ["message.sent"] })
+    const first = domainEvent(tenant, "message.sent")
+    await h.publish(first)
+    await waitFor("the ready endpoint's attempt", () => h.attempts.find((a) => a.source_event_id === first.id && a.outcome === "succeeded"))
+    // Committed by the fan-out: its tasks are attempted or in the topic by now.
+    await waitForGroupCaughtUp(h, "orbit-dispatcher-fanout", h.topics.sourceEvents.name)
+    expect((await tasksIn(h, h.topics.deliveries.name)).filter((t) => t.source_event_id === first.id)).toEqual([])
+
+    // A receiver holding every request: the endpoint's per-endpoint slots (8) fill, and the events
+    // beyond them wait in the topic until a slot frees.
+    const busyTenant = `ten_${randomUUID()}`
+    const busy = await h.register({ url: url("/hop-busy"), tenantId: busyTenant, events: ["message.sent"], timeoutSeconds: 30 })
+    const held: Array<() => void> = []
+    receiver.on("/hop-busy", (_req, res) => held.push(() => res.writeHead(200).end("ok")))
+    const events = Array.from({ length: 10 }, () => domainEvent(busyTenant, "message.sent"))
+    for (const event of events) await h.publish(event)
+    await waitFor("the endpoint's 8 slots held", () => held.length >= 8)
+    const ids = new Set(events.map((e) => e.id))
+    // 8 attempts held, so the 2 events beyond the slots can only be in the topic.
+    let queued: Array<DeliveryTask> = []
+    for (const deadline = Date.now() + 20_000; queued.length < 2;) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for 2 queued tasks (have ${queued.length})`)
+      queued = (await tasksIn(h, h.topics.deliveries.name)).filter((t) => ids.has(t.source_event_id))
+    }
+    expect(queued.length).toBe(2)
+    expect(queued.every((t) => t.endpoint_id === busy.id)).toBe(true)
+    receiver.on("/hop-busy", (_req, res) => res.writeHead(200).end("ok"))
+    for (const release of held.splice(0)) release()
+    const attempted = await waitFor("every busy event attempted", () => {
+      const a = h.attempts.filter((x) => ids.has(x.source_event_id))
+      return a.length >= 10 ? a : undefined
+    })
+    expect(new Set(attempted.map((a) => a.source_event_id)).size).toBe(10)
+    expect(attempted.every((a) => a.outcome === "succeeded" && a.endpoint_id === busy.id)).toBe(true)
+    expect(ready.id).not.toBe(busy.id)
   })
 
   it("moves poison records to orbit.events.invalid and keeps consuming", async () => {
