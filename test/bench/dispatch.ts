@@ -372,10 +372,10 @@ const main = async () => {
     const keyRing = generateKeyRing("bench")
     const ring = parseKeyRing(keyRing)
     const tenants = Array.from({ length: ENDPOINTS }, (_, i) => `bench_tenant_${i}`)
-    const registered: Array<EndpointEvent> = SHAPES.includes("classic") ? tenants.map((tenant, i) => endpointRegistered(tenant, i, newEndpointId())) : []
     // Receiver endpoint numbers (URL /e/<n>) of the other shapes: apart from classic's 0..ENDPOINTS-1.
     const WIDE_BASE = 100_000
     const FAN_BASE = 200_000
+    const registered: Array<EndpointEvent> = SHAPES.includes("classic") ? tenants.map((tenant, i) => endpointRegistered(tenant, i, newEndpointId())) : []
     const FAN_TENANT = "bench_tenant_fan"
     const wideTenants = Array.from({ length: WIDE_ENDPOINTS }, (_, i) => `bench_tenant_wide_${i}`)
     if (SHAPES.includes("wide")) wideTenants.forEach((tenant, i) => registered.push(endpointRegistered(tenant, WIDE_BASE + i, newEndpointId())))
