@@ -12,9 +12,11 @@ import {
   makeHarness,
   type Receiver,
   startReceiver,
+  committedOffsets,
   tasksIn,
   type TestEndpoint,
   waitFor,
+  waitForCommittedPast,
   waitForGroupCaughtUp
 } from "./support.ts"
 
@@ -238,6 +240,47 @@ describe("dispatcher delivery", () => {
     expect(new Set(attempted.map((a) => a.source_event_id)).size).toBe(10)
     expect(attempted.every((a) => a.outcome === "succeeded" && a.endpoint_id === busy.id)).toBe(true)
     expect(ready.id).not.toBe(busy.id)
+  })
+
+  it("commits a source record attempted without the hop only once the attempt's outcome is recorded", async () => {
+    const tenant = `ten_${randomUUID()}`
+    await h.register({ url: url("/commit-held"), tenantId: tenant, events: ["message.sent"], timeoutSeconds: 30 })
+    await h.register({ url: url("/commit-fast"), tenantId: `${tenant}_b`, events: ["message.sent"] })
+    const held: Array<() => void> = []
+    receiver.on("/commit-held", (_req, res) => held.push(() => res.writeHead(200).end("ok")))
+    const producer = h.kafka.producer()
+    await producer.connect()
+    try {
+      const source = h.topics.sourceEvents.name
+      const group = "orbit-dispatcher-fanout"
+      const send = async (event: Record<string, unknown>, key: string) => {
+        const [meta] = await producer.send({ topic: source, acks: -1, messages: [{ key, value: JSON.stringify(event) }] })
+        return { topic: source, partition: meta!.partition, offset: BigInt(meta!.baseOffset!) }
+      }
+      // E (its attempt held by the receiver) and then S (delivered at once), in one partition.
+      const key = `k_${randomUUID()}`
+      const e = await send(domainEvent(tenant, "message.sent"), key)
+      await waitFor("the held attempt", () => held.length === 1)
+      const sEvent = domainEvent(`${tenant}_b`, "message.sent")
+      const s = await send(sEvent, key)
+      expect(s.partition).toBe(e.partition)
+      const sId = String(sEvent.id)
+      await waitFor("S's attempt recorded", () => h.attempts.some((a) => a.source_event_id === sId && a.outcome === "succeeded"))
+      // A record on another partition, published after S finished, committed: a commit has
+      // happened since S finished, and it could not pass E, whose attempt is still running.
+      let t = await send(domainEvent(`${tenant}_none`, "message.sent"), `t_${randomUUID()}`)
+      while (t.partition === e.partition) t = await send(domainEvent(`${tenant}_none`, "message.sent"), `t_${randomUUID()}`)
+      await waitForCommittedPast(h, group, t)
+      const committed = (await committedOffsets(h, group, source)).get(e.partition) ?? -1n
+      expect(committed <= e.offset, `committed ${committed}, E at ${e.offset}, S (${sId}) at ${s.offset}`).toBe(true)
+      // Once E's attempt ends and its outcome is recorded, the partition is committed past S.
+      for (const release of held.splice(0)) release()
+      await waitForCommittedPast(h, group, s)
+    } finally {
+      receiver.on("/commit-held", (_req, res) => res.writeHead(200).end("ok"))
+      for (const release of held.splice(0)) release()
+      await producer.disconnect()
+    }
   })
 
   it("moves poison records to orbit.events.invalid and keeps consuming", async () => {
