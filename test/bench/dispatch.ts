@@ -21,14 +21,24 @@
  *             tenant A, whose 500 endpoints answer after 2 s and get one event/s each from 2 s
  *             before B's run on ("fair+A": A wants ~1,000 slots of the 256); B's p99 beside A is
  *             compared with B's p99 alone
- *   traced    the dispatcher restarted with tracing on (OTLP/HTTP export to a local receiver in
- *             this process, every span sampled); the burst again, ROUNDS times: its median next to
- *             the burst's (tracing off)
- * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (12 min
- * watchdog; a stalled run gives up after 15 s without progress), stops the dispatcher with
- * SIGTERM, kills what is left and deletes its topics.
+ * Those are the "classic" shape. Two more shapes (BENCH_SHAPES=classic,wide,fan25, default all) run
+ * warm-up, burst and ceiling rounds and the rate run each:
+ *   wide      fan-out 1 to 500 endpoints (one per tenant): BURST deliveries, RATE deliveries/s
+ *   fan25     one tenant, 25 endpoints subscribed to the one event type, so each event is 25
+ *             deliveries; the first endpoint answers after 200 ms and is measured apart (the burst's
+ *             rate is the fast endpoints' one, next to a ceiling posting to them alone)
+ * Memory: each service's resident memory (VmRSS; the projection and the registration run beside
+ * the dispatcher, own Postgres schema, unless BENCH_PLATFORM=0) before a shape's burst rounds, the
+ * maximum sampled every 100 ms during them, and BENCH_MEMORY_AFTER_S (60) after them.
+ *   traced    (classic) the dispatcher restarted with tracing on (OTLP/HTTP export to a local
+ *             receiver in this process, every span sampled); the burst again, ROUNDS times: its
+ *             median next to the burst's (tracing off)
+ * Then a table and the targets (docs/BENCHMARKS.md) with PASS/MISS. The whole run is bounded (a
+ * watchdog at 2.5x the estimate it prints; a stalled run gives up after 15 s without progress),
+ * stops the dispatcher with SIGTERM, kills what is left and deletes its topics and schema.
  *
- * Env knobs: BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
+ * Env knobs: BENCH_SHAPES (classic,wide,fan25), BENCH_WIDE_ENDPOINTS (500), BENCH_FAN_OUT (25), BENCH_SLOW_MS (200),
+ * BENCH_MEMORY_AFTER_S (60), BENCH_PLATFORM (1), BENCH_ENDPOINTS (50), BENCH_BURST (20000), BENCH_RATE (1000), BENCH_RATE_SECONDS (10),
  * BENCH_ROUNDS (3: burst and ceiling runs, alternating; medians reported),
  * BENCH_DISPATCHERS (1: dispatcher processes sharing the work), BENCH_ONLY (e.g. "burst,ceiling";
  * runs: burst, ceiling, rate, hang, fair, traced), BENCH_FAIR_ENDPOINTS (500), BENCH_FAIR_RATE (50),
@@ -50,6 +60,9 @@ import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDeli
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { Agent, request } from "@orbit/net-guard"
+import { postgres } from "@orbit/db"
+import { serviceArgs } from "../../infra/services.ts"
+import { freePort } from "../src/freePort.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -70,12 +83,15 @@ interface RunStats {
   firstAt: number
   lastAt: number
   latencies: Array<number>
+  /** Latencies of the deliveries to the slow endpoints (the `slow` message), apart from the others. */
+  slowLatencies: Array<number>
   /** endpoint → [distinct deliveries, last receipt]: a subset's rate can be compared across runs. */
   byEndpoint: Record<number, [number, number]>
 }
 
 type ToReceiver =
   | { readonly type: "hang"; readonly endpoints: ReadonlyArray<number> }
+  | { readonly type: "slow"; readonly endpoints: ReadonlyArray<number>; readonly ms: number }
   | { readonly type: "drop"; readonly run: string }
   | { readonly type: "stats"; readonly run: string; readonly id: number; readonly latencies: boolean }
 
@@ -84,6 +100,8 @@ const nowMs = () => performance.timeOrigin + performance.now()
 const runReceiver = async () => {
   const tls = JSON.parse(process.env.BENCH_TLS!) as { key: string; cert: string }
   const hanging = new Set<number>()
+  const slow = new Set<number>()
+  let slowMs = 0
   const runs = new Map<string, RunStats & { seen: Set<string> }>()
   let hangingRequests = 0
   const server = createServer({ key: tls.key, cert: tls.cert, keepAlive: true }, (req, res) => {
@@ -110,21 +128,25 @@ const runReceiver = async () => {
       }
       let s = runs.get(body.data.run)
       if (s === undefined) {
-        s = { count: 0, unique: 0, duplicates: 0, firstAt: at, lastAt: at, latencies: [], byEndpoint: {}, seen: new Set() }
+        s = { count: 0, unique: 0, duplicates: 0, firstAt: at, lastAt: at, latencies: [], slowLatencies: [], byEndpoint: {}, seen: new Set() }
         runs.set(body.data.run, s)
       }
       s.count++
       s.lastAt = at
-      if (s.seen.has(body.id)) s.duplicates++
+      // One event reaches several endpoints (fan-out): a delivery is an (endpoint, event) pair.
+      const delivery = `${endpoint}/${body.id}`
+      if (s.seen.has(delivery)) s.duplicates++
       else {
-        s.seen.add(body.id)
+        s.seen.add(delivery)
         s.unique++
-        s.latencies.push(at - body.data.ts)
+        ;(slow.has(endpoint) ? s.slowLatencies : s.latencies).push(at - body.data.ts)
         const e = (s.byEndpoint[endpoint] ??= [0, 0])
         e[0]++
         e[1] = at
       }
-      res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok")
+      // A slow endpoint answers `slowMs` after the body arrived (its receipt is measured on arrival).
+      if (slow.has(endpoint)) setTimeout(() => res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok"), slowMs)
+      else res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }).end("ok")
     })
   })
   server.keepAliveTimeout = 120_000
@@ -137,9 +159,13 @@ const runReceiver = async () => {
       hanging.clear()
       for (const e of m.endpoints) hanging.add(e)
       process.send!({ type: "ok" })
+    } else if (m.type === "slow") {
+      for (const e of m.endpoints) slow.add(e)
+      slowMs = m.ms
+      process.send!({ type: "ok" })
     } else if (m.type === "drop") {
       // A finished run's ids and latencies would only grow the heap (and GC pauses) of later runs.
-      runs.set(m.run, { count: 0, unique: 0, duplicates: 0, firstAt: 0, lastAt: 0, latencies: [], byEndpoint: {}, seen: new Set() })
+      runs.set(m.run, { count: 0, unique: 0, duplicates: 0, firstAt: 0, lastAt: 0, latencies: [], slowLatencies: [], byEndpoint: {}, seen: new Set() })
     } else {
       const s = runs.get(m.run)
       process.send!({
@@ -150,7 +176,8 @@ const runReceiver = async () => {
           ? undefined
           : {
             count: s.count, unique: s.unique, duplicates: s.duplicates, firstAt: s.firstAt, lastAt: s.lastAt,
-            latencies: m.latencies ? s.latencies : [], byEndpoint: m.latencies ? s.byEndpoint : {}
+            latencies: m.latencies ? s.latencies : [], slowLatencies: m.latencies ? s.slowLatencies : [],
+            byEndpoint: m.latencies ? s.byEndpoint : {}
           }
       })
     }
@@ -180,6 +207,17 @@ const cpuSeconds = (pid: number | undefined): number => {
   }
 }
 
+/** Resident memory of a process in MB (VmRSS, Linux /proc). */
+const rssMb = (pid: number | undefined): number => {
+  if (pid === undefined) return Number.NaN
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+    return m === null ? Number.NaN : Number(m[1]) / 1024
+  } catch {
+    return Number.NaN
+  }
+}
+
 const brokerPid = (): number | undefined => {
   const file = join(ROOT, "infra/.data/kafka.pid")
   if (process.env.KAFKA_BROKERS || !existsSync(file)) return undefined
@@ -198,6 +236,9 @@ interface Result {
   readonly p95: number
   readonly p99: number
   readonly max: number
+  /** The slow endpoints' deliveries (fan-out 25's one slow endpoint), apart from the others. */
+  readonly slowDeliveries: number
+  readonly slowP99: number
   readonly duplicates: number
   readonly cpu: { readonly dispatcher: number; readonly receiver: number; readonly broker: number; readonly bench: number }
 }
@@ -216,6 +257,22 @@ const main = async () => {
   const FAIR_RATE = num("BENCH_FAIR_RATE", 50)
   const FAIR_SECONDS = 10
   const SLOW_TENANT = "bench_tenant_slow"
+  // Shapes (BENCH_SHAPES, default all): "classic" (each event to one of ENDPOINTS endpoints, one per
+  // tenant, with the hang and fairness runs), "wide" (the same to WIDE_ENDPOINTS endpoints) and
+  // "fan25" (one tenant's FAN_OUT endpoints all subscribed to the one event type, so each event is
+  // FAN_OUT deliveries; the first endpoint answers after SLOW_MS and is measured apart).
+  const SHAPES = (process.env.BENCH_SHAPES ?? "classic,wide,fan25").split(",").map((x) => x.trim()).filter(Boolean)
+  const WIDE_ENDPOINTS = num("BENCH_WIDE_ENDPOINTS", 500)
+  const FAN_OUT = num("BENCH_FAN_OUT", 25)
+  const SLOW_MS = num("BENCH_SLOW_MS", 200)
+  const MEMORY_AFTER_S = num("BENCH_MEMORY_AFTER_S", 60)
+  // BENCH_PLATFORM=0: the dispatcher alone (no projection and registration beside it, no memory rows for them).
+  const PLATFORM = process.env.BENCH_PLATFORM !== "0"
+  const onlyRuns = process.env.BENCH_ONLY?.split(",")
+  const wantRun = (name: string) => onlyRuns === undefined || onlyRuns.includes(name)
+  // A rough duration, printed up front: each shape's rounds, its rate run and its memory wait, and classic's extras.
+  const estimateS = 40 + SHAPES.length * (ROUNDS * 2 * (BURST / 2_000 + 3) + RATE_SECONDS + 8 + MEMORY_AFTER_S + 10) +
+    (SHAPES.includes("classic") ? (wantRun("hang") ? 2 * RATE_SECONDS + BURST / 2_000 + 30 : 0) + (wantRun("fair") ? 2 * FAIR_SECONDS + 40 : 0) : 0)
   const NODE = existsSync(join(ROOT, "node_modules/.bin/node")) ? join(ROOT, "node_modules/.bin/node") : process.execPath
 
   const children: Array<ChildProcess> = []
@@ -229,10 +286,12 @@ const main = async () => {
     return cleaning
   }
   // The whole bench is bounded: whatever happens, it stops itself and cleans up.
+  const watchdogS = Math.max(480, Math.round(estimateS * 2.5))
+  console.log(`bench:dispatch: shapes ${SHAPES.join(", ")}; about ${Math.ceil(estimateS / 60)} min on an idle host (gives up after ${Math.ceil(watchdogS / 60)} min)`)
   const watchdog = setTimeout(() => {
-    console.error("bench: exceeded 12 minutes, aborting")
+    console.error(`bench: exceeded ${Math.ceil(watchdogS / 60)} minutes, aborting`)
     void cleanup().finally(() => process.exit(2))
-  }, 720_000)
+  }, watchdogS * 1_000)
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => void cleanup().finally(() => process.exit(130)))
   }
@@ -317,8 +376,24 @@ const main = async () => {
     const keyRing = generateKeyRing("bench")
     const ring = parseKeyRing(keyRing)
     const tenants = Array.from({ length: ENDPOINTS }, (_, i) => `bench_tenant_${i}`)
-    const registered: Array<EndpointEvent> = tenants.map((tenant, i) => endpointRegistered(tenant, i, newEndpointId()))
-    function endpointRegistered(tenant: string, i: number, endpoint_id: string): EndpointEvent {
+    // Receiver endpoint numbers (URL /e/<n>) of the other shapes: apart from classic's 0..ENDPOINTS-1.
+    const WIDE_BASE = 100_000
+    const FAN_BASE = 200_000
+    const registered: Array<EndpointEvent> = SHAPES.includes("classic") ? tenants.map((tenant, i) => endpointRegistered(tenant, i, newEndpointId())) : []
+    const FAN_TENANT = "bench_tenant_fan"
+    const wideTenants = Array.from({ length: WIDE_ENDPOINTS }, (_, i) => `bench_tenant_wide_${i}`)
+    if (SHAPES.includes("wide")) wideTenants.forEach((tenant, i) => registered.push(endpointRegistered(tenant, WIDE_BASE + i, newEndpointId())))
+    if (SHAPES.includes("fan25")) {
+      for (let i = 0; i < FAN_OUT; i++) registered.push(endpointRegistered(FAN_TENANT, FAN_BASE + i, newEndpointId(), ["message.delivered"]))
+    }
+    // The wide and fan25 endpoints never hang: a longer timeout keeps a loaded host's late answers from counting as hangs.
+    function endpointRegistered(
+      tenant: string,
+      i: number,
+      endpoint_id: string,
+      events: Extract<EndpointEvent, { _tag: "EndpointRegistered" }>["events"] = ["*"],
+      timeout_seconds = i < WIDE_BASE ? TIMEOUT_SECONDS : 10
+    ): EndpointEvent {
       return {
         _tag: "EndpointRegistered",
         schema_version: 1,
@@ -328,10 +403,10 @@ const main = async () => {
         tenant_id: tenant,
         mode: "live",
         url: `https://127.0.0.1:${port}/e/${i}`,
-        events: ["*"],
+        events,
         description: null,
         active: true,
-        timeout_seconds: TIMEOUT_SECONDS,
+        timeout_seconds,
         retry_policy: { strategy: "fixed", max_attempts: 1, delay_seconds: 1 },
         secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: tenant, mode: "live", endpoint_id, slot: "current" })
       }
@@ -349,20 +424,66 @@ const main = async () => {
         secret_box: encrypt(ring, generateWebhookSecret(), { tenant_id: SLOW_TENANT, mode: "live", endpoint_id, slot: "current" })
       } as EndpointEvent)
     }
-    await producer.send({
-      topic: topics.endpointEvents.name,
-      acks: -1,
-      messages: registered.map((e) => ({ key: e.endpoint_id, value: encodeEndpointEvent(e) }))
-    })
+    for (let i = 0; i < registered.length; i += 500) {
+      await producer.send({
+        topic: topics.endpointEvents.name,
+        acks: -1,
+        messages: registered.slice(i, i + 500).map((e) => ({ key: e.endpoint_id, value: encodeEndpointEvent(e) }))
+      })
+    }
+    if (SHAPES.includes("fan25")) {
+      await new Promise<void>((resolve) => {
+        receiver.once("message", () => resolve())
+        receiver.send({ type: "slow", endpoints: [FAN_BASE], ms: SLOW_MS } satisfies ToReceiver)
+      })
+    }
+
+    // The projection and the registration beside the dispatcher, as `npm start` runs them (their own
+    // Postgres schema, dropped at the end): the memory rows measure all three services.
+    const schema = prefix.slice(0, -1)
+    const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+    const platform: Partial<Record<"projection" | "registration", ChildProcess>> = {}
+    if (PLATFORM) {
+      const apiPort = await freePort()
+      cleanups.push(async () => {
+        const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined })
+        await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined)
+        await sql.end()
+      })
+      for (const name of ["projection", "registration"] as const) {
+        const child = spawn(NODE, serviceArgs(name), {
+          env: {
+            ...process.env,
+            DATABASE_URL,
+            ORBIT_DB_SCHEMA: schema,
+            KAFKA_BROKERS: BROKERS.join(","),
+            KAFKAJS_NO_PARTITIONER_WARNING: "1",
+            ORBIT_TOPIC_PREFIX: prefix,
+            ORBIT_SECRET_KEYS: keyRing,
+            PORT: String(apiPort),
+            LOG_LEVEL: "Warn"
+          },
+          stdio: ["ignore", "ignore", "inherit"]
+        })
+        children.push(child)
+        platform[name] = child
+      }
+      for (const startedAt = Date.now(); ;) {
+        const ok = await fetch(`http://127.0.0.1:${apiPort}/readyz`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.ok, () => false)
+        if (ok) break
+        if (Date.now() - startedAt > 120_000) throw new Error("the registration service did not become ready")
+        await sleep(500)
+      }
+    }
 
     // Dispatcher(s): BENCH_DISPATCHERS processes in one consumer group (default 1).
     const profileDir = process.env.BENCH_PROFILE === "1" ? mkdtempSync(join(tmpdir(), "bench-dispatch-prof-")) : undefined
     const spawnDispatcher = (extraEnv: Record<string, string> = {}) => {
-      const child = spawn(NODE, [
+      // The dispatcher's own node flags (services/dispatcher/package.json "orbit.nodeArgs"), as `npm start` has them.
+      const child = spawn(NODE, serviceArgs("dispatcher", [
         ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
-        ...(process.env.BENCH_DISPATCHER_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
-        join(ROOT, "services/dispatcher/src/main.ts")
-      ], {
+        ...(process.env.BENCH_DISPATCHER_NODE_ARGS?.split(" ").filter(Boolean) ?? [])
+      ]), {
         env: {
           ...process.env,
           KAFKA_BROKERS: BROKERS.join(","),
@@ -419,10 +540,10 @@ const main = async () => {
     }
 
     // Event bodies: the shape of a real message.delivered event, ~300 bytes as delivered.
-    const eventFor = (run: string, seq: number, endpoint: number, ts: number) => ({
+    const eventFor = (run: string, seq: number, tenant: string, ts: number) => ({
       id: newEventId(),
       type: "message.delivered",
-      tenant_id: tenants[endpoint]!,
+      tenant_id: tenant,
       mode: "live",
       created_at: new Date(ts).toISOString(),
       data: {
@@ -437,6 +558,69 @@ const main = async () => {
     const toMessage = (e: ReturnType<typeof eventFor>): Message => ({ key: e.tenant_id, value: JSON.stringify(e) })
     const send = (messages: Array<Message>) =>
       producer.send({ topic: topics.sourceEvents.name, acks: -1, compression: CompressionTypes.None, messages })
+
+    /**
+     * A delivery shape: which tenant each event goes to, how many deliveries it makes, and which
+     * receiver endpoints (URL /e/<n>) they reach; the slow ones are measured apart.
+     */
+    interface Shape {
+      readonly key: string
+      /** Prefix of the shape's run names ("" for classic). */
+      readonly prefix: string
+      readonly label: string
+      readonly fanOut: number
+      readonly tenantOf: (seq: number) => string
+      /** Endpoints that answer at once (the ceiling posts to these). */
+      readonly fast: ReadonlyArray<number>
+      readonly slow: ReadonlyArray<number>
+      /** Endpoints whose deliveries count toward the burst's rate next to the ceiling. */
+      readonly measured: (endpoint: number) => boolean
+    }
+    const range = (base: number, n: number) => Array.from({ length: n }, (_, i) => base + i)
+    const shapes: Record<string, Shape> = {
+      classic: {
+        key: "classic", prefix: "", label: `fan-out 1 to ${ENDPOINTS} endpoints (1 per tenant)`, fanOut: 1,
+        tenantOf: (seq) => tenants[seq % ENDPOINTS]!, fast: range(0, ENDPOINTS), slow: [],
+        measured: (e) => e >= HANGING
+      },
+      wide: {
+        key: "wide", prefix: "wide:", label: `fan-out 1 to ${WIDE_ENDPOINTS} endpoints (1 per tenant)`, fanOut: 1,
+        tenantOf: (seq) => wideTenants[seq % WIDE_ENDPOINTS]!, fast: range(WIDE_BASE, WIDE_ENDPOINTS), slow: [],
+        measured: () => true
+      },
+      fan25: {
+        key: "fan25", prefix: "fan25:", label: `fan-out ${FAN_OUT}: 1 tenant, ${FAN_OUT} endpoints, 1 answers in ${SLOW_MS} ms`, fanOut: FAN_OUT,
+        tenantOf: () => FAN_TENANT, fast: range(FAN_BASE + 1, FAN_OUT - 1), slow: [FAN_BASE],
+        measured: (e) => e !== FAN_BASE
+      }
+    }
+    const classic = shapes.classic!
+
+    /** Resident memory (MB) of each service (the largest dispatcher process) and of the broker. */
+    interface Memory { readonly dispatcher: number; readonly projection: number; readonly registration: number; readonly broker: number }
+    const memory = (): Memory => ({
+      dispatcher: Math.max(...dispatchers.map((d) => rssMb(d.child.pid))),
+      projection: rssMb(platform.projection?.pid),
+      registration: rssMb(platform.registration?.pid),
+      broker: rssMb(brokerPid())
+    })
+    const maxMemory = (a: Memory, b: Memory): Memory => ({
+      dispatcher: Math.max(a.dispatcher, b.dispatcher),
+      projection: Math.max(a.projection, b.projection),
+      registration: Math.max(a.registration, b.registration),
+      broker: Math.max(a.broker, b.broker)
+    })
+    /** Samples resident memory every 100 ms until the returned function is called; it returns the maximum. */
+    const trackPeak = () => {
+      let peak = memory()
+      const timer = setInterval(() => {
+        peak = maxMemory(peak, memory())
+      }, 100)
+      return () => {
+        clearInterval(timer)
+        return maxMemory(peak, memory())
+      }
+    }
 
     const cpu = () => ({
       dispatcher: dispatchers.reduce((n, d) => n + cpuSeconds(d.child.pid), 0),
@@ -544,10 +728,17 @@ const main = async () => {
       return s
     }
 
-    const summarise = (name: string, s: RunStats | undefined, startedAt: number, cpus: ReturnType<typeof cpuDelta>): Result => {
+    const summarise = (
+      name: string,
+      s: RunStats | undefined,
+      startedAt: number,
+      cpus: ReturnType<typeof cpuDelta>,
+      measured: (endpoint: number) => boolean = classic.measured
+    ): Result => {
       const lat = Float64Array.from(s?.latencies ?? []).sort()
+      const slowLat = Float64Array.from(s?.slowLatencies ?? []).sort()
       const seconds = ((s?.lastAt ?? startedAt) - startedAt) / 1000
-      const healthyEndpoints = Object.entries(s?.byEndpoint ?? {}).filter(([e]) => Number(e) >= HANGING).map(([, v]) => v)
+      const healthyEndpoints = Object.entries(s?.byEndpoint ?? {}).filter(([e]) => measured(Number(e))).map(([, v]) => v)
       const healthyLast = Math.max(startedAt, ...healthyEndpoints.map(([, last]) => last))
       return {
         name,
@@ -559,54 +750,60 @@ const main = async () => {
         p95: percentile(lat, 95),
         p99: percentile(lat, 99),
         max: lat.length === 0 ? Number.NaN : lat[lat.length - 1]!,
+        slowDeliveries: slowLat.length,
+        slowP99: percentile(slowLat, 99),
         duplicates: s?.duplicates ?? 0,
         cpu: cpus
       }
     }
 
+    // Classic only: the first `hangingCount` endpoints never answer.
     const healthy = (hangingCount: number) => (seq: number) => seq % ENDPOINTS >= hangingCount
+    /** Deliveries expected at the receiver from `events` events of `shape` (classic's hanging endpoints excluded). */
+    const expectedOf = (shape: Shape, events: number, hangingCount: number) =>
+      shape === classic ? Array.from({ length: events }, (_, i) => i).filter(healthy(hangingCount)).length : events * shape.fanOut
 
-    /** Publishes `count` events as fast as the producer takes them (batches of 500). */
-    const burst = async (run: string, count: number, hangingCount = 0): Promise<Result> => {
+    /** Publishes events making `deliveries` deliveries as fast as the producer takes them (batches of 500). */
+    const burst = async (run: string, deliveries: number, hangingCount = 0, shape = classic): Promise<Result> => {
+      const count = Math.ceil(deliveries / shape.fanOut)
       const c0 = cpu()
       const t0 = nowMs()
       const batches: Array<Promise<unknown>> = []
       for (let seq = 0; seq < count;) {
         const ts = nowMs()
         const messages: Array<Message> = []
-        for (const end = Math.min(count, seq + 500); seq < end; seq++) messages.push(toMessage(eventFor(run, seq, seq % ENDPOINTS, ts)))
+        for (const end = Math.min(count, seq + 500); seq < end; seq++) messages.push(toMessage(eventFor(run, seq, shape.tenantOf(seq), ts)))
         batches.push(send(messages))
         if (batches.length >= 4) await batches.shift()
       }
       await Promise.all(batches)
-      const expected = Array.from({ length: count }, (_, i) => i).filter(healthy(hangingCount)).length
-      const s = await await_(run, expected, 120_000)
+      const s = await await_(run, expectedOf(shape, count, hangingCount), 120_000)
       const seconds = ((s?.lastAt ?? nowMs()) - t0) / 1000
-      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds))
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds), shape.measured)
     }
 
-    /** Offers `rate` events/s for `seconds`, in small batches every ~5 ms. */
-    const steady = async (run: string, rate: number, seconds: number, hangingCount = 0): Promise<Result> => {
+    /** Offers `rate` deliveries/s (events/s × the shape's fan-out) for `seconds`, in small batches every ~5 ms. */
+    const steady = async (run: string, rate: number, seconds: number, hangingCount = 0, shape = classic): Promise<Result> => {
+      const eventRate = rate / shape.fanOut
       const c0 = cpu()
       const t0 = nowMs()
-      const total = rate * seconds
+      const total = Math.round(eventRate * seconds)
       const sends: Array<Promise<unknown>> = []
       let seq = 0
       while (seq < total) {
         const ts = nowMs()
-        const due = Math.min(total, Math.floor(((ts - t0) / 1000) * rate))
+        const due = Math.min(total, Math.floor(((ts - t0) / 1000) * eventRate))
         if (due > seq) {
           const messages: Array<Message> = []
-          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, seq % ENDPOINTS, ts)))
+          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, shape.tenantOf(seq), ts)))
           sends.push(send(messages))
         }
         await sleep(4)
       }
       await Promise.all(sends)
-      const expected = Array.from({ length: total }, (_, i) => i).filter(healthy(hangingCount)).length
-      const s = await await_(run, expected, 60_000)
+      const s = await await_(run, expectedOf(shape, total, hangingCount), 60_000)
       const elapsed = ((s?.lastAt ?? nowMs()) - t0) / 1000
-      return summarise(run, s, t0, cpuDelta(c0, cpu(), elapsed))
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), elapsed), shape.measured)
     }
 
     /**
@@ -618,7 +815,7 @@ const main = async () => {
       const sends: Array<Promise<unknown>> = []
       let aSeq = 0
       const publishA = () => {
-        const e = { ...eventFor(`${run}-a`, aSeq++, 0, nowMs()), tenant_id: SLOW_TENANT }
+        const e = eventFor(`${run}-a`, aSeq++, SLOW_TENANT, nowMs())
         sends.push(send([toMessage(e)]))
       }
       let aTimer: NodeJS.Timeout | undefined
@@ -636,7 +833,7 @@ const main = async () => {
         const due = Math.min(total, Math.floor(((ts - t0) / 1000) * FAIR_RATE))
         if (due > seq) {
           const messages: Array<Message> = []
-          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, ENDPOINTS - 1, ts)))
+          for (; seq < due; seq++) messages.push(toMessage(eventFor(run, seq, tenants[ENDPOINTS - 1]!, ts)))
           sends.push(send(messages))
         }
         await sleep(4)
@@ -654,13 +851,13 @@ const main = async () => {
      * starts (bodies, signed headers, URLs), and the agent's connections are opened by an untimed
      * warm-up, as the dispatcher's are, so the loop is as cheap as an HTTP client can be.
      */
-    const ceiling = async (run: string, count: number, concurrency: number): Promise<Result> => {
+    const ceiling = async (run: string, count: number, concurrency: number, shape = classic): Promise<Result> => {
       const agent = new Agent({ connect: { ca: tls.cert }, keepAliveTimeout: 60_000 })
       const secret = generateWebhookSecret()
       const prepare = (name: string, n: number) =>
         Array.from({ length: n }, (_, seq) => {
-          const endpoint = seq % ENDPOINTS
-          const e = eventFor(name, seq, endpoint, 0)
+          const endpoint = shape.fast[seq % shape.fast.length]!
+          const e = eventFor(name, seq, shape.tenantOf(seq), 0)
           // The body the dispatcher sends (API.md §7), split where the send time goes.
           const [head, tail] = JSON.stringify({ id: e.id, type: e.type, created_at: e.created_at, data: { ...e.data, ts: -1 } })
             .split("-1") as [string, string]
@@ -696,18 +893,23 @@ const main = async () => {
       await agent.close()
       if (failures > 0) console.error(`bench: ceiling: ${failures} non-200 answers`)
       const seconds = ((s?.lastAt ?? nowMs()) - t0) / 1000
-      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds))
+      return summarise(run, s, t0, cpuDelta(c0, cpu(), seconds), shape.measured)
     }
 
-    const effectiveConcurrency = dispatchers.length * Math.min(CONCURRENCY, PER_ENDPOINT * ENDPOINTS)
+    /** Concurrency of the ceiling: what the dispatcher may run at once to the shape's fast endpoints. */
+    const concurrencyOf = (shape: Shape) => dispatchers.length * Math.min(CONCURRENCY, PER_ENDPOINT * shape.fast.length)
+    const effectiveConcurrency = concurrencyOf(classic)
     const load = loadavg().map((l) => l.toFixed(2)).join(" ")
-    console.log(`bench:dispatch  ${ENDPOINTS} endpoints (1 per tenant, 1 delivery per event), ${dispatchers.length} dispatcher process(es), ` +
+    console.log(`bench:dispatch  ${dispatchers.length} dispatcher process(es)${PLATFORM ? " beside the projection and the registration" : ""}, ` +
       `concurrency ${CONCURRENCY} / ${PER_ENDPOINT} per endpoint, load average at start ${load}`)
     console.log(`  dispatcher ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (prefix ${prefix})`)
 
     const steal = measureCpuSteal()
-    await burst("warmup", 2_000)
-    await burst("warmup2", 5_000)
+    // Classic's warm-up (the other shapes warm their own endpoints up in perShape).
+    if (SHAPES.includes("classic")) {
+      await burst("warmup", 2_000)
+      await burst("warmup2", 5_000)
+    }
     const results: Array<Result> = []
     const settle = async (r: Result) => {
       await sleep(2_000) // let the dispatcher, broker and receiver settle before the next run
@@ -717,27 +919,53 @@ const main = async () => {
       results.push(r)
       return settle(r)
     }
-    // BENCH_ONLY=burst,ceiling,rate,hang runs a subset (while profiling); the default is all of them.
-    const only = process.env.BENCH_ONLY?.split(",")
-    const want = (name: string) => only === undefined || only.includes(name)
+    // BENCH_ONLY=burst,ceiling,rate,hang,fair runs a subset (while profiling); the default is all of them.
+    const want = wantRun
     // Burst and ceiling alternate ROUNDS times and the median of each is reported: one 2-4 s run
     // of either moved by up to a third between consecutive runs on this VM.
     const median = (rs: Array<Result>): Result => ({ ...[...rs].sort((x, y) => x.perSecond - y.perSecond)[rs.length >> 1]!, name: rs[0]!.name.split("#")[0]! })
-    const rounds: Record<"burst" | "ceiling", Array<Result>> = { burst: [], ceiling: [] }
-    for (let i = 1; i <= ROUNDS; i++) {
-      for (const name of ["burst", "ceiling"] as const) {
-        if (!want(name)) continue
-        const r = name === "burst" ? await burst(`burst#${i}`, BURST) : await ceiling(`ceiling#${i}`, BURST, effectiveConcurrency)
-        rounds[name].push(r)
-        await settle(r)
+    const rounds: Record<string, Array<Result>> = {}
+    const memoryRows: Array<{ shape: Shape; before: Memory; peak: Memory; after: Memory }> = []
+    const perShape = async (shape: Shape) => {
+      const p = shape.prefix
+      // The shape's endpoints get their connections opened (and the index its first lookups) untimed.
+      if (shape !== classic) await burst(`${p}warmup`, 2_000, 0, shape)
+      const before = memory()
+      let peak: Memory | undefined
+      for (let i = 1; i <= ROUNDS; i++) {
+        for (const name of ["burst", "ceiling"] as const) {
+          if (!want(name)) continue
+          let r: Result
+          if (name === "burst") {
+            const stop = trackPeak()
+            r = await burst(`${p}burst#${i}`, BURST, 0, shape)
+            const m = stop()
+            peak = peak === undefined ? m : maxMemory(peak, m)
+          } else r = await ceiling(`${p}ceiling#${i}`, BURST, concurrencyOf(shape), shape)
+          ;(rounds[`${p}${name}`] ??= []).push(r)
+          await settle(r)
+        }
+      }
+      for (const name of ["burst", "ceiling"]) if (rounds[`${p}${name}`] !== undefined) results.push(median(rounds[`${p}${name}`]!))
+      if (peak !== undefined) {
+        console.log(`  ${shape.key}: resident memory ${MEMORY_AFTER_S} s after the bursts...`)
+        await sleep(MEMORY_AFTER_S * 1_000)
+        memoryRows.push({ shape, before, peak, after: memory() })
+      }
+      if (want("rate")) await log(await steady(`${p}rate`, RATE, RATE_SECONDS, 0, shape))
+    }
+    for (const key of SHAPES) {
+      const shape = shapes[key]
+      if (shape === undefined) throw new Error(`BENCH_SHAPES: unknown shape ${key} (classic, wide, fan25)`)
+      if (shape !== classic) await perShape(shape)
+      else {
+        await perShape(classic)
+        if (want("rate") && process.env.BENCH_STAGES === "1") await stages("rate")
       }
     }
-    for (const name of ["burst", "ceiling"] as const) if (rounds[name].length > 0) results.push(median(rounds[name]))
-    if (want("rate")) await log(await steady("rate", RATE, RATE_SECONDS))
-    if (want("rate") && process.env.BENCH_STAGES === "1") await stages("rate")
     let hangingRequests = 0
     let hangingSeconds = 0
-    if (want("hang")) {
+    if (SHAPES.includes("classic") && want("hang")) {
       await setHanging(Array.from({ length: HANGING }, (_, i) => i))
       const hangingStart = nowMs()
       await log(await steady("rate+hang", RATE, RATE_SECONDS, HANGING))
@@ -747,7 +975,7 @@ const main = async () => {
       await setHanging([])
     }
     // Last: tenant A's backlog of slow deliveries outlives its run.
-    if (want("fair")) {
+    if (SHAPES.includes("classic") && want("fair")) {
       // The hanging endpoints' parked deliveries arrive once they answer again: B's baseline waits
       // until the receiver has seen none of them for 3 s (at most a minute).
       for (let last = -1, i = 0; i < 20; i++) {
@@ -766,7 +994,7 @@ const main = async () => {
     // receiver in this process (it only counts what arrives), then the burst rounds again.
     const traced: Array<Result> = []
     const exported = { requests: 0, bytes: 0 }
-    if (want("traced")) {
+    if (SHAPES.includes("classic") && want("traced")) {
       const otlp = createHttpServer((req, res) => {
         req.on("data", (c: Buffer) => {
           exported.bytes += c.length
@@ -796,7 +1024,7 @@ const main = async () => {
 
     const none: Result = {
       name: "-", deliveries: 0, seconds: Number.NaN, perSecond: Number.NaN, healthyPerSecond: Number.NaN, p50: Number.NaN, p95: Number.NaN,
-      p99: Number.NaN, max: Number.NaN, duplicates: 0,
+      p99: Number.NaN, max: Number.NaN, slowDeliveries: 0, slowP99: Number.NaN, duplicates: 0,
       cpu: { dispatcher: Number.NaN, receiver: Number.NaN, broker: Number.NaN, bench: Number.NaN }
     }
     const byName = new Map(results.map((r) => [r.name, r]))
@@ -813,7 +1041,7 @@ const main = async () => {
     const f1 = (x: number) => Number.isNaN(x) ? "-" : x.toFixed(1)
     const pct = (x: number) => Number.isNaN(x) ? "-" : `${(x * 100).toFixed(0)}%`
     console.log("")
-    console.log("run          what                                   deliveries   secs   deliv/s     p50     p95     p99     max  dups  cpu: disp  broker  recv  bench")
+    console.log("run           what                                   deliveries   secs   deliv/s     p50     p95     p99     max  dups  cpu: disp  broker  recv  bench")
     const describe: Record<string, string> = {
       burst: `${BURST} events published at once`,
       ceiling: `bare undici loop, concurrency ${effectiveConcurrency}`,
@@ -824,19 +1052,32 @@ const main = async () => {
       "fair+A": `same, A: ${FAIR_ENDPOINTS} endpoints answer in 2 s`,
       traced: `same burst, tracing on: 100 % to OTLP`
     }
+    for (const shape of [shapes.wide!, shapes.fan25!]) {
+      const p = shape.prefix
+      describe[`${p}burst`] = `${BURST} deliveries (${Math.ceil(BURST / shape.fanOut)} events) at once`
+      describe[`${p}ceiling`] = `bare undici loop, concurrency ${concurrencyOf(shape)}`
+      describe[`${p}rate`] = `${RATE} deliveries/s offered for ${RATE_SECONDS} s`
+    }
     for (const x of results) {
       console.log(
-        `${x.name.padEnd(12)} ${describe[x.name]!.padEnd(38)} ${pad(String(x.deliveries), 10)} ${pad(f1(x.seconds), 6)} ${pad(f0(x.perSecond), 9)}` +
+        `${x.name.padEnd(13)} ${describe[x.name]!.padEnd(38)} ${pad(String(x.deliveries), 10)} ${pad(f1(x.seconds), 6)} ${pad(f0(x.perSecond), 9)}` +
           ` ${pad(f1(x.p50), 7)} ${pad(f1(x.p95), 7)} ${pad(f1(x.p99), 7)} ${pad(f0(x.max), 7)} ${pad(String(x.duplicates), 5)}` +
           `       ${pad(pct(x.cpu.dispatcher), 4)} ${pad(pct(x.cpu.broker), 7)} ${pad(pct(x.cpu.receiver), 5)} ${pad(pct(x.cpu.bench), 6)}`
       )
     }
-    console.log("(latency = publish to receipt at the receiver, ms; deliv/s = distinct deliveries / (last receipt - first publish);")
-    console.log(" cpu = share of one core used by each process during the run; the machine has 2 cores)")
-    for (const [name, rs] of [["burst", rounds.burst], ["ceiling", rounds.ceiling], ["traced", traced]] as const) {
+    console.log("(latency = publish to receipt at the receiver, ms, of the endpoints that answer at once; deliv/s = distinct deliveries /")
+    console.log(" (last receipt - first publish); cpu = share of one core used by each process during the run; the machine has 2 cores)")
+    for (const [name, rs] of [...Object.entries(rounds), ["traced", traced] as const]) {
       if (rs.length > 1) console.log(`${name}: ${rs.map((r) => r.perSecond.toFixed(0)).join(", ")} deliveries/s in ${rs.length} rounds; the median is shown`)
     }
-    if (want("traced")) {
+    for (const name of ["fan25:burst", "fan25:rate"]) {
+      const x = byName.get(name)
+      if (x !== undefined) {
+        console.log(`${name}: the ${SLOW_MS} ms endpoint: ${x.slowDeliveries} deliveries, p99 ${f1(x.slowP99)} ms; the ${FAN_OUT - 1} others: ` +
+          `${f0(x.healthyPerSecond)} deliveries/s, p99 ${f1(x.p99)} ms`)
+      }
+    }
+    if (SHAPES.includes("classic") && want("traced")) {
       console.log(`tracing: burst ${f0(t.perSecond)} deliveries/s with every span exported (${exported.requests} OTLP requests, ` +
         `${(exported.bytes / 1e6).toFixed(1)} MB) against ${f0(b.perSecond)}/s with tracing off in this run = ${(t.perSecond / b.perSecond).toFixed(2)}x;`)
       // CPU per delivery moves less than deliveries/s when other processes take the cores.
@@ -847,23 +1088,57 @@ const main = async () => {
     console.log(`CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)`)
     console.log("")
     const verdict = (ok: boolean, got: string) => got.includes("-") || got.includes("NaN") ? "-" : ok ? "PASS" : "MISS"
-    const lines: Array<[string, string, string, boolean]> = [
-      ["end-to-end deliveries/s (burst)", f0(b.perSecond), ">= 5000", b.perSecond >= 5000],
-      ["p99 at 1,000 events/s offered", `${f1(r.p99)} ms`, "<= 100 ms", r.p99 <= 100],
-      ["ratio to bare undici ceiling", (b.perSecond / c.perSecond).toFixed(2), ">= 0.50", b.perSecond / c.perSecond >= 0.5],
-      // The same 45 endpoints with and without the 5 hanging ones beside them.
-      ["healthy throughput with 10% hanging", pct(bh.perSecond / b.healthyPerSecond), ">= 90%", bh.perSecond / b.healthyPerSecond >= 0.9],
-      ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99],
-      // Tenant B's one fast endpoint, alone and beside tenant A's 500 endpoints answering in 2 s.
-      ["tenant B p99 beside tenant A (fairness)", `${f1(fa.p99)} ms = ${(fa.p99 / fb.p99).toFixed(2)}x`, "<= 2x", fa.p99 <= 2 * fb.p99],
+    const lines: Array<[string, string, string, boolean]> = []
+    if (SHAPES.includes("classic")) {
+      lines.push(
+        ["end-to-end deliveries/s (burst)", f0(b.perSecond), ">= 5000", b.perSecond >= 5000],
+        ["p99 at 1,000 events/s offered", `${f1(r.p99)} ms`, "<= 100 ms", r.p99 <= 100],
+        ["ratio to bare undici ceiling", (b.perSecond / c.perSecond).toFixed(2), ">= 0.50", b.perSecond / c.perSecond >= 0.5],
+        // The same 45 endpoints with and without the 5 hanging ones beside them.
+        ["healthy throughput with 10% hanging", pct(bh.perSecond / b.healthyPerSecond), ">= 90%", bh.perSecond / b.healthyPerSecond >= 0.9],
+        ["healthy p99 with 10% hanging (rate)", `${f1(rh.p99)} ms = ${(rh.p99 / r.p99).toFixed(2)}x`, "<= 2x", rh.p99 <= 2 * r.p99],
+        // Tenant B's one fast endpoint, alone and beside tenant A's 500 endpoints answering in 2 s.
+        ["tenant B p99 beside tenant A (fairness)", `${f1(fa.p99)} ms = ${(fa.p99 / fb.p99).toFixed(2)}x`, "<= 2x", fa.p99 <= 2 * fb.p99]
+      )
+    }
+    if (want("traced") && SHAPES.includes("classic")) {
       // The burst with every span exported over OTLP/HTTP, against the burst with tracing off.
-      ["burst with tracing on (100 % sampled)", `${f0(t.perSecond)} = ${(t.perSecond / b.perSecond).toFixed(2)}x`, ">= 0.70x", t.perSecond >= 0.7 * b.perSecond]
-    ]
-    console.log("target                                   measured             goal       verdict")
-    for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(40)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok, got)}`)
-    if (want("hang")) {
+      lines.push(["burst with tracing on (100 % sampled)", `${f0(t.perSecond)} = ${(t.perSecond / b.perSecond).toFixed(2)}x`, ">= 0.70x", t.perSecond >= 0.7 * b.perSecond])
+    }
+    for (const shape of [shapes.wide!, shapes.fan25!]) {
+      if (!SHAPES.includes(shape.key)) continue
+      const p = shape.prefix
+      const sb = byName.get(`${p}burst`) ?? none
+      const sc = byName.get(`${p}ceiling`) ?? none
+      const sr = byName.get(`${p}rate`) ?? none
+      // fan25: the fast endpoints' deliveries/s (up to their own last receipt) against a ceiling posting to them alone.
+      const rate = shape.slow.length > 0 ? sb.healthyPerSecond : sb.perSecond
+      const fast = shape.slow.length > 0 ? " (fast endpoints)" : ""
+      lines.push(
+        [`${p} ratio to bare undici ceiling${fast}`, `${(rate / sc.perSecond).toFixed(2)} (${f0(rate)}/${f0(sc.perSecond)})`, ">= 0.50", rate / sc.perSecond >= 0.5],
+        [`${p} p99 at ${RATE} deliveries/s${fast}`, `${f1(sr.p99)} ms`, "<= 100 ms", sr.p99 <= 100]
+      )
+    }
+    console.log("target                                        measured             goal       verdict")
+    for (const [what, got, goal, ok] of lines) console.log(`${what.padEnd(45)} ${got.padEnd(20)} ${goal.padEnd(10)} ${verdict(ok, got)}`)
+    if (SHAPES.includes("classic") && want("hang")) {
       console.log(`(hanging endpoints received ${hangingRequests} requests in ${hangingSeconds.toFixed(0)} s, each held until the ${TIMEOUT_SECONDS} s timeout;`)
       console.log(` healthy throughput = burst+hang ${f0(bh.perSecond)}/s against the same ${ENDPOINTS - HANGING} endpoints in the burst, ${f0(b.healthyPerSecond)}/s)`)
+    }
+    if (memoryRows.length > 0) {
+      // Resident memory (VmRSS) before the shape's bursts, its maximum sampled during them, and MEMORY_AFTER_S after.
+      const limits = { dispatcher: 256, projection: 192, registration: 160 } as const
+      console.log("")
+      console.log(`resident memory, MB    before   peak  ${pad(`+${MEMORY_AFTER_S}s`, 5)}   goal     verdict   (shape)`)
+      for (const { shape, before, peak, after } of memoryRows) {
+        for (const service of ["dispatcher", "projection", "registration", "broker"] as const) {
+          const limit = service === "broker" ? undefined : limits[service]
+          const worst = Math.max(before[service], peak[service], after[service])
+          const got = [before[service], peak[service], after[service]].map((x) => pad(f0(x), 6)).join(" ")
+          console.log(`${service.padEnd(20)} ${got}   ${(limit === undefined ? "-" : `<= ${limit}`).padEnd(8)} ` +
+            `${(limit === undefined || Number.isNaN(worst) ? "-" : worst <= limit ? "PASS" : "MISS").padEnd(9)} ${shape.key}`)
+        }
+      }
     }
     if (profileDir !== undefined) console.log(`dispatcher CPU profile: ${profileDir}`)
   } finally {

@@ -10,8 +10,17 @@ export const DispatcherConfig = Config.all({
   concurrency: Config.Int("DISPATCHER_CONCURRENCY").pipe(Config.withDefault(256)),
   /** HTTP attempts in flight per endpoint per process. */
   perEndpointConcurrency: Config.Int("DISPATCHER_PER_ENDPOINT_CONCURRENCY").pipe(Config.withDefault(8)),
-  /** Delivery records taken from Kafka and not finished, before fetching pauses (back-pressure). */
-  maxBuffered: Config.Int("DISPATCHER_MAX_BUFFERED").pipe(Config.withDefault(10_000)),
+  /**
+   * A task whose endpoint may start an attempt at once is attempted by the fan-out itself instead
+   * of passing through `webhooks.deliveries` (false: every task passes through the topic).
+   */
+  directDelivery: Config.Boolean("DISPATCHER_DIRECT_DELIVERY").pipe(Config.withDefault(true)),
+  /**
+   * Records taken from Kafka and not finished, per consumer, before its fetching pauses
+   * (back-pressure). It bounds the heap the records in flight take, so the process stays within
+   * its heap limit (package.json `orbit.nodeArgs`) however far behind it is.
+   */
+  maxBuffered: Config.Int("DISPATCHER_MAX_BUFFERED").pipe(Config.withDefault(2_000)),
   /** On SIGTERM, how long in-flight attempts may finish before they are handed back uncommitted. */
   shutdownGraceMs: Config.Int("DISPATCHER_SHUTDOWN_GRACE_MS").pipe(Config.withDefault(20_000)),
   /** Consumer-group session timeout: how soon the partitions of a crashed process move to another. */

@@ -13,10 +13,12 @@ import { FanOut } from "./fan-out/FanOut.ts"
 
 /**
  * The whole dispatcher, needing only the Kafka client, the secret key ring, the SSRF policy and a
- * resolver. Layers start in dependency order (topics, then the index caught up, then fan-out and
- * delivery) and stop in reverse: fan-out and delivery stop taking work before the producer closes.
+ * resolver. Layers start in dependency order (topics, then the index caught up, then delivery,
+ * then fan-out, which hands ready endpoints' first attempts to the delivery worker) and stop in
+ * reverse: fan-out stops before delivery, both stop taking work before the producer closes.
  */
-export const DispatcherLive = Layer.mergeAll(FanOut.layer, DeliveryWorker.layer).pipe(
+export const DispatcherLive = FanOut.layer.pipe(
+  Layer.provideMerge(DeliveryWorker.layer),
   Layer.provide(Layer.mergeAll(EndpointIndex.layer, Producer.layer(), Deliverer.layer)),
   Layer.provide(TopicsReady),
   Layer.provide(TopicAdmin.layer)

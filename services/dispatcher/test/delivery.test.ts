@@ -1,7 +1,7 @@
 /** End to end: source event → fan-out → signed HTTPS delivery, against the real broker. */
 import { createHmac, randomUUID } from "node:crypto"
 import { encrypt, parseKeyRing } from "@orbit/crypto"
-import { deliveryIdFor, type EndpointRegistered } from "@orbit/domain"
+import { type DeliveryTask, deliveryIdFor, type EndpointRegistered } from "@orbit/domain"
 import { Webhook } from "standardwebhooks"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { INVALID_REASON_HEADER } from "../src/fan-out/FanOut.ts"
@@ -12,9 +12,11 @@ import {
   makeHarness,
   type Receiver,
   startReceiver,
+  committedOffsets,
   tasksIn,
   type TestEndpoint,
   waitFor,
+  waitForCommittedPast,
   waitForGroupCaughtUp
 } from "./support.ts"
 
@@ -182,16 +184,103 @@ describe("dispatcher delivery", () => {
     await h.publish(event)
     await waitFor("both deliveries", () =>
       receiver.received.some((r) => r.path === "/m-all") && receiver.received.some((r) => r.path === "/m-typed"))
-    // The fan-out commits the event only after its tasks are written: then the tasks are all there.
+    // The fan-out commits the event only after each task is attempted (its outcome recorded) or
+    // written to the deliveries topic, and the worker commits a task only after its attempt: then
+    // every request made for the event was received.
     await waitForGroupCaughtUp(h, "orbit-dispatcher-fanout", h.topics.sourceEvents.name)
-    const tasks = (await tasksIn(h, h.topics.deliveries.name)).filter((task) => task.source_event_id === event.id)
-    expect(tasks.map((task) => task.endpoint_id).sort()).toEqual([all.id, typed.id].sort())
-    // The worker commits a task only after its attempt: then every request it made was received.
     await waitForGroupCaughtUp(h, "orbit-dispatcher-delivery", h.topics.deliveries.name)
+    const queued = (await tasksIn(h, h.topics.deliveries.name)).filter((task) => task.source_event_id === event.id)
+    const attempted = await waitFor("the attempt events", () => {
+      const a = h.attempts.filter((x) => x.source_event_id === event.id)
+      return a.length >= 2 ? a : undefined
+    })
+    // One task per subscribed endpoint: each attempted once, whether at once or after waiting in the topic.
+    expect(attempted.map((a) => a.endpoint_id).sort()).toEqual([all.id, typed.id].sort())
+    expect(queued.every((task) => task.endpoint_id === all.id || task.endpoint_id === typed.id)).toBe(true)
     const paths = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.path).sort()
     expect(paths).toEqual(["/m-all", "/m-typed"])
     const ids = receiver.received.filter((r) => r.path.startsWith("/m-")).map((r) => r.headers["x-devotel-delivery-id"])
     expect(new Set(ids)).toEqual(new Set([deliveryIdFor(event.id, all.id), deliveryIdFor(event.id, typed.id)]))
+  })
+
+  it("attempts a ready endpoint's task without writing it to webhooks.deliveries; a busy endpoint's tasks wait there", async () => {
+    const tenant = `ten_${randomUUID()}`
+    const ready = await h.register({ url: url("/hop-ready"), tenantId: tenant, events: ["message.sent"] })
+    const first = domainEvent(tenant, "message.sent")
+    await h.publish(first)
+    await waitFor("the ready endpoint's attempt", () => h.attempts.find((a) => a.source_event_id === first.id && a.outcome === "succeeded"))
+    // Committed by the fan-out: its tasks are attempted or in the topic by now.
+    await waitForGroupCaughtUp(h, "orbit-dispatcher-fanout", h.topics.sourceEvents.name)
+    expect((await tasksIn(h, h.topics.deliveries.name)).filter((t) => t.source_event_id === first.id)).toEqual([])
+
+    // A receiver holding every request: the endpoint's per-endpoint slots (8) fill, and the events
+    // beyond them wait in the topic until a slot frees.
+    const busyTenant = `ten_${randomUUID()}`
+    const busy = await h.register({ url: url("/hop-busy"), tenantId: busyTenant, events: ["message.sent"], timeoutSeconds: 30 })
+    const held: Array<() => void> = []
+    receiver.on("/hop-busy", (_req, res) => held.push(() => res.writeHead(200).end("ok")))
+    const events = Array.from({ length: 10 }, () => domainEvent(busyTenant, "message.sent"))
+    for (const event of events) await h.publish(event)
+    await waitFor("the endpoint's 8 slots held", () => held.length >= 8)
+    const ids = new Set(events.map((e) => e.id))
+    // 8 attempts held, so the 2 events beyond the slots can only be in the topic.
+    let queued: Array<DeliveryTask> = []
+    for (const deadline = Date.now() + 20_000; queued.length < 2;) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for 2 queued tasks (have ${queued.length})`)
+      queued = (await tasksIn(h, h.topics.deliveries.name)).filter((t) => ids.has(t.source_event_id))
+    }
+    expect(queued.length).toBe(2)
+    expect(queued.every((t) => t.endpoint_id === busy.id)).toBe(true)
+    receiver.on("/hop-busy", (_req, res) => res.writeHead(200).end("ok"))
+    for (const release of held.splice(0)) release()
+    const attempted = await waitFor("every busy event attempted", () => {
+      const a = h.attempts.filter((x) => ids.has(x.source_event_id))
+      return a.length >= 10 ? a : undefined
+    })
+    expect(new Set(attempted.map((a) => a.source_event_id)).size).toBe(10)
+    expect(attempted.every((a) => a.outcome === "succeeded" && a.endpoint_id === busy.id)).toBe(true)
+    expect(ready.id).not.toBe(busy.id)
+  })
+
+  it("commits a source record attempted without the hop only once the attempt's outcome is recorded", async () => {
+    const tenant = `ten_${randomUUID()}`
+    await h.register({ url: url("/commit-held"), tenantId: tenant, events: ["message.sent"], timeoutSeconds: 30 })
+    await h.register({ url: url("/commit-fast"), tenantId: `${tenant}_b`, events: ["message.sent"] })
+    const held: Array<() => void> = []
+    receiver.on("/commit-held", (_req, res) => held.push(() => res.writeHead(200).end("ok")))
+    const producer = h.kafka.producer()
+    await producer.connect()
+    try {
+      const source = h.topics.sourceEvents.name
+      const group = "orbit-dispatcher-fanout"
+      const send = async (event: Record<string, unknown>, key: string) => {
+        const [meta] = await producer.send({ topic: source, acks: -1, messages: [{ key, value: JSON.stringify(event) }] })
+        return { topic: source, partition: meta!.partition, offset: BigInt(meta!.baseOffset!) }
+      }
+      // E (its attempt held by the receiver) and then S (delivered at once), in one partition.
+      const key = `k_${randomUUID()}`
+      const e = await send(domainEvent(tenant, "message.sent"), key)
+      await waitFor("the held attempt", () => held.length === 1)
+      const sEvent = domainEvent(`${tenant}_b`, "message.sent")
+      const s = await send(sEvent, key)
+      expect(s.partition).toBe(e.partition)
+      const sId = String(sEvent.id)
+      await waitFor("S's attempt recorded", () => h.attempts.some((a) => a.source_event_id === sId && a.outcome === "succeeded"))
+      // A record on another partition, published after S finished, committed: a commit has
+      // happened since S finished, and it could not pass E, whose attempt is still running.
+      let t = await send(domainEvent(`${tenant}_none`, "message.sent"), `t_${randomUUID()}`)
+      while (t.partition === e.partition) t = await send(domainEvent(`${tenant}_none`, "message.sent"), `t_${randomUUID()}`)
+      await waitForCommittedPast(h, group, t)
+      const committed = (await committedOffsets(h, group, source)).get(e.partition) ?? -1n
+      expect(committed <= e.offset, `committed ${committed}, E at ${e.offset}, S (${sId}) at ${s.offset}`).toBe(true)
+      // Once E's attempt ends and its outcome is recorded, the partition is committed past S.
+      for (const release of held.splice(0)) release()
+      await waitForCommittedPast(h, group, s)
+    } finally {
+      receiver.on("/commit-held", (_req, res) => res.writeHead(200).end("ok"))
+      for (const release of held.splice(0)) release()
+      await producer.disconnect()
+    }
   })
 
   it("moves poison records to orbit.events.invalid and keeps consuming", async () => {

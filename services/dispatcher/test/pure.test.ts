@@ -68,6 +68,46 @@ describe("KeyedLimiter", () => {
   })
 })
 
+describe("KeyedLimiter.runIfReady (the fan-out's attempt without the task-topic hop)", () => {
+  it("runs a job only when it may start at once, passing nobody who waits", async () => {
+    const limiter = new KeyedLimiter({ global: 3, perKey: 2, groupReserve: 0 })
+    const release: Array<() => void> = []
+    const job = () => new Promise<string>((r) => release.push(() => r("done")))
+    const a1 = limiter.runIfReady("a", job)
+    const a2 = limiter.runIfReady("a", job)
+    expect(a1).toBeInstanceOf(Promise)
+    expect(a2).toBeInstanceOf(Promise)
+    expect(limiter.runIfReady("a", job)).toBeUndefined() // the key is at its limit
+    const queued = limiter.run("a", job) // waits for a slot of "a"
+    const b1 = limiter.runIfReady("b", job)
+    expect(b1).toBeInstanceOf(Promise)
+    expect(limiter.runIfReady("c", job)).toBeUndefined() // no global slot left
+    expect(limiter.active).toBe(3)
+    release[0]!() // a1 ends: its slot goes to the job waiting for "a", not to a newcomer
+    expect(await a1).toBe("done")
+    expect(limiter.active).toBe(3)
+    expect(limiter.runIfReady("a", job)).toBeUndefined()
+    expect(limiter.runIfReady("paced", job, { ratePerSecond: 100 })).toBeUndefined() // paced keys always queue
+    limiter.pauseUntil("d", Date.now() + 60_000)
+    for (const r of release.splice(0)) r()
+    await Promise.all([a2, b1])
+    await new Promise((r) => setTimeout(r, 0))
+    for (const r of release.splice(0)) r()
+    expect(await queued).toBe("done")
+    expect(limiter.runIfReady("d", job)).toBeUndefined() // paused by a Retry-After
+    expect(limiter.active).toBe(0)
+  })
+
+  it("keeps a group's reserve: a tenant at its cap queues", () => {
+    const limiter = new KeyedLimiter({ global: 4, perKey: 4, groupReserve: 2 })
+    const job = () => new Promise<void>(() => undefined)
+    expect(limiter.runIfReady("a", job, { group: "t1" })).toBeInstanceOf(Promise)
+    expect(limiter.runIfReady("b", job, { group: "t1" })).toBeInstanceOf(Promise)
+    expect(limiter.runIfReady("c", job, { group: "t1" })).toBeUndefined()
+    expect(limiter.runIfReady("d", job, { group: "t2" })).toBeInstanceOf(Promise)
+  })
+})
+
 describe("KeyedLimiter across tenants", () => {
   const tick = () => new Promise((r) => setTimeout(r, 0))
 

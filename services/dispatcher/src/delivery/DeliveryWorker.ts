@@ -4,6 +4,7 @@ import {
   type DeliveryTask,
   encodeDeliveryDeadLettered,
   encodeDeliveryTask,
+  type Endpoint,
   subscribes,
   topicsFor
 } from "@orbit/domain"
@@ -71,6 +72,20 @@ const endAttemptSpan = (spans: Spans, span: Span, result: AttemptResult): void =
 export class DeliveryWorker extends Context.Service<DeliveryWorker, {
   /** Attempts running or waiting for a slot (for tests and metrics). */
   readonly outstanding: () => number
+  /**
+   * A first attempt straight from the fan-out, without the hop through `webhooks.deliveries`:
+   * when the endpoint (active, subscribed, not rate-limited) may start an attempt at once, runs it
+   * and records its outcome durably (attempt event, plus retry or dead letter), resolving once
+   * that is acknowledged; otherwise returns `undefined` and the task must be queued in the topic.
+   * `indexOffsets` are the ones the task was matched at (this process's index has applied them);
+   * `trace` is the fan-out span's context, the parent of the attempt's span.
+   */
+  readonly deliverNow: (
+    task: DeliveryTask,
+    indexOffsets: IndexOffsets,
+    signal: AbortSignal,
+    trace: RecordTraceContext | undefined
+  ) => Promise<void> | undefined
 }>()("@orbit/dispatcher/DeliveryWorker") {
   static readonly layer = Layer.effect(
     DeliveryWorker,
@@ -173,18 +188,10 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         // come back through the delay queue, whose partitions another process may own, so they
         // return to `webhooks.deliveries` once due.
         if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, trace, signal)
-        // The attempt's span, when tracing: a child of the task's trace context (the fan-out span).
-        let attemptSpan: ReturnType<NonNullable<typeof spans>["start"]> | undefined
-        const result = await limiter.run(target.id, async () => {
-          if (signal.aborted) throw new Abandoned()
-          if (spans !== undefined) attemptSpan = startAttemptSpan(spans, task, trace)
-          const r = await deliverer.attemptNow(task, target)
-          if (attemptSpan !== undefined) endAttemptSpan(spans!, attemptSpan, r)
-          limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
-          // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
-          if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
-          return r
-        }, { group: task.tenant_id, ratePerSecond: target.rate_limit_per_second })
+        const result = await limiter.run(target.id, () => attempt(task, target, signal, trace), {
+          group: task.tenant_id,
+          ratePerSecond: target.rate_limit_per_second
+        })
         if (result === SHED) {
           // The endpoint is unresponsive and being probed: the task waits in the delay queue for
           // about one probe (its attempt not spent) instead of in memory, where a dead endpoint's
@@ -197,6 +204,34 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           // horizon: it waits in the delay queue rather than in memory, for the same reason.
           return park(task, indexOffsets, trace, result.until, signal, "parking a task for a rate-limited endpoint")
         }
+        await record(task, target, result, indexOffsets, trace, signal)
+      }
+
+      /**
+       * One attempt, holding a slot of the limiter, in its own span when tracing (a child of the
+       * task's trace context, the fan-out span); marks the endpoint responsive or not, and paused
+       * on `Retry-After`.
+       */
+      const attempt = async (task: DeliveryTask, target: Endpoint, signal: AbortSignal, trace: RecordTraceContext | undefined) => {
+        if (signal.aborted) throw new Abandoned()
+        const span = spans === undefined ? undefined : startAttemptSpan(spans, task, trace)
+        const r = await deliverer.attemptNow(task, target)
+        if (span !== undefined) endAttemptSpan(spans!, span, r)
+        limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+        // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
+        if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
+        return { result: r, span }
+      }
+
+      /** The attempt's outcome, durably: its attempt event, and the next attempt in the delay queue or a dead letter. */
+      const record = async (
+        task: DeliveryTask,
+        target: Endpoint,
+        { result, span: attemptSpan }: { readonly result: AttemptResult; readonly span: Span | undefined },
+        indexOffsets: IndexOffsets,
+        trace: RecordTraceContext | undefined,
+        signal: AbortSignal
+      ) => {
         const now = Date.now()
         const plan = planAfterAttempt({
           task,
@@ -278,6 +313,20 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         delays.consumer(consumerOptions("orbit-dispatcher-retry"))
       ]
       const outstanding = () => consumers.reduce((n, c) => n + c.outstanding, 0)
+
+      const deliverNow = (
+        task: DeliveryTask,
+        indexOffsets: IndexOffsets,
+        signal: AbortSignal,
+        trace: RecordTraceContext | undefined
+      ): Promise<void> | undefined => {
+        const target = index.get(task.endpoint_id)
+        // A rate-limited endpoint is paced by the owner of its partition of `webhooks.deliveries` only.
+        if (target === undefined || target.rate_limit_per_second !== null || signal.aborted) return undefined
+        if (!subscribes(target, task.tenant_id, task.mode, task.source_event_type, task.addressed)) return undefined
+        const started = limiter.runIfReady(target.id, () => attempt(task, target, signal, trace), { group: task.tenant_id })
+        return started?.then((attempted) => record(task, target, attempted, indexOffsets, trace, signal))
+      }
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => Promise.all(consumers.map((c) => c.start()))).pipe(
           Effect.tapError((e) => logKafkaRetry("delivery consumer cannot start yet; retrying", e)),
@@ -289,7 +338,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           )
       )
       yield* Effect.logInfo("delivery worker started", { concurrency: config.concurrency, perEndpoint: config.perEndpointConcurrency })
-      return DeliveryWorker.of({ outstanding })
+      return DeliveryWorker.of({ outstanding, deliverNow })
     })
   )
 }

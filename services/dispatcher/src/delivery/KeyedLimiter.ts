@@ -154,6 +154,33 @@ export class KeyedLimiter {
     }
   }
 
+  /**
+   * Runs `job` only if it may start at once: an unpaced key with no job of its own waiting, below
+   * its limit, and a global and a group slot free (so it passes nobody who waits). Otherwise
+   * returns `undefined` without running it, for the caller to queue the job elsewhere.
+   */
+  runIfReady<A>(key: string, job: () => Promise<A>, lane: Lane = {}): Promise<A> | undefined {
+    if (lane.ratePerSecond !== undefined && lane.ratePerSecond !== null && lane.ratePerSecond > 0) return undefined
+    const state = this.stateOf(key, lane)
+    const now = this.now()
+    if (
+      this.waitOf(key, state, now) > 0 || state.waiting.length > 0 || state.running >= this.limitOf(key) ||
+      this.running >= this.limits.global || state.group.running >= this.groupCap
+    ) {
+      this.forgetIfIdle(key, state)
+      return undefined
+    }
+    const granted = this.grant(key, state, now)
+    const run = async () => {
+      try {
+        return await job()
+      } finally {
+        this.release(key, granted)
+      }
+    }
+    return run()
+  }
+
   /** After an attempt: `false` sheds the key's waiting jobs and runs one at a time until `true` again. */
   setResponsive(key: string, responsive: boolean): void {
     if (responsive === !this.unresponsive.has(key)) return

@@ -6,6 +6,7 @@ import {
   KafkaClient,
   type KafkaMessage,
   logKafkaRetry,
+  type Message,
   Producer,
   type TopicMessages,
   traceContextOf,
@@ -14,6 +15,7 @@ import {
 } from "@orbit/kafka"
 import { promiseSpans } from "@orbit/runtime"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
+import { DeliveryWorker } from "../delivery/DeliveryWorker.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
 import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { taskJson } from "../RecordJson.ts"
@@ -42,8 +44,13 @@ export const fanOutBatch = (input: {
   readonly invalid: number
   /** Endpoints given a task. */
   readonly endpoints: ReadonlyArray<string>
+  /** Each task with its record (the records of `out`'s deliveries topic, in order). */
+  readonly deliveries: ReadonlyArray<{ readonly task: DeliveryTask; readonly message: Message }>
+  /** The invalid-record copies (the records of `out`'s invalid topic). */
+  readonly invalidMessages: ReadonlyArray<Message>
 } => {
   const endpointIds: Array<string> = []
+  const deliveries: Array<{ readonly task: DeliveryTask; readonly message: Message }> = []
   const tasks: Array<TopicMessages["messages"][number]> = []
   const invalid: Array<TopicMessages["messages"][number]> = []
   const at = new Date(input.now).toISOString()
@@ -88,13 +95,15 @@ export const fanOutBatch = (input: {
         // Last, in schema order: taskJson must produce the encoder's exact bytes.
         ...(event.endpoint_id === undefined ? {} : { addressed: true as const })
       }
-      tasks.push({ key: endpoint.id, value: taskJson(task), headers: taskHeaders })
+      const record: Message = { key: endpoint.id, value: taskJson(task), headers: taskHeaders }
+      tasks.push(record)
+      deliveries.push({ task, message: record })
     }
   }
   const out: Array<TopicMessages> = []
   if (tasks.length > 0) out.push({ topic: input.topics.deliveries, messages: tasks })
   if (invalid.length > 0) out.push({ topic: input.topics.invalid, messages: invalid })
-  return { out, tasks: tasks.length, invalid: invalid.length, endpoints: endpointIds }
+  return { out, tasks: tasks.length, invalid: invalid.length, endpoints: endpointIds, deliveries, invalidMessages: invalid }
 }
 
 /**
@@ -117,6 +126,7 @@ export class FanOut extends Context.Service<FanOut, {
       const config = yield* DispatcherConfig
       const index = yield* EndpointIndex
       const producer = yield* Producer
+      const worker = yield* DeliveryWorker
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const spans = yield* promiseSpans
       const topics = topicsFor(topicPrefix)
@@ -132,6 +142,12 @@ export class FanOut extends Context.Service<FanOut, {
        * acknowledged before the event was published is reflected in its tasks. The tasks carry
        * those offsets, and the worker that takes one catches its own index up to them before it
        * decides to deliver and signs. Records of one fetched batch share one measurement.
+       *
+       * Fewer hops: a task whose endpoint may start an attempt now (`DeliveryWorker.deliverNow`)
+       * is attempted here, and only the others are written to `webhooks.deliveries` to wait there.
+       * The record is finished (its offset committable) once every task is either in the topic or
+       * attempted with its outcome acknowledged; a crash before that takes the record again and
+       * fans it out again (at-least-once, same delivery ids), so nothing read is ever dropped.
        */
       const handle = async (topic: string, partition: number, message: KafkaMessage, signal: AbortSignal): Promise<void> => {
         if (spans === undefined) {
@@ -182,7 +198,24 @@ export class FanOut extends Context.Service<FanOut, {
           strictData: config.strictEventData,
           traceHeaders: trace
         })
-        await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
+        if (!config.directDelivery) {
+          await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
+        } else {
+          const queued: Array<Message> = []
+          const attempts: Array<Promise<void>> = []
+          for (const { message, task } of fanned.deliveries) {
+            const started = worker.deliverNow(task, indexOffsets, signal, trace === undefined ? undefined : traceContextOf(trace))
+            if (started === undefined) queued.push(message)
+            else attempts.push(started)
+          }
+          const attempted = Promise.all(attempts)
+          attempted.catch(() => undefined) // awaited below; a failing produce must not leave it unhandled
+          const out: Array<TopicMessages> = []
+          if (queued.length > 0) out.push({ topic: outTopics.deliveries, messages: queued })
+          if (fanned.invalidMessages.length > 0) out.push({ topic: outTopics.invalid, messages: [...fanned.invalidMessages] })
+          if (out.length > 0) await untilDone(() => producer.sendNow(out, "prompt"), signal, retrying("producing delivery tasks"))
+          await attempted
+        }
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
         return fanned
       }
