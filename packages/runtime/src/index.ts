@@ -1,1 +1,2 @@
 export * from "./ServiceRuntime.ts"
+export * from "./MetricsServer.ts"

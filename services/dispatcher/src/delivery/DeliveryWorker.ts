@@ -23,6 +23,7 @@ import {
 import { Context, Effect, Layer, Schedule } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { DispatcherMetrics } from "../DispatcherMetrics.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { attemptedJson } from "../RecordJson.ts"
 import { Deferred, KeyedLimiter, SHED } from "./KeyedLimiter.ts"
@@ -48,11 +49,13 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const index = yield* EndpointIndex
       const deliverer = yield* Deliverer
       const producer = yield* Producer
+      const metrics = yield* DispatcherMetrics
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topics = topicsFor(topicPrefix)
       // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
       const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
+      let inFlight = 0
       const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
         void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
 
@@ -121,8 +124,11 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, signal)
         const result = await limiter.run(target.id, async () => {
           if (signal.aborted) throw new Abandoned()
-          const r = await deliverer.attemptNow(task, target)
+          metrics.setInFlight(++inFlight)
+          const r = await deliverer.attemptNow(task, target).finally(() => metrics.setInFlight(--inFlight))
+          metrics.attempted(task, r, Date.now())
           limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+          metrics.setHeldToOne(limiter.unresponsiveCount)
           // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
           if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
           return r
@@ -157,6 +163,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
         await durably("recording an attempt", () => producer.sendNow(out, "lingering"), signal)
+        if (plan.dead !== undefined) metrics.deadLettered()
       }
 
       // A record fetched again (rebalance back to us) while its first copy is still running joins

@@ -12,6 +12,7 @@ import {
 } from "@orbit/kafka"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { DispatcherMetrics } from "../DispatcherMetrics.ts"
 import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { taskJson } from "../RecordJson.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
@@ -112,6 +113,7 @@ export class FanOut extends Context.Service<FanOut, {
       const config = yield* DispatcherConfig
       const index = yield* EndpointIndex
       const producer = yield* Producer
+      const metrics = yield* DispatcherMetrics
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const topics = topicsFor(topicPrefix)
       const sourceTopics = Option.getOrElse(config.sourceTopics, () => [topics.sourceEvents.name])
@@ -140,6 +142,7 @@ export class FanOut extends Context.Service<FanOut, {
           strictData: config.strictEventData
         })
         await untilDone(() => producer.sendNow(fanned.out, "prompt"), signal, retrying("producing delivery tasks"))
+        metrics.fannedOut(fanned.tasks, fanned.invalid)
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
       }
 
