@@ -42,13 +42,17 @@ export const startPlatform = async (options: {
   const baseUrl = `http://127.0.0.1:${port}`
   const sql = postgres(DATABASE_URL, { max: 4, onnotice: () => undefined, connection: { search_path: id } })
   const processes = new Map<ServiceName, ChildProcess>()
+  // Each service's own `/metrics` port (the registration serves it on its API port too), picked
+  // now so parallel platforms never collide; a restarted service keeps its port.
+  const metricsPorts = new Map<ServiceName, number>()
+  for (const name of ["registration", "projection", "dispatcher"] as const) metricsPorts.set(name, await freePort())
   const logs = new Map<ServiceName, Array<string>>()
 
   /** Starts a service; `extraEnv` overrides the platform's settings for this process only. */
   const start = (name: ServiceName, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
       // Each service's Postgres sessions are named after the run and the service (pg_stat_activity).
-      env: { ...env, PGAPPNAME: `${id}-${name}`, ...extraEnv },
+      env: { ...env, PGAPPNAME: `${id}-${name}`, ORBIT_METRICS_PORT: String(metricsPorts.get(name)), ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const lines = logs.get(name) ?? []
@@ -67,6 +71,10 @@ export const startPlatform = async (options: {
     child.kill(signal)
     await exited
   }
+
+  /** Where Prometheus scrapes a service: the registration on its API port, the others on their metrics port. */
+  const metricsUrl = (name: ServiceName) =>
+    name === "registration" ? `${baseUrl}/metrics` : `http://127.0.0.1:${metricsPorts.get(name)}/metrics`
 
   /** Polls `f` until it gives a value (not undefined or false) and returns it; fails naming `what`, with the services' last log lines. */
   const eventually = async <A>(what: string, f: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 60_000): Promise<A> => {
@@ -196,7 +204,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, baseUrl, metricsUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>
