@@ -108,8 +108,13 @@ export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
         count: Metric.withAttributes(deliveries, { outcome: o }),
         duration: Metric.withAttributes(attemptDuration, { outcome: o })
       }]))
-      // Every outcome is a series from the start, so a rate over it is defined before its first attempt.
-      if (!tenantLabel) for (const { count } of byOutcome.values()) count.updateUnsafe(0, ctx)
+      // Reading a series registers it: every outcome's series exists from the start, so a rate over it
+      // is defined before its first attempt.
+      for (const { count, duration } of byOutcome.values()) {
+        if (!tenantLabel) count.valueUnsafe(ctx)
+        duration.valueUnsafe(ctx)
+      }
+      endToEnd.valueUnsafe(ctx)
       for (const c of [sourceEventsConsumed, tasksProduced, deadLetters, invalidSourceRecords]) c.updateUnsafe(0, ctx)
       inFlight.updateUnsafe(0, ctx)
       heldToOne.updateUnsafe(0, ctx)

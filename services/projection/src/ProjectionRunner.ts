@@ -151,6 +151,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
     const appliedOnTopic = Metric.withAttributes(recordsApplied, { topic: options.topic })
     const batchTime = Metric.withAttributes(batchDuration, { projection: options.label })
     yield* Metric.update(appliedOnTopic, 0)
+    yield* Metric.value(batchTime)
     // The end offsets a rebuild from offset 0 must reach (none when no rebuild is running).
     let rebuildTarget: ReadonlyMap<number, bigint> | undefined
     yield* sampleLag(options, () => rebuildTarget, () => {

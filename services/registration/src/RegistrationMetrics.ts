@@ -120,5 +120,9 @@ export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
     Effect.catchCause((cause) => Effect.logDebug("metrics: sampling failing endpoints failed; next time", { cause: String(Cause.squash(cause)) }))
   )
   yield* Metric.update(failingLongest, 0)
+  // Reading a series registers it, so these exist before their first observation.
+  yield* Metric.value(readYourWritesWait)
+  yield* Metric.value(limitSeries.tenant)
+  yield* Metric.value(limitSeries.key_lookup)
   yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs)} millis`)))
 }))
