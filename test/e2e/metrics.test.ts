@@ -6,6 +6,8 @@
  * requests of both kinds, and requests under their route templates.
  */
 import { randomBytes } from "node:crypto"
+import { once } from "node:events"
+import net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Kafka, logLevel } from "@orbit/kafka"
 import { generateApiKey } from "@orbit/crypto"
@@ -185,6 +187,40 @@ describe("metrics after known traffic", () => {
       expect(settled.projection.value("orbit_projection_lag_seconds", { projection })).toBe(0)
       expect(settled.projection.value("orbit_projection_rebuild_progress_ratio", { projection })).toBe(1)
     }
+  })
+
+  it("shows a parked retry in its delay tier with its age, and an unreachable endpoint held to one attempt", async () => {
+    const tenant = `tenant_${randomBytes(6).toString("hex")}`
+    const { key } = await platform.createKey(tenant)
+    // A port nothing listens on: bound, then closed.
+    const closed = net.createServer().listen(0, "127.0.0.1")
+    await once(closed, "listening")
+    const deadPort = (closed.address() as net.AddressInfo).port
+    await new Promise((r) => closed.close(r))
+    receiver.respond("/m-later", () => 500)
+    // The retry is due in a minute: it waits in the 30 s tier (the largest not beyond its wait).
+    const later = { strategy: "custom", delays_seconds: [60] }
+    const before = await scrape(platform.metricsUrl("dispatcher"))
+    for (const url of [receiver.url("/m-later"), `https://127.0.0.1:${deadPort}/gone`]) {
+      const res = await platform.api("POST", "/api/v1/webhooks", { key, body: { url, events: ["message.delivered"], retry_policy: later, timeout_seconds: 5 } })
+      expect(res.status, res.text).toBe(201)
+    }
+    await platform.publish(tenant, { type: "message.delivered" })
+
+    const seen = await platform.eventually("both retries parked and the unreachable endpoint held to one attempt", async () => {
+      const d = await scrape(platform.metricsUrl("dispatcher"))
+      return d.value("orbit_retry_backlog_records", { tier: "30s" }) === 2 &&
+          d.value("orbit_retry_backlog_oldest_age_seconds", { tier: "30s" }) > 0 &&
+          d.value("orbit_endpoints_held_to_one_attempt") === 1
+        ? d
+        : undefined
+    })
+    expect({
+      http_error: seen.value("orbit_deliveries_total", { outcome: "http_error" }) - before.value("orbit_deliveries_total", { outcome: "http_error" }),
+      connect_error: seen.value("orbit_deliveries_total", { outcome: "connect_error" }) - before.value("orbit_deliveries_total", { outcome: "connect_error" }),
+      other_tiers: seen.value("orbit_retry_backlog_records") - seen.value("orbit_retry_backlog_records", { tier: "30s" })
+    }).toEqual({ http_error: 1, connect_error: 1, other_tiers: 0 })
+    expect(seen.value("orbit_consumer_lag_records", { group: "orbit-dispatcher-retry" })).toBe(2)
   })
 
   it("counts each request refused by the key's rate limit and by the address's key-lookup limit", async () => {
