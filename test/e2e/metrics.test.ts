@@ -16,6 +16,8 @@ import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
 import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
 import type { Platform } from "../src/Platform.ts"
 import { type Scrape, scrape } from "../src/Scrape.ts"
+import { serviceArgs } from "../../infra/services.ts"
+import { spawn } from "node:child_process"
 
 let rig: DeliveryRig
 let platform: Platform
@@ -248,5 +250,22 @@ describe("metrics after known traffic", () => {
     expect({ tenant: d("tenant"), key_lookup: d("key_lookup") }).toEqual({ tenant: 1, key_lookup: 2 })
     expect(after.value("orbit_http_requests_total", { route: "/api/v1/webhooks", method: "GET", status: "429" }) -
       before.value("orbit_http_requests_total", { route: "/api/v1/webhooks", method: "GET", status: "429" })).toBe(3)
+  })
+
+  it.each([["not-a-port"], ["in use"]])("stops the projection at start with one line naming ORBIT_METRICS_PORT when it is %s", async (what) => {
+    // The registration's API port is in use for as long as the platform runs.
+    const value = what === "in use" ? new URL(platform.baseUrl).port : what
+    const child = spawn(process.execPath, serviceArgs("projection"), {
+      env: { ...platform.env, ORBIT_DB_SCHEMA: `${platform.id}_bad`, ORBIT_METRICS_PORT: value },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout!.on("data", (d: Buffer) => (output += d.toString()))
+    child.stderr!.on("data", (d: Buffer) => (output += d.toString()))
+    const [code] = await once(child, "exit")
+    expect(code).toBe(1)
+    const line = output.split("\n").find((l) => l.includes("failed to start"))
+    expect(line, output).toContain("ORBIT_METRICS_PORT")
+    await platform.sql.unsafe(`DROP SCHEMA IF EXISTS "${platform.id}_bad" CASCADE`)
   })
 })
