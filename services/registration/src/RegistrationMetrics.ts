@@ -111,7 +111,11 @@ const longestFailingSeconds = (sql: Db["Service"]["sql"]) =>
     SELECT EXTRACT(EPOCH FROM now() - min(a.occurred_at))::float8 AS seconds
     FROM active c JOIN delivery_attempts a ON a.endpoint_id = c.id AND a.occurred_at > c.since`
 
-/** Samples `orbit_endpoint_failing_longest_seconds` every `ORBIT_METRICS_SAMPLE_MS` (default 5 s) in the background. */
+/**
+ * Samples `orbit_endpoint_failing_longest_seconds` in the background every sixth
+ * `ORBIT_METRICS_SAMPLE_MS` (default every 30 s): it reads the attempt log per active endpoint, and
+ * the alert it serves is about an hour.
+ */
 export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   const { sql } = yield* Db
   const sampleMs = yield* Config.Int("ORBIT_METRICS_SAMPLE_MS").pipe(Config.withDefault(5_000))
@@ -124,5 +128,5 @@ export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   yield* Metric.value(readYourWritesWait)
   yield* Metric.value(limitSeries.tenant)
   yield* Metric.value(limitSeries.key_lookup)
-  yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs)} millis`)))
+  yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs * 6)} millis`)))
 }))
