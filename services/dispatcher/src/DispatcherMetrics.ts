@@ -86,8 +86,8 @@ export const createdAtOf = (body: string): number | undefined => {
 export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
   /** One source record fanned out durably into `tasks` delivery tasks, or moved aside as invalid. */
   fannedOut(tasks: number, invalid: number): void
-  /** An HTTP attempt finished (for `task`, whose endpoint belongs to its tenant). */
-  attempted(task: DeliveryTask, result: AttemptResult, now: number): void
+  /** An HTTP attempt finished (for `task`, whose endpoint belongs to its tenant); `fannedOut`: the task came from the fan-out. */
+  attempted(task: DeliveryTask, result: AttemptResult, now: number, fannedOut: boolean): void
   deadLettered(): void
   /** HTTP attempts running now. */
   setInFlight(n: number): void
@@ -175,12 +175,12 @@ export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
           if (tasks > 0) tasksProduced.updateUnsafe(tasks, ctx)
           if (invalid > 0) invalidSourceRecords.updateUnsafe(invalid, ctx)
         },
-        attempted: (task, result, now) => {
+        attempted: (task, result, now, fannedOut) => {
           const outcome = outcomeOf(result.ok, result.errorClass)
           const series = byOutcome.get(outcome)!
           ;(tenantLabel ? tenantCount(outcome, task.tenant_id) : series.count).updateUnsafe(1, ctx)
           series.duration.updateUnsafe(result.durationMs / 1_000, ctx)
-          if (task.attempt === 1) {
+          if (task.attempt === 1 && fannedOut) {
             const created = createdAtOf(task.body)
             if (created !== undefined) endToEnd.updateUnsafe(Math.max(0, now - created) / 1_000, ctx)
           }

@@ -126,7 +126,8 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           if (signal.aborted) throw new Abandoned()
           metrics.setInFlight(++inFlight)
           const r = await deliverer.attemptNow(task, target).finally(() => metrics.setInFlight(--inFlight))
-          metrics.attempted(task, r, Date.now())
+          // Replays and redeliveries through the API come without the fan-out's index offsets: not an event's first delivery.
+          metrics.attempted(task, r, Date.now(), taskOffsets !== undefined)
           limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
           metrics.setHeldToOne(limiter.unresponsiveCount)
           // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
