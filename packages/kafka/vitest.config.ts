@@ -10,6 +10,7 @@ export default tiers({
     "test/KeyPartitioner.test.ts",
     "test/DelayQueue.test.ts",
     "test/OffsetTracker.test.ts",
+    "test/BacklogAge.test.ts",
     "test/RequestQueueTimer.test.ts",
     "test/Varint.test.ts",
     "test/TraceHeaders.test.ts"

@@ -493,6 +493,8 @@ const main = async () => {
           ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
           ORBIT_EXTRA_CA_FILE: join(dir, "cert.pem"),
           DISPATCHER_SHUTDOWN_GRACE_MS: "2000",
+          // Metrics on, each process on a free port (several dispatchers may run at once).
+          ORBIT_METRICS_PORT: "0",
           LOG_LEVEL: "Info",
           ...extraEnv
         },

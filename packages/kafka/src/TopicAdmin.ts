@@ -2,6 +2,13 @@ import type { TopicSpec } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
 import { KafkaClient, type KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 
+/** Where a consumer group stands on one partition: `end - committed` records are not yet done. */
+export interface GroupPosition {
+  readonly partition: number
+  readonly end: bigint
+  readonly committed: bigint
+}
+
 /** Creates topics idempotently with explicit partitions and retention, and reads watermarks. */
 export class TopicAdmin extends Context.Service<TopicAdmin, {
   ensureTopics(specs: ReadonlyArray<TopicSpec>): Effect.Effect<void, KafkaUnavailable>
@@ -24,6 +31,11 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   ): Effect.Effect<void, KafkaUnavailable>
   /** Deletes a consumer group that has no members (a throwaway group, when its reader stops). */
   deleteGroup(groupId: string): Effect.Effect<void, KafkaUnavailable>
+  /**
+   * Per partition of `topic`: its end offset and the group's committed offset (the log's first
+   * stored offset when the group has committed none there). For lag and backlog metrics.
+   */
+  groupPositions(groupId: string, topic: string): Effect.Effect<ReadonlyArray<GroupPosition>, KafkaUnavailable>
 }>()("@orbit/kafka/TopicAdmin") {
   static readonly layer = Layer.effect(
     TopicAdmin,
@@ -79,7 +91,20 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
 
       const deleteGroup = (groupId: string) => withAdmin("deleteGroups", () => admin.deleteGroups([groupId])).pipe(Effect.asVoid)
 
-      return TopicAdmin.of({ ensureTopics, listTopics, offsetRange, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup })
+      const groupPositions = Effect.fn("TopicAdmin.groupPositions")(function*(groupId: string, topic: string) {
+        const [range, committed] = yield* Effect.all([
+          withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic)),
+          withAdmin("fetchOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] }))
+        ], { concurrency: 2 })
+        const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]))
+        return range.map((r): GroupPosition => {
+          const low = BigInt(r.low)
+          const at = byPartition.get(r.partition) ?? -1n
+          return { partition: r.partition, end: BigInt(r.high), committed: at < low ? low : at }
+        })
+      })
+
+      return TopicAdmin.of({ ensureTopics, listTopics, offsetRange, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup, groupPositions })
     })
   )
 }

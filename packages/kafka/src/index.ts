@@ -1,5 +1,6 @@
 // kafkajs' API first: `Kafkajs.ts` installs the patch before kafkajs loads.
 export * from "./Kafkajs.ts"
+export * from "./BacklogAge.ts"
 export * from "./BrokerSettling.ts"
 export * from "./Consumer.ts"
 export * from "./DecoupledConsumer.ts"

@@ -4,10 +4,11 @@
 import { SecretBox } from "@orbit/crypto"
 import { KafkaClient, Producer, TopicAdmin, TopicsReady } from "@orbit/kafka"
 import { NetGuardPolicy, Resolver } from "@orbit/net-guard"
-import { runService } from "@orbit/runtime"
+import { MetricsServer, runService } from "@orbit/runtime"
 import { Layer } from "effect"
 import { Deliverer } from "./delivery/Deliverer.ts"
 import { DeliveryWorker } from "./delivery/DeliveryWorker.ts"
+import { DispatcherMetrics } from "./DispatcherMetrics.ts"
 import { EndpointIndex } from "./endpoints/EndpointIndex.ts"
 import { FanOut } from "./fan-out/FanOut.ts"
 
@@ -19,13 +20,14 @@ import { FanOut } from "./fan-out/FanOut.ts"
  */
 export const DispatcherLive = FanOut.layer.pipe(
   Layer.provideMerge(DeliveryWorker.layer),
-  Layer.provide(Layer.mergeAll(EndpointIndex.layer, Producer.layer(), Deliverer.layer)),
+  Layer.provide(Layer.mergeAll(EndpointIndex.layer, Producer.layer(), Deliverer.layer, DispatcherMetrics.layer)),
   Layer.provide(TopicsReady),
   Layer.provide(TopicAdmin.layer)
 )
 
-/** Production dependencies: everything from configuration. */
+/** Production dependencies: everything from configuration; `/metrics` on ORBIT_METRICS_PORT (default 9465). */
 export const DispatcherMain = DispatcherLive.pipe(
+  Layer.merge(MetricsServer(9465)),
   Layer.provide(Layer.mergeAll(SecretBox.layer, NetGuardPolicy.layer, Resolver.layer)),
   Layer.provide(KafkaClient.layer)
 )

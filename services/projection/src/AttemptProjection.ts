@@ -192,6 +192,7 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
       const { topicPrefix } = yield* KafkaClient
       yield* runProjection({
         name: "delivery-attempt projection",
+        label: "attempts",
         projection: ATTEMPTS_PROJECTION,
         reset: (tx) => tx`DELETE FROM delivery_attempts`.then(() => tx`DELETE FROM delivery_payloads`),
         // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
@@ -206,7 +207,7 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
             partition: batch.partition,
             messages: batch.messages,
             onPoison
-          })
+          }).then((applied) => applied.next)
       })
       const retentionMs = topicsFor(topicPrefix).attempts.retentionMs
       const prune = Effect.tryPromise(() => pruneAttempts(sql, new Date(Date.now() - retentionMs))).pipe(

@@ -91,6 +91,7 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
       const { topicPrefix } = yield* KafkaClient
       yield* runProjection({
         name: "endpoint projection",
+        label: "endpoints",
         projection: PROJECTION,
         reset: async (tx) => {
           await projectionLock(tx)

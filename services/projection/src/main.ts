@@ -1,4 +1,4 @@
-import { runService } from "@orbit/runtime"
+import { MetricsServer, runService } from "@orbit/runtime"
 import { Db } from "@orbit/db"
 import { EnsureTopics, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer } from "effect"
@@ -11,7 +11,9 @@ const ProjectionDb = Db.layerWith({ session: { synchronous_commit: "off" } })
 
 const Main = Layer.mergeAll(EndpointProjection.layer, AttemptProjection.layer, EnsureTopics).pipe(
   Layer.provide([ProjectionDb, TopicAdmin.layer]),
-  Layer.provide(KafkaClient.layer)
+  Layer.provide(KafkaClient.layer),
+  // `/metrics` on ORBIT_METRICS_PORT (default 9464).
+  Layer.merge(MetricsServer(9464))
 )
 
 runService("projection", Main)

@@ -21,11 +21,12 @@ import {
 } from "@orbit/domain"
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
 import { NetGuard } from "@orbit/net-guard"
-import { Config, Context, Effect, Layer, Result, Schema } from "effect"
+import { Config, Context, Effect, Layer, Metric, Result, Schema } from "effect"
 import type { CreateEndpointRequest, UpdateEndpointRequest } from "./api/EndpointSchemas.ts"
 import type { Principal } from "./ApiKeys.ts"
 import { type EndpointResource, EndpointStore } from "./EndpointStore.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
+import { readYourWritesWait } from "./RegistrationMetrics.ts"
 import { placeOf, resealOf } from "./SecretSeals.ts"
 
 /** How long a write waits for the projection before answering anyway (the event is durable). */
@@ -158,6 +159,7 @@ export class EndpointCommands extends Context.Service<EndpointCommands, {
         if (meta === undefined) return
         const produced = performance.now()
         const applied = yield* watcher.waitForOffset(meta.topicName, meta.partition, meta.offset, READ_YOUR_WRITES_TIMEOUT_MS)
+        yield* Metric.update(readYourWritesWait, (performance.now() - produced) / 1_000)
         yield* Effect.logDebug("endpoint event appended", {
           event_id: event.event_id,
           produce_ms: Math.round(produced - started),

@@ -1,5 +1,6 @@
 import { Config, Context, Effect, Layer, Schema } from "effect"
 import { Lru } from "./Lru.ts"
+import { countRateLimited } from "./RegistrationMetrics.ts"
 
 /** A token bucket per API key: `ratePerSecond` sustained, bursts up to `burst`. */
 export interface Bucket {
@@ -34,6 +35,7 @@ export class RateLimiter extends Context.Service<RateLimiter, {
       const rate = yield* Config.Int("ORBIT_RATE_LIMIT_PER_SECOND").pipe(Config.withDefault(1000))
       const burst = yield* Config.Int("ORBIT_RATE_LIMIT_BURST").pipe(Config.withDefault(rate * 2))
       const buckets = new Map<string, Bucket>()
+      const context = yield* Effect.context<never>()
       return RateLimiter.of({
         check: (keyId) => {
           const now = Date.now()
@@ -43,7 +45,9 @@ export class RateLimiter extends Context.Service<RateLimiter, {
             bucket = { tokens: burst, updatedAt: now }
             buckets.set(keyId, bucket)
           }
-          return take(bucket, now, rate, burst)
+          const taken = take(bucket, now, rate, burst)
+          if (!taken.allowed) countRateLimited("tenant", context)
+          return taken
         }
       })
     })
@@ -78,13 +82,16 @@ export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
       )
       // Least recently used buckets go first: clearing them all would hand a flooding address a full bucket.
       const buckets = new Lru<string, Bucket>(MAX_BUCKETS)
+      const context = yield* Effect.context<never>()
       return KeyLookupLimiter.of({
         take: (address) => {
           const now = Date.now()
           let bucket = buckets.get(address)
           if (bucket === undefined) bucket = { tokens: burst, updatedAt: now }
           buckets.set(address, bucket)
-          return take(bucket, now, rate, burst)
+          const taken = take(bucket, now, rate, burst)
+          if (!taken.allowed) countRateLimited("key_lookup", context)
+          return taken
         },
         refund: (address) => {
           const bucket = buckets.get(address)

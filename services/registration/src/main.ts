@@ -7,6 +7,7 @@ import { NetGuard } from "@orbit/net-guard"
 import { Config, Effect, Layer } from "effect"
 import { HttpMiddleware, HttpRouter } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import { PrometheusMetrics } from "effect/observability"
 import { Api } from "./api/Api.ts"
 import { ApiKeys } from "./ApiKeys.ts"
 import { AutoDisable } from "./AutoDisable.ts"
@@ -19,6 +20,7 @@ import { Idempotency } from "./Idempotency.ts"
 import { TestEvents } from "./TestEvents.ts"
 import { Redeliveries } from "./Redeliveries.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
+import { EndpointFailingGauge, HttpMetrics } from "./RegistrationMetrics.ts"
 import { createApiServer } from "./server/ApiServer.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
 import { EventTypesRoutes } from "./server/EventTypesRoutes.ts"
@@ -37,7 +39,8 @@ const ApiRoutes = HttpApiBuilder.layer(Api).pipe(
   Layer.provide(ApiKeyAuthLive)
 )
 
-const Routes = Layer.mergeAll(ApiRoutes, ScalarAssetRoute, NotFoundRoutes, UnroutableAsNotFound, HostRequired)
+/** `/metrics` (Prometheus text format, no key) sits beside the API, not in its OpenAPI document: it is for the scraper. */
+const Routes = Layer.mergeAll(ApiRoutes, ScalarAssetRoute, NotFoundRoutes, UnroutableAsNotFound, HostRequired, HttpMetrics, PrometheusMetrics.layerHttp())
 
 const Infrastructure = Layer.mergeAll(Db.layer, Producer.layer(), TopicAdmin.layer, SecretBox.layer).pipe(
   Layer.provideMerge(KafkaClient.layer)
@@ -56,7 +59,8 @@ const Services = Layer.mergeAll(
   CursorKey.layer,
   DeliveryAttemptStore.layer,
   TestEvents.layer,
-  Redeliveries.layer
+  Redeliveries.layer,
+  EndpointFailingGauge
 ).pipe(Layer.provideMerge(ProjectionWatcher.layer))
 
 /** Probes and scrapes are no traces: a load balancer's every few seconds would crowd out the requests. */

@@ -28,6 +28,7 @@ import { promiseSpans } from "@orbit/runtime"
 import { Context, Effect, Layer, Schedule, Tracer } from "effect"
 import { Deliverer } from "./Deliverer.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { DispatcherMetrics } from "../DispatcherMetrics.ts"
 import { decodeIndexOffsets, EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { attemptedJson } from "../RecordJson.ts"
 import { Deferred, KeyedLimiter, SHED } from "./KeyedLimiter.ts"
@@ -95,12 +96,14 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const index = yield* EndpointIndex
       const deliverer = yield* Deliverer
       const producer = yield* Producer
+      const metrics = yield* DispatcherMetrics
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const spans = yield* promiseSpans
       const topics = topicsFor(topicPrefix)
       // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
       const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
+      let inFlight = 0
       /** A log line; about a task with a trace context, inside it (the line carries its trace_id). */
       const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>, trace?: RecordTraceContext) => {
         const line = (level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra)
@@ -188,7 +191,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         // come back through the delay queue, whose partitions another process may own, so they
         // return to `webhooks.deliveries` once due.
         if (fromDelayQueue && target.rate_limit_per_second !== null) return handBack(task, indexOffsets, trace, signal)
-        const result = await limiter.run(target.id, () => attempt(task, target, signal, trace), {
+        const result = await limiter.run(target.id, () => attempt(task, target, signal, trace, taskOffsets !== undefined), {
           group: task.tenant_id,
           ratePerSecond: target.rate_limit_per_second
         })
@@ -212,12 +215,22 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
        * task's trace context, the fan-out span); marks the endpoint responsive or not, and paused
        * on `Retry-After`.
        */
-      const attempt = async (task: DeliveryTask, target: Endpoint, signal: AbortSignal, trace: RecordTraceContext | undefined) => {
+      const attempt = async (
+        task: DeliveryTask,
+        target: Endpoint,
+        signal: AbortSignal,
+        trace: RecordTraceContext | undefined,
+        fromFanOut: boolean
+      ) => {
         if (signal.aborted) throw new Abandoned()
         const span = spans === undefined ? undefined : startAttemptSpan(spans, task, trace)
-        const r = await deliverer.attemptNow(task, target)
+        metrics.setInFlight(++inFlight)
+        const r = await deliverer.attemptNow(task, target).finally(() => metrics.setInFlight(--inFlight))
         if (span !== undefined) endAttemptSpan(spans!, span, r)
+        // Replays and redeliveries through the API come without the fan-out's index offsets: not an event's first delivery.
+        metrics.attempted(task, r, Date.now(), fromFanOut)
         limiter.setResponsive(target.id, r.errorClass !== "timeout" && r.errorClass !== "connection")
+        metrics.setHeldToOne(limiter.unresponsiveCount)
         // A receiver that asks to be left alone (429/503 with Retry-After) gets no attempt before then.
         if (r.retryAfterSeconds !== undefined) limiter.pauseUntil(target.id, Date.now() + Math.min(r.retryAfterSeconds, 86_400) * 1_000)
         return { result: r, span }
@@ -258,6 +271,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
           out.push({ topic: topics.dead.name, messages: [{ key: task.endpoint_id, value: encodeDeliveryDeadLettered(plan.dead) }] })
         }
         await durably("recording an attempt", () => producer.sendNow(out, "lingering"), signal)
+        if (plan.dead !== undefined) metrics.deadLettered()
       }
 
       // A record fetched again (rebalance back to us) while its first copy is still running joins
@@ -324,7 +338,7 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
         // A rate-limited endpoint is paced by the owner of its partition of `webhooks.deliveries` only.
         if (target === undefined || target.rate_limit_per_second !== null || signal.aborted) return undefined
         if (!subscribes(target, task.tenant_id, task.mode, task.source_event_type, task.addressed)) return undefined
-        const started = limiter.runIfReady(target.id, () => attempt(task, target, signal, trace), { group: task.tenant_id })
+        const started = limiter.runIfReady(target.id, () => attempt(task, target, signal, trace, true), { group: task.tenant_id })
         return started?.then((attempted) => record(task, target, attempted, indexOffsets, trace, signal))
       }
       yield* Effect.acquireRelease(

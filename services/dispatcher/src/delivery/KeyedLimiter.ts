@@ -182,6 +182,11 @@ export class KeyedLimiter {
   }
 
   /** After an attempt: `false` sheds the key's waiting jobs and runs one at a time until `true` again. */
+  /** Keys marked unresponsive: each is probed one job at a time. */
+  get unresponsiveCount(): number {
+    return this.unresponsive.size
+  }
+
   setResponsive(key: string, responsive: boolean): void {
     if (responsive === !this.unresponsive.has(key)) return
     if (!responsive) {

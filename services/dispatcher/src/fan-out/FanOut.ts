@@ -17,6 +17,7 @@ import { promiseSpans } from "@orbit/runtime"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import { DeliveryWorker } from "../delivery/DeliveryWorker.ts"
 import { DispatcherConfig } from "../DispatcherConfig.ts"
+import { DispatcherMetrics } from "../DispatcherMetrics.ts"
 import { EndpointIndex, encodeIndexOffsets, INDEX_OFFSETS_HEADER, type IndexOffsets } from "../endpoints/EndpointIndex.ts"
 import { taskJson } from "../RecordJson.ts"
 import { classifySourceRecord, MAX_SOURCE_RECORD_BYTES } from "./SourceRecord.ts"
@@ -127,6 +128,7 @@ export class FanOut extends Context.Service<FanOut, {
       const index = yield* EndpointIndex
       const producer = yield* Producer
       const worker = yield* DeliveryWorker
+      const metrics = yield* DispatcherMetrics
       const run = Effect.runPromiseWith(yield* Effect.context<never>())
       const spans = yield* promiseSpans
       const topics = topicsFor(topicPrefix)
@@ -216,6 +218,7 @@ export class FanOut extends Context.Service<FanOut, {
           if (out.length > 0) await untilDone(() => producer.sendNow(out, "prompt"), signal, retrying("producing delivery tasks"))
           await attempted
         }
+        metrics.fannedOut(fanned.tasks, fanned.invalid)
         if (fanned.invalid > 0) warn("moved an invalid source record", { topic, partition, offset: message.offset })
         return fanned
       }
