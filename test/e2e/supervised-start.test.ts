@@ -208,6 +208,7 @@ describe("npm start with only KAFKA_PORT, and a service that dies", () => {
   })
 
   it("stops every service cleanly on a SIGTERM to the start script, and exits 0", async () => {
+    expect(platform.exitCode).toBeNull()
     const exited = once(platform, "exit")
     platform.kill("SIGTERM")
     const [code] = await exited
