@@ -309,7 +309,12 @@ function launch(): number {
   return child.pid
 }
 
-/** The pid from kafka.pid, if that process is alive and really our broker (pids get reused). */
+/** The pid of the local broker this checkout runs on KAFKA_PORT, if alive; undefined with KAFKA_BROKERS (for benches). */
+export function localBrokerPid(): number | undefined {
+  return external() ? undefined : ourBrokerPid()
+}
+
+/** The pid from the port's pid file, if that process is alive and really our broker (pids get reused). */
 function ourBrokerPid(): number | undefined {
   const pid = Number.parseInt(fs.existsSync(PID_FILE()) ? fs.readFileSync(PID_FILE(), "utf8") : "", 10)
   if (!Number.isInteger(pid) || !alive(pid)) return undefined

@@ -46,6 +46,7 @@ import { encrypt, generateKeyRing, generateWebhookSecret, parseKeyRing, signDeli
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { Agent, request } from "@orbit/net-guard"
+import { localBrokerPid } from "../../infra/kafka.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -176,12 +177,7 @@ const cpuSeconds = (pid: number | undefined): number => {
   }
 }
 
-const brokerPid = (): number | undefined => {
-  const file = join(ROOT, "infra/.data/kafka.pid")
-  if (process.env.KAFKA_BROKERS || !existsSync(file)) return undefined
-  const pid = Number.parseInt(readFileSync(file, "utf8"), 10)
-  return Number.isInteger(pid) ? pid : undefined
-}
+const brokerPid = localBrokerPid
 
 interface Result {
   readonly name: string
