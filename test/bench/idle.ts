@@ -61,7 +61,8 @@ const platform = await startPlatform({ services: [], env: { LOG_LEVEL: "Warn" } 
 let result: Map<string, number>
 try {
   const pids = new Map<string, number>()
-  for (const name of SERVICES) pids.set(name, platform.start(name).pid!)
+  // The dispatcher logs at Info for the start lines waited on below; idle, nothing is logged.
+  for (const name of SERVICES) pids.set(name, platform.start(name, name === "dispatcher" ? { LOG_LEVEL: "Info" } : {}).pid!)
   await platform.ready(120_000)
   await platform.eventually("the dispatcher's consumers", () => {
     const log = (platform.logs.get("dispatcher") ?? []).join("\n")
