@@ -23,7 +23,16 @@ export interface ConsumeOptions {
   readonly sessionTimeout?: number
   readonly partitionsConsumedConcurrently?: number
   readonly maxBytesPerPartition?: number
+  /** How long the broker holds a fetch open when nothing new is there (default `FETCH_MAX_WAIT_MS`). */
+  readonly maxWaitTimeInMs?: number
 }
+
+/**
+ * How long a fetch may wait at the broker for a record. A fetch returns as soon as one record is
+ * there, so this does not delay records; it is how often an idle consumer wakes, and the longest
+ * a paused partition's resume or a graceful stop waits for the fetch in flight.
+ */
+export const FETCH_MAX_WAIT_MS = 5_000
 
 /** One kafkajs consumer as a Stream of batches; the stream fails when kafkajs crashes. */
 const consumeOnce = (
@@ -36,7 +45,9 @@ const consumeOnce = (
         groupId: options.groupId,
         sessionTimeout: options.sessionTimeout ?? 30000,
         heartbeatInterval: 3000,
-        maxWaitTimeInMs: 100,
+        // A long poll: the broker answers as soon as a record arrives, so a short wait buys no
+        // latency; it only wakes an idle consumer (and the broker) more often.
+        maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
         allowAutoTopicCreation: false,
         ...(options.maxBytesPerPartition ? { maxBytesPerPartition: options.maxBytesPerPartition } : {}),
         retry: {

@@ -8,7 +8,8 @@ const PROJECTION = "endpoints"
 /**
  * Read-your-writes: after producing an endpoint event, the API waits until the projection has
  * applied that offset. The projection announces applied offsets with NOTIFY; a slow poll of
- * the offsets table covers notifications lost while the LISTEN connection reconnects.
+ * the offsets table, while a request waits, covers notifications lost while the LISTEN connection
+ * reconnects.
  */
 export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
   /** true once `offset` of (topic, partition) is applied; false when `timeoutMs` passes first. */
@@ -51,9 +52,19 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
       )
       void listener
 
-      const poll = setInterval(() => {
-        if (waiters.size > 0) void refresh().catch(() => undefined)
-      }, 200)
+      // The poll runs only while a request waits, so an idle API never wakes for it.
+      let poll: NodeJS.Timeout | undefined
+      const pollWhileWaiting = () => {
+        if (poll !== undefined) return
+        poll = setInterval(() => {
+          if (waiters.size === 0) {
+            clearInterval(poll)
+            poll = undefined
+            return
+          }
+          void refresh().catch(() => undefined)
+        }, 200)
+      }
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(poll)))
 
       const waitForOffset = (topic: string, partition: number, offset: bigint, timeoutMs: number) =>
@@ -66,6 +77,7 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
             resume(Effect.succeed(false))
           }, timeoutMs)
           waiters.add(waiter)
+          pollWhileWaiting()
           return Effect.sync(() => {
             clearTimeout(timer)
             waiters.delete(waiter)
