@@ -305,7 +305,10 @@ export class DecoupledConsumer {
         for (const [e, next] of moved) e.committed = next
       } catch (error) {
         // Typically a rebalance: the new owner starts from the last commit (at-least-once).
+        // Otherwise (a broker blip) the next try comes without waiting for another record; after a
+        // rejoin the trackers are new and there is nothing left to commit.
         this.options.onError?.("offset commit failed", error)
+        this.scheduleCommit()
       }
     })
     return this.committing
