@@ -4,8 +4,9 @@
 //   node infra/kafka.ts start|stop|reset|status
 //
 // Or import { startKafka, stopKafka, brokers } from another script.
-// Env: KAFKA_BROKERS (use an external broker, comma-separated; start/stop
-// become no-ops), KAFKA_PORT (default 9092; the controller uses KAFKA_PORT+1),
+// Env: KAFKA_PORT (default 9092; the controller uses KAFKA_PORT+1), KAFKA_BROKERS (an external
+// cluster, comma-separated: start/stop become no-ops; set with KAFKA_PORT it must name the same
+// local broker, else start fails naming both; `kafkaBrokers` in @orbit/kafka is the one reading),
 // KAFKA_VERSION (override the version pinned in kafka/pom.xml), KAFKA_JVM_OPTS (extra JVM flags).
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -13,21 +14,31 @@ import fs from "node:fs"
 import net from "node:net"
 import path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
-import { Kafka, logLevel } from "@orbit/kafka"
+import { DEFAULT_KAFKA_PORT, Kafka, type KafkaBrokers, kafkaBrokers, logLevel } from "@orbit/kafka"
 
 // Paths are relative to this file, not the cwd: npm workspaces run scripts from many folders.
 const INFRA = import.meta.dirname
 const POM = path.join(INFRA, "kafka", "pom.xml")
 const TEMPLATE = path.join(INFRA, "kafka", "server.properties")
 const DATA = path.join(INFRA, ".data")
-const LOG_DIR = path.join(DATA, "kafka")
-const PROPS = path.join(DATA, "kafka.properties")
-const LOG_FILE = path.join(DATA, "kafka.log")
-const PID_FILE = path.join(DATA, "kafka.pid")
 
 const HOST = "127.0.0.1"
-const PORT = Number(process.env.KAFKA_PORT ?? 9092)
-const CONTROLLER_PORT = PORT + 1
+
+/** The settings as `kafkaBrokers` reads them; a conflicting pair throws when a command first needs them. */
+const where = (): KafkaBrokers => kafkaBrokers(process.env)
+const external = (): boolean => where().kind === "external"
+/** The local broker's port: KAFKA_PORT, else 9092 (also when KAFKA_BROKERS names an external cluster). */
+const port = (): number => {
+  const w = where()
+  return w.kind === "local" ? w.port : DEFAULT_KAFKA_PORT
+}
+// Each port has its own files, so brokers on two ports of one checkout never share a log dir or
+// pid file; the default port keeps the names earlier checkouts used.
+const stem = () => (port() === DEFAULT_KAFKA_PORT ? "kafka" : `kafka-${port()}`)
+const LOG_DIR = () => path.join(DATA, stem())
+const PROPS = () => path.join(DATA, `${stem()}.properties`)
+const LOG_FILE = () => path.join(DATA, `${stem()}.log`)
+const PID_FILE = () => path.join(DATA, `${stem()}.pid`)
 const VERSION = process.env.KAFKA_VERSION ?? pinnedVersion()
 const LIB = path.join(INFRA, ".kafka", `lib-${VERSION}`)
 // AppCDS archive: the first broker run records the classes it loaded when it exits cleanly
@@ -68,10 +79,9 @@ const STOP_TIMEOUT_MS = 30_000
 
 const say = (msg: string) => console.log(`[kafka] ${msg}`)
 
-/** Bootstrap servers for clients: KAFKA_BROKERS if set, else the local broker. */
+/** Bootstrap servers for clients: KAFKA_BROKERS if set, else the local broker on KAFKA_PORT. */
 export function brokers(): string[] {
-  const external = process.env.KAFKA_BROKERS
-  return external ? external.split(",").map((b) => b.trim()).filter(Boolean) : [`${HOST}:${PORT}`]
+  return [...where().brokers]
 }
 
 /** True if a Kafka broker answers a metadata request on brokers(). */
@@ -113,7 +123,7 @@ export async function startKafka(): Promise<StartResult> {
     ms: Math.round(performance.now() - t0),
   })
 
-  if (process.env.KAFKA_BROKERS) {
+  if (external()) {
     say(`KAFKA_BROKERS is set, using external broker(s): ${brokers().join(",")}`)
     return done("external")
   }
@@ -127,8 +137,8 @@ export async function startKafka(): Promise<StartResult> {
   // A previous `start` may still be booting (e.g. two callers at once): wait for it instead.
   let pid = ourBrokerPid()
   if (pid === undefined) {
-    if (await tcpOpen(HOST, PORT)) {
-      throw new Error(`port ${PORT} is in use by something that is not a Kafka broker`)
+    if (await tcpOpen(HOST, port())) {
+      throw new Error(`port ${port()} is in use by something that is not a Kafka broker`)
     }
     resolveJars()
     writeProps()
@@ -154,12 +164,12 @@ export async function startKafka(): Promise<StartResult> {
 
 /** SIGTERM the broker we started (SIGKILL after 30 s). Data is kept. Returns false if none ran. */
 export async function stopKafka(): Promise<boolean> {
-  if (process.env.KAFKA_BROKERS) {
+  if (external()) {
     say("KAFKA_BROKERS is set, not stopping the external broker")
     return false
   }
   const pid = ourBrokerPid()
-  fs.rmSync(PID_FILE, { force: true })
+  fs.rmSync(PID_FILE(), { force: true })
   if (pid === undefined) {
     say("not running (no live pid file)")
     return false
@@ -183,8 +193,8 @@ export async function stopKafka(): Promise<boolean> {
 /** Stop and delete all broker data (topics, offsets, cluster id). Jars are kept, the CDS archive is rebuilt. */
 export async function resetKafka(): Promise<void> {
   await stopKafka()
-  for (const p of [LOG_DIR, PROPS, LOG_FILE, CDS]) fs.rmSync(p, { recursive: true, force: true })
-  say(`deleted ${path.relative(process.cwd(), LOG_DIR) || LOG_DIR}`)
+  for (const p of [LOG_DIR(), PROPS(), LOG_FILE(), CDS]) fs.rmSync(p, { recursive: true, force: true })
+  say(`deleted ${path.relative(process.cwd(), LOG_DIR()) || LOG_DIR()}`)
 }
 
 // --- internals -------------------------------------------------------------
@@ -248,13 +258,13 @@ function resolveJars(): void {
 function writeProps(): void {
   fs.mkdirSync(DATA, { recursive: true })
   const dynamic = [
-    `listeners=PLAINTEXT://${HOST}:${PORT},CONTROLLER://${HOST}:${CONTROLLER_PORT}`,
-    `advertised.listeners=PLAINTEXT://${HOST}:${PORT}`,
-    `controller.quorum.voters=1@${HOST}:${CONTROLLER_PORT}`,
-    `log.dirs=${LOG_DIR}`,
+    `listeners=PLAINTEXT://${HOST}:${port()},CONTROLLER://${HOST}:${port() + 1}`,
+    `advertised.listeners=PLAINTEXT://${HOST}:${port()}`,
+    `controller.quorum.voters=1@${HOST}:${port() + 1}`,
+    `log.dirs=${LOG_DIR()}`,
   ]
   const text = `${fs.readFileSync(TEMPLATE, "utf8")}\n# --- generated by kafka.ts ---\n${dynamic.join("\n")}\n`
-  fs.writeFileSync(PROPS, text)
+  fs.writeFileSync(PROPS(), text)
 }
 
 /**
@@ -270,38 +280,43 @@ export function newClusterId(random: (n: number) => Buffer = randomBytes): strin
 
 /** Format the KRaft log dir once; existing data (topics, offsets) survives stop/start. */
 function formatStorage(): void {
-  if (fs.existsSync(path.join(LOG_DIR, "meta.properties"))) return
+  if (fs.existsSync(path.join(LOG_DIR(), "meta.properties"))) return
   const clusterId = newClusterId()
   const r = spawnSync("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, "kafka.tools.StorageTool",
-    "format", "--config", PROPS, "--cluster-id", clusterId], { encoding: "utf8" })
+    "format", "--config", PROPS(), "--cluster-id", clusterId], { encoding: "utf8" })
   if (r.error || r.status !== 0) {
     throw new Error(`kafka storage format failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}${r.stderr}`)
   }
-  say(`formatted ${LOG_DIR} (cluster id ${clusterId})`)
+  say(`formatted ${LOG_DIR()} (cluster id ${clusterId})`)
 }
 
 /** Start the broker JVM detached (own process group) so it outlives this process. */
 function launch(): number {
-  const out = fs.openSync(LOG_FILE, "w")
+  const out = fs.openSync(LOG_FILE(), "w")
   let cds = `-XX:SharedArchiveFile=${CDS}`
   if (!fs.existsSync(CDS)) {
     fs.rmSync(CDS_TMP, { force: true }) // leftover of a run that did not exit cleanly
     cds = `-XX:ArchiveClassesAtExit=${CDS_TMP}`
   }
-  const child = spawn("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, cds, "kafka.Kafka", PROPS], {
+  const child = spawn("java", ["-cp", `${LIB}/*`, ...JVM_OPTS, cds, "kafka.Kafka", PROPS()], {
     detached: true,
     stdio: ["ignore", out, out],
   })
   fs.closeSync(out)
   child.unref()
   if (child.pid === undefined) throw new Error("failed to spawn java (is a JDK 17+ on PATH?)")
-  fs.writeFileSync(PID_FILE, `${child.pid}\n`)
+  fs.writeFileSync(PID_FILE(), `${child.pid}\n`)
   return child.pid
 }
 
-/** The pid from kafka.pid, if that process is alive and really our broker (pids get reused). */
+/** The pid of the local broker this checkout runs on KAFKA_PORT, if alive; undefined with KAFKA_BROKERS (for benches). */
+export function localBrokerPid(): number | undefined {
+  return external() ? undefined : ourBrokerPid()
+}
+
+/** The pid from the port's pid file, if that process is alive and really our broker (pids get reused). */
 function ourBrokerPid(): number | undefined {
-  const pid = Number.parseInt(fs.existsSync(PID_FILE) ? fs.readFileSync(PID_FILE, "utf8") : "", 10)
+  const pid = Number.parseInt(fs.existsSync(PID_FILE()) ? fs.readFileSync(PID_FILE(), "utf8") : "", 10)
   if (!Number.isInteger(pid) || !alive(pid)) return undefined
   const ps = spawnSync("ps", ["-o", "command=", "-p", String(pid)], { encoding: "utf8" })
   return ps.stdout.includes("kafka.Kafka") ? pid : undefined
@@ -336,8 +351,8 @@ function splitHostPort(hostPort: string): [string, number] {
 }
 
 function logTail(lines = 40): string {
-  if (!fs.existsSync(LOG_FILE)) return "(no log file)"
-  return fs.readFileSync(LOG_FILE, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
+  if (!fs.existsSync(LOG_FILE())) return "(no log file)"
+  return fs.readFileSync(LOG_FILE(), "utf8").trimEnd().split("\n").slice(-lines).join("\n")
 }
 
 // --- CLI -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // `npm start`: a complete local platform in one command. Starts the Kafka broker if needed,
 // starts an embedded PostgreSQL when there is no other (infra/postgres.ts), runs the three
 // services (each migrates Postgres and creates its topics at start), creates a development API
-// key, and prints the API base URL and that key. Ctrl-C stops everything.
+// key, and prints the API base URL and that key. A service that exits on its own is started again
+// (below); Ctrl-C or a SIGTERM to this script stops everything.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import fs from "node:fs"
 import path from "node:path"
@@ -34,28 +35,69 @@ const postgresServer = await ensurePostgres().catch(fail("postgres"))
 if (postgresServer.message) process.stdout.write(`${postgresServer.message}\n`)
 if (postgresServer.url) process.env.DATABASE_URL = postgresServer.url
 
-const children: Array<ChildProcess> = []
+// Supervision: a service that exits on its own (a crash, an out-of-memory kill, a signal sent to
+// it alone) is started again after a backoff that doubles from 1 s to 30 s, and starts over at
+// 1 s once the service has run for a minute; each exit is one line naming the service, how it
+// ended and when it starts again. Only a stop of this script (Ctrl-C, SIGTERM) stops the services.
+const FIRST_BACKOFF_MS = 1_000
+const MAX_BACKOFF_MS = 30_000
+const HEALTHY_AFTER_MS = 60_000
+const STOP_TIMEOUT_MS = 30_000
+
+interface Supervised {
+  child: ChildProcess | undefined
+  startedAt: number
+  backoffMs: number
+  restart: NodeJS.Timeout | undefined
+}
+const services = new Map<ServiceName, Supervised>()
+
 const run = (name: ServiceName) => {
   const child = spawn(process.execPath, serviceArgs(name), { stdio: ["ignore", "pipe", "pipe"], env: process.env })
   const prefix = (chunk: Buffer) =>
     chunk.toString().split("\n").filter(Boolean).map((l) => `[${name}] ${l}\n`).join("")
   child.stdout!.on("data", (c: Buffer) => process.stdout.write(prefix(c)))
   child.stderr!.on("data", (c: Buffer) => process.stderr.write(prefix(c)))
+  const state = services.get(name) ?? { child, startedAt: 0, backoffMs: FIRST_BACKOFF_MS, restart: undefined }
+  services.set(name, state)
+  state.child = child
+  state.startedAt = Date.now()
   child.on("exit", (code, signal) => {
-    process.stderr.write(`[${name}] exited (${signal ?? code})\n`)
-    if (!stopping) shutdown(1)
+    state.child = undefined
+    const how = signal ? `signal ${signal}` : `code ${code}`
+    if (stopping) {
+      process.stderr.write(`[${name}] exited (${signal ?? code})\n`)
+      return
+    }
+    if (Date.now() - state.startedAt >= HEALTHY_AFTER_MS) state.backoffMs = FIRST_BACKOFF_MS
+    const delay = state.backoffMs
+    state.backoffMs = Math.min(delay * 2, MAX_BACKOFF_MS)
+    process.stderr.write(`[${name}] exited on its own (${how}); starting it again in ${delay / 1000} s\n`)
+    state.restart = setTimeout(() => {
+      state.restart = undefined
+      if (!stopping) run(name)
+    }, delay)
   })
-  children.push(child)
 }
 
 let stopping = false
 const shutdown = (code: number) => {
   if (stopping) return
   stopping = true
-  for (const c of children) c.kill("SIGTERM")
-  setTimeout(() => process.exit(code), 10_000).unref()
+  const running: Array<ChildProcess> = []
+  for (const state of services.values()) {
+    clearTimeout(state.restart)
+    if (state.child) running.push(state.child)
+  }
+  for (const c of running) c.kill("SIGTERM")
+  // The dispatcher hands its in-flight deliveries DISPATCHER_SHUTDOWN_GRACE_MS (20 s by default) to
+  // finish; a service still running after that and its commits is killed, and the stop is not clean.
+  setTimeout(() => {
+    for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+    process.exit(1)
+  }, STOP_TIMEOUT_MS).unref()
   // Postgres stops after the services, so none of them loses its database while shutting down.
-  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.on("exit", r)))))
+  Promise.all(running.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.on("exit", r)))))
     .then(() => postgresServer.stop())
     .then(() => process.exit(code))
 }

@@ -4,6 +4,7 @@ import { tiers } from "../../vitest.tiers.ts"
 export default tiers({
   unit: [
     "test/Crc32c.test.ts",
+    "test/KafkaBrokers.test.ts",
     "test/KafkaLogLevel.test.ts",
     "test/GroupMessagesPerPartition.test.ts",
     "test/KafkajsVersion.test.ts",

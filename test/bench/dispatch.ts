@@ -63,6 +63,7 @@ import { Agent, request } from "@orbit/net-guard"
 import { postgres } from "@orbit/db"
 import { serviceArgs } from "../../infra/services.ts"
 import { freePort } from "../src/freePort.ts"
+import { localBrokerPid } from "../../infra/kafka.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -218,12 +219,7 @@ const rssMb = (pid: number | undefined): number => {
   }
 }
 
-const brokerPid = (): number | undefined => {
-  const file = join(ROOT, "infra/.data/kafka.pid")
-  if (process.env.KAFKA_BROKERS || !existsSync(file)) return undefined
-  const pid = Number.parseInt(readFileSync(file, "utf8"), 10)
-  return Number.isInteger(pid) ? pid : undefined
-}
+const brokerPid = localBrokerPid
 
 interface Result {
   readonly name: string

@@ -42,6 +42,7 @@ import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { brokers, startKafka } from "../../infra/kafka.ts"
 import { serviceArgs } from "../../infra/services.ts"
 import { startPlatform } from "../src/Platform.ts"
+import { localBrokerPid } from "../../infra/kafka.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 import { LoadClient } from "./LoadClient.ts"
 
@@ -169,12 +170,7 @@ const hostJiffies = () => {
 const percentile = (sorted: ArrayLike<number>, p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
-const brokerPid = (): number | undefined => {
-  const file = join(ROOT, "infra/.data/kafka.pid")
-  if (process.env.KAFKA_BROKERS || !existsSync(file)) return undefined
-  const pid = Number.parseInt(readFileSync(file, "utf8"), 10)
-  return Number.isInteger(pid) ? pid : undefined
-}
+const brokerPid = localBrokerPid
 
 /**
  * Open loop: `rate` requests/s for `seconds`, the i-th request being `requests[i % n]`; latency

@@ -80,7 +80,8 @@ describe("a broker that cannot be reached", () => {
 
     const platform = await startPlatform({
       services: [],
-      env: { LOG_LEVEL: "Debug", KAFKA_BROKERS: `127.0.0.1:${deadPort}` }
+      // Both settings, naming the same dead broker: an inherited KAFKA_PORT would disagree with it.
+      env: { LOG_LEVEL: "Debug", KAFKA_BROKERS: `127.0.0.1:${deadPort}`, KAFKA_PORT: String(deadPort) }
     })
     platforms.push(platform)
     platform.start("dispatcher")

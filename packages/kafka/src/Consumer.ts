@@ -23,7 +23,17 @@ export interface ConsumeOptions {
   readonly sessionTimeout?: number
   readonly partitionsConsumedConcurrently?: number
   readonly maxBytesPerPartition?: number
+  /** How long the broker holds a fetch open when nothing new is there (default `FETCH_MAX_WAIT_MS`). */
+  readonly maxWaitTimeInMs?: number
 }
+
+/**
+ * How long a fetch may wait at the broker for a record: how often an idle consumer wakes, and the
+ * longest a paused partition's resume or a graceful stop waits for the fetch in flight. Waits of
+ * several seconds raised the publish-to-receipt p99 under steady load in bench:dispatch although
+ * a fetch returns when a record arrives (docs/BENCHMARKS.md, bench:idle), so it is one second.
+ */
+export const FETCH_MAX_WAIT_MS = 1_000
 
 /** One kafkajs consumer as a Stream of batches; the stream fails when kafkajs crashes. */
 const consumeOnce = (
@@ -36,7 +46,9 @@ const consumeOnce = (
         groupId: options.groupId,
         sessionTimeout: options.sessionTimeout ?? 30000,
         heartbeatInterval: 3000,
-        maxWaitTimeInMs: 100,
+        // A long poll: the broker answers when a record arrives, and an idle consumer (and the
+        // broker) wakes once per wait instead of ten times a second.
+        maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
         allowAutoTopicCreation: false,
         ...(options.maxBytesPerPartition ? { maxBytesPerPartition: options.maxBytesPerPartition } : {}),
         retry: {

@@ -1,4 +1,5 @@
 import type { EachBatchPayload, Kafka, KafkajsConsumer as Consumer, KafkaMessage } from "./Kafkajs.ts"
+import { FETCH_MAX_WAIT_MS } from "./Consumer.ts"
 import { OffsetTracker } from "./OffsetTracker.ts"
 
 /** Thrown by a handler that gives a record back unfinished (shutdown): its offset is not committed. */
@@ -20,7 +21,10 @@ export interface DecoupledConsumerOptions {
   /** Records handed out and not finished, across partitions, before fetching stops (back-pressure). */
   readonly maxOutstanding: number
   readonly partitionsConsumedConcurrently?: number
+  /** How long after a record finishes its offset is committed, together with the others finished by then. */
   readonly commitIntervalMs?: number
+  /** How long the broker holds a fetch open when nothing new is there (default `FETCH_MAX_WAIT_MS`). */
+  readonly maxWaitTimeInMs?: number
   readonly sessionTimeoutMs?: number
   readonly onError?: (message: string, error: unknown) => void
   /**
@@ -102,7 +106,7 @@ export class DecoupledConsumer {
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs ?? 30_000,
       heartbeatInterval: 3_000,
-      maxWaitTimeInMs: 100,
+      maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
       allowAutoTopicCreation: false,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5_000 }
     })
@@ -140,7 +144,6 @@ export class DecoupledConsumer {
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.options.topics], fromBeginning: true })
     await this.run()
-    this.commitTimer = setInterval(() => void this.commit(), this.options.commitIntervalMs ?? 200)
     this.started = true
   }
 
@@ -206,7 +209,8 @@ export class DecoupledConsumer {
     clearTimeout(timer)
     // Whatever has not finished is handed back: uncommitted, another member will take it.
     this.shutdown.abort()
-    clearInterval(this.commitTimer)
+    clearTimeout(this.commitTimer)
+    this.commitTimer = undefined
     await this.commit()
     await this.consumer.disconnect().catch(() => undefined)
   }
@@ -246,7 +250,10 @@ export class DecoupledConsumer {
       const offset = BigInt(message.offset)
       tracker.start(offset)
       const work: Promise<void> = this.options.handle(batch.topic, batch.partition, message, signal).then(
-        () => tracker.finish(offset),
+        () => {
+          tracker.finish(offset)
+          this.scheduleCommit()
+        },
         (error: unknown) => {
           if (!(error instanceof Abandoned)) this.options.onError?.("record handler failed; left uncommitted", error)
         }
@@ -268,6 +275,18 @@ export class DecoupledConsumer {
     return partition.signal
   }
 
+  /**
+   * Commits `commitIntervalMs` after the first record finished since the last commit: a timer only
+   * while there is something to commit, so an idle consumer does not wake for it.
+   */
+  private scheduleCommit(): void {
+    if (this.commitTimer !== undefined || this.shutdown.signal.aborted) return
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined
+      void this.commit()
+    }, this.options.commitIntervalMs ?? 200)
+  }
+
   /** Commits every partition whose finished prefix moved; serialised so commits never go backwards. */
   private commit(): Promise<void> {
     this.committing = this.committing.then(async () => {
@@ -286,7 +305,10 @@ export class DecoupledConsumer {
         for (const [e, next] of moved) e.committed = next
       } catch (error) {
         // Typically a rebalance: the new owner starts from the last commit (at-least-once).
+        // Otherwise (a broker blip) the next try comes without waiting for another record; after a
+        // rejoin the trackers are new and there is nothing left to commit.
         this.options.onError?.("offset commit failed", error)
+        this.scheduleCommit()
       }
     })
     return this.committing

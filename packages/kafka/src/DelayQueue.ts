@@ -3,6 +3,9 @@ import { Abandoned, DecoupledConsumer, type DecoupledConsumerOptions, sleepUnles
 import type { Message } from "./Kafkajs.ts"
 import type { TopicMessages } from "./Producer.ts"
 
+/** How long a fetch of the tier topics may wait at the broker when nothing new is there. */
+export const DELAY_QUEUE_FETCH_MAX_WAIT_MS = 1_000
+
 /** One topic of the delay queue: a record waits in it for `delayMs` after it was appended. */
 export interface DelayTier {
   readonly topic: string
@@ -98,9 +101,15 @@ export class DelayQueue {
     return "ripe"
   }
 
-  /** A consumer of the tier topics that takes no record before its tier's delay has passed. */
+  /**
+   * A consumer of the tier topics that takes no record before its tier's delay has passed. A tier
+   * partition paused until its head is ripe is fetched again from the next fetch on, which waits
+   * for the fetch in flight: its wait (`DELAY_QUEUE_FETCH_MAX_WAIT_MS`) bounds how late a ripe
+   * record is taken, so it is shorter than other consumers'.
+   */
   consumer(options: Omit<DecoupledConsumerOptions, "topics" | "notBefore">): DecoupledConsumer {
     return new DecoupledConsumer({
+      maxWaitTimeInMs: DELAY_QUEUE_FETCH_MAX_WAIT_MS,
       ...options,
       topics: this.topics,
       notBefore: (topic, message) => {

@@ -1,4 +1,5 @@
 import { Config, Context, Effect, Layer, LogLevel, References, Schema } from "effect"
+import { KafkaBrokersConfig } from "./KafkaBrokers.ts"
 import { kafkaErrorType, protocolErrorByMessage, SETTLING_ERROR_TYPES } from "./BrokerSettling.ts"
 import { Kafka, logLevel, type LogEntry } from "./Kafkajs.ts"
 
@@ -87,21 +88,8 @@ export const kafkajsLogLevel = (entry: LogEntry, settlingCrash: Map<string, bool
   return given
 }
 
-const splitBrokers = (list: string) => list.split(",").map((b) => b.trim()).filter((b) => b.length > 0)
-
-/**
- * The bootstrap servers: `KAFKA_BROKERS` (an external cluster) when set, else the local broker on
- * `KAFKA_PORT` (default 9092), the port `infra/kafka.ts` starts it on. For scripts and tests that
- * read the environment directly; the services read the same settings through `KafkaConfig`.
- */
-export const brokersFromEnv = (env: NodeJS.ProcessEnv = process.env): Array<string> =>
-  env.KAFKA_BROKERS ? splitBrokers(env.KAFKA_BROKERS) : [`127.0.0.1:${env.KAFKA_PORT ?? 9092}`]
-
 export const KafkaConfig = Config.all({
-  brokers: Config.String("KAFKA_BROKERS").pipe(
-    Config.map(splitBrokers),
-    Config.orElse(() => Config.Port("KAFKA_PORT").pipe(Config.withDefault(9092), Config.map((port) => [`127.0.0.1:${port}`])))
-  ),
+  brokers: KafkaBrokersConfig.pipe(Config.map((where) => [...where.brokers])),
   clientId: Config.String("KAFKA_CLIENT_ID").pipe(Config.withDefault("orbit-webhooks")),
   topicPrefix: Config.String("ORBIT_TOPIC_PREFIX").pipe(Config.withDefault(""))
 })

@@ -1,4 +1,4 @@
-// Fixes to kafkajs 2.2.4, which is unmaintained: an idle timer loop, and three hot spots of the
+// Fixes to kafkajs 2.2.4, which is unmaintained: two idle timer loops, and three hot spots of the
 // producer path (CRC, partition grouping, varints), each checked against kafkajs' own code in
 // test/. `Kafkajs.ts` imports this module before kafkajs, and every module of this package takes
 // kafkajs from there, so the patch is installed before kafkajs loads without anyone's care.
@@ -39,8 +39,17 @@ const RequestQueue = require("kafkajs/src/network/requestQueue/index.js") as {
     throttledUntil: number
     throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
     pending: Array<unknown>
+    inflight: Map<number, { sentAt: number; requestTimeout: number; timeoutRequest(): void }>
+    requestTimeout: number
+    enforceRequestTimeout: boolean
+    requestTimeoutIntervalId: ReturnType<typeof setInterval> | null
+    requestTimeoutCheck?: boolean
+    isConnected(): boolean
+    destroy(): void
     checkPendingRequests(): void
     scheduleCheckPendingRequests(): void
+    scheduleRequestTimeoutCheck(): void
+    sendSocketRequest(socketRequest: unknown): void
   }
 }
 
@@ -53,6 +62,38 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
     this.throttleCheckTimeoutId = null
     this.checkPendingRequests()
   }, throttledFor > 0 ? throttledFor : CHECK_PENDING_REQUESTS_INTERVAL_MS)
+}
+
+/**
+ * kafkajs 2.2.4 also runs a 100 ms interval on every connected broker connection to time out its
+ * requests, whether or not any is in flight: an idle client with a few connections wakes tens of
+ * times a second. Instead the interval runs only while a request is in flight: armed when one is
+ * sent, dropped at the first check that finds none (`test/RequestQueueTimer.test.ts` pins it).
+ */
+const clearRequestTimeoutCheck = (queue: typeof RequestQueue.prototype) => {
+  if (queue.requestTimeoutIntervalId !== null) clearInterval(queue.requestTimeoutIntervalId)
+  queue.requestTimeoutIntervalId = null
+}
+RequestQueue.prototype.scheduleRequestTimeoutCheck = function() {
+  // Called on connect: enable the check; `sendSocketRequest` arms it.
+  clearRequestTimeoutCheck(this)
+  this.requestTimeoutCheck = this.enforceRequestTimeout
+}
+const originalSendSocketRequest = RequestQueue.prototype.sendSocketRequest
+RequestQueue.prototype.sendSocketRequest = function(socketRequest) {
+  originalSendSocketRequest.call(this, socketRequest)
+  if (this.requestTimeoutCheck !== true || this.inflight.size === 0 || this.requestTimeoutIntervalId != null) return
+  this.requestTimeoutIntervalId = setInterval(() => {
+    this.inflight.forEach((request) => {
+      if (Date.now() - request.sentAt > request.requestTimeout) request.timeoutRequest()
+    })
+    if (!this.isConnected()) {
+      this.destroy()
+      clearRequestTimeoutCheck(this)
+    } else if (this.inflight.size === 0) {
+      clearRequestTimeoutCheck(this)
+    }
+  }, Math.min(this.requestTimeout, 100))
 }
 
 /** Record varints are written without allocating (`Varint.ts`). */

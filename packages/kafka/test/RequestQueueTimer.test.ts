@@ -8,6 +8,11 @@ const require = createRequire(import.meta.url)
 
 interface RequestQueue {
   pending: Array<unknown>
+  inflight: Map<number, unknown>
+  requestTimeoutIntervalId: ReturnType<typeof setInterval> | null | undefined
+  scheduleRequestTimeoutCheck(): void
+  push(request: { entry: { correlationId: number; resolve: () => void; reject: () => void }; expectResponse: boolean; sendRequest: () => void; requestTimeout?: number }): void
+  fulfillRequest(response: { correlationId: number; payload: Buffer; size: number }): void
   throttledUntil: number
   throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
   scheduleCheckPendingRequests(): void
@@ -24,6 +29,7 @@ const queue = () =>
     enforceRequestTimeout: true,
     clientId: "request-queue-timer-test",
     broker: "127.0.0.1:1",
+    isConnected: () => true,
     logger
   })
 
@@ -47,6 +53,23 @@ describe("kafkajs RequestQueue timer (patched)", () => {
       q.pending.push({})
       q.scheduleCheckPendingRequests()
       expect(q.throttleCheckTimeoutId).not.toBeNull()
+    } finally {
+      q.destroy()
+    }
+  })
+
+  it("runs the request-timeout check only while a request is in flight", async () => {
+    const q = queue()
+    try {
+      q.scheduleRequestTimeoutCheck() // what kafkajs calls on connect
+      expect(q.requestTimeoutIntervalId ?? null).toBeNull()
+      q.push({ entry: { correlationId: 1, resolve: () => undefined, reject: () => undefined }, expectResponse: true, sendRequest: () => undefined })
+      expect(q.inflight.size).toBe(1)
+      expect(q.requestTimeoutIntervalId ?? null).not.toBeNull()
+      q.fulfillRequest({ correlationId: 1, payload: Buffer.alloc(0), size: 0 })
+      // The next check finds nothing in flight and drops the interval.
+      for (let i = 0; i < 50 && q.requestTimeoutIntervalId != null; i++) await new Promise((r) => setTimeout(r, 50))
+      expect(q.requestTimeoutIntervalId ?? null).toBeNull()
     } finally {
       q.destroy()
     }

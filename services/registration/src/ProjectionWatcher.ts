@@ -16,7 +16,8 @@ interface Waiter {
 /**
  * Read-your-writes: after producing an endpoint event, the API waits until the projection has
  * applied that offset. The projection announces applied offsets with NOTIFY; a slow poll of
- * the offsets table covers notifications lost while the LISTEN connection reconnects.
+ * the offsets table, while a request waits, covers notifications lost while the LISTEN connection
+ * reconnects.
  */
 export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
   /** true once `offset` of (topic, partition) is applied; false when `timeoutMs` passes first. */
@@ -71,10 +72,16 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
       )
       void listener
 
-      // One timer for all waiters: it polls the offsets while anyone waits (a NOTIFY lost while the
-      // LISTEN connection reconnected) and answers the waiters whose time is up.
-      const tick = setInterval(() => {
-        if (waiterCount === 0) return
+      // One timer for all waiters, running only while anyone waits (an idle API never wakes for
+      // it): it polls the offsets (a NOTIFY lost while the LISTEN connection reconnected) and
+      // answers the waiters whose time is up.
+      let tick: NodeJS.Timeout | undefined
+      const onTick = () => {
+        if (waiterCount === 0) {
+          clearInterval(tick)
+          tick = undefined
+          return
+        }
         void refresh().catch(() => undefined)
         const now = Date.now()
         for (const [key, list] of waiting) {
@@ -87,7 +94,10 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
           if (still.length === 0) waiting.delete(key)
           else waiting.set(key, still)
         }
-      }, 200)
+      }
+      const tickWhileWaiting = () => {
+        if (tick === undefined) tick = setInterval(onTick, 200)
+      }
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(tick)))
 
       const waitForOffset = (topic: string, partition: number, offset: bigint, timeoutMs: number) =>
@@ -99,6 +109,7 @@ export class ProjectionWatcher extends Context.Service<ProjectionWatcher, {
           if (list === undefined) waiting.set(key, list = [])
           list.push(waiter)
           waiterCount++
+          tickWhileWaiting()
           // Interrupted: counted out now, dropped from its list at the next advance or tick.
           return Effect.sync(() => {
             if (!waiter.done) {

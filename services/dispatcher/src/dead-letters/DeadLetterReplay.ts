@@ -128,7 +128,9 @@ export const replayDeadLetters = Effect.fn("DeadLetterReplay.run")(function*(arg
       const caughtUp = yield* Deferred.make<void>()
       let lastProgress = Date.now()
       const groupId = `${topicPrefix}orbit-replay-${Date.now()}-${randomUUID()}`
-      const reading = yield* consumeBatches({ groupId, topics: [topic], fromBeginning: true }).pipe(
+      // A one-shot read that stops once caught up: a short fetch wait, since the stop waits for
+      // the fetch in flight.
+      const reading = yield* consumeBatches({ groupId, topics: [topic], fromBeginning: true, maxWaitTimeInMs: 500 }).pipe(
         Stream.runForEach((consumed) =>
           Effect.gen(function*() {
             const { batch } = consumed

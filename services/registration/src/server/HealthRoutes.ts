@@ -1,7 +1,7 @@
 import { Db, query } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { KafkaClient, lagOf, TopicAdmin } from "@orbit/kafka"
-import { Effect, Ref, Schedule } from "effect"
+import { Effect } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -14,8 +14,9 @@ interface Readiness {
 
 /**
  * `/healthz`: the process is up. `/readyz`: Kafka and Postgres answer and the projection has
- * applied every endpoint event. Readiness is computed by a background loop every second, so a
- * probe never waits on a slow dependency; it answers with the last result.
+ * applied every endpoint event. Readiness is probed when asked, at most once a second (callers
+ * within a second of a probe share its answer); each check gives up after 2 s, so a probe never
+ * waits long on a slow dependency. Nobody asking means no probing: an idle API does not wake.
  */
 export const HealthRoutes = HttpApiBuilder.group(Api, "health", Effect.fn(function*(handlers) {
   const { sql } = yield* Db
@@ -36,26 +37,22 @@ export const HealthRoutes = HttpApiBuilder.group(Api, "health", Effect.fn(functi
     return String(lagOf(ends, applied))
   }).pipe(Effect.timeout("2 seconds"), Effect.catchCause(() => Effect.succeed("unknown")))
 
-  const state = yield* Ref.make<Readiness>({
-    ready: false,
-    checks: { postgres: "unknown", kafka: "unknown", projection_lag: "unknown" }
-  })
   const probe = Effect.all([check(query(() => sql`SELECT 1`)), check(admin.ping), projectionLag], { concurrency: 3 }).pipe(
-    Effect.flatMap(([postgres, kafka, lag]) =>
-      Ref.set(state, {
-        ready: postgres === "ok" && kafka === "ok" && lag === "0",
-        checks: { postgres, kafka, projection_lag: lag }
-      })
-    ),
+    Effect.map(([postgres, kafka, lag]): Readiness => ({
+      ready: postgres === "ok" && kafka === "ok" && lag === "0",
+      checks: { postgres, kafka, projection_lag: lag }
+    })),
     Effect.timeout("5 seconds"),
-    Effect.ignore
+    Effect.catchCause(() =>
+      Effect.succeed<Readiness>({ ready: false, checks: { postgres: "unknown", kafka: "unknown", projection_lag: "unknown" } })
+    )
   )
-  yield* Effect.forkScoped(Effect.repeat(probe, Schedule.spaced("1 second")))
+  const readiness = yield* Effect.cachedWithTTL(probe, "1 second")
 
   const alive = HttpServerResponse.jsonUnsafe({ status: "ok" })
   return handlers
     .handle("healthz", () => Effect.succeed(alive))
     .handle("readyz", () =>
-      Effect.map(Ref.get(state), ({ ready, checks }) =>
+      Effect.map(readiness, ({ ready, checks }) =>
         HttpServerResponse.jsonUnsafe({ status: ready ? "ready" : "not_ready", checks }, { status: ready ? 200 : 503 })))
 }))
