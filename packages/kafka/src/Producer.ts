@@ -2,6 +2,7 @@ import { Context, Duration, Effect, Layer } from "effect"
 import { CompressionTypes, type Kafka, type KafkajsProducer, type Message, type RecordMetadata } from "./Kafkajs.ts"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
+import { RECONNECT_MAX_DELAY_MS } from "./Reconnect.ts"
 
 export interface TopicMessages {
   readonly topic: string
@@ -46,7 +47,7 @@ const newKafkajsProducer = (kafka: Kafka): KafkajsProducer =>
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
     createPartitioner: KeyPartitioner,
-    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 }
+    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: RECONNECT_MAX_DELAY_MS }
   })
 
 /**
