@@ -25,11 +25,15 @@ const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(
 export const startPlatform = async (options: {
   services?: ReadonlyArray<ServiceName>
   env?: Record<string, string>
+  /** The Kafka bootstrap servers (default: the run's broker); e.g. a broker of the test's own, which it may kill. */
+  brokers?: ReadonlyArray<string>
 } = {}) => {
   const id = `t${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
   const port = await freePort()
+  const kafkaBrokers = [...(options.brokers ?? brokers())]
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
+    ...(options.brokers === undefined ? {} : { KAFKA_BROKERS: kafkaBrokers.join(",") }),
     DATABASE_URL,
     ORBIT_DB_SCHEMA: id,
     ORBIT_TOPIC_PREFIX: `${id}_`,
@@ -133,7 +137,7 @@ export const startPlatform = async (options: {
    */
   const projectionCaughtUp = async (topic: "endpointEvents" | "attempts", timeoutMs = 60_000) => {
     const name = topicsFor(`${id}_`)[topic].name
-    const admin = new Kafka({ clientId: "e2e-projection-caught-up", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
+    const admin = new Kafka({ clientId: "e2e-projection-caught-up", brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).admin()
     await admin.connect()
     const ends = await admin.fetchTopicOffsets(name).finally(() => admin.disconnect())
     await waitFor(`the projection to reach the end of ${name}`, async () => {
@@ -166,7 +170,7 @@ export const startPlatform = async (options: {
    */
   const publish = async (tenantId: string, options: { readonly type?: string; readonly id?: string } = {}) => {
     producer ??= (async () => {
-      const p = new Kafka({ clientId: `e2e-${id}`, brokers: brokers(), logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
+      const p = new Kafka({ clientId: `e2e-${id}`, brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
       await p.connect()
       return p
     })()
@@ -188,7 +192,7 @@ export const startPlatform = async (options: {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
     await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
     await sql.end()
-    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
+    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).admin()
     await admin.connect().then(async () => {
       const mine = (await admin.listTopics()).filter((t) => t.startsWith(`${id}_`))
       if (mine.length > 0) await admin.deleteTopics({ topics: mine })
@@ -196,7 +200,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, brokers: kafkaBrokers, baseUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>

@@ -53,12 +53,18 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       // Outcomes only gate offset commits: the lingering lane turns many small requests into few.
       const delays = new DelayQueue(delayTiersOf(topics), (batch) => producer.sendNow(batch, "lingering"))
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
-      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>) =>
-        void run((level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra))
+      const log = (level: "Info" | "Warning" | "Debug", message: string, extra: Record<string, unknown>) =>
+        void run((level === "Info" ? Effect.logInfo : level === "Warning" ? Effect.logWarning : Effect.logDebug)(message, extra))
 
-      /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
-      const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
-        untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
+      /**
+       * Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted).
+       * A record's first failure is a Warning, its retries (every second while the broker is away) Debug.
+       */
+      const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> => {
+        let failures = 0
+        return untilDone(attempt, signal, (error) =>
+          log(failures++ === 0 ? "Warning" : "Debug", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
+      }
 
       /** A task (a retry, or one not due yet) as a record, with the index offsets it must be handled at. */
       const taskMessage = (task: DeliveryTask, indexOffsets: IndexOffsets | undefined): Message => ({
