@@ -11,6 +11,7 @@ export default tiers({
     "test/DelayQueue.test.ts",
     "test/OffsetTracker.test.ts",
     "test/RequestQueueTimer.test.ts",
-    "test/Varint.test.ts"
+    "test/Varint.test.ts",
+    "test/TopicSettings.test.ts"
   ]
 })

@@ -1,0 +1,124 @@
+/**
+ * A three-broker KRaft cluster of the test's own (`startOwnKafka(3)`: three JVMs on free ports),
+ * the three services on it, and kill -9 of one broker under event and API load:
+ * - the platform creates its topics with three replicas and `min.insync.replicas` 2 (the defaults
+ *   for a cluster of three);
+ * - no registration answered 201 is lost, no acknowledged event's delivery is lost;
+ * - the API keeps answering throughout: every request gets an answer, reads are 200, writes 201
+ *   or 503 (a write refused while the partition leaders move is never half done).
+ */
+import { randomBytes } from "node:crypto"
+import { Kafka, logLevel } from "@orbit/kafka"
+import { describe, expect, it } from "vitest"
+import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
+import { type OwnKafka, startOwnKafka } from "../src/OwnKafka.ts"
+import { uniqueTenant } from "../src/Platform.ts"
+
+describe("a three-broker cluster", () => {
+  it("loses a broker (kill -9) under event and API load: nothing registered or published is lost, the API keeps answering", async () => {
+    let own: OwnKafka | undefined
+    let rig: DeliveryRig | undefined
+    try {
+      own = await startOwnKafka(3)
+      rig = await startDeliveryRig({}, { brokers: own.brokers })
+      const { platform, receiver } = rig
+      const kafka = new Kafka({ clientId: "cluster-test", brokers: own.brokers, logLevel: logLevel.NOTHING })
+
+      // The topics have three replicas, two of which must have a write before it is acknowledged.
+      const admin = kafka.admin()
+      await admin.connect()
+      const sourceTopic = `${platform.topicPrefix}orbit.events`
+      await platform.waitFor("the platform's topics", async () => (await admin.listTopics()).includes(sourceTopic))
+      const metadata = await admin.fetchTopicMetadata({ topics: [sourceTopic] })
+      expect(metadata.topics[0]!.partitions.every((p) => p.replicas.length === 3)).toBe(true)
+      const configs = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: 2 /* TOPIC */, name: sourceTopic, configNames: ["min.insync.replicas"] }]
+      })
+      expect(configs.resources[0]!.configEntries[0]!.configValue).toBe("2")
+      await admin.disconnect()
+
+      const tenant = uniqueTenant()
+      const { key } = await platform.createKey(tenant)
+      const endpoints: Array<{ id: string; path: string }> = []
+      for (let i = 0; i < 3; i++) {
+        const path = `/cluster-${i}-${randomBytes(3).toString("hex")}`
+        const created = await platform.client(key).webhooks.create({ url: receiver.url(path), events: ["message.delivered"] })
+        endpoints.push({ id: created.data.id, path })
+      }
+
+      // Load: registrations, reads and events, until told to stop.
+      const registered: Array<string> = []
+      const writeStatuses = new Map<number, number>()
+      const readStatuses = new Map<number, number>()
+      const unanswered: Array<string> = []
+      const published: Array<string> = []
+      const count = (m: Map<number, number>, s: number) => m.set(s, (m.get(s) ?? 0) + 1)
+      let running = true
+      const writer = (async () => {
+        while (running) {
+          const res = await platform.api("POST", "/api/v1/webhooks", {
+            key,
+            body: { url: "https://hooks.example.com/cluster", events: ["call.completed"] }
+          }).catch((e: unknown) => void unanswered.push(String(e)))
+          if (res === undefined) continue
+          count(writeStatuses, res.status)
+          if (res.status === 201) registered.push(res.json.data.id)
+        }
+      })()
+      const reader = (async () => {
+        while (running) {
+          const res = await platform.api("GET", "/api/v1/webhooks?limit=10", { key }).catch((e: unknown) => void unanswered.push(String(e)))
+          if (res !== undefined) count(readStatuses, res.status)
+          await new Promise((r) => setTimeout(r, 50))
+        }
+      })()
+      const publisher = (async () => {
+        while (running) {
+          // An event counts once the cluster acknowledged it (acks=all); a send that failed while
+          // leaders moved was never acknowledged, so nothing is owed for it.
+          const id = await platform.publish(tenant).catch(() => undefined)
+          if (id !== undefined) published.push(id)
+        }
+      })()
+
+      const delivered = (eventId: string, path: string) =>
+        receiver.received.some((r) => r.path === path && r.status === 200 && r.body.includes(eventId))
+      await platform.waitFor("load before the kill: 20 registrations and 50 events", async () =>
+        registered.length >= 20 && published.length >= 50, 120_000)
+      await own.kill(1)
+      const registeredAtKill = registered.length
+      const publishedAtKill = published.length
+      await platform.waitFor("load after the kill: 20 more registrations and 50 more events", async () =>
+        registered.length >= registeredAtKill + 20 && published.length >= publishedAtKill + 50, 240_000)
+      running = false
+      await Promise.all([writer, reader, publisher])
+
+      // No delivery lost: every acknowledged event reached every subscribed endpoint.
+      await platform.waitFor("every acknowledged event delivered to every endpoint", async () =>
+        published.every((id) => endpoints.every((e) => delivered(id, e.path))), 240_000)
+      // No registration lost: every 201 is listed.
+      const listed = new Set<string>()
+      let cursor: string | null = null
+      do {
+        const page = await platform.api("GET", `/api/v1/webhooks?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { key })
+        expect(page.status).toBe(200)
+        for (const e of page.json.data) listed.add(e.id)
+        cursor = page.json.meta.pagination.cursor
+      } while (cursor !== null)
+      expect(registered.filter((id) => !listed.has(id))).toEqual([])
+      // The API kept answering: every request got an answer; reads succeeded; writes were 201 or a clean 503.
+      expect(unanswered).toEqual([])
+      expect([...readStatuses.keys()]).toEqual([200])
+      expect([...writeStatuses.keys()].filter((s) => s !== 201 && s !== 503)).toEqual([])
+      console.log(
+        `[cluster] killed 1 of 3 brokers: ${registered.length} registrations (${registeredAtKill} before the kill), ` +
+          `${published.length} events (${publishedAtKill} before), writes ${JSON.stringify(Object.fromEntries(writeStatuses))}, ` +
+          `reads ${JSON.stringify(Object.fromEntries(readStatuses))}`
+      )
+    } finally {
+      await rig?.close()
+      await own?.remove()
+    }
+  }, 900_000) // three JVMs and the three services on a loaded two-core host: generous; the waits end as soon as their condition holds
+})
