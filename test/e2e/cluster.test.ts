@@ -1,6 +1,8 @@
 /**
- * A three-broker KRaft cluster of the test's own (`startOwnKafka(3)`: three JVMs on free ports),
- * the three services on it, and kill -9 of one broker under event and API load:
+ * A three-broker KRaft cluster of the test's own (`startOwnKafka(3)`: three JVMs on free ports).
+ * An existing topic with fewer replicas than the factor is reported at start in one WARN naming
+ * it and the command that fixes it. Then the three services on it, and kill -9 of one broker
+ * under event and API load:
  * - the platform creates its topics with three replicas and `min.insync.replicas` 2 (the defaults
  *   for a cluster of three);
  * - no registration answered 201 is lost, no acknowledged event's delivery is lost;
@@ -8,21 +10,56 @@
  *   or 503 (a write refused while the partition leaders move is never half done).
  */
 import { randomBytes } from "node:crypto"
+import { topicsFor } from "@orbit/domain"
 import { Kafka, logLevel } from "@orbit/kafka"
-import { describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
 import { type OwnKafka, startOwnKafka } from "../src/OwnKafka.ts"
-import { uniqueTenant } from "../src/Platform.ts"
+import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 describe("a three-broker cluster", () => {
+  let own: OwnKafka | undefined
+  beforeAll(async () => {
+    own = await startOwnKafka(3)
+  }, 180_000)
+  afterAll(async () => {
+    await own?.remove()
+  })
+
+  it("an existing topic with fewer replicas is reported at start in one WARN naming it and the command that fixes it", async () => {
+    let platform: Platform | undefined
+    try {
+      platform = await startPlatform({ brokers: own!.brokers, services: [] })
+      const p = platform
+      // A topic left from before the cluster grew: one replica.
+      const lonely = topicsFor(p.topicPrefix).endpointEvents
+      const kafka = new Kafka({ clientId: "cluster-test", brokers: own!.brokers, logLevel: logLevel.NOTHING })
+      const admin = kafka.admin()
+      await admin.connect()
+      await admin.createTopics({ waitForLeaders: true, topics: [{ topic: lonely.name, numPartitions: lonely.partitions, replicationFactor: 1 }] })
+      await admin.disconnect()
+      p.start("projection")
+      const warnings = () => (p.logs.get("projection") ?? []).filter((l) => l.includes("fewer than 3 replicas"))
+      await p.eventually("the replication WARN", () => warnings().length > 0, 120_000)
+      expect(warnings()).toHaveLength(1)
+      const line = JSON.parse(warnings()[0]!) as { level: string; message: unknown }
+      expect(line.level).toBe("WARN")
+      const text = JSON.stringify(line.message)
+      expect(text).toContain(lonely.name)
+      expect(text).toContain("kafka-reassign-partitions.sh")
+      // Only the topic that is short of replicas: the ones the service created have three.
+      expect(text).not.toContain(topicsFor(p.topicPrefix).sourceEvents.name)
+    } finally {
+      await platform?.close()
+    }
+  }, 300_000)
+
   it("loses a broker (kill -9) under event and API load: nothing registered or published is lost, the API keeps answering", async () => {
-    let own: OwnKafka | undefined
     let rig: DeliveryRig | undefined
     try {
-      own = await startOwnKafka(3)
-      rig = await startDeliveryRig({}, { brokers: own.brokers })
+      rig = await startDeliveryRig({}, { brokers: own!.brokers })
       const { platform, receiver } = rig
-      const kafka = new Kafka({ clientId: "cluster-test", brokers: own.brokers, logLevel: logLevel.NOTHING })
+      const kafka = new Kafka({ clientId: "cluster-test", brokers: own!.brokers, logLevel: logLevel.NOTHING })
 
       // The topics have three replicas, two of which must have a write before it is acknowledged.
       const admin = kafka.admin()
@@ -86,7 +123,7 @@ describe("a three-broker cluster", () => {
         receiver.received.some((r) => r.path === path && r.status === 200 && r.body.includes(eventId))
       await platform.waitFor("load before the kill: 20 registrations and 50 events", async () =>
         registered.length >= 20 && published.length >= 50, 120_000)
-      await own.kill(1)
+      await own!.kill(1)
       const registeredAtKill = registered.length
       const publishedAtKill = published.length
       await platform.waitFor("load after the kill: 20 more registrations and 50 more events", async () =>
@@ -118,7 +155,6 @@ describe("a three-broker cluster", () => {
       )
     } finally {
       await rig?.close()
-      await own?.remove()
     }
   }, 900_000) // three JVMs and the three services on a loaded two-core host: generous; the waits end as soon as their condition holds
 })
