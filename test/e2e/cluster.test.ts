@@ -91,13 +91,24 @@ describe("a three-broker cluster", () => {
       const unanswered: Array<string> = []
       const published: Array<string> = []
       const count = (m: Map<number, number>, s: number) => m.set(s, (m.get(s) ?? 0) + 1)
+      // A call that has not settled within a minute counts as not answered (and the load goes on).
+      const within = <A>(what: string, call: Promise<A>): Promise<A | undefined> => {
+        let timer: NodeJS.Timeout | undefined
+        const late = new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => {
+            unanswered.push(`${what}: no answer within 60 s`)
+            resolve(undefined)
+          }, 60_000)
+        })
+        return Promise.race([call, late]).finally(() => clearTimeout(timer))
+      }
       let running = true
       const writer = (async () => {
         while (running) {
-          const res = await platform.api("POST", "/api/v1/webhooks", {
+          const res = await within("POST", platform.api("POST", "/api/v1/webhooks", {
             key,
             body: { url: "https://hooks.example.com/cluster", events: ["call.completed"] }
-          }).catch((e: unknown) => void unanswered.push(String(e)))
+          })).catch((e: unknown) => void unanswered.push(String(e)))
           if (res === undefined) continue
           count(writeStatuses, res.status)
           if (res.status === 201) registered.push(res.json.data.id)
@@ -105,7 +116,7 @@ describe("a three-broker cluster", () => {
       })()
       const reader = (async () => {
         while (running) {
-          const res = await platform.api("GET", "/api/v1/webhooks?limit=10", { key }).catch((e: unknown) => void unanswered.push(String(e)))
+          const res = await within("GET", platform.api("GET", "/api/v1/webhooks?limit=10", { key })).catch((e: unknown) => void unanswered.push(String(e)))
           if (res !== undefined) count(readStatuses, res.status)
           await new Promise((r) => setTimeout(r, 50))
         }
@@ -114,8 +125,11 @@ describe("a three-broker cluster", () => {
         while (running) {
           // An event counts once the cluster acknowledged it (acks=all); a send that failed while
           // leaders moved was never acknowledged, so nothing is owed for it.
-          const id = await platform.publish(tenant).catch(() => undefined)
+          const sent = platform.publish(tenant)
+          const id = await Promise.race([sent, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]).catch(() => undefined)
           if (id !== undefined) published.push(id)
+          // A send still pending after a minute may yet be acknowledged: it is owed once it is.
+          else void sent.then((late) => published.push(late), () => undefined)
         }
       })()
 
