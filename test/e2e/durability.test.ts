@@ -15,8 +15,9 @@ import {
 import { Effect } from "effect"
 import { Kafka, logLevel } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { brokers, startKafka, stopKafka } from "../../infra/kafka.ts"
+import { brokers } from "../../infra/kafka.ts"
 import { logEnd, readAll } from "../src/KafkaLog.ts"
+import { startOwnKafka } from "../src/OwnKafka.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -432,43 +433,56 @@ describe("projection crash and replay", () => {
 })
 
 describe("broker outage", () => {
-  it.skipIf(process.env.KAFKA_BROKERS !== undefined)(
-    "answers 503 while Kafka is down, changes nothing, and recovers by itself when it is back",
-    async () => {
-      const { key } = await platform.createKey(uniqueTenant())
-      await platform.client(key).webhooks.create(valid)
-      await stopKafka()
+  it("answers 503 while Kafka is down (kill -9), changes nothing, and recovers by itself when it is back", async () => {
+    // A broker of this test's own: it is killed, so it must be one no other test or checkout uses.
+    const own = await startOwnKafka()
+    let outage: Platform | undefined
+    try {
+      outage = await startPlatform({ brokers: own.brokers })
+      const p = outage
+      const { key } = await p.createKey(uniqueTenant())
+      await p.client(key).webhooks.create(valid)
+      await own.kill()
+      let answeredAt: number
       try {
-        const res = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+        const res = await p.api("POST", "/api/v1/webhooks", { key, body: valid })
         expect(res.status).toBe(503)
         expect(res.json.error.code).toBe("SERVICE_UNAVAILABLE")
         expect(res.headers.get("x-request-id")).toBe(res.json.meta.request_id)
         // Reads are served from Postgres and keep working.
-        const list = await platform.api("GET", "/api/v1/webhooks", { key })
+        const list = await p.api("GET", "/api/v1/webhooks", { key })
         expect(list.status).toBe(200)
         expect(list.json.data).toHaveLength(1)
-        expect((await platform.api("GET", "/readyz")).status).toBe(503)
+        await p.waitFor("/readyz to answer 503", async () => (await p.api("GET", "/readyz")).status === 503)
       } finally {
-        await startKafka()
+        await own.startNode(1) // returns once the broker answers a metadata request again
+        answeredAt = Date.now()
       }
-      // Recovery needs no restart: the producer reconnects, and the projection's consumer is
-      // rebuilt once the group coordinator has loaded. Every 201 is listed (read-your-writes
-      // may lag while the projection recovers, so wait for the list to show them all).
+      // Recovery needs no restart: the producer reconnects, and the projection's consumer rejoins
+      // its group. Every 201 is listed (read-your-writes may lag while the projection recovers,
+      // so wait for the list to show them all).
       const created: Array<string> = []
-      await platform.waitFor("a POST to succeed again", async () => {
-        const res = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+      let firstCreatedAt = 0
+      await p.waitFor("a POST to succeed again", async () => {
+        const res = await p.api("POST", "/api/v1/webhooks", { key, body: valid })
         if (res.status === 201) created.push(res.json.data.id)
+        if (res.status === 201) firstCreatedAt = Date.now()
         return res.status === 201
       }, 90_000)
-      await platform.waitFor("every created endpoint to be listed", async () => {
-        const list = await platform.api("GET", "/api/v1/webhooks", { key })
+      await p.waitFor("every created endpoint to be listed", async () => {
+        const list = await p.api("GET", "/api/v1/webhooks", { key })
         return list.json.data.length === 1 + created.length
       }, 90_000)
-      const fresh = await platform.api("POST", "/api/v1/webhooks", { key, body: valid })
+      const fresh = await p.api("POST", "/api/v1/webhooks", { key, body: valid })
       expect(fresh.status).toBe(201)
-      const list = await platform.api("GET", "/api/v1/webhooks", { key })
+      const list = await p.api("GET", "/api/v1/webhooks", { key })
       expect(list.json.data[0].id).toBe(fresh.json.data.id)
       expect(list.json.data).toHaveLength(2 + created.length)
+      // The measured time, for the record (docs/BENCHMARKS.md); nothing here asserts on it.
+      console.log(`[recovery] broker kill -9: the first read-your-writes POST answered 201 ${((firstCreatedAt - answeredAt) / 1000).toFixed(1)} s after the broker answered again`)
+    } finally {
+      await outage?.close()
+      await own.remove()
     }
-  )
+  }, 300_000)
 })

@@ -25,11 +25,15 @@ const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(
 export const startPlatform = async (options: {
   services?: ReadonlyArray<ServiceName>
   env?: Record<string, string>
+  /** The Kafka bootstrap servers (default: the run's broker); e.g. a broker of the test's own, which it may kill. */
+  brokers?: ReadonlyArray<string>
 } = {}) => {
   const id = `t${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
   const port = await freePort()
+  const kafkaBrokers = [...(options.brokers ?? brokers())]
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
+    ...(options.brokers === undefined ? {} : { KAFKA_BROKERS: kafkaBrokers.join(",") }),
     DATABASE_URL,
     ORBIT_DB_SCHEMA: id,
     ORBIT_TOPIC_PREFIX: `${id}_`,
@@ -38,6 +42,11 @@ export const startPlatform = async (options: {
     LOG_LEVEL: "Warn",
     KAFKAJS_NO_PARTITIONER_WARNING: "1",
     ...options.env
+  }
+  // A broker list of the test's own names a cluster other than KAFKA_PORT's: the inherited port
+  // would disagree with it (a start-up error), so it goes unless the test sets it too.
+  if ((options.brokers !== undefined || options.env?.KAFKA_BROKERS !== undefined) && options.env?.KAFKA_PORT === undefined) {
+    delete env.KAFKA_PORT
   }
   const baseUrl = `http://127.0.0.1:${port}`
   const sql = postgres(DATABASE_URL, { max: 4, onnotice: () => undefined, connection: { search_path: id } })
@@ -141,7 +150,7 @@ export const startPlatform = async (options: {
    */
   const projectionCaughtUp = async (topic: "endpointEvents" | "attempts", timeoutMs = 60_000) => {
     const name = topicsFor(`${id}_`)[topic].name
-    const admin = new Kafka({ clientId: "e2e-projection-caught-up", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
+    const admin = new Kafka({ clientId: "e2e-projection-caught-up", brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).admin()
     await admin.connect()
     const ends = await admin.fetchTopicOffsets(name).finally(() => admin.disconnect())
     await waitFor(`the projection to reach the end of ${name}`, async () => {
@@ -177,7 +186,7 @@ export const startPlatform = async (options: {
     options: { readonly type?: string; readonly id?: string; readonly headers?: Record<string, string> } = {}
   ) => {
     producer ??= (async () => {
-      const p = new Kafka({ clientId: `e2e-${id}`, brokers: brokers(), logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
+      const p = new Kafka({ clientId: `e2e-${id}`, brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false })
       await p.connect()
       return p
     })()
@@ -199,7 +208,7 @@ export const startPlatform = async (options: {
     await Promise.all([...processes.keys()].map((n) => stop(n)))
     await sql.unsafe(`DROP SCHEMA IF EXISTS "${id}" CASCADE`).catch(() => undefined)
     await sql.end()
-    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: brokers(), logLevel: logLevel.NOTHING }).admin()
+    const admin = new Kafka({ clientId: "e2e-cleanup", brokers: kafkaBrokers, logLevel: logLevel.NOTHING }).admin()
     await admin.connect().then(async () => {
       const mine = (await admin.listTopics()).filter((t) => t.startsWith(`${id}_`))
       if (mine.length > 0) await admin.deleteTopics({ topics: mine })
@@ -207,7 +216,7 @@ export const startPlatform = async (options: {
     await admin.disconnect().catch(() => undefined)
   }
 
-  return { id, env, baseUrl, metricsUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
+  return { id, env, brokers: kafkaBrokers, baseUrl, metricsUrl, sql, start, stop, ready, waitFor, eventually, projectionCaughtUp, createKey, tableScans, publish, api, client, logs, close, topicPrefix: `${id}_` }
 }
 
 export type Platform = Awaited<ReturnType<typeof startPlatform>>

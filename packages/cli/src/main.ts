@@ -132,7 +132,7 @@ const deliveries = Command.make("deliveries").pipe(
   ])
 )
 
-const KafkaLayer = <A>(layer: Layer.Layer<A, never, KafkaClient>) => layer.pipe(Layer.provideMerge(KafkaClient.layer))
+const KafkaLayer = <A, E>(layer: Layer.Layer<A, E, KafkaClient>) => layer.pipe(Layer.provideMerge(KafkaClient.layer))
 
 const trigger = Command.make(
   "trigger",

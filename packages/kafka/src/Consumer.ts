@@ -2,6 +2,8 @@ import { Cause, Deferred, Effect, Queue, Schedule, Scope, Stream } from "effect"
 import type { Batch, KafkajsConsumer as KafkaConsumer } from "./Kafkajs.ts"
 import { logKafkaRetry } from "./BrokerSettling.ts"
 import { KafkaClient } from "./KafkaClient.ts"
+import { RECONNECT_MAX_DELAY_MS } from "./Reconnect.ts"
+import { rejoinAs } from "./RejoinAsSameMember.ts"
 
 /**
  * One fetched batch of one partition. The kafkajs callback waits until `done` is completed,
@@ -35,9 +37,14 @@ export interface ConsumeOptions {
  */
 export const FETCH_MAX_WAIT_MS = 1_000
 
-/** One kafkajs consumer as a Stream of batches; the stream fails when kafkajs crashes. */
+/**
+ * One kafkajs consumer as a Stream of batches; the stream fails when kafkajs crashes. `member`
+ * carries the group member id from one consumer to the one that replaces it after a crash, which
+ * rejoins as that member (`RejoinAsSameMember.ts`) instead of waiting out its session.
+ */
 const consumeOnce = (
-  options: ConsumeOptions
+  options: ConsumeOptions,
+  member: { id?: string }
 ): Stream.Stream<ConsumedBatch, unknown, KafkaClient> =>
   Stream.callback<ConsumedBatch, unknown, KafkaClient | Scope.Scope>((queue) =>
     Effect.gen(function*() {
@@ -54,11 +61,15 @@ const consumeOnce = (
         retry: {
           retries: 5,
           initialRetryTime: 300,
-          maxRetryTime: 5000,
+          maxRetryTime: RECONNECT_MAX_DELAY_MS,
           // kafkajs' own restart after a crash can leave the consumer silently stuck (seen after
           // a broker restart). Instead the stream fails and its owner builds a fresh consumer.
           restartOnFailure: async () => false
         }
+      })
+      if (member.id !== undefined) rejoinAs(options.groupId, member.id)
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+        member.id = payload.memberId
       })
       consumer.on(consumer.events.CRASH, ({ payload }) => {
         Queue.failCauseUnsafe(queue, Cause.fail(payload.error))
@@ -111,8 +122,10 @@ const consumeOnce = (
  * joins the group a second later, resuming from the committed offsets: the stream does not fail.
  * Closing the scope stops the consumer (leaving the group cleanly).
  */
-export const consumeBatches = (options: ConsumeOptions): Stream.Stream<ConsumedBatch, never, KafkaClient> =>
-  consumeOnce(options).pipe(
+export const consumeBatches = (options: ConsumeOptions): Stream.Stream<ConsumedBatch, never, KafkaClient> => {
+  const member: { id?: string } = {}
+  return consumeOnce(options, member).pipe(
     Stream.tapError((error) => logKafkaRetry("kafka consumer crashed; starting a new one", error, { group: options.groupId })),
-    Stream.retry(Schedule.spaced("1 second"))
+    Stream.retry(Schedule.spaced(RECONNECT_MAX_DELAY_MS))
   ) as Stream.Stream<ConsumedBatch, never, KafkaClient>
+}

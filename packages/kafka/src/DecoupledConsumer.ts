@@ -1,6 +1,7 @@
 import type { EachBatchPayload, Kafka, KafkajsConsumer as Consumer, KafkaMessage } from "./Kafkajs.ts"
 import { FETCH_MAX_WAIT_MS } from "./Consumer.ts"
 import { OffsetTracker } from "./OffsetTracker.ts"
+import { RECONNECT_MAX_DELAY_MS, reconnectDelays } from "./Reconnect.ts"
 
 /** Thrown by a handler that gives a record back unfinished (shutdown): its offset is not committed. */
 export class Abandoned extends Error {
@@ -63,21 +64,23 @@ export const sleepUnlessAborted = (ms: number, signal: AbortSignal) =>
   })
 
 /**
- * Runs `attempt` until it succeeds, backing off 200 ms → 5 s; gives up only when `signal` aborts
- * (shutdown), with `Abandoned`, so the record stays uncommitted and is taken again later.
+ * Runs `attempt` until it succeeds, backing off 200 ms → `RECONNECT_MAX_DELAY_MS` (so a record
+ * waiting out a broker restart is retried soon after the broker is back); gives up only when
+ * `signal` aborts (shutdown), with `Abandoned`, so the record stays uncommitted and is taken again later.
  */
 export const untilDone = async <A>(
   attempt: () => Promise<A>,
   signal: AbortSignal,
   onRetry: (error: unknown) => void
 ): Promise<A> => {
-  for (let delay = 200;; delay = Math.min(delay * 2, 5_000)) {
+  const delays = reconnectDelays(200)
+  for (;;) {
     try {
       return await attempt()
     } catch (error) {
       if (signal.aborted) throw new Abandoned()
       onRetry(error)
-      await sleepUnlessAborted(delay, signal)
+      await sleepUnlessAborted(delays.next().value, signal)
     }
   }
 }
@@ -108,7 +111,7 @@ export class DecoupledConsumer {
       heartbeatInterval: 3_000,
       maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
       allowAutoTopicCreation: false,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5_000 }
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: RECONNECT_MAX_DELAY_MS }
     })
     // A new generation fetches from the committed offsets; old trackers must not commit for it.
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
@@ -164,8 +167,8 @@ export class DecoupledConsumer {
    * kafkajs restarts a crashed consumer only when the error was retriable. After any other error
    * (a rebalance or membership error while the broker restarts, for example) it stays stopped for
    * good: nothing is fetched again and every commit fails with "Consumer group was not
-   * initialized". So the consumer is connected and run again here, backing off 1 s → 10 s, until
-   * it runs without crashing again or the shutdown begins.
+   * initialized". So the consumer is connected and run again here, every `RECONNECT_MAX_DELAY_MS`,
+   * until it runs without crashing again or the shutdown begins.
    */
   private restartAfterCrash(error: unknown): void {
     this.crashed = true
@@ -173,8 +176,8 @@ export class DecoupledConsumer {
     this.restarting = true
     this.options.onError?.("kafka consumer crashed; restarting it", error)
     void (async () => {
-      for (let delay = 1_000; this.crashed; delay = Math.min(delay * 2, 10_000)) {
-        await sleepUnlessAborted(delay, this.shutdown.signal).catch(() => undefined)
+      while (this.crashed) {
+        await sleepUnlessAborted(RECONNECT_MAX_DELAY_MS, this.shutdown.signal).catch(() => undefined)
         if (this.shutdown.signal.aborted) break
         this.crashed = false
         try {

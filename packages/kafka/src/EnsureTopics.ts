@@ -22,11 +22,24 @@ const ensureAllTopics = Effect.gen(function*() {
         "Check KAFKA_BROKERS (or KAFKA_PORT for the local broker, which `npm run infra:start` starts); retrying every second"
     )
   }
-  yield* admin.ensureTopics(Object.values(topicsFor(topicPrefix))).pipe(
+  const specs = Object.values(topicsFor(topicPrefix))
+  yield* admin.ensureTopics(specs).pipe(
     Effect.tapError(report),
     Effect.retry(Schedule.spaced("1 second"))
   )
   if (reported) yield* Effect.logInfo("reached Kafka; topics ready", { brokers })
+  // Topics created before the cluster grew (or with a smaller factor) lose data with a broker.
+  const shortfall = yield* admin.replicationShortfall(specs).pipe(
+    Effect.catch((e) => Effect.as(Effect.logDebug("cannot check the topics' replication", { error: e.message }), undefined))
+  )
+  if (shortfall !== undefined) {
+    const names = shortfall.topics.map((t) => t.topic)
+    yield* Effect.logWarning(
+      `${names.length} topic(s) have fewer than ${shortfall.replicationFactor} replicas (ORBIT_TOPIC_REPLICATION_FACTOR, ` +
+        `default the smaller of 3 and the brokers in the cluster): ${names.join(", ")}. ` +
+        `Losing a broker loses their data. Raise them with: ${shortfall.command}`
+    )
+  }
 })
 
 /** In the background: an API can start - and answer 503 - while the broker is still down. */

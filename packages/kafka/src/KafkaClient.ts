@@ -2,6 +2,7 @@ import { Config, Context, Effect, Layer, LogLevel, References, Schema } from "ef
 import { KafkaBrokersConfig } from "./KafkaBrokers.ts"
 import { kafkaErrorType, protocolErrorByMessage, SETTLING_ERROR_TYPES } from "./BrokerSettling.ts"
 import { Kafka, logLevel, type LogEntry } from "./Kafkajs.ts"
+import { RECONNECT_MAX_DELAY_MS } from "./Reconnect.ts"
 
 export class KafkaUnavailable extends Schema.TaggedError<KafkaUnavailable>()("KafkaUnavailable", {
   operation: Schema.String,
@@ -112,7 +113,7 @@ export class KafkaClient extends Context.Service<KafkaClient, {
         logCreator: jsonLogCreator(minimum),
         connectionTimeout: 3000,
         requestTimeout: 10000,
-        retry: { initialRetryTime: 100, retries: 3, maxRetryTime: 2000 }
+        retry: { initialRetryTime: 100, retries: 3, maxRetryTime: RECONNECT_MAX_DELAY_MS }
       })
       return KafkaClient.of({ kafka, brokers: config.brokers, topicPrefix: config.topicPrefix })
     })

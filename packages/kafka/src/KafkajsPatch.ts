@@ -1,10 +1,12 @@
-// Fixes to kafkajs 2.2.4, which is unmaintained: two idle timer loops, and three hot spots of the
-// producer path (CRC, partition grouping, varints), each checked against kafkajs' own code in
+// Fixes to kafkajs 2.2.4, which is unmaintained: two idle timer loops, a consumer that rejoins its
+// group as a stranger after a crash, and three hot spots of the producer path (CRC, partition
+// grouping, varints), each checked against kafkajs' own code in
 // test/. `Kafkajs.ts` imports this module before kafkajs, and every module of this package takes
 // kafkajs from there, so the patch is installed before kafkajs loads without anyone's care.
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
+import { installRejoinAsSameMember } from "./RejoinAsSameMember.ts"
 import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 
 /**
@@ -144,3 +146,11 @@ if (speedPatchesInstalled) replaceModule(
   "@orbit/kafka/groupMessagesPerPartition",
   (input: Parameters<typeof groupMessagesPerPartition>[0]) => groupMessagesPerPartition(input)
 )
+
+/**
+ * A consumer rejoins its group with the member id it had before a crash (`RejoinAsSameMember.ts`),
+ * so the coordinator does not hold the rebalance for the old member's session timeout.
+ */
+if (speedPatchesInstalled) {
+  installRejoinAsSameMember(require("kafkajs/src/consumer/consumerGroup.js") as Parameters<typeof installRejoinAsSameMember>[0])
+}

@@ -3,6 +3,7 @@ import { CompressionTypes, type ICustomPartitioner, type Kafka, type KafkajsProd
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import { KeyPartitioner } from "./KeyPartitioner.ts"
 import { TRACEPARENT_HEADER, traceHeaders } from "./TraceHeaders.ts"
+import { RECONNECT_MAX_DELAY_MS } from "./Reconnect.ts"
 
 export interface TopicMessages {
   readonly topic: string
@@ -55,7 +56,7 @@ const newKafkajsProducer = (kafka: Kafka, createPartitioner: ICustomPartitioner 
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
     createPartitioner,
-    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 }
+    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: RECONNECT_MAX_DELAY_MS }
   })
 
 /**

@@ -1,6 +1,13 @@
 import type { TopicSpec } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
-import { KafkaClient, type KafkaUnavailable, unavailable } from "./KafkaClient.ts"
+import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
+import {
+  partitionsOf,
+  replicationFixCommand,
+  resolveTopicSettings,
+  TopicSettingsConfig,
+  type UnderReplicatedTopic
+} from "./TopicSettings.ts"
 
 /** Where a consumer group stands on one partition: `end - committed` records are not yet done. */
 export interface GroupPosition {
@@ -9,9 +16,21 @@ export interface GroupPosition {
   readonly committed: bigint
 }
 
-/** Creates topics idempotently with explicit partitions and retention, and reads watermarks. */
+/** Existing topics with fewer replicas than the configured factor, and the command that raises them. */
+export interface ReplicationShortfall {
+  readonly topics: ReadonlyArray<UnderReplicatedTopic>
+  readonly replicationFactor: number
+  readonly command: string
+}
+
+/**
+ * Creates topics idempotently with explicit partitions, retention and replication (`TopicSettings`:
+ * the factor defaults to the smaller of 3 and the brokers in the cluster), and reads watermarks.
+ */
 export class TopicAdmin extends Context.Service<TopicAdmin, {
   ensureTopics(specs: ReadonlyArray<TopicSpec>): Effect.Effect<void, KafkaUnavailable>
+  /** Those of `specs` that exist with fewer replicas than the factor (none: undefined). */
+  replicationShortfall(specs: ReadonlyArray<TopicSpec>): Effect.Effect<ReplicationShortfall | undefined, KafkaUnavailable>
   /** The names of the topics that exist. */
   listTopics: Effect.Effect<ReadonlyArray<string>, KafkaUnavailable>
   /** The first offset still stored (`low`) and the next one to be written (`high`), per partition. */
@@ -40,32 +59,65 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   static readonly layer = Layer.effect(
     TopicAdmin,
     Effect.gen(function*() {
-      const { kafka } = yield* KafkaClient
+      const { kafka, brokers } = yield* KafkaClient
+      const settings = yield* TopicSettingsConfig
       const admin = kafka.admin()
       // Connect lazily (and reconnect) so a service can start while the broker is down.
       const withAdmin = <A>(operation: string, f: () => Promise<A>) =>
         Effect.tryPromise({ try: async () => { await admin.connect(); return await f() }, catch: unavailable(operation) })
       yield* Effect.addFinalizer(() => Effect.promise(() => admin.disconnect().catch(() => undefined)))
 
+      /** The factor and min.insync.replicas for this cluster, and its broker ids. */
+      const replication = Effect.gen(function*() {
+        const cluster = yield* withAdmin("describeCluster", () => admin.describeCluster())
+        const resolved = resolveTopicSettings(settings, cluster.brokers.length)
+        if (resolved.replicationFactor > cluster.brokers.length) {
+          return yield* new KafkaUnavailable({
+            operation: "createTopics",
+            message: `ORBIT_TOPIC_REPLICATION_FACTOR is ${resolved.replicationFactor}, but the cluster has ${cluster.brokers.length} broker(s)`
+          })
+        }
+        return { ...resolved, brokerIds: cluster.brokers.map((b) => b.nodeId) }
+      })
+
       const ensureTopics = Effect.fn("TopicAdmin.ensureTopics")(function*(specs: ReadonlyArray<TopicSpec>) {
         const existing = new Set(yield* withAdmin("listTopics", () => admin.listTopics()))
         const missing = specs.filter((s) => !existing.has(s.name))
         if (missing.length === 0) return
+        const { replicationFactor, minInsyncReplicas } = yield* replication
         yield* withAdmin("createTopics", () =>
           admin.createTopics({
             waitForLeaders: true,
             topics: missing.map((s) => ({
               topic: s.name,
-              numPartitions: s.partitions,
-              replicationFactor: 1,
-              configEntries: [{ name: "retention.ms", value: String(s.retentionMs) }]
+              numPartitions: partitionsOf(s, settings),
+              replicationFactor,
+              configEntries: [
+                { name: "retention.ms", value: String(s.retentionMs) },
+                { name: "min.insync.replicas", value: String(minInsyncReplicas) }
+              ]
             }))
           }).catch((e: unknown) => {
             // Another service may have created it between list and create: that is fine.
             if (e instanceof Error && /already exists/i.test(e.message)) return false
             throw e
           }))
-        yield* Effect.logInfo("created topics", { topics: missing.map((s) => s.name) })
+        yield* Effect.logInfo("created topics", { topics: missing.map((s) => s.name), replicationFactor, minInsyncReplicas })
+      })
+
+      const replicationShortfall = Effect.fn("TopicAdmin.replicationShortfall")(function*(specs: ReadonlyArray<TopicSpec>) {
+        const { replicationFactor, minInsyncReplicas, brokerIds } = yield* replication
+        const metadata = yield* withAdmin("fetchTopicMetadata", () => admin.fetchTopicMetadata({ topics: specs.map((s) => s.name) }))
+        const topics: Array<UnderReplicatedTopic> = metadata.topics
+          .filter((t) => t.partitions.some((p) => p.replicas.length < replicationFactor))
+          .map((t) => ({
+            topic: t.name,
+            partitions: [...t.partitions].sort((a, b) => a.partitionId - b.partitionId)
+              .map((p) => ({ partition: p.partitionId, replicas: p.replicas }))
+          }))
+        if (topics.length === 0) return undefined
+        const command = replicationFixCommand(topics, brokerIds, replicationFactor, minInsyncReplicas, brokers)
+        return { topics, replicationFactor, command }
       })
 
       const listTopics = withAdmin("listTopics", () => admin.listTopics())
@@ -104,7 +156,19 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
         })
       })
 
-      return TopicAdmin.of({ ensureTopics, listTopics, offsetRange, endOffsets, ping, clusterId, resetGroupOffsets, setGroupOffsets, deleteGroup, groupPositions })
+      return TopicAdmin.of({
+        ensureTopics,
+        replicationShortfall,
+        listTopics,
+        offsetRange,
+        endOffsets,
+        ping,
+        clusterId,
+        resetGroupOffsets,
+        setGroupOffsets,
+        deleteGroup,
+        groupPositions
+      })
     })
   )
 }

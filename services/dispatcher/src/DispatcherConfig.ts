@@ -23,8 +23,11 @@ export const DispatcherConfig = Config.all({
   maxBuffered: Config.Int("DISPATCHER_MAX_BUFFERED").pipe(Config.withDefault(2_000)),
   /** On SIGTERM, how long in-flight attempts may finish before they are handed back uncommitted. */
   shutdownGraceMs: Config.Int("DISPATCHER_SHUTDOWN_GRACE_MS").pipe(Config.withDefault(20_000)),
-  /** Consumer-group session timeout: how soon the partitions of a crashed process move to another. */
-  sessionTimeoutMs: Config.Int("DISPATCHER_SESSION_TIMEOUT_MS").pipe(Config.withDefault(30_000)),
+  /**
+   * Consumer-group session timeout: how soon the partitions of a crashed process move to another.
+   * Heartbeats never wait for deliveries (`DecoupledConsumer`), so a short one is safe.
+   */
+  sessionTimeoutMs: Config.Int("DISPATCHER_SESSION_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
   /** Source events whose `data` fails their type's schema go to the invalid topic instead of being delivered. */
   strictEventData: Config.Boolean("ORBIT_STRICT_EVENT_DATA").pipe(Config.withDefault(false))
 })

@@ -105,14 +105,20 @@ export class DeliveryWorker extends Context.Service<DeliveryWorker, {
       const limiter = new KeyedLimiter({ global: config.concurrency, perKey: config.perEndpointConcurrency })
       let inFlight = 0
       /** A log line; about a task with a trace context, inside it (the line carries its trace_id). */
-      const log = (level: "Info" | "Warning", message: string, extra: Record<string, unknown>, trace?: RecordTraceContext) => {
-        const line = (level === "Info" ? Effect.logInfo : Effect.logWarning)(message, extra)
+      const log = (level: "Info" | "Warning" | "Debug", message: string, extra: Record<string, unknown>, trace?: RecordTraceContext) => {
+        const line = (level === "Info" ? Effect.logInfo : level === "Warning" ? Effect.logWarning : Effect.logDebug)(message, extra)
         void run(trace === undefined ? line : Effect.withParentSpan(line, Tracer.externalSpan(trace)))
       }
 
-      /** Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted). */
-      const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> =>
-        untilDone(attempt, signal, (error) => log("Warning", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
+      /**
+       * Retries until acknowledged; gives up only at shutdown (the task then stays uncommitted).
+       * A record's first failure is a Warning, its retries (every second while the broker is away) Debug.
+       */
+      const durably = <A>(what: string, attempt: () => Promise<A>, signal: AbortSignal): Promise<A> => {
+        let failures = 0
+        return untilDone(attempt, signal, (error) =>
+          log(failures++ === 0 ? "Warning" : "Debug", `${what} failed; retrying`, { error: String(error).slice(0, 300) }))
+      }
 
       /**
        * A task (a retry, or one not due yet) as a record, with the index offsets it must be handled
