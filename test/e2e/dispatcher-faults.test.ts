@@ -205,6 +205,8 @@ const makeDeployment = async (name: string, env: Record<string, string> = {}, cl
       env: {
         ...process.env,
         KAFKA_BROKERS: clusterBrokers.join(","),
+        // A broker of the test's own would disagree with an inherited KAFKA_PORT (a start-up error).
+        KAFKA_PORT: undefined,
         KAFKAJS_NO_PARTITIONER_WARNING: "1",
         ORBIT_TOPIC_PREFIX: prefix,
         ORBIT_SECRET_KEYS: keyRing,
