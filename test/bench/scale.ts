@@ -419,6 +419,8 @@ const main = async () => {
           ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
           ORBIT_EXTRA_CA_FILE: join(dir, "cert.pem"),
           DISPATCHER_SHUTDOWN_GRACE_MS: "2000",
+          // Two dispatchers may run at once: each serves /metrics on a free port.
+          ORBIT_METRICS_PORT: "0",
           LOG_LEVEL: "Info"
         },
         stdio: ["ignore", "pipe", "pipe"]

@@ -205,6 +205,8 @@ const makeDeployment = async (name: string, env: Record<string, string> = {}, cl
       env: {
         ...process.env,
         KAFKA_BROKERS: clusterBrokers.join(","),
+        // Several dispatchers run at once: each serves /metrics on a free port.
+        ORBIT_METRICS_PORT: "0",
         // A broker of the test's own would disagree with an inherited KAFKA_PORT (a start-up error).
         KAFKA_PORT: undefined,
         KAFKAJS_NO_PARTITIONER_WARNING: "1",
