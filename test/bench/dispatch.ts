@@ -64,6 +64,7 @@ import { postgres } from "@orbit/db"
 import { serviceArgs } from "../../infra/services.ts"
 import { freePort } from "../src/freePort.ts"
 import { localBrokerPid } from "../../infra/kafka.ts"
+import { cpuSeconds, rssMb } from "./ProcStats.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -195,29 +196,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 const percentile = (sorted: Float64Array, p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-
-/** utime + stime of a process, in seconds (Linux /proc). */
-const cpuSeconds = (pid: number | undefined): number => {
-  if (pid === undefined) return Number.NaN
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
-/** Resident memory of a process in MB (VmRSS, Linux /proc). */
-const rssMb = (pid: number | undefined): number => {
-  if (pid === undefined) return Number.NaN
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
-    return m === null ? Number.NaN : Number(m[1]) / 1024
-  } catch {
-    return Number.NaN
-  }
-}
 
 const brokerPid = localBrokerPid
 

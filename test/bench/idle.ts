@@ -11,12 +11,12 @@
  * more than alone. Prints loadavg and CPU steal: other work on the host moves every number.
  * With KAFKA_BROKERS (an external cluster) the broker rows are n/a.
  */
-import { readFileSync } from "node:fs"
 import { loadavg } from "node:os"
 import { setTimeout as sleep } from "node:timers/promises"
 import { localBrokerPid, startKafka } from "../../infra/kafka.ts"
 import type { ServiceName } from "../../infra/services.ts"
 import { startPlatform } from "../src/Platform.ts"
+import { cpuSeconds } from "./ProcStats.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 
 const num = (name: string, fallback: number) => {
@@ -26,15 +26,6 @@ const num = (name: string, fallback: number) => {
 const SECONDS = num("BENCH_IDLE_SECONDS", 60)
 const SETTLE_SECONDS = num("BENCH_IDLE_SETTLE_SECONDS", 10)
 const SERVICES: ReadonlyArray<ServiceName> = ["registration", "projection", "dispatcher"]
-
-const TICKS_PER_SECOND = 100 // USER_HZ on Linux
-
-/** CPU seconds (user + system) a process has used so far. */
-const cpuSeconds = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
-}
 
 /** % of one core each pid used over `seconds` of wall time from now. */
 const measure = async (pids: ReadonlyMap<string, number>, seconds: number): Promise<Map<string, number>> => {

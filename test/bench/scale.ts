@@ -43,6 +43,7 @@ import { brokers, startKafka } from "../../infra/kafka.ts"
 import { serviceArgs } from "../../infra/services.ts"
 import { startPlatform } from "../src/Platform.ts"
 import { localBrokerPid } from "../../infra/kafka.ts"
+import { cpuSeconds, rssMb } from "./ProcStats.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 import { LoadClient } from "./LoadClient.ts"
 
@@ -121,29 +122,6 @@ const runReceiver = async () => {
 // --------------------------------------------------------------------------------------------
 // Measurements
 // --------------------------------------------------------------------------------------------
-
-/** utime + stime of a process, in seconds (Linux /proc). */
-const cpuSeconds = (pid: number | undefined): number => {
-  if (pid === undefined) return Number.NaN
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
-/** Resident memory of a process in MB (VmRSS), NaN once it is gone. */
-const rssMb = (pid: number | undefined): number => {
-  if (pid === undefined) return Number.NaN
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
-    return m === null ? Number.NaN : Number(m[1]) / 1024
-  } catch {
-    return Number.NaN
-  }
-}
 
 /** Samples a process's resident memory every 250 ms until stopped; returns the peak. */
 const sampleRss = (pid: number | undefined) => {
