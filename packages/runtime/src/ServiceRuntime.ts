@@ -43,7 +43,7 @@ export const stderrJsonLogging = (fallback: LogLevel) =>
  * one line that names the problem, and the process exits 1.
  */
 export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void =>
-  Layer.launch(layer).pipe(
+  Effect.andThen(shutdownWatchdog(name), Layer.launch(layer)).pipe(
     // Inside the start-up error report, so a bad OTEL_* setting is reported like any other.
     Effect.provide(tracingLayer(`orbit-${name}`)),
     Effect.annotateLogs({ service: name }),
@@ -53,6 +53,31 @@ export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void 
     Effect.provide(ServiceLogging),
     (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true, teardown: exitCode })
   )
+
+/**
+ * The longest a stop by signal may take (`ORBIT_SHUTDOWN_TIMEOUT_MS`, default 30 s; it must exceed
+ * `DISPATCHER_SHUTDOWN_GRACE_MS`). A close that hangs - a Kafka client still waiting on a broker
+ * that died - ends with one ERROR line saying so and exit code 1, so a supervisor sees a stop that
+ * did not finish instead of a process that never exits. `packages/runtime/test/ShutdownWatchdog.test.ts`.
+ */
+const shutdownWatchdog = (name: string) =>
+  Effect.gen(function*() {
+    const timeoutMs = yield* Config.Int("ORBIT_SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(30_000))
+    if (timeoutMs < 1) return yield* Effect.fail(new Error(`ORBIT_SHUTDOWN_TIMEOUT_MS=${timeoutMs}: must be at least 1 (ms)`))
+    const arm = () => {
+      setTimeout(() => {
+        const line = {
+          message: `${name} did not stop within ${timeoutMs} ms of the stop signal (ORBIT_SHUTDOWN_TIMEOUT_MS); exiting without finishing the close`,
+          level: "ERROR",
+          timestamp: new Date().toISOString(),
+          annotations: { service: name }
+        }
+        process.stdout.write(`${JSON.stringify(line)}\n`, () => process.exit(1))
+      }, timeoutMs).unref()
+    }
+    process.once("SIGTERM", arm)
+    process.once("SIGINT", arm)
+  })
 
 /** 0 for success or an interruption alone (the signal's graceful stop), 1 for any failure. */
 const exitCode = (exit: Exit.Exit<unknown, unknown>, onExit: (code: number) => void) =>
