@@ -1,13 +1,20 @@
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import { join } from "node:path"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it } from "vitest"
 
 const FIXTURE = join(import.meta.dirname, "fixtures", "hang-on-stop.ts")
+
+// A fixture still running after a failed test (its watchdog broken) is killed, not left behind.
+const children: Array<ChildProcess> = []
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+})
 
 /** Starts the fixture, waits for `up`, sends SIGTERM; resolves with its exit code and stdout. */
 const stopHangingService = async (env: Record<string, string>) => {
   const child = spawn(process.execPath, [FIXTURE], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  children.push(child)
   let stdout = ""
   child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
   await new Promise<void>((resolve) => child.stderr!.on("data", (c: Buffer) => c.toString().includes("up") && resolve()))
