@@ -25,11 +25,11 @@
  * warm-up, burst and ceiling rounds and the rate run each:
  *   wide      fan-out 1 to 500 endpoints (one per tenant): BURST deliveries, RATE deliveries/s
  *   fan25     one tenant, 25 endpoints subscribed to the one event type, so each event is 25
- *             deliveries; the first endpoint answers after 200 ms and is measured apart (the burst's
+ *             deliveries; the first endpoint answers after BENCH_SLOW_MS and is measured apart (the burst's
  *             rate is the fast endpoints' one, next to a ceiling posting to them alone)
  * Memory: each service's resident memory (VmRSS; the projection and the registration run beside
  * the dispatcher, own Postgres schema, unless BENCH_PLATFORM=0) before a shape's burst rounds, the
- * maximum sampled every 100 ms during them, and BENCH_MEMORY_AFTER_S (60) after them.
+ * maximum sampled every MEMORY_SAMPLE_MS during them, and BENCH_MEMORY_AFTER_S after them.
  *   traced    (classic) the dispatcher restarted with tracing on (OTLP/HTTP export to a local
  *             receiver in this process, every span sampled); the burst again, ROUNDS times: its
  *             median next to the burst's (tracing off)
@@ -66,6 +66,9 @@ import { freePort } from "../src/freePort.ts"
 import { localBrokerPid } from "../../infra/kafka.ts"
 import { cpuSeconds, rssMb } from "./ProcStats.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
+
+/** How often the bursts' peak resident memory is sampled. */
+const MEMORY_SAMPLE_MS = 100
 
 const ROOT = join(import.meta.dirname, "..", "..")
 const num = (name: string, fallback: number) => {
@@ -586,12 +589,12 @@ const main = async () => {
       registration: Math.max(a.registration, b.registration),
       broker: Math.max(a.broker, b.broker)
     })
-    /** Samples resident memory every 100 ms until the returned function is called; it returns the maximum. */
+    /** Samples resident memory every MEMORY_SAMPLE_MS until the returned function is called; it returns the maximum. */
     const trackPeak = () => {
       let peak = memory()
       const timer = setInterval(() => {
         peak = maxMemory(peak, memory())
-      }, 100)
+      }, MEMORY_SAMPLE_MS)
       return () => {
         clearInterval(timer)
         return maxMemory(peak, memory())

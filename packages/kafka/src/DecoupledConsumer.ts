@@ -63,8 +63,11 @@ export const sleepUnlessAborted = (ms: number, signal: AbortSignal) =>
     signal.addEventListener("abort", onAbort, { once: true })
   })
 
+/** The first back-off of `untilDone`; later ones double up to `RECONNECT_MAX_DELAY_MS`. */
+const UNTIL_DONE_FIRST_DELAY_MS = 200
+
 /**
- * Runs `attempt` until it succeeds, backing off 200 ms → `RECONNECT_MAX_DELAY_MS` (so a record
+ * Runs `attempt` until it succeeds, backing off from `UNTIL_DONE_FIRST_DELAY_MS` to `RECONNECT_MAX_DELAY_MS` (so a record
  * waiting out a broker restart is retried soon after the broker is back); gives up only when
  * `signal` aborts (shutdown), with `Abandoned`, so the record stays uncommitted and is taken again later.
  */
@@ -73,7 +76,7 @@ export const untilDone = async <A>(
   signal: AbortSignal,
   onRetry: (error: unknown) => void
 ): Promise<A> => {
-  const delays = reconnectDelays(200)
+  const delays = reconnectDelays(UNTIL_DONE_FIRST_DELAY_MS)
   for (;;) {
     try {
       return await attempt()

@@ -67,8 +67,8 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
 }
 
 /**
- * kafkajs 2.2.4 also runs a 100 ms interval on every connected broker connection to time out its
- * requests, whether or not any is in flight: an idle client with a few connections wakes tens of
+ * kafkajs 2.2.4 also runs a short interval on every connected broker connection to time out its
+ * requests, whether or not any is in flight: an idle client with a few connections wakes many
  * times a second. Instead the interval runs only while a request is in flight: armed when one is
  * sent, dropped at the first check that finds none (`test/RequestQueueTimer.test.ts` pins it).
  */
