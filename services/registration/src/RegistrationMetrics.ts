@@ -19,6 +19,12 @@ const rateLimited = Metric.counter("orbit_http_rate_limited_total", {
   description: "Requests refused with 429 by a rate limit: `tenant` (an API key's budget) or `key_lookup` (unknown keys from one address)",
   incremental: true
 })
+const refusedEarly = Metric.counter("orbit_http_refused_early_total", {
+  description:
+    "Requests to keyed routes refused by the server before routing, from the key caches and the per-address lookup bucket alone: " +
+    "`invalid` (401) or `exhausted` (429); each is counted in orbit_http_requests_total too",
+  incremental: true
+})
 export const readYourWritesWait = Metric.histogram("orbit_read_your_writes_wait_seconds", {
   description: "How long a write waited for the projection to apply its endpoint event before answering",
   boundaries: RYW_BUCKETS
@@ -34,6 +40,26 @@ const limitSeries = { tenant: Metric.withAttributes(rateLimited, { limit: "tenan
 
 /** Counts one request refused by `limit` (called where the limiter refuses; outside Effect, hence the context). */
 export const countRateLimited = (limit: RateLimit, context: Context.Context<never>): void => limitSeries[limit].updateUnsafe(1, context)
+
+const refusedSeries = {
+  invalid: Metric.withAttributes(refusedEarly, { reason: "invalid" }),
+  exhausted: Metric.withAttributes(refusedEarly, { reason: "exhausted" })
+}
+
+/**
+ * Counts one request answered before the router (server/EarlyRefusals.ts), under the same series
+ * as HttpMetrics would have counted it and under orbit_http_refused_early_total.
+ */
+export const countRefusedEarly = (
+  reason: "invalid" | "exhausted",
+  request: { readonly method: string; readonly route: string; readonly status: number; readonly seconds: number },
+  context: Context.Context<never>
+): void => {
+  refusedSeries[reason].updateUnsafe(1, context)
+  const labels = series(methodLabel(request.method), routeLabel(request.route), request.status)
+  labels.count.updateUnsafe(1, context)
+  labels.duration.updateUnsafe(request.seconds, context)
+}
 
 const METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 
@@ -128,5 +154,7 @@ export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   yield* Metric.value(readYourWritesWait)
   yield* Metric.value(limitSeries.tenant)
   yield* Metric.value(limitSeries.key_lookup)
+  yield* Metric.value(refusedSeries.invalid)
+  yield* Metric.value(refusedSeries.exhausted)
   yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs * 6)} millis`)))
 }))
