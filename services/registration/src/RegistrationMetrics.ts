@@ -7,14 +7,10 @@ const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Seconds buckets for the read-your-writes wait (bounded by its timeout). */
 const RYW_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-const requests = Metric.counter("orbit_http_requests_total", {
-  description: "HTTP requests answered, by method, route template and status",
-  incremental: true
-})
-const requestDuration = Metric.histogram("orbit_http_request_duration_seconds", {
-  description: "Time to answer an HTTP request, by method and route template",
-  boundaries: REQUEST_BUCKETS
-})
+const REQUESTS = "orbit_http_requests_total"
+const REQUESTS_OPTIONS = { description: "HTTP requests answered, by method, route template and status", incremental: true }
+const REQUEST_DURATION = "orbit_http_request_duration_seconds"
+const REQUEST_DURATION_OPTIONS = { description: "Time to answer an HTTP request, by method and route template", boundaries: REQUEST_BUCKETS }
 const rateLimited = Metric.counter("orbit_http_rate_limited_total", {
   description: "Requests refused with 429 by a rate limit: `tenant` (an API key's budget) or `key_lookup` (unknown keys from one address)",
   incremental: true
@@ -105,15 +101,19 @@ export const HttpMetrics = HttpRouter.middleware(
   { global: true }
 )
 
-/** Label sets are bounded (method, route template, status), so their series objects are kept. */
+/**
+ * Label sets are bounded (method, route template, status), so their series objects are kept. Each
+ * is a metric of the family's name with its labels as its own attributes, which resolves its
+ * series once; `Metric.withAttributes` would resolve it again on every update.
+ */
 const seriesCache = new Map<string, { count: Metric.Metric<number, unknown>; duration: Metric.Metric<number, unknown> }>()
 const series = (method: string, route: string, status: number) => {
   const key = `${method} ${route} ${status}`
   let found = seriesCache.get(key)
   if (found === undefined) {
     found = {
-      count: Metric.withAttributes(requests, { method, route, status: String(status) }),
-      duration: Metric.withAttributes(requestDuration, { method, route })
+      count: Metric.counter(REQUESTS, { ...REQUESTS_OPTIONS, attributes: { method, route, status: String(status) } }),
+      duration: Metric.histogram(REQUEST_DURATION, { ...REQUEST_DURATION_OPTIONS, attributes: { method, route } })
     }
     seriesCache.set(key, found)
   }
