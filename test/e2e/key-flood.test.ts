@@ -5,9 +5,11 @@
  * Postgres is read from Postgres itself: the scans of the api_keys table.
  */
 import { randomBytes } from "node:crypto"
+import { request } from "node:http"
 import { generateApiKey } from "@orbit/crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
+import { scrape } from "../src/Scrape.ts"
 
 const BASE = "/api/v1/webhooks"
 const BASE62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -113,5 +115,66 @@ describe("429 RATE_LIMITED per client address", () => {
     // What the client wrote before the proxy's entry proves nothing.
     expectRateLimited(await platform.api("GET", BASE, { key: unknown(), headers: { "x-forwarded-for": "198.51.100.2, 198.51.100.1" } }))
     expect((await platform.api("GET", BASE, { key: unknown(), headers: { "x-forwarded-for": "198.51.100.1, 198.51.100.3" } })).status).toBe(401)
+  })
+})
+
+/** One request as written, with its answer's status, headers as sent (names as written) and body. */
+const raw = (method: string, path: string, headers: Record<string, string>) =>
+  new Promise<{ status: number; headers: Array<[string, string]>; body: string }>((resolve, reject) => {
+    const req = request(`${platform.baseUrl}${path}`, { method, headers, agent: false }, (res) => {
+      let body = ""
+      res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk)).on("end", () => {
+        const pairs: Array<[string, string]> = []
+        for (let i = 0; i < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i]!, res.rawHeaders[i + 1]!])
+        resolve({ status: res.statusCode!, headers: pairs, body })
+      })
+    })
+    req.on("error", reject)
+    req.end()
+  })
+
+/** An answer with what differs per request (its id, its time) blanked, for comparing answers. */
+const comparable = (res: Awaited<ReturnType<typeof raw>>) => {
+  const id = res.headers.find(([name]) => name === "x-request-id")?.[1]
+  expect(id).toMatch(/^req_[A-Za-z0-9_-]{16}$/)
+  return {
+    status: res.status,
+    headers: res.headers.map(([name, value]) => [name, name === "x-request-id" ? "ID" : name === "Date" ? "DATE" : value]),
+    body: res.body.replace(id!, "ID").replace(/"timestamp":"[^"]+"/, '"timestamp":"T"')
+  }
+}
+
+describe("refusals answered before routing (server/EarlyRefusals.ts)", () => {
+  it("a key the checksum refuses, and an unknown key from an address out of lookups, are answered by the server itself, as the router answers them", async () => {
+    const before = await scrape(platform.metricsUrl("registration"))
+    const wrongChecksum = `dv_live_sk_${randomChars(49)}`
+    // A request with a body (here empty) is left to the router, which answers the same refusal.
+    const routed = comparable(await raw("GET", BASE, { "x-api-key": wrongChecksum, "content-length": "0" }))
+    const early = comparable(await raw("GET", BASE, { "x-api-key": wrongChecksum }))
+    expect(early.status).toBe(401)
+    expect(early.body).toContain('"code":"INVALID_API_KEY"')
+    expect(early).toEqual(routed)
+    // A HEAD: the same status and headers, Content-Length included, and no body.
+    const head = comparable(await raw("HEAD", `${BASE}/ep_unknown/stats`, { "x-api-key": wrongChecksum }))
+    expect(head).toEqual({ ...early, body: "" })
+
+    expectRateLimited(await exhaust())
+    const unknown = () => `dv_live_sk_${randomChars(43)}`
+    const routedLimited = comparable(await raw("GET", BASE, { "x-api-key": unknown(), "content-length": "0" }))
+    const earlyLimited = comparable(await raw("GET", BASE, { "x-api-key": unknown() }))
+    expect(earlyLimited.status).toBe(429)
+    expect(earlyLimited.headers.map(([name]) => name)).toContain("retry-after")
+    expect(earlyLimited).toEqual(routedLimited)
+
+    // Counted where the router counts them, and as refused early: the checksum's GET and HEAD; the
+    // 429s of `exhaust`'s last key and of the GET without a body (the routed one is not).
+    const after = await scrape(platform.metricsUrl("registration"))
+    const d = (name: string, labels: Record<string, string>) => after.value(name, labels) - before.value(name, labels)
+    expect({
+      invalid: d("orbit_http_refused_early_total", { reason: "invalid" }),
+      exhausted: d("orbit_http_refused_early_total", { reason: "exhausted" }),
+      stats401: d("orbit_http_requests_total", { method: "GET", route: "/api/v1/webhooks/{id}/stats", status: "401" }),
+      list429: d("orbit_http_requests_total", { method: "GET", route: BASE, status: "429" })
+    }).toEqual({ invalid: 2, exhausted: 2, stats401: 1, list429: 3 })
   })
 })

@@ -15,6 +15,15 @@ export interface Principal {
 
 export class InvalidApiKey extends Schema.TaggedError<InvalidApiKey>()("InvalidApiKey", {}) {}
 
+/**
+ * What `authenticate` would refuse a key with at once, from the caches and the client's bucket
+ * alone: `invalid` (malformed, wrong checksum, or found unknown or revoked recently) or `exhausted`
+ * (neither cache knows the key and the client's address has no lookup left).
+ */
+export type EarlyRefusal = { readonly refused: "invalid" } | { readonly refused: "exhausted"; readonly retryAfterSeconds: number }
+
+const INVALID: EarlyRefusal = { refused: "invalid" }
+
 /** The client's address has used up its lookups of unknown keys (KeyLookupLimiter). */
 export class KeyLookupsExhausted extends Schema.TaggedError<KeyLookupsExhausted>()("KeyLookupsExhausted", {
   retryAfterSeconds: Schema.Int
@@ -45,6 +54,12 @@ export class ApiKeys extends Context.Service<ApiKeys, {
   ): Effect.Effect<Principal, InvalidApiKey | KeyLookupsExhausted | DbUnavailable>
   /** The key's principal if the cache holds it, still valid; otherwise undefined (authenticate decides). */
   cached(key: string | undefined): Principal | undefined
+  /**
+   * The refusal `authenticate` would give this key from `client` without a lookup, or undefined
+   * when it would look the key up or knows it valid. Synchronous and without Effect, for the
+   * server's early refusals (server/EarlyRefusals.ts); it takes no lookup token.
+   */
+  refusal(key: string | undefined, client: string): EarlyRefusal | undefined
 }>()("@orbit/registration/ApiKeys") {
   static readonly layer = ApiKeys.layerWith({})
 
@@ -112,7 +127,17 @@ export class ApiKeys extends Context.Service<ApiKeys, {
           return entry !== undefined && entry.expires > Date.now() ? entry.principal : undefined
         }
 
-        return ApiKeys.of({ authenticate, cached })
+        const refusal = (key: string | undefined, client: string): EarlyRefusal | undefined => {
+          if (key === undefined || parseApiKey(key) === undefined) return INVALID
+          const hash = hashApiKey(key)
+          if (valid.get(hash) !== undefined) return undefined
+          const refusedUntil = invalid.get(hash)
+          if (refusedUntil !== undefined && refusedUntil > Date.now()) return INVALID
+          const retryAfterSeconds = limiter.refusal(client)
+          return retryAfterSeconds === undefined ? undefined : { refused: "exhausted", retryAfterSeconds }
+        }
+
+        return ApiKeys.of({ authenticate, cached, refusal })
       })
     )
   }

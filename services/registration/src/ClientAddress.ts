@@ -1,4 +1,8 @@
+import { Config } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
+
+/** `ORBIT_TRUST_PROXY`: the service runs behind a proxy that appends the client's address to `X-Forwarded-For`. */
+export const TrustProxy = Config.Boolean("ORBIT_TRUST_PROXY").pipe(Config.withDefault(false))
 
 /**
  * The address a request came from, for limits that apply before authentication: the socket's

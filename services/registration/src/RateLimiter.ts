@@ -70,6 +70,12 @@ export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
   take(address: string): { allowed: true } | { allowed: false; retryAfterSeconds: number }
   /** Gives back the token of a lookup that found a valid key. */
   refund(address: string): void
+  /**
+   * If this address has no lookup left now, refuses as `take` would (the same bucket update and
+   * refusal count) and says when one will be available; otherwise takes nothing and answers
+   * undefined, leaving the token to the `take` of the lookup that follows.
+   */
+  refusal(address: string): number | undefined
 }>()("@orbit/registration/KeyLookupLimiter") {
   static readonly layer = Layer.effect(
     KeyLookupLimiter,
@@ -96,6 +102,18 @@ export class KeyLookupLimiter extends Context.Service<KeyLookupLimiter, {
         refund: (address) => {
           const bucket = buckets.get(address)
           if (bucket !== undefined) bucket.tokens = Math.min(burst, bucket.tokens + 1)
+        },
+        refusal: (address) => {
+          const bucket = buckets.get(address)
+          // An address without a bucket has a full one (burst ≥ 1) waiting for it.
+          if (bucket === undefined) return undefined
+          const now = Date.now()
+          if (Math.min(burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * rate) >= 1) return undefined
+          const taken = take(bucket, now, rate, burst)
+          // Never allowed: the same refill just left less than one token.
+          if (taken.allowed) return undefined
+          countRateLimited("key_lookup", context)
+          return taken.retryAfterSeconds
         }
       })
     })

@@ -7,16 +7,18 @@ const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Seconds buckets for the read-your-writes wait (bounded by its timeout). */
 const RYW_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-const requests = Metric.counter("orbit_http_requests_total", {
-  description: "HTTP requests answered, by method, route template and status",
-  incremental: true
-})
-const requestDuration = Metric.histogram("orbit_http_request_duration_seconds", {
-  description: "Time to answer an HTTP request, by method and route template",
-  boundaries: REQUEST_BUCKETS
-})
+const REQUESTS = "orbit_http_requests_total"
+const REQUESTS_OPTIONS = { description: "HTTP requests answered, by method, route template and status", incremental: true }
+const REQUEST_DURATION = "orbit_http_request_duration_seconds"
+const REQUEST_DURATION_OPTIONS = { description: "Time to answer an HTTP request, by method and route template", boundaries: REQUEST_BUCKETS }
 const rateLimited = Metric.counter("orbit_http_rate_limited_total", {
   description: "Requests refused with 429 by a rate limit: `tenant` (an API key's budget) or `key_lookup` (unknown keys from one address)",
+  incremental: true
+})
+const refusedEarly = Metric.counter("orbit_http_refused_early_total", {
+  description:
+    "Requests to keyed routes refused by the server before routing, from the key caches and the per-address lookup bucket alone: " +
+    "`invalid` (401) or `exhausted` (429); each is counted in orbit_http_requests_total too",
   incremental: true
 })
 export const readYourWritesWait = Metric.histogram("orbit_read_your_writes_wait_seconds", {
@@ -34,6 +36,26 @@ const limitSeries = { tenant: Metric.withAttributes(rateLimited, { limit: "tenan
 
 /** Counts one request refused by `limit` (called where the limiter refuses; outside Effect, hence the context). */
 export const countRateLimited = (limit: RateLimit, context: Context.Context<never>): void => limitSeries[limit].updateUnsafe(1, context)
+
+const refusedSeries = {
+  invalid: Metric.withAttributes(refusedEarly, { reason: "invalid" }),
+  exhausted: Metric.withAttributes(refusedEarly, { reason: "exhausted" })
+}
+
+/**
+ * Counts one request answered before the router (server/EarlyRefusals.ts), under the same series
+ * as HttpMetrics would have counted it and under orbit_http_refused_early_total.
+ */
+export const countRefusedEarly = (
+  reason: "invalid" | "exhausted",
+  request: { readonly method: string; readonly route: string; readonly status: number; readonly seconds: number },
+  context: Context.Context<never>
+): void => {
+  refusedSeries[reason].updateUnsafe(1, context)
+  const labels = series(methodLabel(request.method), routeLabel(request.route), request.status)
+  labels.count.updateUnsafe(1, context)
+  labels.duration.updateUnsafe(request.seconds, context)
+}
 
 const METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 
@@ -79,15 +101,19 @@ export const HttpMetrics = HttpRouter.middleware(
   { global: true }
 )
 
-/** Label sets are bounded (method, route template, status), so their series objects are kept. */
+/**
+ * Label sets are bounded (method, route template, status), so their series objects are kept. Each
+ * is a metric of the family's name with its labels as its own attributes, which resolves its
+ * series once; `Metric.withAttributes` would resolve it again on every update.
+ */
 const seriesCache = new Map<string, { count: Metric.Metric<number, unknown>; duration: Metric.Metric<number, unknown> }>()
 const series = (method: string, route: string, status: number) => {
   const key = `${method} ${route} ${status}`
   let found = seriesCache.get(key)
   if (found === undefined) {
     found = {
-      count: Metric.withAttributes(requests, { method, route, status: String(status) }),
-      duration: Metric.withAttributes(requestDuration, { method, route })
+      count: Metric.counter(REQUESTS, { ...REQUESTS_OPTIONS, attributes: { method, route, status: String(status) } }),
+      duration: Metric.histogram(REQUEST_DURATION, { ...REQUEST_DURATION_OPTIONS, attributes: { method, route } })
     }
     seriesCache.set(key, found)
   }
@@ -128,5 +154,7 @@ export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   yield* Metric.value(readYourWritesWait)
   yield* Metric.value(limitSeries.tenant)
   yield* Metric.value(limitSeries.key_lookup)
+  yield* Metric.value(refusedSeries.invalid)
+  yield* Metric.value(refusedSeries.exhausted)
   yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs * 6)} millis`)))
 }))

@@ -22,16 +22,21 @@ import { Redeliveries } from "./Redeliveries.ts"
 import { ProjectionWatcher } from "./ProjectionWatcher.ts"
 import { EndpointFailingGauge, HttpMetrics } from "./RegistrationMetrics.ts"
 import { createApiServer } from "./server/ApiServer.ts"
+import { EarlyRefusals } from "./server/EarlyRefusals.ts"
 import { DocsRoutes, ScalarAssetRoute } from "./server/DocsRoutes.ts"
 import { EventTypesRoutes } from "./server/EventTypesRoutes.ts"
 import { HealthRoutes } from "./server/HealthRoutes.ts"
 import { HostRequired, NotFoundRoutes, UnroutableAsNotFound } from "./server/Middleware.ts"
 import { ApiKeyAuthLive, WebhooksRoutes } from "./server/WebhooksRoutes.ts"
 
+/** The node:http server, answering the key refusals it can decide alone before the Effect stack (EarlyRefusals.ts). */
 const HttpServerLive = Layer.unwrap(
-  Effect.map(Config.Port("PORT").pipe(Config.withDefault(8080)), (port) =>
-    NodeHttpServer.layer(createApiServer, { port, host: "0.0.0.0" }))
-)
+  Effect.gen(function*() {
+    const port = yield* Config.Port("PORT").pipe(Config.withDefault(8080))
+    const { answer } = yield* EarlyRefusals
+    return NodeHttpServer.layer(() => createApiServer(answer), { port, host: "0.0.0.0" })
+  })
+).pipe(Layer.provide(EarlyRefusals.layer))
 
 /** Every operation of Api.ts, served from its declaration; then the reference page's script and the 404 envelope. */
 const ApiRoutes = HttpApiBuilder.layer(Api).pipe(
@@ -69,9 +74,10 @@ const UntracedUrls = HttpMiddleware.layerTracerDisabledForUrls(["/healthz", "/re
 const Main = HttpRouter.serve(Routes, { disableLogger: true }).pipe(
   Layer.provide(UntracedUrls),
   Layer.provide(EnsureTopics),
+  // The server is built after the services: its early refusals read ApiKeys.
+  Layer.provide(HttpServerLive),
   Layer.provide(Services),
-  Layer.provide(Infrastructure),
-  Layer.provide(HttpServerLive)
+  Layer.provide(Infrastructure)
 )
 
 runService("registration", Main)

@@ -26,7 +26,8 @@ describe("ApiKeys (real Postgres)", () => {
     },
     refund: () => {
       admitted.refunded++
-    }
+    },
+    refusal: () => (admitted.allow ? undefined : 7)
   }))
   let runtime: ManagedRuntime.ManagedRuntime<ApiKeys, unknown>
   let keys: ApiKeys["Service"]
@@ -106,6 +107,31 @@ describe("ApiKeys (real Postgres)", () => {
       expect(failureTag(await authenticate(known.key, true))).toBe("success")
       const legacy = { ...known, key: `dv_live_sk_${randomChars(43)}` }
       expect(failureTag(await authenticate(legacy.key))).toBe("KeyLookupsExhausted")
+    } finally {
+      admitted.allow = true
+    }
+  })
+
+  it("refusal answers what authenticate refuses without a lookup, and nothing else, taking no lookup", async () => {
+    const refusal = (key: string | undefined) => keys.refusal(key, "203.0.113.7")
+    const before = admitted.count
+    expect(refusal(undefined)).toEqual({ refused: "invalid" })
+    expect(refusal(`dv_live_sk_${randomChars(49)}`)).toEqual({ refused: "invalid" })
+    // Unknown to both caches: authenticate would look it up, so no refusal here.
+    const unknown = `dv_live_sk_${randomChars(43)}`
+    expect(refusal(unknown)).toBeUndefined()
+    expect(admitted.count).toBe(before)
+    // Found unknown once, then refused from the cache of refusals.
+    expect(failureTag(await authenticate(unknown))).toBe("InvalidApiKey")
+    expect(refusal(unknown)).toEqual({ refused: "invalid" })
+    const known = generateApiKey({ mode: "live", kind: "secret" })
+    await insert(known)
+    expect(failureTag(await authenticate(known.key))).toBe("success")
+    admitted.allow = false
+    try {
+      expect(refusal(generateApiKey({ mode: "live", kind: "secret" }).key)).toEqual({ refused: "exhausted", retryAfterSeconds: 7 })
+      // A key found valid is never refused here, whatever its address's bucket.
+      expect(refusal(known.key)).toBeUndefined()
     } finally {
       admitted.allow = true
     }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { type ApiError, headersTooLarge, malformedRequest, notFound } from "../api/ApiErrors.ts"
+import type { EarlyAnswer } from "./EarlyRefusals.ts"
 import { errorEnvelope, newRequestId } from "./Envelope.ts"
 
 /**
@@ -16,9 +17,20 @@ import { errorEnvelope, newRequestId } from "./Envelope.ts"
  * ignored and the request served as it would be without it (RFC 9110 §10.1.1 allows either); a
  * `CONNECT` (which Node hands to a `connect` listener, and without one drops the connection
  * unanswered) names no route of this API: `404 NOT_FOUND`, then the connection closes.
+ *
+ * `answerEarly` (EarlyRefusals.ts) sees every request first and may answer it itself; a request
+ * it answers is never emitted to the `request` listeners, so the Effect server never starts a
+ * fiber for it. Node's listeners cannot stop the ones after them, hence the wrapped `emit`.
  */
-export const createApiServer = (): Server => {
+export const createApiServer = (answerEarly?: EarlyAnswer): Server => {
   const server = createServer({ requireHostHeader: false })
+  if (answerEarly !== undefined) {
+    const emit = server.emit
+    server.emit = function(this: Server, event: string | symbol, ...args: Array<unknown>) {
+      if (event === "request" && answerEarly(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
+      return Reflect.apply(emit, this, [event, ...args]) as boolean
+    } as Server["emit"]
+  }
   // Registered before the Effect server's own listener, so it sees the GET.
   server.on("request", (req: IncomingMessage) => {
     if (req.method === "HEAD") req.method = "GET"

@@ -24,7 +24,7 @@ import { Api, ApiKeyAuth } from "../api/Api.ts"
 import { CreateEndpointRequest, DEFAULT_PAGE_SIZE, RotateSecretRequest, SendTestEventRequest, UpdateEndpointRequest } from "../api/EndpointSchemas.ts"
 import { ApiKeys, type Principal } from "../ApiKeys.ts"
 import { RateLimiter } from "../RateLimiter.ts"
-import { addressBucket, clientAddress } from "../ClientAddress.ts"
+import { addressBucket, clientAddress, TrustProxy } from "../ClientAddress.ts"
 import { CursorKey } from "../CursorKey.ts"
 import { decodeCursor, encodeCursor } from "../Cursor.ts"
 import { DeliveryAttemptStore } from "../DeliveryAttemptStore.ts"
@@ -117,7 +117,7 @@ export const ApiKeyAuthLive = Layer.effect(
   Effect.gen(function*() {
     const keys = yield* ApiKeys
     const limiter = yield* RateLimiter
-    const trustProxy = yield* Config.Boolean("ORBIT_TRUST_PROXY").pipe(Config.withDefault(false))
+    const trustProxy = yield* TrustProxy
     const clientOf = (request: HttpServerRequest.HttpServerRequest) =>
       addressBucket(clientAddress(Option.getOrUndefined(request.remoteAddress), request.headers["x-forwarded-for"], trustProxy))
 
