@@ -16,6 +16,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const WRITE_CONCURRENCY = Number(process.env.BENCH_WRITE_CONCURRENCY ?? 64)
 const WRITE_RATE = Number(process.env.BENCH_WRITE_RATE ?? 500)
+/** `BENCH_ONLY=writes` runs the write phase alone (quicker A/B runs of the write path). */
+const WRITES_ONLY = process.env.BENCH_ONLY === "writes"
 
 const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
@@ -113,60 +115,62 @@ try {
   for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create)))
 
   const barePort = 20000 + Math.floor(Math.random() * 20000)
-  bare = spawn(process.execPath, [path.join(import.meta.dirname, "bare-list-server.ts")], {
-    env: { ...platform.env, PORT: String(barePort), BENCH_TENANT: tenant },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  await once(bare.stdout!, "data")
-  const bareClient = new LoadClient("127.0.0.1", barePort, CONCURRENCY)
-  const bareList = bareClient.prepare("GET", "/", {})
-  // Both servers warm up the same way, a full closed-loop run each, so both are measured with their
-  // hot paths compiled by the optimizing tiers: a lighter warm-up for one of them measures the JIT.
-  await closedLoop(api, list, 200)
-  await closedLoop(bareClient, bareList, 200)
+  if (!WRITES_ONLY) {
+    bare = spawn(process.execPath, [path.join(import.meta.dirname, "bare-list-server.ts")], {
+      env: { ...platform.env, PORT: String(barePort), BENCH_TENANT: tenant },
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    await once(bare.stdout!, "data")
+    const bareClient = new LoadClient("127.0.0.1", barePort, CONCURRENCY)
+    const bareList = bareClient.prepare("GET", "/", {})
+    // Both servers warm up the same way, a full closed-loop run each, so both are measured with their
+    // hot paths compiled by the optimizing tiers: a lighter warm-up for one of them measures the JIT.
+    await closedLoop(api, list, 200)
+    await closedLoop(bareClient, bareList, 200)
 
-  const steal = measureCpuSteal()
-  process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
-  const getMax = await closedLoop(api, list, 200)
-  process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
-  const bareMax = await closedLoop(bareClient, bareList, 200)
-  process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
-  const get500 = await openLoop(api, 500, list, 200)
-  process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
-  const bare500 = await openLoop(bareClient, 500, bareList, 200)
-  process.stdout.write(line("GET  bare baseline at 500 req/s offered", bare500) + "\n")
-  const post100 = await openLoop(api, 100, create, 201)
-  process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
-  const postMax = await closedLoop(api, create, 201)
-  process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
-  process.stdout.write(
-    `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
-      `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
-      `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
-  )
+    const steal = measureCpuSteal()
+    process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
+    const getMax = await closedLoop(api, list, 200)
+    process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
+    const bareMax = await closedLoop(bareClient, bareList, 200)
+    process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
+    const get500 = await openLoop(api, 500, list, 200)
+    process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
+    const bare500 = await openLoop(bareClient, 500, bareList, 200)
+    process.stdout.write(line("GET  bare baseline at 500 req/s offered", bare500) + "\n")
+    const post100 = await openLoop(api, 100, create, 201)
+    process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
+    const postMax = await closedLoop(api, create, 201)
+    process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
+    process.stdout.write(
+      `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
+        `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
+        `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
+    )
 
-  const VALID_RATE_DURING_FLOOD = 200
-  // The flood: random keys at the highest rate the load client reaches, on connections of their
-  // own, while the valid key reads at a fixed offered rate. What reached Postgres is read from
-  // Postgres: the scans of api_keys (the valid key's periodic cache refresh counts too).
-  const floodClient = new LoadClient(hostname, Number(port), CONCURRENCY)
-  const scansBefore = await platform.tableScans("api_keys")
-  const [floodRun, getDuring] = await Promise.all([flood(floodClient), openLoop(api, VALID_RATE_DURING_FLOOD, list, 200)])
-  const reached = (await platform.tableScans("api_keys")) - scansBefore
-  floodClient.close()
-  const floodRate = floodRun.sent / SECONDS
-  const statuses = [...floodRun.statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "failed" : s} ×${n}`).join("  ")
-  process.stdout.write(
-    `${"FLOOD random well-formed keys (max, closed loop)".padEnd(44)} ${floodRate.toFixed(0).padStart(7)} req/s   ${statuses}\n` +
-      line(`GET  /api/v1/webhooks at ${VALID_RATE_DURING_FLOOD} req/s, flood on`, getDuring) + "\n"
-  )
-  const share = reached / floodRun.sent
-  process.stdout.write(
-    `Key flood at ${floodRate.toFixed(0)} req/s: valid key GET p99 ${getDuring.p99.toFixed(2)} ms (target ≤ 10 ms) ${verdict(getDuring.p99 <= 10 && getDuring.errors === 0)}   ` +
-      `reached Postgres ${reached} of ${floodRun.sent} (${(share * 100).toFixed(3)} %, target ≤ 1 %) ${verdict(share <= 0.01)}\n`
-  )
-  api.close()
-  bareClient.close()
+    const VALID_RATE_DURING_FLOOD = 200
+    // The flood: random keys at the highest rate the load client reaches, on connections of their
+    // own, while the valid key reads at a fixed offered rate. What reached Postgres is read from
+    // Postgres: the scans of api_keys (the valid key's periodic cache refresh counts too).
+    const floodClient = new LoadClient(hostname, Number(port), CONCURRENCY)
+    const scansBefore = await platform.tableScans("api_keys")
+    const [floodRun, getDuring] = await Promise.all([flood(floodClient), openLoop(api, VALID_RATE_DURING_FLOOD, list, 200)])
+    const reached = (await platform.tableScans("api_keys")) - scansBefore
+    floodClient.close()
+    const floodRate = floodRun.sent / SECONDS
+    const statuses = [...floodRun.statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "failed" : s} ×${n}`).join("  ")
+    process.stdout.write(
+      `${"FLOOD random well-formed keys (max, closed loop)".padEnd(44)} ${floodRate.toFixed(0).padStart(7)} req/s   ${statuses}\n` +
+        line(`GET  /api/v1/webhooks at ${VALID_RATE_DURING_FLOOD} req/s, flood on`, getDuring) + "\n"
+    )
+    const share = reached / floodRun.sent
+    process.stdout.write(
+      `Key flood at ${floodRate.toFixed(0)} req/s: valid key GET p99 ${getDuring.p99.toFixed(2)} ms (target ≤ 10 ms) ${verdict(getDuring.p99 <= 10 && getDuring.errors === 0)}   ` +
+        `reached Postgres ${reached} of ${floodRun.sent} (${(share * 100).toFixed(3)} %, target ≤ 1 %) ${verdict(share <= 0.01)}\n`
+    )
+    api.close()
+    bareClient.close()
+  }
 
   // The write phase. The baseline registers into a table of its own in the platform's schema.
   const bareWritePort = barePort + 1

@@ -11,6 +11,14 @@ export const logEnd = async (topic: string) => {
   return ends.reduce((s, e) => s + BigInt(e.high), 0n)
 }
 
+/** One partition's end offset now. */
+export const partitionEnd = async (topic: string, partition: number) => {
+  const admin = kafka.admin()
+  await admin.connect()
+  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect())
+  return BigInt(ends.find((e) => e.partition === partition)?.high ?? "0")
+}
+
 /** A record as a test reads it back: key, value and headers as text. */
 export interface LogRecord {
   readonly key: string | null

@@ -9,8 +9,19 @@ import { runProjection } from "./ProjectionRunner.ts"
 
 export const PROJECTION = "endpoints"
 
-/** Held by every transaction that writes the endpoints table, and by the rebuild's swap. */
+/**
+ * The projection lock, exclusive: held by the rebuild (its batches and its swap of the tables) and
+ * by the reset of the read model, so none of them meets a live batch half applied.
+ */
 export const projectionLock = (sql: Queryable) => sql`SELECT pg_advisory_xact_lock(hashtext(${"orbit-projection:endpoints"}))`
+
+/**
+ * The same lock, shared: held by every live batch. Live batches of different partitions touch
+ * different endpoints (events are keyed by endpoint id) and different offset rows, so they apply
+ * side by side; each still waits for the exclusive holders above.
+ */
+export const projectionSharedLock = (sql: Queryable) =>
+  sql`SELECT pg_advisory_xact_lock_shared(hashtext(${"orbit-projection:endpoints"}))`
 
 /** Awaits pending queries sent back to back on the transaction's connection: one round trip. */
 const pipelined = <T extends ReadonlyArray<PromiseLike<unknown>>>(queries: T) =>
@@ -19,8 +30,8 @@ const pipelined = <T extends ReadonlyArray<PromiseLike<unknown>>>(queries: T) =>
 /**
  * Applies a batch of endpoint events to `table`, skipping records below the stored offset, and
  * stores the new offset in the same transaction: each event changes the table exactly once,
- * whatever Kafka redelivers after a crash. It takes the projection lock first (re-entrant, so a
- * caller may hold it already); `notify` announces the new offset to read-your-writes waiters
+ * whatever Kafka redelivers after a crash. It takes the projection lock first, shared (a caller
+ * may hold it already, exclusive or shared); `notify` announces the new offset to read-your-writes waiters
  * (ProjectionWatcher) at commit.
  *
  * The statements go out pipelined, in two round trips: (lock, offset, rows) and (writes, offset,
@@ -49,7 +60,7 @@ export const applyBatch = async (options: {
   })
   const ids = options.careful ? [] : [...new Set(decoded.flatMap((d) => (d.event ? [d.event.endpoint_id] : [])))]
   const [, offsetRows, rows] = await pipelined([
-    projectionLock(tx),
+    projectionSharedLock(tx),
     selectNextOffset(tx, projection, topic, partition),
     selectEndpointRows(tx, table, ids)
   ])
@@ -100,6 +111,9 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
         // The group id names the schema: a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection.${schema}`,
         topic: topicsFor(topicPrefix).endpointEvents.name,
+        // Each partition's batch in its own transaction at the same time: a registration waits
+        // for its own partition's batch, not for the others' before it.
+        partitionsConcurrently: topicsFor(topicPrefix).endpointEvents.partitions,
         apply: (tx, batch, onPoison, careful) =>
           applyBatch({
             tx,

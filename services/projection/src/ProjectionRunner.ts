@@ -1,7 +1,14 @@
 import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
 import { BacklogAge, consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin, traceContextOf } from "@orbit/kafka"
-import { Cause, Clock, Config, Deferred, Effect, type Exit, Metric, References, Schedule, type Scope, Stream, Tracer } from "effect"
-import type { Batch } from "@orbit/kafka"
+import { Cause, Clock, Config, Deferred, Duration, Effect, type Exit, Metric, Queue, References, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
+import type { ConsumedBatch, KafkaMessage } from "@orbit/kafka"
+
+/** Records of one partition, in offset order: one fetched batch, or several merged. */
+export interface PartitionRecords {
+  readonly topic: string
+  readonly partition: number
+  readonly messages: ReadonlyArray<KafkaMessage>
+}
 
 export interface ProjectionOptions {
   /** For logs. */
@@ -13,12 +20,18 @@ export interface ProjectionOptions {
   readonly groupId: string
   readonly topic: string
   /**
+   * How many partitions' batches are applied at the same time, each in its own transaction on its
+   * own connection (default 1). Above 1, `apply` must not depend on other partitions' batches being
+   * applied before or after it. A partition's batches are always applied one at a time, in order.
+   */
+  readonly partitionsConcurrently?: number
+  /**
    * Applies one batch inside a transaction (including its offsets) and returns the next offset
    * it stored, or undefined when every record was already applied. Unreadable records go to
    * `onPoison` and are skipped. `careful`: a first try failed on data Postgres refuses (see
    * transactCarefullyOnDataError); apply row by row and skip what is refused.
    */
-  readonly apply: (tx: Tx, batch: Batch, onPoison: (offset: string, error: unknown) => void, careful: boolean) => Promise<bigint | undefined>
+  readonly apply: (tx: Tx, batch: PartitionRecords, onPoison: (offset: string, error: unknown) => void, careful: boolean) => Promise<bigint | undefined>
   /** Empties the read model (the runner removes its offsets), before a rebuild from offset 0. */
   readonly reset: (tx: Tx) => Promise<unknown>
 }
@@ -68,6 +81,12 @@ const alignWithLog = (options: ProjectionOptions) =>
     )
     return { reason, ends }
   })
+
+/** Fetched batches one partition holds before fetching waits for its transactions. */
+const MAX_QUEUED_BATCHES = 16
+
+/** Queued batches of one partition applied together in one transaction at most. */
+const MAX_BATCHES_PER_TRANSACTION = 8
 
 /** Seconds buckets for one batch's transaction. */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -145,7 +164,7 @@ const sampleLag = (options: ProjectionOptions, rebuildTarget: () => ReadonlyMap<
  * parent): the work of applying it, so `POST /api/v1/webhooks` → endpoint event → apply is one
  * trace. Every span of a batch covers the batch's one transaction.
  */
-const startApplySpans = (options: ProjectionOptions, batch: Batch) =>
+const startApplySpans = (options: ProjectionOptions, batch: PartitionRecords) =>
   Effect.forEach(batch.messages, (message) => {
     const parent = traceContextOf(message.headers)
     return parent === undefined ? Effect.succeed(undefined) : Effect.makeSpan("projection.apply", {
@@ -169,8 +188,11 @@ const endSpans = (spans: ReadonlyArray<Tracer.Span>, exit: Exit.Exit<unknown, un
 
 /**
  * The loop every projection shares: consume a topic as a consumer-group member, apply each
- * batch in one Postgres transaction, then commit the Kafka offset (only a hint of where to fetch;
- * Postgres holds the truth). A failed batch is fetched again; a crashed consumer is rebuilt.
+ * partition's batches in Postgres transactions, then commit the Kafka offset (only a hint of where
+ * to fetch; Postgres holds the truth). Fetching goes on while transactions run; a failed
+ * transaction is tried again; a crashed consumer is rebuilt. With `partitionsConcurrently` above 1
+ * partitions are applied side by side, so a slow partition does not hold up the others (nor their
+ * read-your-writes waiters).
  */
 export const runProjection = (options: ProjectionOptions): Effect.Effect<void, never, Db | KafkaClient | TopicAdmin | Scope.Scope> =>
   Effect.gen(function*() {
@@ -178,6 +200,8 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
     const tracing = yield* References.TracerEnabled
     const appliedOnTopic = Metric.withAttributes(recordsApplied, { topic: options.topic })
     const batchTime = Metric.withAttributes(batchDuration, { projection: options.label })
+    const concurrency = Math.max(1, options.partitionsConcurrently ?? 1)
+    const scope = yield* Effect.scope
     yield* Metric.update(appliedOnTopic, 0)
     yield* Metric.value(batchTime)
     // The end offsets a rebuild from offset 0 must reach (none when no rebuild is running).
@@ -185,6 +209,73 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
     yield* sampleLag(options, () => rebuildTarget, () => {
       rebuildTarget = undefined
     })
+    // One transaction per partition at a time; at most `concurrency` of them at once.
+    const permits = yield* Semaphore.make(concurrency)
+
+    /** Applies one partition's records in one transaction; the next offset stored, if any. */
+    const applyRecords = (batch: PartitionRecords) =>
+      Effect.gen(function*() {
+        const poison: Array<{ offset: string; error: string }> = []
+        const spans = tracing ? yield* startApplySpans(options, batch) : []
+        const started = performance.now()
+        const next = yield* query(() =>
+          transactCarefullyOnDataError(sql, (tx, careful) => {
+            poison.length = 0
+            return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }), careful)
+          })
+        ).pipe(Effect.onExit((exit) => endSpans(spans, exit)), permits.withPermits(1))
+        yield* Metric.update(batchTime, (performance.now() - started) / 1_000)
+        // Records wholly applied before (fetched again after a crash) store nothing: not counted.
+        const applied = next === undefined ? 0 : batch.messages.length - poison.length
+        if (applied > 0) yield* Metric.update(appliedOnTopic, applied)
+        for (const p of poison) {
+          yield* Effect.logWarning(`${options.name}: skipped an unreadable record`, { partition: batch.partition, ...p })
+        }
+      })
+
+    /**
+     * Each partition's fetched batches wait in a queue of their own, and a fiber per partition
+     * applies them in order: everything queued at once in one transaction (past records the merge
+     * already holds are dropped, so the offsets stay increasing). A failed transaction is tried
+     * again with the same records until it commits (e.g. while Postgres is down); nothing behind
+     * it in the partition is applied meanwhile. The Kafka offset commit after it (only where a
+     * new member starts fetching; Postgres holds the truth) is not awaited.
+     */
+    const partitions = new Map<number, Queue.Queue<ConsumedBatch>>()
+    const retrying = Schedule.exponential("100 millis").pipe(
+      Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
+    )
+    const worker = (queue: Queue.Queue<ConsumedBatch>) =>
+      Effect.gen(function*() {
+        const taken = yield* Queue.takeBetween(queue, 1, MAX_BATCHES_PER_TRANSACTION)
+        const first = taken[0]!.batch
+        const messages: Array<KafkaMessage> = []
+        let last = -1n
+        for (const { batch } of taken) {
+          for (const m of batch.messages) {
+            const offset = BigInt(m.offset)
+            if (offset > last) {
+              messages.push(m)
+              last = offset
+            }
+          }
+        }
+        const records = { topic: first.topic, partition: first.partition, messages }
+        yield* applyRecords(records).pipe(
+          Effect.tapCause((cause) =>
+            Effect.logError(
+              `${options.name}: applying a batch to Postgres failed; it is tried again. ` +
+                "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
+              cause
+            )
+          ),
+          Effect.retry(retrying)
+        )
+        if (messages.length > 0) {
+          yield* Effect.forkDetach(taken[taken.length - 1]!.commit((last + 1n).toString()).pipe(Effect.ignore))
+        }
+      }).pipe(Effect.forever)
+
     const handle = consumeBatches({
       groupId: options.groupId,
       topics: [options.topic],
@@ -193,43 +284,19 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
       // quickly and its partitions handed to the restarted process.
       sessionTimeout: 10_000
     }).pipe(
+      // A batch is done for kafkajs once queued, so the next fetch does not wait for any partition's
+      // transaction: a slow partition holds up only itself (and its queue, once full, the fetching).
       Stream.runForEach((consumed) =>
         Effect.gen(function*() {
-          const { batch } = consumed
-          const poison: Array<{ offset: string; error: string }> = []
-          const spans = tracing ? yield* startApplySpans(options, batch) : []
-          const started = performance.now()
-          const next = yield* query(() =>
-            transactCarefullyOnDataError(sql, (tx, careful) => {
-              poison.length = 0
-              return options.apply(tx, batch, (offset, error) => poison.push({ offset, error: String(error).slice(0, 500) }), careful)
-            })
-          ).pipe(Effect.onExit((exit) => endSpans(spans, exit)))
-          yield* Metric.update(batchTime, (performance.now() - started) / 1_000)
-          // A batch that was wholly applied before (fetched again after a crash) stores nothing: not counted.
-          const applied = next === undefined ? 0 : batch.messages.length - poison.length
-          if (applied > 0) yield* Metric.update(appliedOnTopic, applied)
-          for (const p of poison) {
-            yield* Effect.logWarning(`${options.name}: skipped an unreadable record`, { partition: batch.partition, ...p })
+          let queue = partitions.get(consumed.batch.partition)
+          if (queue === undefined) {
+            queue = yield* Queue.bounded<ConsumedBatch>(MAX_QUEUED_BATCHES)
+            partitions.set(consumed.batch.partition, queue)
+            yield* Effect.forkIn(worker(queue), scope)
           }
-          // Not awaited: the committed offset is only where a new member starts fetching (Postgres
-          // holds the truth), and a Kafka round trip per batch would delay every read-your-writes
-          // waiter of the next batch.
-          yield* Effect.forkDetach(consumed.commit((BigInt(batch.lastOffset()) + 1n).toString()).pipe(Effect.ignore))
-        }).pipe(
-          Effect.matchCauseEffect({
-            onSuccess: () => Deferred.succeed(consumed.done, undefined),
-            // Failing the batch makes kafkajs fetch it again after a back-off (e.g. Postgres down).
-            onFailure: (cause) =>
-              Effect.logError(
-                `${options.name}: applying a batch to Postgres failed; it is fetched from Kafka again and retried. ` +
-                  "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
-                cause
-              ).pipe(
-                Effect.andThen(Deferred.fail(consumed.done, Cause.squash(cause)))
-              )
-          })
-        )
+          yield* Queue.offer(queue, consumed)
+          yield* Deferred.succeed(consumed.done, undefined)
+        })
       )
     )
     const aligned = alignWithLog(options).pipe(
