@@ -1,5 +1,5 @@
 // Baseline for `npm run bench:api`: the list endpoint's Postgres query (the same SQL text as
-// EndpointStore.list sends for a first page, each row one JSON text) behind a bare node:http handler, with none of the
+// EndpointStore.list sends for a first page) behind a bare node:http handler, with none of the
 // platform around it (no auth, no validation, no Effect).
 import http from "node:http"
 import { postgres } from "@orbit/db"
@@ -9,18 +9,15 @@ const tenant = process.env.BENCH_TENANT!
 
 http
   .createServer(async (_req, res) => {
-    const rows = await sql<Array<{ json: string }>>`
-      SELECT json_build_object('id', id, 'url', url, 'events', events, 'description', description,
-        'active', active, 'timeout_seconds', timeout_seconds, 'retry_policy', retry_policy, 'headers', headers,
-        'rate_limit_per_second', rate_limit_per_second, 'disabled_reason', disabled_reason,
-        'disabled_at', to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text AS json, id,
+    const rows = await sql`
+      SELECT id, url, events, description, active, timeout_seconds, retry_policy, headers, rate_limit_per_second,
+        disabled_reason, to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS disabled_at,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+        to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key
       FROM endpoints WHERE tenant_id = ${tenant} AND mode = ${"live"}
       ORDER BY endpoints.created_at DESC, endpoints.id DESC LIMIT ${26}`
-    // The rows' JSON texts spliced into the body, as the platform does.
-    const body = `{"data":[${rows.slice(0, 25).map((r) => r.json).join(",")}],"meta":${JSON.stringify({ pagination: { has_more: rows.length > 25 } })}}`
+    const body = JSON.stringify({ data: rows.slice(0, 25), meta: { pagination: { has_more: rows.length > 25 } } })
     // An exact Content-Length, as the platform sends (without it Node would frame the body chunked).
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body)
   })

@@ -11,21 +11,10 @@ interface Row extends EndpointResource {
   readonly created_key: string
 }
 
-interface JsonRow {
-  readonly json: EndpointResourceJson
-  readonly id: string
-  /** Full-precision created_at, for cursors. */
-  readonly created_key: string
-}
-
 /** The row without its cursor key (the other columns are the resource's, in its order). */
 const toResource = ({ created_key: _, ...resource }: Row): EndpointResource => resource
 
-/** An endpoint resource as JSON text, as Postgres serialized it (same members, same order as EndpointResource). */
-export type EndpointResourceJson = string
-
-/** A page of the list: each item is already JSON text, so a page is spliced into the response, never parsed and re-serialized. */
-export type Page = KeysetPage<EndpointResourceJson>
+export type Page = KeysetPage<EndpointResource>
 
 /** Reads of the endpoint read model (the projection owns every write). */
 export class EndpointStore extends Context.Service<EndpointStore, {
@@ -53,27 +42,15 @@ export class EndpointStore extends Context.Service<EndpointStore, {
         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
 
-      // A list page is the hot read: each row leaves Postgres as one JSON text (the members of the
-      // resource, in its order) instead of an object of fourteen columns with parsed jsonb inside. The
-      // service holds a few strings per request in place of hundreds of small objects, which the young
-      // generation's collections would otherwise copy for every request still in flight.
-      const resourceJson = sql`json_build_object('id', id, 'url', url, 'events', events, 'description', description,
-        'active', active, 'timeout_seconds', timeout_seconds, 'retry_policy', retry_policy, 'headers', headers,
-        'rate_limit_per_second', rate_limit_per_second, 'disabled_reason', disabled_reason,
-        'disabled_at', to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text AS json, id,
-        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_key`
-
       const list = (scope: { tenantId: string; mode: Mode }, limit: number, after: CursorPosition | undefined) =>
         keysetPage(sql, {
-          select: sql`SELECT ${resourceJson} FROM endpoints WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`,
+          select: sql`SELECT ${columns} FROM endpoints WHERE tenant_id = ${scope.tenantId} AND mode = ${scope.mode}`,
           time: "endpoints.created_at",
           id: "endpoints.id",
           limit,
           after,
-          item: (row: JsonRow) => row.json,
-          position: (row: JsonRow) => ({ createdAt: row.created_key, id: row.id })
+          item: toResource,
+          position: (row: Row) => ({ createdAt: row.created_key, id: row.id })
         })
 
       const get = (scope: { tenantId: string; mode: Mode }, id: string) =>

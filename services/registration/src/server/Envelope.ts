@@ -46,20 +46,6 @@ export const success = (
     { "x-request-id": requestId, ...options.headers }
   )
 
-/**
- * `{ data: [...], meta }` for a page whose items are already JSON texts: spliced into the envelope
- * as they are, never parsed. Same shape and headers as `success` with a pagination.
- */
-export const successPage = (requestId: string, items: ReadonlyArray<string>, pagination: Pagination) => {
-  const body = `{"data":[${items.join(",")}],"meta":${JSON.stringify({ ...meta(requestId), pagination })}}`
-  return HttpServerResponse.raw(body, {
-    status: 200,
-    headers: { "x-request-id": requestId },
-    contentType: "application/json",
-    contentLength: Buffer.byteLength(body)
-  })
-}
-
 /** The single place where an ApiError becomes the error envelope (API.md §2) and its headers. */
 export const errorEnvelope = (requestId: string, error: ApiError) => {
   const status = statusOf(error)

@@ -36,7 +36,7 @@ import { TestEvents } from "../TestEvents.ts"
 import { Redeliveries } from "../Redeliveries.ts"
 import { RecoverRequest, recoveryWindow, RetryDeliveryRequest } from "../api/RecoverySchemas.ts"
 import { answerRejections } from "./Rejections.ts"
-import { failure, newRequestId, noContent, success, successPage, UNHANDLED } from "./Envelope.ts"
+import { failure, newRequestId, noContent, success, UNHANDLED } from "./Envelope.ts"
 import { decodeStrict, hasBody, issueDetails, readJsonBody } from "./RequestDecoding.ts"
 
 const BASE = "/api/v1/webhooks"
@@ -201,7 +201,7 @@ export const WebhooksRoutes = HttpApiBuilder.group(Api, "webhooks", Effect.fn(fu
       if (q.cursor !== undefined && after === undefined) return yield* invalidCursor()
       const page = yield* store.list(p, q.limit ?? DEFAULT_PAGE_SIZE, after)
       const cursor = page.next ? encodeCursor(cursorKey, p, page.next) : null
-      return successPage(requestId, page.items, { cursor, has_more: cursor !== null })
+      return success(requestId, page.items, { pagination: { cursor, has_more: cursor !== null } })
     }, unavailableAs503, fromCall))
     .handleRaw("create", Effect.fn("Webhooks.create")(function*({ request }) {
       const { principal: p, requestId } = callOf(request)
