@@ -1,7 +1,7 @@
 import { decodeEndpointEvent, encodeEndpointEvent } from "@orbit/domain"
 import { type KafkaUnavailable } from "@orbit/kafka"
 import { SecretBox } from "@orbit/crypto"
-import { Cause, Config, Context, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { HttpApiBuilder, HttpApiError } from "effect/http-api"
 import {
