@@ -9,7 +9,7 @@ import path from "node:path"
 import { generateKeyRing } from "@orbit/crypto"
 import { startKafka } from "./kafka.ts"
 import { ensurePostgres } from "./postgres.ts"
-import { type ServiceName, serviceArgs } from "./services.ts"
+import { type ServiceName, serviceArgs, serviceEnv } from "./services.ts"
 
 const ROOT = path.join(import.meta.dirname, "..")
 const DATA = path.join(import.meta.dirname, ".data")
@@ -53,7 +53,7 @@ interface Supervised {
 const services = new Map<ServiceName, Supervised>()
 
 const run = (name: ServiceName) => {
-  const child = spawn(process.execPath, serviceArgs(name), { stdio: ["ignore", "pipe", "pipe"], env: process.env })
+  const child = spawn(process.execPath, serviceArgs(name), { stdio: ["ignore", "pipe", "pipe"], env: serviceEnv(process.env) })
   const prefix = (chunk: Buffer) =>
     chunk.toString().split("\n").filter(Boolean).map((l) => `[${name}] ${l}\n`).join("")
   child.stdout!.on("data", (c: Buffer) => process.stdout.write(prefix(c)))

@@ -61,7 +61,7 @@ import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, top
 import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { Agent, request } from "@orbit/net-guard"
 import { postgres } from "@orbit/db"
-import { serviceArgs } from "../../infra/services.ts"
+import { serviceArgs, serviceEnv } from "../../infra/services.ts"
 import { freePort } from "../src/freePort.ts"
 import { localBrokerPid } from "../../infra/kafka.ts"
 import { cpuSeconds, rssMb } from "./ProcStats.ts"
@@ -430,7 +430,7 @@ const main = async () => {
       for (const name of ["projection", "registration"] as const) {
         const child = spawn(NODE, serviceArgs(name), {
           env: {
-            ...process.env,
+            ...serviceEnv(process.env),
             DATABASE_URL,
             ORBIT_DB_SCHEMA: schema,
             KAFKA_BROKERS: BROKERS.join(","),
@@ -462,7 +462,7 @@ const main = async () => {
         ...(process.env.BENCH_DISPATCHER_NODE_ARGS?.split(" ").filter(Boolean) ?? [])
       ]), {
         env: {
-          ...process.env,
+          ...serviceEnv(process.env),
           KAFKA_BROKERS: BROKERS.join(","),
           KAFKAJS_NO_PARTITIONER_WARNING: "1",
           ORBIT_TOPIC_PREFIX: prefix,

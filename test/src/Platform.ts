@@ -7,7 +7,7 @@ import { newEventId, topicsFor } from "@orbit/domain"
 import { Kafka, type KafkajsProducer, logLevel } from "@orbit/kafka"
 import { postgres } from "@orbit/db"
 import { brokers } from "../../infra/kafka.ts"
-import { type ServiceName, serviceArgs } from "../../infra/services.ts"
+import { type ServiceName, serviceArgs, serviceEnv } from "../../infra/services.ts"
 import { freePort } from "./freePort.ts"
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -61,7 +61,7 @@ export const startPlatform = async (options: {
   const start = (name: ServiceName, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
       // Each service's Postgres sessions are named after the run and the service (pg_stat_activity).
-      env: { ...env, PGAPPNAME: `${id}-${name}`, ORBIT_METRICS_PORT: String(metricsPorts.get(name)), ...extraEnv },
+      env: serviceEnv({ ...env, PGAPPNAME: `${id}-${name}`, ORBIT_METRICS_PORT: String(metricsPorts.get(name)), ...extraEnv }),
       stdio: ["ignore", "pipe", "pipe"]
     })
     const lines = logs.get(name) ?? []
