@@ -24,7 +24,7 @@ export const serviceArgs = (name: ServiceName, extraNodeArgs: ReadonlyArray<stri
  */
 export const MALLOC_SETTINGS: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: "2",
-  MALLOC_MMAP_THRESHOLD_: "65536",
+  MALLOC_MMAP_THRESHOLD_: "131072",
   MALLOC_TRIM_THRESHOLD_: "131072"
 }
 
