@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
 import path from "node:path"
+import { freePort } from "../src/freePort.ts"
 import { startPlatform, uniqueTenant } from "../src/Platform.ts"
 import { measureCpuSteal } from "./CpuSteal.ts"
 import { LoadClient } from "./LoadClient.ts"
@@ -114,7 +115,7 @@ try {
   // Seed the tenant so a list page is full (25 of 200 rows).
   for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create)))
 
-  const barePort = 20000 + Math.floor(Math.random() * 20000)
+  const barePort = await freePort()
   if (!WRITES_ONLY) {
     bare = spawn(process.execPath, [path.join(import.meta.dirname, "bare-list-server.ts")], {
       env: { ...platform.env, PORT: String(barePort), BENCH_TENANT: tenant },
@@ -173,7 +174,7 @@ try {
   }
 
   // The write phase. The baseline registers into a table of its own in the platform's schema.
-  const bareWritePort = barePort + 1
+  const bareWritePort = await freePort()
   bareWrite = spawn(process.execPath, [path.join(import.meta.dirname, "bare-insert-server.ts")], {
     env: { ...platform.env, PORT: String(bareWritePort), BENCH_TENANT: tenant },
     stdio: ["ignore", "pipe", "inherit"]
