@@ -58,12 +58,15 @@ export const runService = <E>(name: string, layer: Layer.Layer<never, E>): void 
  * `Layer.launch` with one full garbage collection once the layer is up. Start-up (loading modules,
  * building schemas and the OpenAPI document, migrations, joining consumer groups) leaves about a
  * third of the heap as garbage that V8 frees only after a long idle; collected at once, the
- * service starts at its working size (the resident memory rows of `npm run bench:dispatch`). It
+ * service starts at its working size (the resident memory rows of `npm run bench:dispatch`). The
+ * last-resort flavour also hands the freed pages back; a regular one leaves them resident. It
  * needs `--expose-gc` (each service's `orbit.nodeArgs`); without it nothing is collected early.
  */
 const launchCompacted = <E>(layer: Layer.Layer<never, E>): Effect.Effect<never, E> =>
   Layer.build(layer).pipe(
-    Effect.andThen(Effect.sync(() => (globalThis as { gc?: (options: object) => void }).gc?.({ type: "major", execution: "sync", flavor: "last-resort" }))),
+    Effect.andThen(Effect.sync(() =>
+      (globalThis as { gc?: (options: object) => void }).gc?.({ type: "major", execution: "sync", flavor: "last-resort" })
+    )),
     Effect.andThen(Effect.never),
     Effect.scoped
   )
