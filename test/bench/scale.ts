@@ -40,7 +40,7 @@ import { encrypt, generateWebhookSecret, parseKeyRing } from "@orbit/crypto"
 import { type EndpointEvent, encodeEndpointEvent, newEndpointId, newEventId, topicsFor } from "@orbit/domain"
 import { CompressionTypes, Kafka, logLevel, type Message } from "@orbit/kafka"
 import { brokers, startKafka } from "../../infra/kafka.ts"
-import { serviceArgs, serviceEnv } from "../../infra/services.ts"
+import { serviceArgs } from "../../infra/services.ts"
 import { startPlatform } from "../src/Platform.ts"
 import { localBrokerPid } from "../../infra/kafka.ts"
 import { cpuSeconds, rssMb } from "./ProcStats.ts"
@@ -392,7 +392,7 @@ const main = async () => {
       const startedAt = performance.now()
       const child = spawn(NODE, serviceArgs("dispatcher", DISPATCHER_NODE_ARGS), {
         env: {
-          ...serviceEnv(platform.env),
+          ...platform.env,
           KAFKA_BROKERS: BROKERS.join(","),
           ORBIT_ALLOW_PRIVATE_CIDRS: "127.0.0.0/8",
           ORBIT_EXTRA_CA_FILE: join(dir, "cert.pem"),

@@ -16,7 +16,7 @@ import { type DeliveryRig, startDeliveryRig } from "../src/DeliveryRig.ts"
 import type { HttpsReceiver } from "../src/HttpsReceiver.ts"
 import type { Platform } from "../src/Platform.ts"
 import { type Scrape, scrape } from "../src/Scrape.ts"
-import { serviceArgs, serviceEnv } from "../../infra/services.ts"
+import { serviceArgs } from "../../infra/services.ts"
 import { spawn } from "node:child_process"
 
 let rig: DeliveryRig
@@ -256,7 +256,7 @@ describe("metrics after known traffic", () => {
     // The registration's API port is in use for as long as the platform runs.
     const value = what === "in use" ? new URL(platform.baseUrl).port : what
     const child = spawn(process.execPath, serviceArgs("projection"), {
-      env: serviceEnv({ ...platform.env, ORBIT_DB_SCHEMA: `${platform.id}_bad`, ORBIT_METRICS_PORT: value }),
+      env: { ...platform.env, ORBIT_DB_SCHEMA: `${platform.id}_bad`, ORBIT_METRICS_PORT: value },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""

@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto"
 import { newEventId } from "@orbit/domain"
 import { Kafka, logLevel, type KafkajsProducer as Producer } from "@orbit/kafka"
 import { brokers } from "../../infra/kafka.ts"
-import { serviceArgs, serviceEnv } from "../../infra/services.ts"
+import { serviceArgs } from "../../infra/services.ts"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type HttpsReceiver, makeSelfSignedCert, type Received, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { type Platform, startPlatform, uniqueTenant } from "../src/Platform.ts"
@@ -138,7 +138,7 @@ describe("rate_limit_per_second", () => {
 
     // A second dispatcher joins the groups (a rebalance may move the endpoint's partition to it)…
     await platform.eventually("10 paced deliveries", () => distinct() >= 10)
-    second = spawn(process.execPath, serviceArgs("dispatcher"), { env: serviceEnv(platform.env), stdio: "ignore" })
+    second = spawn(process.execPath, serviceArgs("dispatcher"), { env: platform.env, stdio: "ignore" })
     const admin = kafka.admin()
     await admin.connect()
     const members = async () =>

@@ -7,7 +7,7 @@ import { newEventId, topicsFor } from "@orbit/domain"
 import { Kafka, type KafkajsProducer, logLevel } from "@orbit/kafka"
 import { postgres } from "@orbit/db"
 import { brokers } from "../../infra/kafka.ts"
-import { type ServiceName, serviceArgs, serviceEnv } from "../../infra/services.ts"
+import { MALLOC_SETTINGS, type ServiceName, serviceArgs } from "../../infra/services.ts"
 import { freePort } from "./freePort.ts"
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -31,7 +31,10 @@ export const startPlatform = async (options: {
   const id = `t${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
   const port = await freePort()
   const kafkaBrokers = [...(options.brokers ?? brokers())]
+  // What every process of the platform starts with, the services' malloc settings included (a test
+  // spawning a service of its own from `env` gets them too).
   const env: Record<string, string> = {
+    ...MALLOC_SETTINGS,
     ...(process.env as Record<string, string>),
     ...(options.brokers === undefined ? {} : { KAFKA_BROKERS: kafkaBrokers.join(",") }),
     DATABASE_URL,
@@ -61,7 +64,7 @@ export const startPlatform = async (options: {
   const start = (name: ServiceName, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, serviceArgs(name, serviceNodeArgs), {
       // Each service's Postgres sessions are named after the run and the service (pg_stat_activity).
-      env: serviceEnv({ ...env, PGAPPNAME: `${id}-${name}`, ORBIT_METRICS_PORT: String(metricsPorts.get(name)), ...extraEnv }),
+      env: { ...env, PGAPPNAME: `${id}-${name}`, ORBIT_METRICS_PORT: String(metricsPorts.get(name)), ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const lines = logs.get(name) ?? []
