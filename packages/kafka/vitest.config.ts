@@ -14,6 +14,7 @@ export default tiers({
     "test/BacklogAge.test.ts",
     "test/RequestQueueTimer.test.ts",
     "test/Varint.test.ts",
+    "test/PooledEncoder.test.ts",
     "test/TraceHeaders.test.ts",
     "test/TopicSettings.test.ts"
   ]

@@ -1,11 +1,12 @@
 // Fixes to kafkajs 2.2.4, which is unmaintained: two idle timer loops, a consumer that rejoins its
-// group as a stranger after a crash, and three hot spots of the producer path (CRC, partition
-// grouping, varints), each checked against kafkajs' own code in
+// group as a stranger after a crash, and four hot spots of the producer path (CRC, partition
+// grouping, varints, zero-filled encoder buffers), each checked against kafkajs' own code in
 // test/. `Kafkajs.ts` imports this module before kafkajs, and every module of this package takes
 // kafkajs from there, so the patch is installed before kafkajs loads without anyone's care.
 import { createRequire } from "node:module"
 import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
+import { type EncoderClass, makePooledEncoder } from "./PooledEncoder.ts"
 import { installRejoinAsSameMember } from "./RejoinAsSameMember.ts"
 import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 
@@ -98,7 +99,33 @@ RequestQueue.prototype.sendSocketRequest = function(socketRequest) {
   }, Math.min(this.requestTimeout, 100))
 }
 
-/** Record varints are written without allocating (`Varint.ts`). */
+/**
+ * Replaces the exports of one kafkajs module, tagged so a second import is a no-op. kafkajs takes
+ * its modules once, when it loads, so this must run before kafkajs is loaded (`Kafkajs.ts` sees to
+ * it), and it throws if `user`, the kafkajs module that requires the replaced one, is already
+ * loaded: kafkajs was loaded around `@orbit/kafka`, which the dependency rule forbids.
+ */
+const replaceModule = (module: string, user: string, tag: string, replacement: Function) => {
+  const PATCHED = Symbol.for(tag)
+  const path = require.resolve(module)
+  require(path)
+  const cached = require.cache[path]!
+  if (PATCHED in cached.exports) return
+  if (require.cache[require.resolve(user)] !== undefined) {
+    throw new Error("kafkajs was loaded before @orbit/kafka: import kafkajs only through @orbit/kafka")
+  }
+  cached.exports = Object.assign(replacement, { [PATCHED]: true })
+}
+
+/** Encoders take their buffers from Node's pool, without zero-filling them (`PooledEncoder.ts`). */
+if (speedPatchesInstalled) replaceModule(
+  "kafkajs/src/protocol/encoder.js",
+  "kafkajs/src/protocol/request.js",
+  "@orbit/kafka/pooledEncoder",
+  makePooledEncoder(require("kafkajs/src/protocol/encoder.js") as EncoderClass)
+)
+
+/** Record varints are written without allocating (`Varint.ts`), on the encoder kafkajs now loads. */
 const Encoder = require("kafkajs/src/protocol/encoder.js") as {
   prototype: { writeUVarInt: unknown; writeVarLong: (value: unknown) => unknown }
   sizeOfVarLong: (value: unknown) => number
@@ -111,24 +138,6 @@ if (speedPatchesInstalled && !(VARINT_PATCHED in Encoder)) {
   Encoder.prototype.writeVarLong = makeWriteVarLong(originalWriteVarLong as never)
   Encoder.sizeOfVarLong = makeSizeOfVarLong(originalSizeOfVarLong)
   Object.assign(Encoder, { [VARINT_PATCHED]: true })
-}
-
-/**
- * Replaces the exports of one kafkajs module, tagged so a second import is a no-op. kafkajs takes
- * its modules once, when it loads, so this must run before kafkajs is loaded (`Kafkajs.ts` sees to
- * it), and it throws if `user`, the kafkajs module that requires the replaced one, is already
- * loaded: kafkajs was loaded around `@orbit/kafka`, which the dependency rule forbids.
- */
-const replaceModule = (module: string, user: string, tag: string, replacement: (...args: Array<never>) => unknown) => {
-  const PATCHED = Symbol.for(tag)
-  const path = require.resolve(module)
-  require(path)
-  const cached = require.cache[path]!
-  if (PATCHED in cached.exports) return
-  if (require.cache[require.resolve(user)] !== undefined) {
-    throw new Error("kafkajs was loaded before @orbit/kafka: import kafkajs only through @orbit/kafka")
-  }
-  cached.exports = Object.assign(replacement, { [PATCHED]: true })
 }
 
 /** Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values). */

@@ -20,7 +20,7 @@ const loadWith = (version: string) => {
   cpSync(kafkajsDir, join(root, "node_modules", "kafkajs"), { recursive: true })
   const pkg = join(root, "node_modules", "kafkajs", "package.json")
   writeFileSync(pkg, JSON.stringify({ ...JSON.parse(readFileSync(pkg, "utf8")), version }))
-  for (const file of ["KafkajsPatch.ts", "Crc32c.ts", "GroupMessagesPerPartition.ts", "RejoinAsSameMember.ts", "Varint.ts"]) {
+  for (const file of ["KafkajsPatch.ts", "Crc32c.ts", "GroupMessagesPerPartition.ts", "RejoinAsSameMember.ts", "Varint.ts", "PooledEncoder.ts"]) {
     cpSync(join(src, file), join(root, "src", file))
   }
   writeFileSync(join(root, "package.json"), JSON.stringify({ type: "module" }))
