@@ -76,13 +76,15 @@ export const untilDone = async <A>(
   signal: AbortSignal,
   onRetry: (error: unknown) => void
 ): Promise<A> => {
-  const delays = reconnectDelays(UNTIL_DONE_FIRST_DELAY_MS)
+  // Made at the first failure: most calls succeed at once, and this runs for every record.
+  let delays: Generator<number, never> | undefined
   for (;;) {
     try {
       return await attempt()
     } catch (error) {
       if (signal.aborted) throw new Abandoned()
       onRetry(error)
+      delays ??= reconnectDelays(UNTIL_DONE_FIRST_DELAY_MS)
       await sleepUnlessAborted(delays.next().value, signal)
     }
   }
