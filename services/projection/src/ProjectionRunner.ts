@@ -42,7 +42,32 @@ export interface ProjectionOptions {
  * reset or replaced), the read model describes another log: it is emptied, its offsets removed,
  * and the projection rebuilds it from offset 0 — rather than skip the new log's first records as
  * "already applied". Returns why it rebuilt, if it did.
+ *
+ * Otherwise the stored offsets are where fetching resumes: the group's committed offsets are only
+ * a hint, written after each transaction. Where one is past the stored offset (Postgres restored
+ * from an older backup), fetching from it would skip the records in between for good, so the
+ * group is moved back to the stored offsets. That needs a memberless group: while another member
+ * runs, the move is left to the next start and a warning says so.
  */
+/** Moves the group's committed offsets back to the stored ones where they are past them (see `alignWithLog`). */
+const resumeFromStored = (options: ProjectionOptions, stored: ReadonlyMap<number, bigint>) =>
+  Effect.gen(function*() {
+    const admin = yield* TopicAdmin
+    const ahead = (yield* admin.groupPositions(options.groupId, options.topic))
+      .filter((p) => p.committed > (stored.get(p.partition) ?? 0n))
+      .map((p) => ({ partition: p.partition, offset: String(stored.get(p.partition) ?? 0n), committed: String(p.committed) }))
+    if (ahead.length === 0) return
+    yield* admin.setGroupOffsets(options.groupId, options.topic, ahead.map(({ partition, offset }) => ({ partition, offset }))).pipe(
+      Effect.andThen(Effect.logWarning(`${options.name}: the consumer group was past the offsets stored in Postgres; resuming from them`, { partitions: ahead })),
+      Effect.catch((error) =>
+        Effect.logWarning(`${options.name}: the consumer group is past the offsets stored in Postgres and could not be moved back (another member runs); the records in between are applied at a start without other members`, {
+          partitions: ahead,
+          error: String(error).slice(0, 300)
+        })
+      )
+    )
+  })
+
 const alignWithLog = (options: ProjectionOptions) =>
   Effect.gen(function*() {
     const { sql } = yield* Db
@@ -63,7 +88,10 @@ const alignWithLog = (options: ProjectionOptions) =>
       : beyond !== undefined
       ? `stored offset ${beyond.next_offset} of partition ${beyond.partition} is beyond the log's end (${ends.get(beyond.partition) ?? 0n})`
       : undefined
-    if (reason === undefined && known?.cluster_id === clusterId) return { reason: undefined, ends }
+    if (reason === undefined && known?.cluster_id === clusterId) {
+      yield* resumeFromStored(options, new Map(stored.map((o) => [o.partition, BigInt(o.next_offset)])))
+      return { reason: undefined, ends }
+    }
     // The group's committed offsets (where fetching resumes) go back to the start too. This fails
     // while another member is in the group; the whole step is then retried.
     if (reason !== undefined) yield* admin.resetGroupOffsets(options.groupId, options.topic)

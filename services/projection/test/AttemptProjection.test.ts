@@ -168,6 +168,20 @@ describe("AttemptProjection (real broker, real Postgres)", () => {
     await runtime.dispose()
   }, 90_000)
 
+  it("resumes from the offsets stored in Postgres when the group's committed offsets are past them (Postgres restored from an older backup)", async () => {
+    const before = (await rows()).map((r) => r.id)
+    const applied = await appliedOffsets()
+    expect(before.length).toBeGreaterThan(0) // left by the previous tests
+    // The database as a backup taken before anything was applied would leave it; the group's
+    // committed offsets stay at the log's end.
+    await sql`DELETE FROM delivery_attempts`
+    await sql`UPDATE projection_offsets SET next_offset = 0 WHERE projection = ${ATTEMPTS_PROJECTION}`
+    const runtime = await start()
+    await waitFor("the log applied again from the stored offsets", async () => (await appliedOffsets()) === applied)
+    expect((await rows()).map((r) => r.id)).toEqual(expect.arrayContaining(before))
+    await runtime.dispose()
+  }, 90_000)
+
   it("applying a batch again adds nothing: below the stored offset it is skipped, and inserts are idempotent", async () => {
     const endpoint = newEndpointId()
     const messages = asMessages([attempted(endpoint), attempted(endpoint)])
