@@ -37,23 +37,20 @@ export interface ProjectionOptions {
 }
 
 /**
- * Before consuming: are the stored offsets about the log the broker has now? When the cluster id
- * differs from the one recorded with them, or an offset is beyond the log's end (the broker was
- * reset or replaced), the read model describes another log: it is emptied, its offsets removed,
- * and the projection rebuilds it from offset 0 — rather than skip the new log's first records as
- * "already applied". Returns why it rebuilt, if it did.
- *
- * Otherwise the stored offsets are where fetching resumes: the group's committed offsets are only
- * a hint, written after each transaction. Where one is past the stored offset (Postgres restored
- * from an older backup), fetching from it would skip the records in between for good, so the
- * group is moved back to the stored offsets. That needs a memberless group: while another member
- * runs, the move is left to the next start and a warning says so.
+ * Moves the group's committed offsets back to the stored ones where they are past them (see
+ * `alignWithLog`). The group's offsets are read before the stored ones: a running member stores an
+ * offset before it commits it, so only a Postgres that lost offsets can show one past them.
  */
-/** Moves the group's committed offsets back to the stored ones where they are past them (see `alignWithLog`). */
-const resumeFromStored = (options: ProjectionOptions, stored: ReadonlyMap<number, bigint>) =>
+const resumeFromStored = (options: ProjectionOptions) =>
   Effect.gen(function*() {
+    const { sql } = yield* Db
     const admin = yield* TopicAdmin
-    const ahead = (yield* admin.groupPositions(options.groupId, options.topic))
+    const positions = yield* admin.groupPositions(options.groupId, options.topic)
+    const stored = new Map((yield* query(() =>
+      sql<Array<{ partition: number; next_offset: string }>>`
+        SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+    )).map((o) => [o.partition, BigInt(o.next_offset)]))
+    const ahead = positions
       .filter((p) => p.committed > (stored.get(p.partition) ?? 0n))
       .map((p) => ({ partition: p.partition, offset: String(stored.get(p.partition) ?? 0n), committed: String(p.committed) }))
     if (ahead.length === 0) return
@@ -68,6 +65,19 @@ const resumeFromStored = (options: ProjectionOptions, stored: ReadonlyMap<number
     )
   })
 
+/**
+ * Before consuming: are the stored offsets about the log the broker has now? When the cluster id
+ * differs from the one recorded with them, or an offset is beyond the log's end (the broker was
+ * reset or replaced), the read model describes another log: it is emptied, its offsets removed,
+ * and the projection rebuilds it from offset 0 — rather than skip the new log's first records as
+ * "already applied". Returns why it rebuilt, if it did.
+ *
+ * Otherwise the stored offsets are where fetching resumes: the group's committed offsets are only
+ * a hint, written after each transaction. Where one is past the stored offset (Postgres restored
+ * from an older backup), fetching from it would skip the records in between for good, so the
+ * group is moved back to the stored offsets. That needs a memberless group: while another member
+ * runs, the move is left to the next start and a warning says so.
+ */
 const alignWithLog = (options: ProjectionOptions) =>
   Effect.gen(function*() {
     const { sql } = yield* Db
@@ -88,10 +98,8 @@ const alignWithLog = (options: ProjectionOptions) =>
       : beyond !== undefined
       ? `stored offset ${beyond.next_offset} of partition ${beyond.partition} is beyond the log's end (${ends.get(beyond.partition) ?? 0n})`
       : undefined
-    if (reason === undefined && known?.cluster_id === clusterId) {
-      yield* resumeFromStored(options, new Map(stored.map((o) => [o.partition, BigInt(o.next_offset)])))
-      return { reason: undefined, ends }
-    }
+    if (reason === undefined) yield* resumeFromStored(options)
+    if (reason === undefined && known?.cluster_id === clusterId) return { reason: undefined, ends }
     // The group's committed offsets (where fetching resumes) go back to the start too. This fails
     // while another member is in the group; the whole step is then retried.
     if (reason !== undefined) yield* admin.resetGroupOffsets(options.groupId, options.topic)
