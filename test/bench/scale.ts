@@ -553,13 +553,18 @@ const main = async () => {
       }
       await Promise.all(pending)
     }
-    /** Waits until `expected` distinct ids of `run` arrived, or 60 s pass without progress. */
+    /**
+     * Waits until `expected` distinct ids of `run` arrived, or 60 s pass without progress. A
+     * dispatcher that exited meanwhile (out of heap, for one) stops the bench with its log's end.
+     */
     const arrived = async (run: string, expected: number) => {
       let last = -1
       let progressAt = Date.now()
       for (;;) {
         const s = await stats(run)
         if (s.unique >= expected) return s
+        const dead = dispatchers.find((d) => d.child.exitCode !== null || d.child.signalCode !== null)
+        if (dead !== undefined) throw new Error(`a dispatcher exited while ${run} was delivered:\n${dead.log().slice(-3_000)}`)
         if (s.unique !== last) {
           last = s.unique
           progressAt = Date.now()
