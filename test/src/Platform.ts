@@ -7,7 +7,7 @@ import { newEventId, topicsFor } from "@orbit/domain"
 import { Kafka, type KafkajsProducer, logLevel } from "@orbit/kafka"
 import { postgres } from "@orbit/db"
 import { brokers } from "../../infra/kafka.ts"
-import { MALLOC_SETTINGS, type ServiceName, serviceArgs } from "../../infra/services.ts"
+import { type ServiceName, serviceArgs, serviceEnv } from "../../infra/services.ts"
 import { freePort } from "./freePort.ts"
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -34,8 +34,7 @@ export const startPlatform = async (options: {
   // What every process of the platform starts with, the services' malloc settings included (a test
   // spawning a service of its own from `env` gets them too).
   const env: Record<string, string> = {
-    ...MALLOC_SETTINGS,
-    ...(process.env as Record<string, string>),
+    ...(serviceEnv(process.env) as Record<string, string>),
     ...(options.brokers === undefined ? {} : { KAFKA_BROKERS: kafkaBrokers.join(",") }),
     DATABASE_URL,
     ORBIT_DB_SCHEMA: id,

@@ -1,4 +1,4 @@
-import { Db, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
+import { Db, type Queryable, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
 import { BacklogAge, consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin, traceContextOf } from "@orbit/kafka"
 import { Cause, Clock, Config, Deferred, Duration, Effect, type Exit, Metric, Queue, References, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
 import type { ConsumedBatch, KafkaMessage } from "@orbit/kafka"
@@ -36,6 +36,11 @@ export interface ProjectionOptions {
   readonly reset: (tx: Tx) => Promise<unknown>
 }
 
+/** The offsets the projection stored for its topic, one row per partition applied. */
+const selectStoredOffsets = (sql: Queryable, options: ProjectionOptions) =>
+  sql<Array<{ partition: number; next_offset: string }>>`
+    SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+
 /**
  * Moves the group's committed offsets back to the stored ones where they are past them (see
  * `alignWithLog`). The group's offsets are read before the stored ones: a running member stores an
@@ -46,13 +51,11 @@ const resumeFromStored = (options: ProjectionOptions) =>
     const { sql } = yield* Db
     const admin = yield* TopicAdmin
     const positions = yield* admin.groupPositions(options.groupId, options.topic)
-    const stored = new Map((yield* query(() =>
-      sql<Array<{ partition: number; next_offset: string }>>`
-        SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
-    )).map((o) => [o.partition, BigInt(o.next_offset)]))
+    const stored = new Map((yield* query(() => selectStoredOffsets(sql, options))).map((o) => [o.partition, BigInt(o.next_offset)]))
     const ahead = positions
-      .filter((p) => p.committed > (stored.get(p.partition) ?? 0n))
-      .map((p) => ({ partition: p.partition, offset: String(stored.get(p.partition) ?? 0n), committed: String(p.committed) }))
+      .map((p) => ({ partition: p.partition, offset: stored.get(p.partition) ?? 0n, committed: p.committed }))
+      .filter((p) => p.committed > p.offset)
+      .map((p) => ({ partition: p.partition, offset: String(p.offset), committed: String(p.committed) }))
     if (ahead.length === 0) return
     yield* admin.setGroupOffsets(options.groupId, options.topic, ahead.map(({ partition, offset }) => ({ partition, offset }))).pipe(
       Effect.andThen(Effect.logWarning(`${options.name}: the consumer group was past the offsets stored in Postgres; resuming from them`, { partitions: ahead })),
@@ -87,8 +90,7 @@ const alignWithLog = (options: ProjectionOptions) =>
     const { known, stored } = yield* query(async () => ({
       known: (await sql<Array<{ cluster_id: string }>>`
         SELECT cluster_id FROM projection_logs WHERE projection = ${options.projection} AND topic = ${options.topic}`)[0],
-      stored: await sql<Array<{ partition: number; next_offset: string }>>`
-        SELECT partition, next_offset FROM projection_offsets WHERE projection = ${options.projection} AND topic = ${options.topic}`
+      stored: await selectStoredOffsets(sql, options)
     }))
     const clusterId = yield* admin.clusterId
     const ends = new Map((yield* admin.endOffsets(options.topic)).map((o) => [o.partition, BigInt(o.offset)]))
