@@ -553,18 +553,19 @@ const main = async () => {
       }
       await Promise.all(pending)
     }
-    /**
-     * Waits until `expected` distinct ids of `run` arrived, or 60 s pass without progress. A
-     * dispatcher that exited meanwhile (out of heap, for one) stops the bench with its log's end.
-     */
+    /** A dispatcher that exited (out of heap, for one) stops the bench with its log's end. */
+    const stopIfADispatcherExited = (while_: string) => {
+      const dead = dispatchers.find((d) => d.child.exitCode !== null || d.child.signalCode !== null)
+      if (dead !== undefined) throw new Error(`a dispatcher exited while ${while_}:\n${dead.log().slice(-3_000)}`)
+    }
+    /** Waits until `expected` distinct ids of `run` arrived, or 60 s pass without progress. */
     const arrived = async (run: string, expected: number) => {
       let last = -1
       let progressAt = Date.now()
       for (;;) {
         const s = await stats(run)
         if (s.unique >= expected) return s
-        const dead = dispatchers.find((d) => d.child.exitCode !== null || d.child.signalCode !== null)
-        if (dead !== undefined) throw new Error(`a dispatcher exited while ${run} was delivered:\n${dead.log().slice(-3_000)}`)
+        stopIfADispatcherExited(`${run} was delivered`)
         if (s.unique !== last) {
           last = s.unique
           progressAt = Date.now()
@@ -617,6 +618,7 @@ const main = async () => {
       for (;;) {
         const [committed] = await admin.fetchOffsets({ groupId: `${prefix}orbit-dispatcher-fanout`, topics: [topics.sourceEvents.name] })
         if (ends.every((e) => Number(committed?.partitions.find((p) => p.partition === e.partition)?.offset ?? -1) >= Number(e.high))) break
+        stopIfADispatcherExited("the backlog was fanned out")
         await sleep(500)
       }
       const fannedOut = nowMs()
