@@ -46,6 +46,14 @@ interface PartitionState {
   committed: bigint
 }
 
+/**
+ * A fetch's records wait in the heap, decoded, until they are handed out, and no more than
+ * `maxOutstanding` are out at once: kafkajs' default of 10 MiB per fetch is some 14,000 delivery
+ * tasks, several times the dispatcher's bound. 1 MiB is still over a thousand tasks per round
+ * trip; a record larger than that still comes, alone (the broker always returns at least one).
+ */
+const DECOUPLED_FETCH_MAX_BYTES = 1024 * 1024
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Waits `ms`; rejects with `Abandoned` as soon as `signal` aborts (shutdown). */
@@ -115,6 +123,7 @@ export class DecoupledConsumer {
       sessionTimeout: options.sessionTimeoutMs ?? 30_000,
       heartbeatInterval: 3_000,
       maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
+      maxBytes: DECOUPLED_FETCH_MAX_BYTES,
       allowAutoTopicCreation: false,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: RECONNECT_MAX_DELAY_MS }
     })
