@@ -25,6 +25,8 @@ export interface ConsumeOptions {
   readonly sessionTimeout?: number
   readonly partitionsConsumedConcurrently?: number
   readonly maxBytesPerPartition?: number
+  /** Bytes one fetch brings at most, across partitions (kafkajs' default: 10 MiB). */
+  readonly maxBytes?: number
   /** How long the broker holds a fetch open when nothing new is there (default `FETCH_MAX_WAIT_MS`). */
   readonly maxWaitTimeInMs?: number
 }
@@ -58,6 +60,7 @@ const consumeOnce = (
         maxWaitTimeInMs: options.maxWaitTimeInMs ?? FETCH_MAX_WAIT_MS,
         allowAutoTopicCreation: false,
         ...(options.maxBytesPerPartition ? { maxBytesPerPartition: options.maxBytesPerPartition } : {}),
+        ...(options.maxBytes ? { maxBytes: options.maxBytes } : {}),
         retry: {
           retries: 5,
           initialRetryTime: 300,

@@ -10,15 +10,16 @@ import { runProjection } from "./ProjectionRunner.ts"
 export const PROJECTION = "endpoints"
 
 /**
- * The projection lock, exclusive: held by the rebuild (its batches and its swap of the tables) and
- * by the reset of the read model, so none of them meets a live batch half applied.
+ * The projection lock, exclusive: held by the rebuild's swap of the tables and by the reset of
+ * the read model, so neither meets a batch (live or rebuilding) half applied.
  */
 export const projectionLock = (sql: Queryable) => sql`SELECT pg_advisory_xact_lock(hashtext(${"orbit-projection:endpoints"}))`
 
 /**
- * The same lock, shared: held by every live batch. Live batches of different partitions touch
- * different endpoints (events are keyed by endpoint id) and different offset rows, so they apply
- * side by side; each still waits for the exclusive holders above.
+ * The same lock, shared: held by every batch, live or rebuilding. Batches of different partitions
+ * touch different endpoints (events are keyed by endpoint id) and different offset rows, and a
+ * rebuilding batch writes another table, so they apply side by side; each still waits for the
+ * exclusive holders above.
  */
 export const projectionSharedLock = (sql: Queryable) =>
   sql`SELECT pg_advisory_xact_lock_shared(hashtext(${"orbit-projection:endpoints"}))`

@@ -2,11 +2,24 @@ import { Db, query, transactCarefullyOnDataError } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { consumeBatches, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Deferred, Effect, Fiber, Ref, Stream } from "effect"
-import { applyBatch, PROJECTION, projectionLock } from "./EndpointProjection.ts"
+import { applyBatch, PROJECTION, projectionLock, projectionSharedLock } from "./EndpointProjection.ts"
 
 const REBUILD = "endpoints_rebuild"
-/** Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB). */
-const REBUILD_FETCH_BYTES = 16 * 1024 * 1024
+/**
+ * Partitions rebuilt at once, each batch in its own transaction: while one waits for Postgres
+ * another is decoded. A partition's batches still apply in order (kafkajs hands out its next
+ * batch once the last is done), and events are keyed by endpoint, so no two batches in flight
+ * touch the same endpoint.
+ */
+const REBUILD_CONCURRENCY = 3
+/**
+ * Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB), and per
+ * request in all: every record from offset 0 is read once, so large fetches make fewer, larger
+ * transactions, and a fetch holds several partitions (a partition limit above the total would
+ * fill a fetch with the first partition alone and leave nothing to apply beside it).
+ */
+const REBUILD_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+const REBUILD_FETCH_BYTES = 6 * REBUILD_FETCH_BYTES_PER_PARTITION
 
 /**
  * Rebuilds the endpoint read model from offset 0 into a fresh table, then swaps it in.
@@ -38,13 +51,16 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
     groupId: `${topicPrefix}orbit-rebuild-${Date.now()}-${Math.random().toString(36).slice(2)}`,
     topics: [topic],
     fromBeginning: true,
-    // Every record from offset 0 is read once: large fetches make fewer, larger transactions.
-    maxBytesPerPartition: REBUILD_FETCH_BYTES
+    maxBytesPerPartition: REBUILD_FETCH_BYTES_PER_PARTITION,
+    maxBytes: REBUILD_FETCH_BYTES,
+    partitionsConsumedConcurrently: REBUILD_CONCURRENCY
   }).pipe(
-    Stream.runForEach((consumed) =>
+    Stream.mapEffect((consumed) =>
       query(() =>
         transactCarefullyOnDataError(sql, async (tx, careful) => {
-          await projectionLock(tx)
+          // Shared: batches of other partitions and the live projection's go on beside this one;
+          // the swap (and a reset of the read model) wait for it, and it for them.
+          await projectionSharedLock(tx)
           if (await Effect.runPromise(Deferred.isDone(swapped))) return undefined
           return await applyBatch({
             tx,
@@ -67,8 +83,8 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
         ),
         Effect.andThen(Deferred.succeed(consumed.done, undefined)),
         Effect.catchCause((cause) => Deferred.failCause(consumed.done, cause))
-      )
-    ),
+      ), { concurrency: REBUILD_CONCURRENCY, unordered: true }),
+    Stream.runDrain,
     Effect.forkScoped
   )
 
