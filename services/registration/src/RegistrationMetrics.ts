@@ -123,12 +123,12 @@ const series = (method: string, route: string, status: number) => {
 /**
  * How long the longest-failing active endpoint has been failing (pure SQL over the attempt read
  * model): an endpoint's streak is its attempts after the later of its last success and its last
- * change, all failed by construction (as AutoDisable reads it); the gauge is the age of the
- * earliest such attempt over every active endpoint.
+ * change, all failed by construction (as AutoDisable reads it, `active` MATERIALIZED for the
+ * same reason); the gauge is the age of the earliest such attempt over every active endpoint.
  */
 const longestFailingSeconds = (sql: Db["Service"]["sql"]) =>
   sql<Array<{ seconds: number | null }>>`
-    WITH active AS (
+    WITH active AS MATERIALIZED (
       SELECT e.id, GREATEST(e.updated_at, (
         SELECT max(s.occurred_at) FROM delivery_attempts s WHERE s.endpoint_id = e.id AND s.outcome = 'succeeded'
       )) AS since
