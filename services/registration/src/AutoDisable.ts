@@ -4,6 +4,7 @@ import { type DomainEvent, encodeDomainEvent, type Mode, topicsFor } from "@orbi
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
 import { Cause, Config, Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { EndpointCommands } from "./EndpointCommands.ts"
+import { withStreakStarts } from "./StreakStarts.ts"
 
 /** The attempt log keeps 30 days, so a longer period could never be observed. */
 export const MAX_AUTO_DISABLE_SECONDS = 30 * 86_400
@@ -64,22 +65,12 @@ export interface FailingEndpoint {
 
 /**
  * Active endpoints due to be disabled (at most `limit`): the streak of an endpoint is its attempts
- * after `since`, the later of its last success and its last change (all failed, by construction);
- * it is due with at least MIN_FAILED_ATTEMPTS of them, the first at least `afterSeconds` ago.
- * Read through the attempt log's (endpoint_id, occurred_at) index, the last success through its
- * index of successes (migration 0012). `active` is MATERIALIZED: inlined, Postgres evaluated each
- * endpoint's last success once per attempt of its streak (minutes with 100,000 endpoints and 2
- * million attempts; docs/BENCHMARKS.md).
+ * after `since` (`withStreakStarts`); it is due with at least MIN_FAILED_ATTEMPTS of them, the
+ * first at least `afterSeconds` ago. Read through the attempt log's (endpoint_id, occurred_at) index.
  */
 export const failingEndpoints = (sql: Sql, afterSeconds: number, limit = SWEEP_LIMIT) =>
   sql<Array<FailingEndpoint>>`
-    WITH active AS MATERIALIZED (
-      SELECT e.id, e.tenant_id, e.mode,
-        GREATEST(e.updated_at, (
-          SELECT max(s.occurred_at) FROM delivery_attempts s WHERE s.endpoint_id = e.id AND s.outcome = 'succeeded'
-        )) AS since
-      FROM endpoints e WHERE e.active
-    )
+    ${withStreakStarts(sql)}
     SELECT c.id, c.tenant_id, c.mode,
       to_char(c.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS since,
       count(*)::int AS failures,

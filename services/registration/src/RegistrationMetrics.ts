@@ -1,6 +1,7 @@
 import { Db, query } from "@orbit/db"
 import { Cause, Config, Context, Effect, Exit, Layer, Metric, Schedule } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, type HttpServerResponse } from "effect/http"
+import { withStreakStarts } from "./StreakStarts.ts"
 
 /** Seconds buckets for API requests. */
 const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -122,18 +123,12 @@ const series = (method: string, route: string, status: number) => {
 
 /**
  * How long the longest-failing active endpoint has been failing (pure SQL over the attempt read
- * model): an endpoint's streak is its attempts after the later of its last success and its last
- * change, all failed by construction (as AutoDisable reads it, `active` MATERIALIZED for the
- * same reason); the gauge is the age of the earliest such attempt over every active endpoint.
+ * model): the age of the earliest attempt of any active endpoint's failure streak, as AutoDisable
+ * reads the streaks (`withStreakStarts`).
  */
 const longestFailingSeconds = (sql: Db["Service"]["sql"]) =>
   sql<Array<{ seconds: number | null }>>`
-    WITH active AS MATERIALIZED (
-      SELECT e.id, GREATEST(e.updated_at, (
-        SELECT max(s.occurred_at) FROM delivery_attempts s WHERE s.endpoint_id = e.id AND s.outcome = 'succeeded'
-      )) AS since
-      FROM endpoints e WHERE e.active
-    )
+    ${withStreakStarts(sql)}
     SELECT EXTRACT(EPOCH FROM now() - min(a.occurred_at))::float8 AS seconds
     FROM active c JOIN delivery_attempts a ON a.endpoint_id = c.id AND a.occurred_at > c.since`
 
