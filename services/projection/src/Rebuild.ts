@@ -15,11 +15,11 @@ const REBUILD_CONCURRENCY = 3
 /**
  * Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB), and per
  * request in all: every record from offset 0 is read once, so large fetches make fewer, larger
- * transactions, and a fetch holds several partitions (a partition limit above the total would
- * fill a fetch with the first partition alone and leave nothing to apply beside it).
+ * transactions, and a fetch has room for a batch of each partition applied at once (a partition
+ * limit above the total would fill a fetch with the first partition alone).
  */
 const REBUILD_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
-const REBUILD_FETCH_BYTES = 6 * REBUILD_FETCH_BYTES_PER_PARTITION
+const REBUILD_FETCH_BYTES = REBUILD_CONCURRENCY * REBUILD_FETCH_BYTES_PER_PARTITION
 
 /**
  * Rebuilds the endpoint read model from offset 0 into a fresh table, then swaps it in.
