@@ -25,6 +25,11 @@ export const DbConfig = Config.all({
     Config.withDefault("orbit")
   ),
   poolSize: Config.Int("ORBIT_DB_POOL_SIZE").pipe(Config.withDefault(10)),
+  // Postgres cancels a statement that runs longer (0: never). A process killed mid-query leaves
+  // its statement running until Postgres next writes to the closed socket: this bounds it.
+  statementTimeoutMs: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)), "ORBIT_DB_STATEMENT_TIMEOUT_MS").pipe(
+    Config.withDefault(60_000)
+  ),
   // libpq's variable: tells this process's connections apart in pg_stat_activity.
   applicationName: Config.String("PGAPPNAME").pipe(Config.withDefault("orbit-webhooks"))
 })
@@ -81,7 +86,12 @@ export class Db extends Context.Service<Db, {
               connect_timeout: 5,
               idle_timeout: 60,
               onnotice: () => undefined,
-              connection: { ...options.session, search_path: config.schema, application_name: config.applicationName }
+              connection: {
+                statement_timeout: config.statementTimeoutMs,
+                ...options.session,
+                search_path: config.schema,
+                application_name: config.applicationName
+              }
             })
           ),
           (sql) => Effect.promise(() => sql.end({ timeout: 5 }))
@@ -101,10 +111,18 @@ export class Db extends Context.Service<Db, {
 
 const redactUrl = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")
 
+/**
+ * Lifts the statement timeout for the rest of a transaction, for work whose length grows with the
+ * data and has no useful bound: a migration (an index built over millions of rows), emptying a
+ * read model before it is rebuilt.
+ */
+export const unboundedStatements = (tx: Tx) => tx`SET LOCAL statement_timeout = 0`
+
 export const migrate = (sql: Sql, schema: string) =>
   query(() =>
     sql.begin(async (tx) => {
       // Transaction-level advisory lock: concurrent service starts migrate one at a time.
+      await unboundedStatements(tx)
       await tx`SELECT pg_advisory_xact_lock(hashtext(${"orbit-migrations:" + schema}))`
       await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
       await tx.unsafe(`SET LOCAL search_path TO "${schema}"`)

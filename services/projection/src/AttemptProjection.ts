@@ -1,4 +1,4 @@
-import { Db, type Sql, type Tx } from "@orbit/db"
+import { Db, type Sql, type Tx, unboundedStatements } from "@orbit/db"
 import { decodeDeliveryAttempted, type DeliveryAttempted, ISO_INSTANT_PATTERN, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
 import { Cause, Context, Effect, Layer, Schedule } from "effect"
@@ -194,7 +194,11 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
         name: "delivery-attempt projection",
         label: "attempts",
         projection: ATTEMPTS_PROJECTION,
-        reset: (tx) => tx`DELETE FROM delivery_attempts`.then(() => tx`DELETE FROM delivery_payloads`),
+        reset: async (tx) => {
+          await unboundedStatements(tx)
+          await tx`DELETE FROM delivery_attempts`
+          await tx`DELETE FROM delivery_payloads`
+        },
         // Its own group (the endpoint projection's is `orbit-projection.<schema>`); the schema in
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,

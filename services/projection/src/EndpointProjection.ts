@@ -1,4 +1,4 @@
-import { Db, isDataError, type Queryable, type Tx } from "@orbit/db"
+import { Db, isDataError, type Queryable, type Tx, unboundedStatements } from "@orbit/db"
 import { decodeEndpointEvent, type EndpointEvent, topicsFor } from "@orbit/domain"
 import { KafkaClient } from "@orbit/kafka"
 import { Context, Effect, Layer } from "effect"
@@ -106,6 +106,7 @@ export class EndpointProjection extends Context.Service<EndpointProjection, {}>(
         label: "endpoints",
         projection: PROJECTION,
         reset: async (tx) => {
+          await unboundedStatements(tx)
           await projectionLock(tx)
           await tx`DELETE FROM endpoints`
         },
