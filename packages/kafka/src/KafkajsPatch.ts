@@ -1,5 +1,6 @@
 // Fixes to kafkajs 2.2.4, which is unmaintained: two idle timer loops, a consumer that rejoins its
-// group as a stranger after a crash, and four hot spots of the producer path (CRC, partition
+// group as a stranger after a crash, a producer retry that could drop records when a leader died,
+// and four hot spots of the producer path (CRC, partition
 // grouping, varints, zero-filled encoder buffers), each checked against kafkajs' own code in
 // test/. `Kafkajs.ts` imports this module before kafkajs, and every module of this package takes
 // kafkajs from there, so the patch is installed before kafkajs loads without anyone's care.
@@ -8,6 +9,7 @@ import { crc32c } from "./Crc32c.ts"
 import { groupMessagesPerPartition } from "./GroupMessagesPerPartition.ts"
 import { type EncoderClass, makePooledEncoder } from "./PooledEncoder.ts"
 import { installRejoinAsSameMember } from "./RejoinAsSameMember.ts"
+import { type KafkajsParts, makeCreateSendMessages } from "./SendMessages.ts"
 import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
 
 /**
@@ -19,20 +21,21 @@ import { makeSizeOfVarLong, makeWriteVarLong, writeUVarInt } from "./Varint.ts"
  */
 const require = createRequire(import.meta.url)
 
-/** The kafkajs release the speed patches were written against (they replace its internals). */
+/** The kafkajs release the patches below were written against (they replace its internals). */
 export const PATCHED_KAFKAJS_VERSION = "2.2.4"
 export const installedKafkajsVersion: string = (require("kafkajs/package.json") as { version: string }).version
-/** False when another kafkajs is installed: the speed patches are skipped (one warning says so). */
-export const speedPatchesInstalled = installedKafkajsVersion === PATCHED_KAFKAJS_VERSION
+/** False when another kafkajs is installed: the patches below are skipped (one warning says so). */
+export const internalPatchesInstalled = installedKafkajsVersion === PATCHED_KAFKAJS_VERSION
 
-if (!speedPatchesInstalled) {
+if (!internalPatchesInstalled) {
   process.stderr.write(
     JSON.stringify({
       level: "WARN",
       time: new Date().toISOString(),
       logger: "@orbit/kafka",
-      message: `kafkajs ${installedKafkajsVersion} is installed; @orbit/kafka's speed patches are written for ` +
-        `${PATCHED_KAFKAJS_VERSION} and are skipped (CRC-32C, partition grouping and varints stay kafkajs' own)`
+      message: `kafkajs ${installedKafkajsVersion} is installed; @orbit/kafka's internal patches are written for ` +
+        `${PATCHED_KAFKAJS_VERSION} and are skipped (CRC-32C, partition grouping, varints and the produce retry stay ` +
+        `kafkajs' own; its retry may drop records when a partition leader dies)`
     }) + "\n"
   )
 }
@@ -118,7 +121,7 @@ const replaceModule = (module: string, user: string, tag: string, replacement: F
 }
 
 /** Encoders take their buffers from Node's pool, without zero-filling them (`PooledEncoder.ts`). */
-if (speedPatchesInstalled) replaceModule(
+if (internalPatchesInstalled) replaceModule(
   "kafkajs/src/protocol/encoder.js",
   "kafkajs/src/protocol/request.js",
   "@orbit/kafka/pooledEncoder",
@@ -131,7 +134,7 @@ const Encoder = require("kafkajs/src/protocol/encoder.js") as {
   sizeOfVarLong: (value: unknown) => number
 }
 const VARINT_PATCHED = Symbol.for("@orbit/kafka/varint")
-if (speedPatchesInstalled && !(VARINT_PATCHED in Encoder)) {
+if (internalPatchesInstalled && !(VARINT_PATCHED in Encoder)) {
   const originalWriteVarLong = Encoder.prototype.writeVarLong
   const originalSizeOfVarLong = Encoder.sizeOfVarLong.bind(Encoder)
   Encoder.prototype.writeUVarInt = writeUVarInt
@@ -141,7 +144,7 @@ if (speedPatchesInstalled && !(VARINT_PATCHED in Encoder)) {
 }
 
 /** Record batches are checksummed with our CRC-32C (`Crc32c.ts`, same values). */
-if (speedPatchesInstalled) replaceModule(
+if (internalPatchesInstalled) replaceModule(
   "kafkajs/src/protocol/recordBatch/crc32C/index.js",
   "kafkajs/src/protocol/recordBatch/v0/index.js",
   "@orbit/kafka/crc32c",
@@ -149,7 +152,7 @@ if (speedPatchesInstalled) replaceModule(
 )
 
 /** A producer's records are grouped by partition in linear time (`GroupMessagesPerPartition.ts`). */
-if (speedPatchesInstalled) replaceModule(
+if (internalPatchesInstalled) replaceModule(
   "kafkajs/src/producer/groupMessagesPerPartition.js",
   "kafkajs/src/producer/sendMessages.js",
   "@orbit/kafka/groupMessagesPerPartition",
@@ -157,9 +160,29 @@ if (speedPatchesInstalled) replaceModule(
 )
 
 /**
+ * A send that resolves has written every record: a retry after a leader died sends each partition
+ * still without an answer to its new leader (`SendMessages.ts`; kafkajs could drop them).
+ */
+if (internalPatchesInstalled) {
+  const { staleMetadata } = require("kafkajs/src/protocol/error.js") as { staleMetadata: (e: unknown) => boolean }
+  const { KafkaJSMetadataNotLoaded } = require("kafkajs/src/errors.js") as { KafkaJSMetadataNotLoaded: new(message: string) => Error }
+  replaceModule(
+    "kafkajs/src/producer/sendMessages.js",
+    "kafkajs/src/producer/messageProducer.js",
+    "@orbit/kafka/sendMessages",
+    makeCreateSendMessages({
+      groupMessagesPerPartition: groupMessagesPerPartition as KafkajsParts["groupMessagesPerPartition"],
+      responseSerializer: require("kafkajs/src/producer/responseSerializer.js") as KafkajsParts["responseSerializer"],
+      staleMetadata,
+      KafkaJSMetadataNotLoaded
+    })
+  )
+}
+
+/**
  * A consumer rejoins its group with the member id it had before a crash (`RejoinAsSameMember.ts`),
  * so the coordinator does not hold the rebalance for the old member's session timeout.
  */
-if (speedPatchesInstalled) {
+if (internalPatchesInstalled) {
   installRejoinAsSameMember(require("kafkajs/src/consumer/consumerGroup.js") as Parameters<typeof installRejoinAsSameMember>[0])
 }
