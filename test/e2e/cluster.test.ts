@@ -1,8 +1,10 @@
 /**
  * A three-broker KRaft cluster of the test's own (`startOwnKafka(3)`: three JVMs on free ports).
  * An existing topic with fewer replicas than the factor is reported at start in one WARN naming
- * it and the command that fixes it. Then the three services on it, and kill -9 of one broker
- * under event and API load:
+ * it and the command that fixes it. A producer's send whose partition leader stops answering
+ * mid-send writes every record (the retry reaches the new leader even when that broker had already answered
+ * for another partition of the send: `@orbit/kafka`'s `SendMessages.ts`). Then the three services
+ * on it, and kill -9 of one broker under event and API load:
  * - the platform creates its topics with three replicas and `min.insync.replicas` 2 (the defaults
  *   for a cluster of three);
  * - no registration answered 201 is lost, no acknowledged event's delivery is lost;
@@ -51,6 +53,56 @@ describe("a three-broker cluster", () => {
       expect(text).not.toContain(topicsFor(p.topicPrefix).sourceEvents.name)
     } finally {
       await platform?.close()
+    }
+  }, 300_000)
+
+  it("a send whose partition leader stops answering mid-send writes every record: the retry sends what is left to the new leader (kafkajs #1303)", async () => {
+    // Requests time out after 2 s and the producer's metadata is refreshed at every retry, so the
+    // send outlasts the controller moving the leadership away from the frozen node.
+    const kafka = new Kafka({ clientId: "cluster-test", brokers: own!.brokers, logLevel: logLevel.NOTHING, requestTimeout: 2_000 })
+    const admin = kafka.admin()
+    await admin.connect()
+    const topic = `produce-retry-${randomBytes(4).toString("hex")}`
+    // Partition 0 is led by node 2; partition 1 by node 1, whose only other replica is node 2. Once
+    // node 1 is fenced, node 2 leads both: the broker that answered the first try for partition 0
+    // is the one partition 1's records must now go to.
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{
+        topic,
+        replicaAssignment: [{ partition: 0, replicas: [2, 3] }, { partition: 1, replicas: [1, 2] }],
+        configEntries: [{ name: "min.insync.replicas", value: "1" }]
+      }]
+    })
+    // The platform's producer settings (idempotent, one request in flight).
+    const producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      metadataMaxAge: 500,
+      retry: { retries: 60, initialRetryTime: 100, maxRetryTime: 1_000 }
+    })
+    await producer.connect()
+    const frozen = own!.pid(1)!
+    try {
+      // The producer is connected to node 1 and its metadata names node 1 as partition 1's leader.
+      await producer.send({ acks: -1, topic, messages: [{ partition: 0, value: "before" }, { partition: 1, value: "before" }] })
+      // SIGSTOP, not kill -9: the connection stays open, so the send's request reaches node 1 and is
+      // never answered while node 2 answers for partition 0 (a killed node refuses the connection
+      // and no request of the send goes out until the leader has moved).
+      process.kill(frozen, "SIGSTOP")
+      await producer.send({ acks: -1, topic, messages: [{ partition: 0, value: "after" }, { partition: 1, value: "after" }] })
+      const ends = await admin.fetchTopicOffsets(topic)
+      expect(ends.map((p) => [p.partition, p.high]).sort()).toEqual([[0, "2"], [1, "2"]])
+    } finally {
+      process.kill(frozen, "SIGCONT")
+      await producer.disconnect()
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined)
+      // Node 1 rejoins the cluster before the next test creates topics with three replicas.
+      const deadline = Date.now() + 120_000
+      while ((await admin.describeCluster().then((c) => c.brokers.length, () => 0)) < 3 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200))
+      }
+      await admin.disconnect()
     }
   }, 300_000)
 
@@ -151,8 +203,13 @@ describe("a three-broker cluster", () => {
       await Promise.all([writer, reader, publisher])
 
       // No delivery lost: every acknowledged event reached every subscribed endpoint.
-      await platform.waitFor("every acknowledged event delivered to every endpoint", async () =>
-        published.every((id) => endpoints.every((e) => delivered(id, e.path))), 240_000)
+      const undelivered = () =>
+        published.flatMap((id, i) => endpoints.filter((e) => !delivered(id, e.path)).map((e) => `event #${i} ${id} to ${e.path}`))
+      await platform.waitFor("every acknowledged event delivered to every endpoint", async () => undelivered().length === 0, 240_000)
+        .catch((e: Error) => {
+          const missing = undelivered()
+          throw new Error(`${missing.length} of ${published.length * endpoints.length} deliveries missing (${publishedAtKill} events published before the kill), e.g. ${missing.slice(0, 5).join(", ")}\n${e.message}`)
+        })
       // No registration lost: every 201 is listed.
       const listed = new Set<string>()
       let cursor: string | null = null

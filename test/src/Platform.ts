@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
 import { once } from "node:events"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { Orbit } from "@orbit/client"
 import { generateApiKey, generateKeyRing } from "@orbit/crypto"
 import { newEventId, topicsFor } from "@orbit/domain"
@@ -16,6 +17,9 @@ export type { ServiceName }
 
 /** Extra node flags for every service process, for diagnostics (e.g. "--trace-gc" or "--cpu-prof"). */
 const serviceNodeArgs = process.env.TEST_SERVICE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []
+
+/** The services' log level: warnings and errors, unless TEST_SERVICE_LOG_LEVEL says otherwise (e.g. "Debug" to chase a flaky test). */
+const serviceLogLevel = process.env.TEST_SERVICE_LOG_LEVEL ?? "Warn"
 
 /**
  * A real deployment of the platform for one test file: its own Postgres schema and Kafka topic
@@ -41,7 +45,7 @@ export const startPlatform = async (options: {
     ORBIT_TOPIC_PREFIX: `${id}_`,
     ORBIT_SECRET_KEYS: generateKeyRing("test1"),
     PORT: String(port),
-    LOG_LEVEL: "Warn",
+    LOG_LEVEL: serviceLogLevel,
     KAFKAJS_NO_PARTITIONER_WARNING: "1",
     ...options.env
   }
@@ -87,14 +91,31 @@ export const startPlatform = async (options: {
   const metricsUrl = (name: ServiceName) =>
     name === "registration" ? `${baseUrl}/metrics` : `http://127.0.0.1:${metricsPorts.get(name)}/metrics`
 
-  /** Polls `f` until it gives a value (not undefined or false) and returns it; fails naming `what`, with the services' last log lines. */
+  /**
+   * Every service's whole log, written to `test/output/logs/<platform id>/`: a wait that times out
+   * names these files, so a failure that shows once leaves its evidence. Returns the folder.
+   */
+  const keepLogs = () => {
+    const dir = new URL(`../output/logs/${id}/`, import.meta.url)
+    mkdirSync(dir, { recursive: true })
+    for (const [name, lines] of logs) writeFileSync(new URL(`${name}.log`, dir), lines.join("\n") + "\n")
+    return dir.pathname
+  }
+
+  /**
+   * Polls `f` until it gives a value (not undefined or false) and returns it; fails naming `what`,
+   * with the services' last log lines (their whole logs are kept, see `keepLogs`).
+   */
   const eventually = async <A>(what: string, f: () => A | undefined | false | Promise<A | undefined | false>, timeoutMs = 60_000): Promise<A> => {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const v = await f()
       if (v !== undefined && v !== false) return v
       if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for ${what}\n${[...logs].map(([n, l]) => `--- ${n}\n${l.slice(-30).join("\n")}`).join("\n")}`)
+        const kept = keepLogs()
+        throw new Error(
+          `timed out waiting for ${what} (whole logs in ${kept})\n${[...logs].map(([n, l]) => `--- ${n}\n${l.slice(-30).join("\n")}`).join("\n")}`
+        )
       }
       await new Promise((r) => setTimeout(r, 100))
     }
