@@ -22,28 +22,41 @@ const ensureAllTopics = Effect.gen(function*() {
         "Check KAFKA_BROKERS (or KAFKA_PORT for the local broker, which `npm run infra:start` starts); retrying every second"
     )
   }
-  const specs = Object.values(topicsFor(topicPrefix))
-  yield* admin.ensureTopics(specs).pipe(
+  yield* admin.ensureTopics(Object.values(topicsFor(topicPrefix))).pipe(
     Effect.tapError(report),
     Effect.retry(Schedule.spaced("1 second"))
   )
   if (reported) yield* Effect.logInfo("reached Kafka; topics ready", { brokers })
-  // Topics created before the cluster grew (or with a smaller factor) lose data with a broker.
-  const shortfall = yield* admin.replicationShortfall(specs).pipe(
-    Effect.catch((e) => Effect.as(Effect.logDebug("cannot check the topics' replication", { error: e.message }), undefined))
+})
+
+/** How often the replication check is asked again when the cluster cannot answer it yet. */
+const SHORTFALL_CHECK_TRIES = 60
+
+/**
+ * One WARN naming the topics with fewer replicas than the cluster's factor (created before the
+ * cluster grew, or with a smaller factor: losing a broker loses their data), with the command that
+ * raises them. Right after the topics are created a broker may not know them yet, so a check that
+ * fails is asked again every second (up to a minute) rather than dropped.
+ */
+const warnOfReplicationShortfall = Effect.gen(function*() {
+  const { topicPrefix } = yield* KafkaClient
+  const admin = yield* TopicAdmin
+  const shortfall = yield* admin.replicationShortfall(Object.values(topicsFor(topicPrefix))).pipe(
+    Effect.tapError((e) => Effect.logDebug("cannot check the topics' replication yet", { error: e.message })),
+    Effect.retry({ schedule: Schedule.spaced("1 second"), times: SHORTFALL_CHECK_TRIES }),
+    Effect.catch((e) => Effect.as(Effect.logDebug("gave up checking the topics' replication", { error: e.message }), undefined))
   )
-  if (shortfall !== undefined) {
-    const names = shortfall.topics.map((t) => t.topic)
-    yield* Effect.logWarning(
-      `${names.length} topic(s) have fewer than ${shortfall.replicationFactor} replicas (ORBIT_TOPIC_REPLICATION_FACTOR, ` +
-        `default the smaller of 3 and the brokers in the cluster): ${names.join(", ")}. ` +
-        `Losing a broker loses their data. Raise them with: ${shortfall.command}`
-    )
-  }
+  if (shortfall === undefined) return
+  const names = shortfall.topics.map((t) => t.topic)
+  yield* Effect.logWarning(
+    `${names.length} topic(s) have fewer than ${shortfall.replicationFactor} replicas (ORBIT_TOPIC_REPLICATION_FACTOR, ` +
+      `default the smaller of 3 and the brokers in the cluster): ${names.join(", ")}. ` +
+      `Losing a broker loses their data. Raise them with: ${shortfall.command}`
+  )
 })
 
 /** In the background: an API can start - and answer 503 - while the broker is still down. */
-export const EnsureTopics = Layer.effectDiscard(Effect.forkScoped(ensureAllTopics))
+export const EnsureTopics = Layer.effectDiscard(Effect.forkScoped(Effect.andThen(ensureAllTopics, warnOfReplicationShortfall)))
 
-/** Before anything else starts: consumers can only subscribe to topics that exist. */
-export const TopicsReady = Layer.effectDiscard(ensureAllTopics)
+/** Before anything else starts: consumers can only subscribe to topics that exist. The replication check follows in the background. */
+export const TopicsReady = Layer.effectDiscard(Effect.andThen(ensureAllTopics, Effect.forkScoped(warnOfReplicationShortfall)))
