@@ -151,17 +151,10 @@ if (internalPatchesInstalled) replaceModule(
   (buffer: Uint8Array) => crc32c(buffer)
 )
 
-/** A producer's records are grouped by partition in linear time (`GroupMessagesPerPartition.ts`). */
-if (internalPatchesInstalled) replaceModule(
-  "kafkajs/src/producer/groupMessagesPerPartition.js",
-  "kafkajs/src/producer/sendMessages.js",
-  "@orbit/kafka/groupMessagesPerPartition",
-  (input: Parameters<typeof groupMessagesPerPartition>[0]) => groupMessagesPerPartition(input)
-)
-
 /**
  * A send that resolves has written every record: a retry after a leader died sends each partition
- * still without an answer to its new leader (`SendMessages.ts`; kafkajs could drop them).
+ * still without an answer to its new leader (`SendMessages.ts`; kafkajs could drop them). Its
+ * records are grouped by partition in linear time (`GroupMessagesPerPartition.ts`).
  */
 if (internalPatchesInstalled) {
   const { staleMetadata } = require("kafkajs/src/protocol/error.js") as { staleMetadata: (e: unknown) => boolean }
