@@ -121,8 +121,8 @@ export const unboundedStatements = (tx: Tx) => tx`SET LOCAL statement_timeout = 
 export const migrate = (sql: Sql, schema: string) =>
   query(() =>
     sql.begin(async (tx) => {
-      // Transaction-level advisory lock: concurrent service starts migrate one at a time.
       await unboundedStatements(tx)
+      // Transaction-level advisory lock: concurrent service starts migrate one at a time.
       await tx`SELECT pg_advisory_xact_lock(hashtext(${"orbit-migrations:" + schema}))`
       await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
       await tx.unsafe(`SET LOCAL search_path TO "${schema}"`)

@@ -12,10 +12,17 @@ import { Db, postgres, unboundedStatements } from "../src/index.ts"
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const schema = `tsto${Date.now().toString(36)}${randomBytes(3).toString("hex")}`
 
-const poolWith = (env: Record<string, string>) =>
-  ManagedRuntime.make(
+/** Runs `f` with the pool `Db.layer` builds under `env`, then closes it. */
+const withPool = async <A>(env: Record<string, string>, f: (pool: Promise<Db["Service"]>) => Promise<A>): Promise<A> => {
+  const runtime = ManagedRuntime.make(
     Db.layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { DATABASE_URL, ORBIT_DB_SCHEMA: schema, ...env } }))))
   )
+  try {
+    return await f(runtime.runPromise(Effect.gen(function*() { return yield* Db })))
+  } finally {
+    await runtime.dispose()
+  }
+}
 
 afterAll(async () => {
   const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined })
@@ -25,20 +32,16 @@ afterAll(async () => {
 
 describe("the pool's statement timeout (real Postgres)", () => {
   it("is one minute unless set", async () => {
-    const runtime = poolWith({})
-    try {
-      const { sql } = await runtime.runPromise(Effect.gen(function*() { return yield* Db }))
+    await withPool({}, async (pool) => {
+      const { sql } = await pool
       const [row] = await sql<Array<{ statement_timeout: string }>>`SHOW statement_timeout`
       expect(row!.statement_timeout).toBe("1min")
-    } finally {
-      await runtime.dispose()
-    }
+    })
   })
 
   it("cancels a statement that runs past it; a transaction that lifts it runs to the end", async () => {
-    const runtime = poolWith({ ORBIT_DB_STATEMENT_TIMEOUT_MS: "300" })
-    try {
-      const { sql } = await runtime.runPromise(Effect.gen(function*() { return yield* Db }))
+    await withPool({ ORBIT_DB_STATEMENT_TIMEOUT_MS: "300" }, async (pool) => {
+      const { sql } = await pool
       const cancelled = await sql`SELECT pg_sleep(30)`.then(() => undefined, (e: unknown) => e)
       // 57014 query_canceled: "canceling statement due to statement timeout".
       expect(cancelled).toMatchObject({ code: "57014" })
@@ -50,18 +53,11 @@ describe("the pool's statement timeout (real Postgres)", () => {
       // Lifted for that transaction only: the connection it ran on is bounded again.
       const [after] = await sql<Array<{ statement_timeout: string }>>`SHOW statement_timeout`
       expect(after!.statement_timeout).toBe("300ms")
-    } finally {
-      await runtime.dispose()
-    }
+    })
   })
 
   it("refuses a setting that is not a whole number of milliseconds, naming it", async () => {
-    const runtime = poolWith({ ORBIT_DB_STATEMENT_TIMEOUT_MS: "soon" })
-    try {
-      const failure = await runtime.runPromise(Effect.gen(function*() { return yield* Db })).then(() => undefined, (e: unknown) => String(e))
-      expect(failure).toContain("ORBIT_DB_STATEMENT_TIMEOUT_MS")
-    } finally {
-      await runtime.dispose()
-    }
+    const failure = await withPool({ ORBIT_DB_STATEMENT_TIMEOUT_MS: "soon" }, (pool) => pool.then(() => undefined, (e: unknown) => String(e)))
+    expect(failure).toContain("ORBIT_DB_STATEMENT_TIMEOUT_MS")
   })
 })
