@@ -130,7 +130,7 @@ export const startPlatform = async (options: {
     waitFor("/readyz", async () => (await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) })).ok, timeoutMs)
 
   for (const name of options.services ?? ["projection", "registration"]) start(name)
-  if ((options.services ?? ["registration"]).includes("registration")) await ready(Number(process.env.DBG_READY ?? 60_000))
+  if ((options.services ?? ["registration"]).includes("registration")) await ready()
 
   /** Creates an API key straight in the keys table, as `orbit keys create` does. */
   const createKey = async (tenant: string, mode: "live" | "test" = "live", kind: "secret" | "public" = "secret") => {
