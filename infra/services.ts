@@ -1,18 +1,34 @@
-// How a service process is started, shared by `npm start` (infra/start.ts) and the tests
-// (test/src/Platform.ts): node, the flags the service's package.json names
+// How a service process is started, shared by `npm start` (infra/start.ts), the tests
+// (test/src/Platform.ts) and the benchmarks: node, the flags the service's package.json names
 // ("orbit": { "nodeArgs": [...] }), then its entry point, with `serviceEnv` around its environment.
+import { spawnSync } from "node:child_process"
 import fs from "node:fs"
 import path from "node:path"
+import { bundleIsFresh, bundlePath, type ServiceName } from "./bundle.ts"
 
 const ROOT = path.join(import.meta.dirname, "..")
 
-export type ServiceName = "registration" | "projection" | "dispatcher"
+export type { ServiceName }
+
+/**
+ * The file a service runs from: its bundle (infra/bundle.ts), built first when it is missing or
+ * older than a source, so what runs is always the code checked out. `ORBIT_RUN_FROM_SOURCE=1`
+ * runs `src/main.ts` itself instead (to compare the two, or to debug with the sources' own lines).
+ */
+export const serviceEntry = (name: ServiceName): string => {
+  if (process.env.ORBIT_RUN_FROM_SOURCE === "1") return path.join(ROOT, "services", name, "src", "main.ts")
+  if (!bundleIsFresh(name)) {
+    const built = spawnSync(process.execPath, [path.join(import.meta.dirname, "bundle.ts"), name], { stdio: ["ignore", "ignore", "inherit"] })
+    if (built.status !== 0) throw new Error(`bundling the ${name} service failed (node infra/bundle.ts ${name})`)
+  }
+  return bundlePath(name)
+}
 
 export const serviceArgs = (name: ServiceName, extraNodeArgs: ReadonlyArray<string> = []): Array<string> => {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "services", name, "package.json"), "utf8")) as {
     orbit?: { nodeArgs?: Array<string> }
   }
-  return [...(pkg.orbit?.nodeArgs ?? []), ...extraNodeArgs, path.join(ROOT, "services", name, "src", "main.ts")]
+  return [...(pkg.orbit?.nodeArgs ?? []), ...extraNodeArgs, serviceEntry(name)]
 }
 
 /**

@@ -63,7 +63,7 @@ const servicePid = (service: string): number | undefined => {
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
       if (ppid !== platform.pid) continue
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8")
-      if (cmdline.includes(path.join("services", service, "src", "main.ts"))) return Number(entry)
+      if (cmdline.includes(path.join("services", service, "dist", "main.mjs"))) return Number(entry)
     } catch {
       // The process ended while being read.
     }

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
 import postgres from "postgres"
 
@@ -34,7 +35,9 @@ export const DbConfig = Config.all({
   applicationName: Config.String("PGAPPNAME").pipe(Config.withDefault("orbit-webhooks"))
 })
 
-const MIGRATIONS_DIR = join(import.meta.dirname, "..", "migrations")
+// Found through the package's own name, not this file's folder: a service runs from a bundle
+// (infra/bundle.ts) whose code lives elsewhere, while the migrations stay in this package.
+const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.resolve("@orbit/db/package.json"))), "migrations")
 
 /** Maps any driver failure to DbUnavailable: callers answer 503, never 500. */
 export const query = <A>(f: () => PromiseLike<A>): Effect.Effect<A, DbUnavailable> =>
