@@ -125,6 +125,13 @@ const MAX_QUEUED_BATCHES = 16
 
 /** Queued batches of one partition applied together in one transaction at most. */
 const MAX_BATCHES_PER_TRANSACTION = 8
+/**
+ * How long after a transaction its partition's Kafka offset is committed, with whatever later
+ * transactions stored by then: one commit per partition per interval, not one per transaction.
+ * The committed offset is only where a new member starts fetching; records it fetches again are
+ * already stored and skipped.
+ */
+const COMMIT_DELAY = Duration.seconds(1)
 
 /** Seconds buckets for one batch's transaction. */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -277,14 +284,24 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
      * already holds are dropped, so the offsets stay increasing). A failed transaction is tried
      * again with the same records until it commits (e.g. while Postgres is down); nothing behind
      * it in the partition is applied meanwhile. The Kafka offset commit after it (only where a
-     * new member starts fetching; Postgres holds the truth) is not awaited.
+     * new member starts fetching; Postgres holds the truth) is not awaited, and comes at most once
+     * per COMMIT_DELAY.
      */
     const partitions = new Map<number, Queue.Queue<ConsumedBatch>>()
     const retrying = Schedule.exponential("100 millis").pipe(
       Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
     )
-    const worker = (queue: Queue.Queue<ConsumedBatch>) =>
-      Effect.gen(function*() {
+    const worker = (queue: Queue.Queue<ConsumedBatch>) => {
+      // The offset to commit next, and whether a commit is already scheduled to take it.
+      let uncommitted: { readonly commit: ConsumedBatch["commit"]; readonly offset: string } | undefined
+      let scheduled = false
+      const commitSoon = Effect.suspend(() => {
+        scheduled = false
+        const { commit, offset } = uncommitted!
+        uncommitted = undefined
+        return commit(offset)
+      }).pipe(Effect.delay(COMMIT_DELAY), Effect.ignore)
+      return Effect.gen(function*() {
         const taken = yield* Queue.takeBetween(queue, 1, MAX_BATCHES_PER_TRANSACTION)
         const first = taken[0]!.batch
         const messages: Array<KafkaMessage> = []
@@ -310,9 +327,14 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
           Effect.retry(retrying)
         )
         if (messages.length > 0) {
-          yield* Effect.forkDetach(taken[taken.length - 1]!.commit((last + 1n).toString()).pipe(Effect.ignore))
+          uncommitted = { commit: taken[taken.length - 1]!.commit, offset: (last + 1n).toString() }
+          if (!scheduled) {
+            scheduled = true
+            yield* Effect.forkDetach(commitSoon)
+          }
         }
       }).pipe(Effect.forever)
+    }
 
     const handle = consumeBatches({
       groupId: options.groupId,
