@@ -1,0 +1,39 @@
+/**
+ * Services run from their bundles (infra/bundle.ts); `serviceEntry` (infra/services.ts) must never
+ * start a bundle older than the code checked out, or every test would run yesterday's service.
+ */
+import fs from "node:fs"
+import path from "node:path"
+import { describe, expect, it } from "vitest"
+import { bundleIsFresh, bundlePath } from "../../infra/bundle.ts"
+import { serviceArgs, serviceEntry } from "../../infra/services.ts"
+
+const ROOT = path.join(import.meta.dirname, "..", "..")
+
+describe("serviceEntry", () => {
+  it("builds the bundle again once a source is newer than it, and starts the service from it", () => {
+    const entry = serviceEntry("projection")
+    expect(entry).toBe(bundlePath("projection"))
+    expect(bundleIsFresh("projection")).toBe(true)
+
+    // The bundle dates from before a source of a package the service imports was last edited.
+    const source = path.join(ROOT, "packages", "domain", "src", "Ids.ts")
+    const before = new Date(fs.statSync(source).mtimeMs - 1_000)
+    fs.utimesSync(entry, before, before)
+    expect(bundleIsFresh("projection")).toBe(false)
+
+    expect(serviceEntry("projection")).toBe(entry)
+    expect(fs.statSync(entry).mtimeMs).toBeGreaterThanOrEqual(fs.statSync(source).mtimeMs)
+    expect(bundleIsFresh("projection")).toBe(true)
+    expect(serviceArgs("projection").at(-1)).toBe(entry)
+  })
+
+  it("runs src/main.ts with ORBIT_RUN_FROM_SOURCE=1", () => {
+    process.env.ORBIT_RUN_FROM_SOURCE = "1"
+    try {
+      expect(serviceEntry("dispatcher")).toBe(path.join(ROOT, "services", "dispatcher", "src", "main.ts"))
+    } finally {
+      delete process.env.ORBIT_RUN_FROM_SOURCE
+    }
+  })
+})
