@@ -3,8 +3,8 @@
 // Why: a process that loads hundreds of modules keeps every module's source text and records in
 // its heap (Effect's modules with their doc comments, the TypeScript stripper); the bundle keeps
 // only the code the service uses, without comments or whitespace. Identifiers are not mangled, so
-// stack traces and class names read as in the sources. kafkajs stays in node_modules: it is loaded
-// with `createRequire` and patched module by module (packages/kafka/src/KafkajsPatch.ts).
+// stack traces and class names read as in the sources. kafkajs stays in node_modules, external:
+// it is patched module by module where Node loads it (packages/kafka/src/KafkajsPatch.ts).
 //
 // `node infra/bundle.ts [name...]` builds the named services (all three by default);
 // `serviceEntry` (infra/services.ts) builds one when its bundle is missing or older than a source.
@@ -28,6 +28,9 @@ export const bundleService = async (name: ServiceName): Promise<string> => {
   await build({
     input: path.join(ROOT, "services", name, "src", "main.ts"),
     platform: "node",
+    // kafkajs is patched where Node loads it (KafkajsPatch.ts edits its modules in require's cache
+    // before the first producer or consumer exists): a copy inside the bundle would run unpatched.
+    external: [/^kafkajs(\/|$)/],
     logLevel: "warn",
     output: {
       file: partial,

@@ -5,7 +5,7 @@
 import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "vitest"
-import { bundleIsFresh, bundlePath } from "../../infra/bundle.ts"
+import { bundleIsFresh, bundlePath, SERVICE_NAMES } from "../../infra/bundle.ts"
 import { serviceArgs, serviceEntry } from "../../infra/services.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -34,6 +34,18 @@ describe("serviceEntry", () => {
       expect(serviceEntry("dispatcher")).toBe(path.join(ROOT, "services", "dispatcher", "src", "main.ts"))
     } finally {
       delete process.env.ORBIT_RUN_FROM_SOURCE
+    }
+  })
+
+  it("leaves kafkajs to node_modules, where @orbit/kafka patches it: a copy in the bundle would run unpatched", () => {
+    for (const name of SERVICE_NAMES) {
+      const text = fs.readFileSync(serviceEntry(name), "utf8")
+      // kafkajs' own modules (here, its SASL authenticator class) are not in the bundle...
+      expect(text, name).not.toContain("class SASLAuthenticator")
+      // ...and the bundle requires kafkajs after the patch's code, as Kafkajs.ts does.
+      const patch = text.indexOf("scheduleCheckPendingRequests")
+      expect(patch, name).toBeGreaterThan(0)
+      expect(text.indexOf("(`kafkajs`)", patch), name).toBeGreaterThan(patch)
     }
   })
 })
