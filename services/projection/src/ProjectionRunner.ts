@@ -133,6 +133,25 @@ const MAX_BATCHES_PER_TRANSACTION = 8
  */
 const COMMIT_DELAY = Duration.seconds(1)
 
+/**
+ * One partition's Kafka offset commits, coalesced: the first offset given schedules a commit
+ * `delay` later, which sends the last offset given by then (`test/CoalescedCommits.test.ts`).
+ */
+export const coalescedCommits = (delay: Duration.Input) => {
+  let uncommitted: { readonly commit: ConsumedBatch["commit"]; readonly offset: string } | undefined
+  const commitLater = Effect.suspend(() => {
+    const { commit, offset } = uncommitted!
+    uncommitted = undefined
+    return commit(offset)
+  }).pipe(Effect.delay(delay), Effect.ignore)
+  return (commit: ConsumedBatch["commit"], offset: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const scheduled = uncommitted !== undefined
+      uncommitted = { commit, offset }
+      return scheduled ? Effect.void : Effect.asVoid(Effect.forkDetach(commitLater))
+    })
+}
+
 /** Seconds buckets for one batch's transaction. */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -292,15 +311,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
       Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
     )
     const worker = (queue: Queue.Queue<ConsumedBatch>) => {
-      // The offset to commit next, and whether a commit is already scheduled to take it.
-      let uncommitted: { readonly commit: ConsumedBatch["commit"]; readonly offset: string } | undefined
-      let scheduled = false
-      const commitSoon = Effect.suspend(() => {
-        scheduled = false
-        const { commit, offset } = uncommitted!
-        uncommitted = undefined
-        return commit(offset)
-      }).pipe(Effect.delay(COMMIT_DELAY), Effect.ignore)
+      const commit = coalescedCommits(COMMIT_DELAY)
       return Effect.gen(function*() {
         const taken = yield* Queue.takeBetween(queue, 1, MAX_BATCHES_PER_TRANSACTION)
         const first = taken[0]!.batch
@@ -326,13 +337,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
           ),
           Effect.retry(retrying)
         )
-        if (messages.length > 0) {
-          uncommitted = { commit: taken[taken.length - 1]!.commit, offset: (last + 1n).toString() }
-          if (!scheduled) {
-            scheduled = true
-            yield* Effect.forkDetach(commitSoon)
-          }
-        }
+        if (messages.length > 0) yield* commit(taken[taken.length - 1]!.commit, (last + 1n).toString())
       }).pipe(Effect.forever)
     }
 
