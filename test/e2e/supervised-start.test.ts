@@ -18,6 +18,7 @@ import { postgres } from "@orbit/db"
 import { newEventId } from "@orbit/domain"
 import { Kafka, logLevel } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { bundlePath, type ServiceName } from "../../infra/bundle.ts"
 import { tcpOpen } from "../../infra/kafka.ts"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { freePort } from "../src/freePort.ts"
@@ -55,7 +56,7 @@ const freeBrokerPort = async (): Promise<number> => {
 }
 
 /** The pid of the start script's child running `service`, from /proc (Linux). */
-const servicePid = (service: string): number | undefined => {
+const servicePid = (service: ServiceName): number | undefined => {
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
     try {
@@ -63,7 +64,7 @@ const servicePid = (service: string): number | undefined => {
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
       if (ppid !== platform.pid) continue
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8")
-      if (cmdline.includes(path.join("services", service, "dist", "main.mjs"))) return Number(entry)
+      if (cmdline.includes(bundlePath(service))) return Number(entry)
     } catch {
       // The process ended while being read.
     }

@@ -129,8 +129,9 @@ export const startPlatform = async (options: {
   const ready = (timeoutMs = 60_000) =>
     waitFor("/readyz", async () => (await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) })).ok, timeoutMs)
 
-  for (const name of options.services ?? ["projection", "registration"]) start(name)
-  if ((options.services ?? ["registration"]).includes("registration")) await ready()
+  const services = options.services ?? ["projection", "registration"]
+  for (const name of services) start(name)
+  if (services.includes("registration")) await ready()
 
   /** Creates an API key straight in the keys table, as `orbit keys create` does. */
   const createKey = async (tenant: string, mode: "live" | "test" = "live", kind: "secret" | "public" = "secret") => {
