@@ -152,6 +152,55 @@ export const coalescedCommits = (delay: Duration.Input) => {
     })
 }
 
+/**
+ * Applies consumers' batches with `apply`, each partition's in offset order and partitions side by
+ * side; returns the function that feeds it a consumer's stream (a restarted consumer feeds the same
+ * queues, so a partition never has two transactions at once). Each partition's fetched batches wait
+ * in a queue of their own (at most `queued`), and a batch is done for kafkajs once queued, so
+ * fetching goes on while transactions run: a slow partition holds up only itself (and, once its
+ * queue is full, the fetching). A fiber per partition, in the caller's scope, takes everything
+ * queued (at most `merged` batches) and applies it as one run of records; records the run already
+ * holds are dropped, so its offsets stay increasing. `apply` handles its own failures.
+ */
+export const partitionWorkers = <R>(
+  options: { readonly queued: number; readonly merged: number },
+  apply: (records: PartitionRecords, taken: ReadonlyArray<ConsumedBatch>) => Effect.Effect<void, never, R>
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const context = yield* Effect.context<R>()
+    const partitions = new Map<number, Queue.Queue<ConsumedBatch>>()
+    const worker = (queue: Queue.Queue<ConsumedBatch>) =>
+      Effect.gen(function*() {
+        const taken = yield* Queue.takeBetween(queue, 1, options.merged)
+        const first = taken[0]!.batch
+        const messages: Array<KafkaMessage> = []
+        let last = -1n
+        for (const { batch } of taken) {
+          for (const m of batch.messages) {
+            const offset = BigInt(m.offset)
+            if (offset > last) {
+              messages.push(m)
+              last = offset
+            }
+          }
+        }
+        yield* apply({ topic: first.topic, partition: first.partition, messages }, taken)
+      }).pipe(Effect.forever, Effect.provideContext(context))
+    return <E, R2>(consumed: Stream.Stream<ConsumedBatch, E, R2>): Effect.Effect<void, E, R2> =>
+      Stream.runForEach(consumed, (batch) =>
+        Effect.gen(function*() {
+          let queue = partitions.get(batch.batch.partition)
+          if (queue === undefined) {
+            queue = yield* Queue.bounded<ConsumedBatch>(options.queued)
+            partitions.set(batch.batch.partition, queue)
+            yield* Effect.forkIn(worker(queue), scope)
+          }
+          yield* Queue.offer(queue, batch)
+          yield* Deferred.succeed(batch.done, undefined)
+        }))
+  })
+
 /** Seconds buckets for one batch's transaction. */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -265,7 +314,6 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
     const appliedOnTopic = Metric.withAttributes(recordsApplied, { topic: options.topic })
     const batchTime = Metric.withAttributes(batchDuration, { projection: options.label })
     const concurrency = Math.max(1, options.partitionsConcurrently ?? 1)
-    const scope = yield* Effect.scope
     yield* Metric.update(appliedOnTopic, 0)
     yield* Metric.value(batchTime)
     // The end offsets a rebuild from offset 0 must reach (none when no rebuild is running).
@@ -297,73 +345,44 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
         }
       })
 
-    /**
-     * Each partition's fetched batches wait in a queue of their own, and a fiber per partition
-     * applies them in order: everything queued at once in one transaction (past records the merge
-     * already holds are dropped, so the offsets stay increasing). A failed transaction is tried
-     * again with the same records until it commits (e.g. while Postgres is down); nothing behind
-     * it in the partition is applied meanwhile. The Kafka offset commit after it (only where a
-     * new member starts fetching; Postgres holds the truth) is not awaited, and comes at most once
-     * per COMMIT_DELAY.
-     */
-    const partitions = new Map<number, Queue.Queue<ConsumedBatch>>()
     const retrying = Schedule.exponential("100 millis").pipe(
       Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
     )
-    const worker = (queue: Queue.Queue<ConsumedBatch>) => {
-      const commit = coalescedCommits(COMMIT_DELAY)
-      return Effect.gen(function*() {
-        const taken = yield* Queue.takeBetween(queue, 1, MAX_BATCHES_PER_TRANSACTION)
-        const first = taken[0]!.batch
-        const messages: Array<KafkaMessage> = []
-        let last = -1n
-        for (const { batch } of taken) {
-          for (const m of batch.messages) {
-            const offset = BigInt(m.offset)
-            if (offset > last) {
-              messages.push(m)
-              last = offset
-            }
-          }
-        }
-        const records = { topic: first.topic, partition: first.partition, messages }
-        yield* applyRecords(records).pipe(
-          Effect.tapCause((cause) =>
-            Effect.logError(
-              `${options.name}: applying a batch to Postgres failed; it is tried again. ` +
-                "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
-              cause
-            )
-          ),
-          Effect.retry(retrying)
-        )
-        if (messages.length > 0) yield* commit(taken[taken.length - 1]!.commit, (last + 1n).toString())
-      }).pipe(Effect.forever)
-    }
-
-    const handle = consumeBatches({
+    // A failed transaction is tried again with the same records until it commits (e.g. while
+    // Postgres is down); nothing behind it in the partition is applied meanwhile. The Kafka offset
+    // commit after it (only where a new member starts fetching; Postgres holds the truth) is not
+    // awaited, and comes at most once per COMMIT_DELAY.
+    const commits = new Map<number, ReturnType<typeof coalescedCommits>>()
+    const feed = yield* partitionWorkers(
+      { queued: MAX_QUEUED_BATCHES, merged: MAX_BATCHES_PER_TRANSACTION },
+      (records, taken) =>
+        Effect.gen(function*() {
+          yield* applyRecords(records).pipe(
+            Effect.tapCause((cause) =>
+              Effect.logError(
+                `${options.name}: applying a batch to Postgres failed; it is tried again. ` +
+                  "Check that Postgres (DATABASE_URL) is up and accepts writes; the cause follows",
+                cause
+              )
+            ),
+            Effect.retry(retrying),
+            Effect.orDie
+          )
+          if (records.messages.length === 0) return
+          let commit = commits.get(records.partition)
+          if (commit === undefined) commits.set(records.partition, commit = coalescedCommits(COMMIT_DELAY))
+          const lastOffset = records.messages[records.messages.length - 1]!.offset
+          yield* commit(taken[taken.length - 1]!.commit, (BigInt(lastOffset) + 1n).toString())
+        })
+    )
+    const handle = feed(consumeBatches({
       groupId: options.groupId,
       topics: [options.topic],
       fromBeginning: true,
       // Batches are short database transactions, so a crashed member can be declared dead
       // quickly and its partitions handed to the restarted process.
       sessionTimeout: 10_000
-    }).pipe(
-      // A batch is done for kafkajs once queued, so the next fetch does not wait for any partition's
-      // transaction: a slow partition holds up only itself (and its queue, once full, the fetching).
-      Stream.runForEach((consumed) =>
-        Effect.gen(function*() {
-          let queue = partitions.get(consumed.batch.partition)
-          if (queue === undefined) {
-            queue = yield* Queue.bounded<ConsumedBatch>(MAX_QUEUED_BATCHES)
-            partitions.set(consumed.batch.partition, queue)
-            yield* Effect.forkIn(worker(queue), scope)
-          }
-          yield* Queue.offer(queue, consumed)
-          yield* Deferred.succeed(consumed.done, undefined)
-        })
-      )
-    )
+    }))
     const aligned = alignWithLog(options).pipe(
       Effect.flatMap(({ reason, ends }) => {
         if (reason === undefined) return Effect.void

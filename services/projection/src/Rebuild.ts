@@ -1,25 +1,23 @@
 import { Db, query, transactCarefullyOnDataError } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { consumeBatches, KafkaClient, TopicAdmin } from "@orbit/kafka"
-import { Deferred, Effect, Fiber, Ref, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Ref, Schedule } from "effect"
 import { applyBatch, PROJECTION, projectionLock, projectionSharedLock } from "./EndpointProjection.ts"
+import { partitionWorkers } from "./ProjectionRunner.ts"
 
 const REBUILD = "endpoints_rebuild"
 /**
- * Partitions rebuilt at once, each batch in its own transaction: while one waits for Postgres
- * another is decoded. A partition's batches still apply in order (kafkajs hands out its next
- * batch once the last is done), and events are keyed by endpoint, so no two batches in flight
- * touch the same endpoint.
- */
-const REBUILD_CONCURRENCY = 3
-/**
- * Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB), and per
- * request in all: every record from offset 0 is read once, so large fetches make fewer, larger
- * transactions, and a fetch has room for a batch of each partition applied at once (a partition
- * limit above the total would fill a fetch with the first partition alone).
+ * Bytes fetched per partition per request while rebuilding (kafkajs' default is 1 MiB): every
+ * record from offset 0 is read once, so large fetches make fewer, larger transactions. The total
+ * per request has room for a batch of each of the topic's partitions (a partition limit above the
+ * total would fill a fetch with the first partition alone).
  */
 const REBUILD_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
-const REBUILD_FETCH_BYTES = REBUILD_CONCURRENCY * REBUILD_FETCH_BYTES_PER_PARTITION
+/**
+ * Fetched batches each partition holds while its transaction runs: the next fetch and its
+ * decoding overlap Postgres applying the batch before.
+ */
+const REBUILD_QUEUED_BATCHES = 2
 
 /**
  * Rebuilds the endpoint read model from offset 0 into a fresh table, then swaps it in.
@@ -47,46 +45,51 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
   const swapped = yield* Deferred.make<void>()
   const applied = yield* Ref.make(0)
 
-  const consumer = yield* consumeBatches({
+  const partitions = topicsFor(topicPrefix).endpointEvents.partitions
+  const retrying = Schedule.exponential("100 millis").pipe(
+    Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
+  )
+  // Partitions apply side by side, each batch in its own transaction: while one waits for
+  // Postgres another is decoded. A partition's batches apply in order, and events are keyed by
+  // endpoint, so no two transactions at once touch the same endpoint.
+  const feed = yield* partitionWorkers({ queued: REBUILD_QUEUED_BATCHES, merged: 1 }, (records) =>
+    query(() =>
+      transactCarefullyOnDataError(sql, async (tx, careful) => {
+        // Shared: batches of other partitions and the live projection's go on beside this one;
+        // the swap (and a reset of the read model) wait for it, and it for them.
+        await projectionSharedLock(tx)
+        if (await Effect.runPromise(Deferred.isDone(swapped))) return undefined
+        return await applyBatch({
+          tx,
+          projection: REBUILD,
+          table: "endpoints_rebuild",
+          topic: records.topic,
+          partition: records.partition,
+          messages: records.messages,
+          onPoison: () => undefined,
+          careful
+        })
+      })
+    ).pipe(
+      Effect.tap((next) =>
+        next === undefined
+          ? Effect.void
+          : Ref.update(rebuilt, (m) => new Map(m).set(records.partition, next)).pipe(
+            Effect.andThen(Ref.update(applied, (n) => n + records.messages.length))
+          )
+      ),
+      Effect.tapCause((cause) => Effect.logError("rebuild: applying a batch to Postgres failed; it is tried again", cause)),
+      Effect.retry(retrying),
+      Effect.orDie
+    ))
+  const consumer = yield* feed(consumeBatches({
     groupId: `${topicPrefix}orbit-rebuild-${Date.now()}-${Math.random().toString(36).slice(2)}`,
     topics: [topic],
     fromBeginning: true,
     maxBytesPerPartition: REBUILD_FETCH_BYTES_PER_PARTITION,
-    maxBytes: REBUILD_FETCH_BYTES,
-    partitionsConsumedConcurrently: REBUILD_CONCURRENCY
-  }).pipe(
-    Stream.mapEffect((consumed) =>
-      query(() =>
-        transactCarefullyOnDataError(sql, async (tx, careful) => {
-          // Shared: batches of other partitions and the live projection's go on beside this one;
-          // the swap (and a reset of the read model) wait for it, and it for them.
-          await projectionSharedLock(tx)
-          if (await Effect.runPromise(Deferred.isDone(swapped))) return undefined
-          return await applyBatch({
-            tx,
-            projection: REBUILD,
-            table: "endpoints_rebuild",
-            topic: consumed.batch.topic,
-            partition: consumed.batch.partition,
-            messages: consumed.batch.messages,
-            onPoison: () => undefined,
-            careful
-          })
-        })
-      ).pipe(
-        Effect.tap((next) =>
-          next === undefined
-            ? Effect.void
-            : Ref.update(rebuilt, (m) => new Map(m).set(consumed.batch.partition, next)).pipe(
-              Effect.andThen(Ref.update(applied, (n) => n + consumed.batch.messages.length))
-            )
-        ),
-        Effect.andThen(Deferred.succeed(consumed.done, undefined)),
-        Effect.catchCause((cause) => Deferred.failCause(consumed.done, cause))
-      ), { concurrency: REBUILD_CONCURRENCY, unordered: true }),
-    Stream.runDrain,
-    Effect.forkScoped
-  )
+    maxBytes: partitions * REBUILD_FETCH_BYTES_PER_PARTITION,
+    partitionsConsumedConcurrently: partitions
+  })).pipe(Effect.forkScoped)
 
   let ends = yield* admin.endOffsets(topic)
   // Try the swap whenever the rebuilt offsets have reached the live projection's.
