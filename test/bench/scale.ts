@@ -26,7 +26,8 @@
  * dispatchers). Everything the run created (schema, topics, processes) is removed at the end.
  *
  * Diagnostics: BENCH_DISPATCHER_NODE_ARGS (extra node flags for the dispatchers, e.g. "--trace-gc"),
- * BENCH_LOG_DIR (each dispatcher's output to a file there).
+ * BENCH_LOG_DIR (each dispatcher's output to a file there), BENCH_REBUILD_NODE_OPTIONS (NODE_OPTIONS for
+ * `orbit rebuild endpoints`, e.g. "--cpu-prof").
  */
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
@@ -503,7 +504,12 @@ const main = async () => {
         // In a process group of its own: the command runs the rebuild as its child, and a cleanup
         // ends both.
         const child = spawn(NODE, [join(ROOT, "packages/cli/src/main.ts"), "rebuild", "endpoints"], {
-          env: { ...platform.env, KAFKA_BROKERS: BROKERS.join(","), LOG_LEVEL: "Info" },
+          env: {
+            ...platform.env,
+            KAFKA_BROKERS: BROKERS.join(","),
+            LOG_LEVEL: "Info",
+            ...(process.env.BENCH_REBUILD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_REBUILD_NODE_OPTIONS } : {})
+          },
           stdio: ["ignore", "pipe", "pipe"],
           detached: true
         })

@@ -1,7 +1,8 @@
 /**
  * applyBatch of the endpoint projection against the real Postgres (a schema of its own): a batch
  * and its offset are applied together; a record that cannot be read and an event whose data
- * Postgres refuses are each skipped alone; a batch applied again changes nothing.
+ * Postgres refuses are each skipped alone; a batch applied again changes nothing; a batch with many
+ * new endpoints (written by COPY) gives the rows the upsert gives.
  */
 import { randomBytes } from "node:crypto"
 import { migrate, transactCarefullyOnDataError } from "@orbit/db"
@@ -49,13 +50,15 @@ describe("EndpointProjection.applyBatch (real Postgres)", () => {
   const topic = "endpoint-events"
 
   // As the live projection runs it: all at once, then carefully if Postgres refuses some data.
-  const apply = (batch: Array<KafkaMessage>, poison: Array<string>) =>
+  let carefulTries = 0
+  const apply = (batch: Array<KafkaMessage>, poison: Array<string>, table = "endpoints") =>
     transactCarefullyOnDataError(sql, (tx, careful) => {
+      if (careful) carefulTries++
       poison.length = 0
       return applyBatch({
         tx,
-        projection: "endpoints",
-        table: "endpoints",
+        projection: table,
+        table,
         topic,
         partition: 0,
         messages: batch,
@@ -113,5 +116,51 @@ describe("EndpointProjection.applyBatch (real Postgres)", () => {
     for (let i = 0; i < 50 && notified.length < 2; i++) await new Promise((r) => setTimeout(r, 20))
     expect(notified).toEqual([`${topic}|0|5`, `${topic}|0|6`])
     await listener.unlisten()
+  })
+
+  it("writes a batch of many new endpoints (by COPY) as the upsert writes them one by one, and skips a refused one alone", async () => {
+    await sql`CREATE TABLE endpoints_copied (LIKE endpoints INCLUDING ALL)`
+    await sql`CREATE TABLE endpoints_upserted (LIKE endpoints INCLUDING ALL)`
+    // Every kind of column, and what COPY's text format must escape: tab, newline, carriage
+    // return, backslash (also before N and a dot, COPY's null and end-of-data markers).
+    const awkward = "tab\there\nnew line\r\\N \\ back\\slash \"quoted\" ünïcödé \\.\n\\."
+    const ids = Array.from({ length: 600 }, () => newEndpointId())
+    const events = ids.map((id, i) =>
+      registered(id, {
+        tenant_id: i % 2 === 0 ? "tenant_p" : awkward,
+        description: i % 3 === 0 ? null : `${awkward} ${i}`,
+        url: `https://hooks.example.com/h?q=${i}&t=a\tb`,
+        events: i % 5 === 0 ? ["*"] : ["message.delivered", "message.failed"],
+        headers: i % 4 === 0 ? {} : { "X-Awkward": `v\\${i}\t` },
+        rate_limit_per_second: i % 7 === 0 ? 10 : null,
+        retry_policy: { strategy: "custom", delays_seconds: [1, 2, i % 60 + 1] }
+      } as Partial<EndpointEvent>)
+    )
+    // In the same batch: an endpoint registered and updated, another registered and deleted.
+    events.push({ ...events[1]!, _tag: "EndpointUpdated", description: "updated", active: false } as EndpointEvent)
+    events.push({ _tag: "EndpointDeleted", schema_version: 1, event_id: newEventId(), occurred_at: new Date().toISOString(), endpoint_id: ids[2]!, tenant_id: "tenant_p", mode: "live" } as EndpointEvent)
+    // The next batch: as many new endpoints, one of them with a NUL Postgres refuses in text.
+    const more = Array.from({ length: 600 }, (_, i) => registered(newEndpointId(), i === 300 ? { description: "a\u0000b" } : {}))
+    const first = messages(events.map((e) => encodeEndpointEvent(e)))
+    const second = messages(more.map((e) => encodeEndpointEvent(e)), first.length)
+
+    const poison: Array<string> = []
+    carefulTries = 0
+    expect(await apply(first, poison, "endpoints_copied")).toBe(BigInt(first.length))
+    expect(poison).toEqual([])
+    // Taken whole: no row of it made Postgres refuse the COPY (an unescaped tab would have).
+    expect(carefulTries).toBe(0)
+    expect(await apply(second, poison, "endpoints_copied")).toBe(BigInt(first.length + second.length))
+    expect(poison).toEqual([String(first.length + 300)])
+    // The refused COPY sent the batch down the careful path, row by row.
+    expect(carefulTries).toBe(1)
+    // The same events one at a time: each batch has one new row at most, so each goes by upsert.
+    for (const m of [...first, ...second]) await apply([m], [], "endpoints_upserted")
+    const all = (table: string) => sql`SELECT * FROM ${sql(table)} ORDER BY id`
+    const copied = await all("endpoints_copied")
+    expect(copied.length).toBe(600 - 1 + 600 - 1)
+    expect(copied).toEqual(await all("endpoints_upserted"))
+    expect(copied.find((r) => r.id === ids[1])).toMatchObject({ description: "updated", active: false })
+    expect(copied.find((r) => r.id === ids[5])).toMatchObject({ tenant_id: awkward, description: `${awkward} 5` })
   })
 })
