@@ -39,11 +39,22 @@ export const DbConfig = Config.all({
 // (infra/bundle.ts) whose code lives elsewhere, while the migrations stay in this package.
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.resolve("@orbit/db/package.json"))), "migrations")
 
+/**
+ * A driver failure's message. A connect that failed is Node's AggregateError, whose own message is
+ * empty: its inner errors (one per address tried) say what happened.
+ */
+const driverMessage = (e: unknown): string =>
+  e instanceof AggregateError && e.message === ""
+    ? e.errors.map(driverMessage).join("; ")
+    : e instanceof Error
+    ? e.message
+    : String(e)
+
 /** Maps any driver failure to DbUnavailable: callers answer 503, never 500. */
 export const query = <A>(f: () => PromiseLike<A>): Effect.Effect<A, DbUnavailable> =>
   Effect.tryPromise({
     try: () => Promise.resolve(f()),
-    catch: (e) => new DbUnavailable({ message: e instanceof Error ? e.message : String(e) })
+    catch: (e) => new DbUnavailable({ message: driverMessage(e) })
   })
 
 /** Postgres refused the data itself (SQLSTATE class 22 or 23): retrying the same rows cannot help. */

@@ -100,8 +100,23 @@ const shutdownWatchdog = (name: string) =>
 const exitCode = (exit: Exit.Exit<unknown, unknown>, onExit: (code: number) => void) =>
   onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
 
-export const startupMessage = (cause: Cause.Cause<unknown>): string => {
-  const error = Cause.squash(cause)
-  if (error && typeof error === "object" && "message" in error) return String(error.message)
-  return String(error)
+/** What stopped a start, in one line (`test/StartupMessage.test.ts`). */
+export const startupMessage = (cause: Cause.Cause<unknown>): string => describeError(Cause.squash(cause))
+
+/**
+ * An error's message, or, where that is empty, what names it: Node's failed connects are an
+ * AggregateError with no message of its own (one inner error per address tried), so its code and
+ * inner messages are given; otherwise the error's tag, name or code, and its cause.
+ */
+export const describeError = (error: unknown): string => {
+  if (error === null || typeof error !== "object") return String(error)
+  const e = error as { message?: unknown; _tag?: unknown; name?: unknown; code?: unknown; errors?: unknown; cause?: unknown }
+  if (typeof e.message === "string" && e.message !== "") return e.message
+  const name = [e._tag ?? e.name, e.code].filter((x) => typeof x === "string" && x !== "").join(" ")
+  const inner = Array.isArray(e.errors) && e.errors.length > 0
+    ? e.errors.map(describeError)
+    : e.cause !== undefined && e.cause !== error
+    ? [describeError(e.cause)]
+    : []
+  return [name, inner.join("; ")].filter((x) => x !== "").join(": ") || String(error)
 }
