@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { Db, DbUnavailable, query } from "@orbit/db"
-import { type DeliveryPayload, encodeDeliveryTask, type Mode, randomBase62, redeliveryTask, topicsFor } from "@orbit/domain"
+import { type DeliveryPayload, encodeDeliveryTask, randomBase62, redeliveryTask, topicsFor } from "@orbit/domain"
 import { KafkaClient, type KafkaUnavailable, Producer } from "@orbit/kafka"
 import { Context, Effect, Exit, Layer } from "effect"
 import type { Principal } from "./ApiKeys.ts"
@@ -30,26 +30,14 @@ export interface RetryStarted {
   readonly attempt: number
 }
 
-interface PayloadRow {
-  readonly delivery_id: string
-  readonly endpoint_id: string
-  readonly tenant_id: string
-  readonly mode: Mode
-  readonly source_event_id: string
-  readonly source_event_type: string
-  readonly body: string
+/** A `delivery_payloads` row: the payload's fields, `addressed` stored as a boolean. */
+interface PayloadRow extends Omit<DeliveryPayload, "addressed"> {
   readonly addressed: boolean
 }
 
-const toPayload = (r: PayloadRow): DeliveryPayload => ({
-  delivery_id: r.delivery_id,
-  endpoint_id: r.endpoint_id,
-  tenant_id: r.tenant_id,
-  mode: r.mode,
-  source_event_id: r.source_event_id,
-  source_event_type: r.source_event_type,
-  body: r.body,
-  ...(r.addressed ? { addressed: true as const } : {})
+const toPayload = ({ addressed, ...payload }: PayloadRow): DeliveryPayload => ({
+  ...payload,
+  ...(addressed ? { addressed: true as const } : {})
 })
 
 interface RecoveryRow {
