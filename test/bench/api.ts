@@ -17,8 +17,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const WRITE_CONCURRENCY = Number(process.env.BENCH_WRITE_CONCURRENCY ?? 64)
 const WRITE_RATE = Number(process.env.BENCH_WRITE_RATE ?? 500)
-/** `BENCH_ONLY=writes` runs the write phase alone (quicker A/B runs of the write path). */
+/** `BENCH_ONLY=writes` or `BENCH_ONLY=flood` runs that phase alone (quicker A/B runs). */
 const WRITES_ONLY = process.env.BENCH_ONLY === "writes"
+const FLOOD_ONLY = process.env.BENCH_ONLY === "flood"
 
 const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
@@ -129,25 +130,27 @@ try {
     await closedLoop(api, list, 200)
     await closedLoop(bareClient, bareList, 200)
 
-    const steal = measureCpuSteal()
-    process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
-    const getMax = await closedLoop(api, list, 200)
-    process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
-    const bareMax = await closedLoop(bareClient, bareList, 200)
-    process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
-    const get500 = await openLoop(api, 500, list, 200)
-    process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
-    const bare500 = await openLoop(bareClient, 500, bareList, 200)
-    process.stdout.write(line("GET  bare baseline at 500 req/s offered", bare500) + "\n")
-    const post100 = await openLoop(api, 100, create, 201)
-    process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
-    const postMax = await closedLoop(api, create, 201)
-    process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
-    process.stdout.write(
-      `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
-        `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
-        `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
-    )
+    if (!FLOOD_ONLY) {
+      const steal = measureCpuSteal()
+      process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
+      const getMax = await closedLoop(api, list, 200)
+      process.stdout.write(line("GET  /api/v1/webhooks (max, closed loop)", getMax) + "\n")
+      const bareMax = await closedLoop(bareClient, bareList, 200)
+      process.stdout.write(line("GET  bare node:http + same query (baseline)", bareMax) + "\n")
+      const get500 = await openLoop(api, 500, list, 200)
+      process.stdout.write(line("GET  /api/v1/webhooks at 500 req/s offered", get500) + "\n")
+      const bare500 = await openLoop(bareClient, 500, bareList, 200)
+      process.stdout.write(line("GET  bare baseline at 500 req/s offered", bare500) + "\n")
+      const post100 = await openLoop(api, 100, create, 201)
+      process.stdout.write(line("POST /api/v1/webhooks at 100 req/s offered", post100) + "\n")
+      const postMax = await closedLoop(api, create, 201)
+      process.stdout.write(line("POST /api/v1/webhooks (max, closed loop)", postMax) + "\n")
+      process.stdout.write(
+        `\nGET throughput ratio platform / bare baseline: ${(getMax.requests / bareMax.requests).toFixed(2)}  (target ≥ 0.60)\n` +
+          `GET p99 at 500 req/s: ${get500.p99.toFixed(2)} ms (target ≤ 10 ms)   POST p99 at 100 req/s: ${post100.p99.toFixed(2)} ms (target ≤ 50 ms)\n` +
+          `CPU steal during the runs: ${(steal() * 100).toFixed(1)}% (time the hypervisor gave other guests; absolute numbers move with it, ratios less)\n`
+      )
+    }
 
     const VALID_RATE_DURING_FLOOD = 200
     // The flood: random keys at the highest rate the load client reaches, on connections of their
@@ -173,42 +176,44 @@ try {
     bareClient.close()
   }
 
-  // The write phase. The baseline registers into a table of its own in the platform's schema.
-  const bareWritePort = await freePort()
-  bareWrite = spawn(process.execPath, [path.join(import.meta.dirname, "bare-insert-server.ts")], {
-    env: { ...platform.env, PORT: String(bareWritePort), BENCH_TENANT: tenant },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  await once(bareWrite.stdout!, "data")
-  const writes = new LoadClient(hostname, Number(port), WRITE_CONCURRENCY)
-  const bareWrites = new LoadClient("127.0.0.1", bareWritePort, WRITE_CONCURRENCY)
-  const writeBody = JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] })
-  const createW = writes.prepare("POST", "/api/v1/webhooks", { "x-api-key": key, "content-type": "application/json" }, writeBody)
-  const bareCreate = bareWrites.prepare("POST", "/", { "content-type": "application/json" }, writeBody)
-  // The same warm-up for both, as for the reads.
-  await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
-  await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
-  process.stdout.write(`
+  if (!FLOOD_ONLY) {
+    // The write phase. The baseline registers into a table of its own in the platform's schema.
+    const bareWritePort = await freePort()
+    bareWrite = spawn(process.execPath, [path.join(import.meta.dirname, "bare-insert-server.ts")], {
+      env: { ...platform.env, PORT: String(bareWritePort), BENCH_TENANT: tenant },
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    await once(bareWrite.stdout!, "data")
+    const writes = new LoadClient(hostname, Number(port), WRITE_CONCURRENCY)
+    const bareWrites = new LoadClient("127.0.0.1", bareWritePort, WRITE_CONCURRENCY)
+    const writeBody = JSON.stringify({ url: "https://93.184.216.34/bench", events: ["message.delivered"] })
+    const createW = writes.prepare("POST", "/api/v1/webhooks", { "x-api-key": key, "content-type": "application/json" }, writeBody)
+    const bareCreate = bareWrites.prepare("POST", "/", { "content-type": "application/json" }, writeBody)
+    // The same warm-up for both, as for the reads.
+    await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
+    await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
+    process.stdout.write(`
 write phase — ${SECONDS}s per run, ${WRITE_CONCURRENCY} POSTs in flight (closed loop), then ${WRITE_RATE} POSTs/s offered
 
 `)
-  const postWide = await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
-  process.stdout.write(line(`POST /api/v1/webhooks, ${WRITE_CONCURRENCY} in flight`, postWide) + "\n")
-  const bareWide = await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
-  process.stdout.write(line(`POST bare node:http + INSERT, ${WRITE_CONCURRENCY} in flight`, bareWide) + "\n")
-  const postRate = await openLoop(writes, WRITE_RATE, createW, 201)
-  process.stdout.write(line(`POST /api/v1/webhooks at ${WRITE_RATE} req/s offered`, postRate) + "\n")
-  const bareRate = await openLoop(bareWrites, WRITE_RATE, bareCreate, 201)
-  process.stdout.write(line(`POST bare baseline at ${WRITE_RATE} req/s offered`, bareRate) + "\n")
-  const registrations = postWide.requests / postWide.seconds
-  process.stdout.write(
-    `\nRegistrations/s with ${WRITE_CONCURRENCY} in flight: ${registrations.toFixed(0)} (target ≥ 1000) ${verdict(registrations >= 1000 && postWide.errors === 0)}   ` +
-      `ratio platform / bare INSERT: ${(postWide.requests / bareWide.requests).toFixed(2)}\n` +
-      `POST p99 at ${WRITE_RATE} req/s: ${postRate.p99.toFixed(2)} ms (target ≤ 50 ms) ${verdict(postRate.p99 <= 50 && postRate.errors === 0)}   ` +
-      `bare INSERT p99 ${bareRate.p99.toFixed(2)} ms, ratio ${(postRate.p99 / bareRate.p99).toFixed(2)}\n`
-  )
-  writes.close()
-  bareWrites.close()
+    const postWide = await closedLoop(writes, createW, 201, WRITE_CONCURRENCY)
+    process.stdout.write(line(`POST /api/v1/webhooks, ${WRITE_CONCURRENCY} in flight`, postWide) + "\n")
+    const bareWide = await closedLoop(bareWrites, bareCreate, 201, WRITE_CONCURRENCY)
+    process.stdout.write(line(`POST bare node:http + INSERT, ${WRITE_CONCURRENCY} in flight`, bareWide) + "\n")
+    const postRate = await openLoop(writes, WRITE_RATE, createW, 201)
+    process.stdout.write(line(`POST /api/v1/webhooks at ${WRITE_RATE} req/s offered`, postRate) + "\n")
+    const bareRate = await openLoop(bareWrites, WRITE_RATE, bareCreate, 201)
+    process.stdout.write(line(`POST bare baseline at ${WRITE_RATE} req/s offered`, bareRate) + "\n")
+    const registrations = postWide.requests / postWide.seconds
+    process.stdout.write(
+      `\nRegistrations/s with ${WRITE_CONCURRENCY} in flight: ${registrations.toFixed(0)} (target ≥ 1000) ${verdict(registrations >= 1000 && postWide.errors === 0)}   ` +
+        `ratio platform / bare INSERT: ${(postWide.requests / bareWide.requests).toFixed(2)}\n` +
+        `POST p99 at ${WRITE_RATE} req/s: ${postRate.p99.toFixed(2)} ms (target ≤ 50 ms) ${verdict(postRate.p99 <= 50 && postRate.errors === 0)}   ` +
+        `bare INSERT p99 ${bareRate.p99.toFixed(2)} ms, ratio ${(postRate.p99 / bareRate.p99).toFixed(2)}\n`
+    )
+    writes.close()
+    bareWrites.close()
+  }
 } finally {
   bare?.kill()
   bareWrite?.kill()
