@@ -16,20 +16,35 @@ interface KafkajsCluster {
     readonly fromBeginning: boolean
     readonly partitions: ReadonlyArray<{ readonly partition: number }>
   }>): Promise<ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ partition: number; offset: string }> }>>
+  findGroupCoordinator(options: { readonly groupId: string }): Promise<{
+    offsetFetch(request: {
+      readonly groupId: string
+      readonly topics: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ readonly partition: number }> }>
+    }): Promise<{ readonly responses: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ partition: number; offset: string }> }> }>
+  }>
+}
+
+/** Where a consumer group stands on one partition: `end - committed` records are not yet done. */
+export interface GroupPosition {
+  readonly partition: number
+  readonly end: bigint
+  readonly committed: bigint
 }
 
 type ClusterConstructor = new(options: Record<string, unknown>) => KafkajsCluster
 
 /**
- * The end offsets (high watermarks) of one topic in ONE round trip: a ListOffsets(latest) request
- * over a kafkajs cluster whose metadata is cached.
+ * Offsets read over a kafkajs cluster whose metadata is cached: the end offsets (high watermarks)
+ * of one topic in ONE round trip (a ListOffsets request), and where a consumer group stands on
+ * several topics in four (FindCoordinator, OffsetFetch and two ListOffsets, each for all of them).
  *
  * kafkajs' `admin.fetchTopicOffsets` costs three sequential round trips per call: its admin client
  * never caches metadata (it is built with `metadataMaxAge` 0), so every call refreshes metadata,
- * then lists the latest offsets and then the earliest. The endpoint index measures end offsets
- * for every fan-out batch (read-your-writes), so that was most of the fan-out latency and a third
- * of the broker's requests. kafkajs 2.2.4 is pinned and unmaintained; its `Cluster` is internal,
- * hence the `require` (as in `KafkajsPatch.ts`).
+ * then lists the latest offsets and then the earliest; `admin.fetchOffsets` refreshes metadata
+ * again for each topic. The endpoint index measures end offsets for every fan-out batch
+ * (read-your-writes), so that was most of the fan-out latency and a third of the broker's requests;
+ * the lag metrics read every group's positions every few seconds, idle or not. kafkajs 2.2.4 is
+ * pinned and unmaintained; its `Cluster` is internal, hence the `require` (as in `KafkajsPatch.ts`).
  *
  * Any failure drops the cluster (a broker restart closes its connection); the next call builds a
  * fresh one with fresh metadata.
@@ -39,7 +54,8 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
   const socketFactory = require("kafkajs/src/network/socketFactory.js") as () => unknown
   let cluster: KafkajsCluster | undefined
 
-  const endOffsets = async (topic: string): Promise<ReadonlyArray<{ partition: number; offset: string }>> => {
+  /** Runs `f` on the cluster with metadata for `topics`; a failure drops the cluster. */
+  const withCluster = async <A>(operation: string, topics: ReadonlyArray<string>, f: (c: KafkajsCluster) => Promise<A>): Promise<A> => {
     const c = cluster ??= new Cluster({
       logger: kafka.logger(),
       socketFactory: socketFactory(),
@@ -55,17 +71,49 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
     })
     try {
       await c.connect()
-      await c.addTargetTopic(topic)
+      for (const topic of topics) await c.addTargetTopic(topic)
       await c.refreshMetadataIfNecessary()
-      const partitions = c.findTopicPartitionMetadata(topic).map((p) => ({ partition: p.partitionId }))
-      const [result] = await c.fetchTopicsOffset([{ topic, fromBeginning: false, partitions }])
-      return result?.partitions ?? []
+      return await f(c)
     } catch (error) {
       if (cluster === c) cluster = undefined
       void c.disconnect().catch(() => undefined)
-      throw unavailable("listOffsets")(error)
+      throw unavailable(operation)(error)
     }
   }
+
+  const partitionsOf = (c: KafkajsCluster, topic: string) => c.findTopicPartitionMetadata(topic).map((p) => ({ partition: p.partitionId }))
+
+  const endOffsets = (topic: string): Promise<ReadonlyArray<{ partition: number; offset: string }>> =>
+    withCluster("listOffsets", [topic], async (c) => {
+      const [result] = await c.fetchTopicsOffset([{ topic, fromBeginning: false, partitions: partitionsOf(c, topic) }])
+      return result?.partitions ?? []
+    })
+
+  /**
+   * Per topic and partition: its end offset and the group's committed offset (the log's first
+   * stored offset when the group has committed none there, or what it committed was deleted).
+   */
+  const groupPositions = (groupId: string, topics: ReadonlyArray<string>): Promise<ReadonlyMap<string, ReadonlyArray<GroupPosition>>> =>
+    withCluster("groupPositions", topics, async (c) => {
+      const partitions = topics.map((topic) => ({ topic, partitions: partitionsOf(c, topic) }))
+      const coordinator = await c.findGroupCoordinator({ groupId })
+      const [ends, starts, committed] = await Promise.all([
+        c.fetchTopicsOffset(partitions.map((t) => ({ ...t, fromBeginning: false }))),
+        c.fetchTopicsOffset(partitions.map((t) => ({ ...t, fromBeginning: true }))),
+        coordinator.offsetFetch({ groupId, topics: partitions })
+      ])
+      const byTopic = (results: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ partition: number; offset: string }> }>) =>
+        new Map(results.map((r) => [r.topic, new Map(r.partitions.map((p) => [p.partition, BigInt(p.offset)]))]))
+      const [end, start, done] = [byTopic(ends), byTopic(starts), byTopic(committed.responses)]
+      return new Map(topics.map((topic) => [
+        topic,
+        partitionsOf(c, topic).map(({ partition }): GroupPosition => {
+          const low = start.get(topic)?.get(partition) ?? 0n
+          const at = done.get(topic)?.get(partition) ?? -1n
+          return { partition, end: end.get(topic)?.get(partition) ?? 0n, committed: at < low ? low : at }
+        })
+      ]))
+    })
 
   const close = async () => {
     const c = cluster
@@ -73,7 +121,7 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
     await c?.disconnect().catch(() => undefined)
   }
 
-  return { endOffsets, close }
+  return { endOffsets, groupPositions, close }
 }
 
 export interface PartitionOffset {

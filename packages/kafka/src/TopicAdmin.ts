@@ -1,5 +1,6 @@
 import type { TopicSpec } from "@orbit/domain"
 import { Context, Effect, Layer } from "effect"
+import { type GroupPosition, makeEndOffsets } from "./EndOffsets.ts"
 import { KafkaClient, KafkaUnavailable, unavailable } from "./KafkaClient.ts"
 import {
   partitionsOf,
@@ -8,13 +9,6 @@ import {
   TopicSettingsConfig,
   type UnderReplicatedTopic
 } from "./TopicSettings.ts"
-
-/** Where a consumer group stands on one partition: `end - committed` records are not yet done. */
-export interface GroupPosition {
-  readonly partition: number
-  readonly end: bigint
-  readonly committed: bigint
-}
 
 /** Existing topics with fewer replicas than the configured factor, and the command that raises them. */
 export interface ReplicationShortfall {
@@ -35,7 +29,7 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   listTopics: Effect.Effect<ReadonlyArray<string>, KafkaUnavailable>
   /** The first offset still stored (`low`) and the next one to be written (`high`), per partition. */
   offsetRange(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; low: string; high: string }>, KafkaUnavailable>
-  /** Next offset to be written, per partition (the "high watermark"). */
+  /** Next offset to be written, per partition (the "high watermark"): one request, metadata cached. */
   endOffsets(topic: string): Effect.Effect<ReadonlyArray<{ partition: number; offset: string }>, KafkaUnavailable>
   ping: Effect.Effect<void, KafkaUnavailable>
   /** The cluster's id: a new or reset broker has a new one, and numbers its offsets from 0 again. */
@@ -51,10 +45,14 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
   /** Deletes a consumer group that has no members (a throwaway group, when its reader stops). */
   deleteGroup(groupId: string): Effect.Effect<void, KafkaUnavailable>
   /**
-   * Per partition of `topic`: its end offset and the group's committed offset (the log's first
-   * stored offset when the group has committed none there). For lag and backlog metrics.
+   * Per topic and partition: its end offset and the group's committed offset (the log's first
+   * stored offset when the group has committed none there). For lag and backlog metrics: four
+   * requests for all of `topics` (`EndOffsets.ts`).
    */
-  groupPositions(groupId: string, topic: string): Effect.Effect<ReadonlyArray<GroupPosition>, KafkaUnavailable>
+  groupPositions(
+    groupId: string,
+    topics: ReadonlyArray<string>
+  ): Effect.Effect<ReadonlyMap<string, ReadonlyArray<GroupPosition>>, KafkaUnavailable>
 }>()("@orbit/kafka/TopicAdmin") {
   static readonly layer = Layer.effect(
     TopicAdmin,
@@ -66,6 +64,10 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
       const withAdmin = <A>(operation: string, f: () => Promise<A>) =>
         Effect.tryPromise({ try: async () => { await admin.connect(); return await f() }, catch: unavailable(operation) })
       yield* Effect.addFinalizer(() => Effect.promise(() => admin.disconnect().catch(() => undefined)))
+      const offsets = makeEndOffsets(kafka, brokers)
+      yield* Effect.addFinalizer(() => Effect.promise(offsets.close))
+      /** A read of `offsets`, which fails with KafkaUnavailable only. */
+      const read = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as KafkaUnavailable })
 
       /** The factor and min.insync.replicas for this cluster, and its broker ids. */
       const replication = Effect.gen(function*() {
@@ -128,8 +130,7 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
       })
 
       const endOffsets = Effect.fn("TopicAdmin.endOffsets")(function*(topic: string) {
-        const offsets = yield* withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic))
-        return offsets.map((o) => ({ partition: o.partition, offset: o.high }))
+        return yield* read(() => offsets.endOffsets(topic))
       })
 
       const clusterId = withAdmin("describeCluster", () => admin.describeCluster()).pipe(Effect.map((c) => c.clusterId))
@@ -143,17 +144,8 @@ export class TopicAdmin extends Context.Service<TopicAdmin, {
 
       const deleteGroup = (groupId: string) => withAdmin("deleteGroups", () => admin.deleteGroups([groupId])).pipe(Effect.asVoid)
 
-      const groupPositions = Effect.fn("TopicAdmin.groupPositions")(function*(groupId: string, topic: string) {
-        const [range, committed] = yield* Effect.all([
-          withAdmin("fetchTopicOffsets", () => admin.fetchTopicOffsets(topic)),
-          withAdmin("fetchOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] }))
-        ], { concurrency: 2 })
-        const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]))
-        return range.map((r): GroupPosition => {
-          const low = BigInt(r.low)
-          const at = byPartition.get(r.partition) ?? -1n
-          return { partition: r.partition, end: BigInt(r.high), committed: at < low ? low : at }
-        })
+      const groupPositions = Effect.fn("TopicAdmin.groupPositions")(function*(groupId: string, topics: ReadonlyArray<string>) {
+        return yield* read(() => offsets.groupPositions(groupId, topics))
       })
 
       return TopicAdmin.of({

@@ -146,8 +146,7 @@ export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
         const positions = new Map<string, ReadonlyArray<GroupPosition>>()
         for (const group of groups) {
           let lag = 0n
-          for (const topic of group.topics) {
-            const at = yield* admin.groupPositions(`${topicPrefix}${group.label}`, topic)
+          for (const [topic, at] of yield* admin.groupPositions(`${topicPrefix}${group.label}`, group.topics)) {
             positions.set(topic, at)
             for (const p of at) lag += p.end > p.committed ? p.end - p.committed : 0n
           }

@@ -50,7 +50,7 @@ const resumeFromStored = (options: ProjectionOptions) =>
   Effect.gen(function*() {
     const { sql } = yield* Db
     const admin = yield* TopicAdmin
-    const positions = yield* admin.groupPositions(options.groupId, options.topic)
+    const positions = (yield* admin.groupPositions(options.groupId, [options.topic])).get(options.topic) ?? []
     const stored = new Map((yield* query(() => selectStoredOffsets(sql, options))).map((o) => [o.partition, BigInt(o.next_offset)]))
     const ahead = positions
       .map((p) => ({ partition: p.partition, offset: stored.get(p.partition) ?? 0n, committed: p.committed }))
