@@ -201,6 +201,11 @@ export const partitionWorkers = <R>(
         }))
   })
 
+/** When a batch's failed transaction is tried again: back-off from 100 ms up to 2 s, for ever. */
+export const transactionRetries = Schedule.exponential("100 millis").pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
+)
+
 /** Seconds buckets for one batch's transaction. */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -345,9 +350,6 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
         }
       })
 
-    const retrying = Schedule.exponential("100 millis").pipe(
-      Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
-    )
     // A failed transaction is tried again with the same records until it commits (e.g. while
     // Postgres is down); nothing behind it in the partition is applied meanwhile. The Kafka offset
     // commit after it (only where a new member starts fetching; Postgres holds the truth) is not
@@ -365,7 +367,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
                 cause
               )
             ),
-            Effect.retry(retrying),
+            Effect.retry(transactionRetries),
             Effect.orDie
           )
           if (records.messages.length === 0) return

@@ -1,9 +1,9 @@
 import { Db, query, transactCarefullyOnDataError } from "@orbit/db"
 import { topicsFor } from "@orbit/domain"
 import { consumeBatches, KafkaClient, TopicAdmin } from "@orbit/kafka"
-import { Deferred, Duration, Effect, Fiber, Ref, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Ref } from "effect"
 import { applyBatch, PROJECTION, projectionLock, projectionSharedLock } from "./EndpointProjection.ts"
-import { partitionWorkers } from "./ProjectionRunner.ts"
+import { partitionWorkers, transactionRetries } from "./ProjectionRunner.ts"
 
 const REBUILD = "endpoints_rebuild"
 /**
@@ -46,9 +46,6 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
   const applied = yield* Ref.make(0)
 
   const partitions = topicsFor(topicPrefix).endpointEvents.partitions
-  const retrying = Schedule.exponential("100 millis").pipe(
-    Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
-  )
   // Partitions apply side by side, each batch in its own transaction: while one waits for
   // Postgres another is decoded. A partition's batches apply in order, and events are keyed by
   // endpoint, so no two transactions at once touch the same endpoint.
@@ -79,7 +76,7 @@ export const rebuildEndpoints = Effect.fn("Rebuild.endpoints")(function*() {
           )
       ),
       Effect.tapCause((cause) => Effect.logError("rebuild: applying a batch to Postgres failed; it is tried again", cause)),
-      Effect.retry(retrying),
+      Effect.retry(transactionRetries),
       Effect.orDie
     ))
   const consumer = yield* feed(consumeBatches({
