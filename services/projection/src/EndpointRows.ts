@@ -84,7 +84,10 @@ export const endpointWrites = (tx: Tx, table: string, deletes: ReadonlyArray<str
   return writes
 }
 
-/** The columns `copyNewRows` writes: every column of the endpoint tables. */
+/**
+ * The columns `copyNewRows` writes: every column of the endpoint tables (`test/EndpointProjection.test.ts`
+ * compares rows written by COPY with the same events upserted, so a column left out here fails it).
+ */
 const COLUMNS = [
   "id",
   "tenant_id",
