@@ -17,9 +17,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const WRITE_CONCURRENCY = Number(process.env.BENCH_WRITE_CONCURRENCY ?? 64)
 const WRITE_RATE = Number(process.env.BENCH_WRITE_RATE ?? 500)
-/** `BENCH_ONLY=writes` or `BENCH_ONLY=flood` runs that phase alone (quicker A/B runs). */
-const WRITES_ONLY = process.env.BENCH_ONLY === "writes"
-const FLOOD_ONLY = process.env.BENCH_ONLY === "flood"
+/** `BENCH_ONLY=reads`, `flood` or `writes` runs that phase alone (quicker A/B runs). */
+const runs = (phase: "reads" | "flood" | "writes") => process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY === phase
 
 const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
@@ -117,7 +116,7 @@ try {
   for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, () => api.request(create)))
 
   const barePort = await freePort()
-  if (!WRITES_ONLY) {
+  if (runs("reads") || runs("flood")) {
     bare = spawn(process.execPath, [path.join(import.meta.dirname, "bare-list-server.ts")], {
       env: { ...platform.env, PORT: String(barePort), BENCH_TENANT: tenant },
       stdio: ["ignore", "pipe", "inherit"]
@@ -130,7 +129,7 @@ try {
     await closedLoop(api, list, 200)
     await closedLoop(bareClient, bareList, 200)
 
-    if (!FLOOD_ONLY) {
+    if (runs("reads")) {
       const steal = measureCpuSteal()
       process.stdout.write(`\nbench:api — ${SECONDS}s per run, closed-loop concurrency ${CONCURRENCY}, 2 cores shared by load generator, services, Kafka and Postgres\n\n`)
       const getMax = await closedLoop(api, list, 200)
@@ -152,31 +151,33 @@ try {
       )
     }
 
-    const VALID_RATE_DURING_FLOOD = 200
-    // The flood: random keys at the highest rate the load client reaches, on connections of their
-    // own, while the valid key reads at a fixed offered rate. What reached Postgres is read from
-    // Postgres: the scans of api_keys (the valid key's periodic cache refresh counts too).
-    const floodClient = new LoadClient(hostname, Number(port), CONCURRENCY)
-    const scansBefore = await platform.tableScans("api_keys")
-    const [floodRun, getDuring] = await Promise.all([flood(floodClient), openLoop(api, VALID_RATE_DURING_FLOOD, list, 200)])
-    const reached = (await platform.tableScans("api_keys")) - scansBefore
-    floodClient.close()
-    const floodRate = floodRun.sent / SECONDS
-    const statuses = [...floodRun.statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "failed" : s} ×${n}`).join("  ")
-    process.stdout.write(
-      `${"FLOOD random well-formed keys (max, closed loop)".padEnd(44)} ${floodRate.toFixed(0).padStart(7)} req/s   ${statuses}\n` +
-        line(`GET  /api/v1/webhooks at ${VALID_RATE_DURING_FLOOD} req/s, flood on`, getDuring) + "\n"
-    )
-    const share = reached / floodRun.sent
-    process.stdout.write(
-      `Key flood at ${floodRate.toFixed(0)} req/s: valid key GET p99 ${getDuring.p99.toFixed(2)} ms (target ≤ 10 ms) ${verdict(getDuring.p99 <= 10 && getDuring.errors === 0)}   ` +
-        `reached Postgres ${reached} of ${floodRun.sent} (${(share * 100).toFixed(3)} %, target ≤ 1 %) ${verdict(share <= 0.01)}\n`
-    )
+    if (runs("flood")) {
+      const VALID_RATE_DURING_FLOOD = 200
+      // The flood: random keys at the highest rate the load client reaches, on connections of their
+      // own, while the valid key reads at a fixed offered rate. What reached Postgres is read from
+      // Postgres: the scans of api_keys (the valid key's periodic cache refresh counts too).
+      const floodClient = new LoadClient(hostname, Number(port), CONCURRENCY)
+      const scansBefore = await platform.tableScans("api_keys")
+      const [floodRun, getDuring] = await Promise.all([flood(floodClient), openLoop(api, VALID_RATE_DURING_FLOOD, list, 200)])
+      const reached = (await platform.tableScans("api_keys")) - scansBefore
+      floodClient.close()
+      const floodRate = floodRun.sent / SECONDS
+      const statuses = [...floodRun.statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "failed" : s} ×${n}`).join("  ")
+      process.stdout.write(
+        `${"FLOOD random well-formed keys (max, closed loop)".padEnd(44)} ${floodRate.toFixed(0).padStart(7)} req/s   ${statuses}\n` +
+          line(`GET  /api/v1/webhooks at ${VALID_RATE_DURING_FLOOD} req/s, flood on`, getDuring) + "\n"
+      )
+      const share = reached / floodRun.sent
+      process.stdout.write(
+        `Key flood at ${floodRate.toFixed(0)} req/s: valid key GET p99 ${getDuring.p99.toFixed(2)} ms (target ≤ 10 ms) ${verdict(getDuring.p99 <= 10 && getDuring.errors === 0)}   ` +
+          `reached Postgres ${reached} of ${floodRun.sent} (${(share * 100).toFixed(3)} %, target ≤ 1 %) ${verdict(share <= 0.01)}\n`
+      )
+    }
     api.close()
     bareClient.close()
   }
 
-  if (!FLOOD_ONLY) {
+  if (runs("writes")) {
     // The write phase. The baseline registers into a table of its own in the platform's schema.
     const bareWritePort = await freePort()
     bareWrite = spawn(process.execPath, [path.join(import.meta.dirname, "bare-insert-server.ts")], {
