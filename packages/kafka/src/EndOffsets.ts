@@ -8,7 +8,7 @@ const require = createRequire(import.meta.url)
 interface KafkajsCluster {
   connect(): Promise<void>
   disconnect(): Promise<void>
-  addTargetTopic(topic: string): Promise<void>
+  addMultipleTargetTopics(topics: ReadonlyArray<string>): Promise<void>
   refreshMetadataIfNecessary(): Promise<void>
   findTopicPartitionMetadata(topic: string): ReadonlyArray<{ readonly partitionId: number }>
   fetchTopicsOffset(topics: ReadonlyArray<{
@@ -71,7 +71,8 @@ export const makeEndOffsets = (kafka: Kafka, brokers: ReadonlyArray<string>) => 
     })
     try {
       await c.connect()
-      for (const topic of topics) await c.addTargetTopic(topic)
+      // Topics not seen before refresh the metadata once, together.
+      await c.addMultipleTargetTopics(topics)
       await c.refreshMetadataIfNecessary()
       return await f(c)
     } catch (error) {
