@@ -103,11 +103,17 @@ export class ApiKeys extends Context.Service<ApiKeys, {
           const now = Date.now()
           const known = valid.get(hash)
           if (known !== undefined && known.expires > now && !options.fresh) return known.principal
+          // A request that joins a lookup of this key already in flight sends no query: it takes no
+          // token, so a burst of requests with a key not cached yet is not refused by the bucket.
+          let took = false
           if (known === undefined) {
             const refusedUntil = invalid.get(hash)
             if (refusedUntil !== undefined && refusedUntil > now) return yield* new InvalidApiKey()
-            const admitted = limiter.take(options.client)
-            if (!admitted.allowed) return yield* new KeyLookupsExhausted({ retryAfterSeconds: admitted.retryAfterSeconds })
+            if (!inflight.has(hash)) {
+              const admitted = limiter.take(options.client)
+              if (!admitted.allowed) return yield* new KeyLookupsExhausted({ retryAfterSeconds: admitted.retryAfterSeconds })
+              took = true
+            }
           }
           const principal = yield* lookup(hash)
           if (principal === undefined) {
@@ -115,7 +121,7 @@ export class ApiKeys extends Context.Service<ApiKeys, {
             invalid.set(hash, now + INVALID_TTL_MS)
             return yield* new InvalidApiKey()
           }
-          if (known === undefined) limiter.refund(options.client)
+          if (took) limiter.refund(options.client)
           invalid.delete(hash)
           valid.set(hash, { principal, expires: now + ttl })
           return principal
@@ -133,6 +139,7 @@ export class ApiKeys extends Context.Service<ApiKeys, {
           if (valid.get(hash) !== undefined) return undefined
           const refusedUntil = invalid.get(hash)
           if (refusedUntil !== undefined && refusedUntil > Date.now()) return INVALID
+          if (inflight.has(hash)) return undefined
           const retryAfterSeconds = limiter.refusal(client)
           return retryAfterSeconds === undefined ? undefined : { refused: "exhausted", retryAfterSeconds }
         }

@@ -1,7 +1,7 @@
 /**
- * ApiKeys against the real Postgres (a schema of its own): which keys cost a lookup, and that
- * lookups of unknown keys never push a valid key out of the cache. The lookup limiter is a double
- * that counts the lookups it admits.
+ * ApiKeys against the real Postgres (a schema of its own): which keys cost a lookup (a burst of one
+ * key not cached yet costs one), and that lookups of unknown keys never push a valid key out of the
+ * cache. The lookup limiter is a double that counts the lookups it admits.
  */
 import { randomBytes } from "node:crypto"
 import { generateApiKey } from "@orbit/crypto"
@@ -161,6 +161,17 @@ describe("ApiKeys (real Postgres)", () => {
     expect(exits.map(failureTag)).toEqual(Array(100).fill("success"))
     expect((await scans()) - before).toBe(1)
   }, 60_000)
+
+  it("a burst of requests with a key not cached yet takes one lookup token, and gives it back", async () => {
+    const key = generateApiKey({ mode: "live", kind: "secret" })
+    await insert(key)
+    const [taken, refunded] = [admitted.count, admitted.refunded]
+    const exits = await Promise.all(Array.from({ length: 100 }, () => authenticate(key.key)))
+    expect(exits.map(failureTag)).toEqual(Array(100).fill("success"))
+    // The requests that joined the one lookup in flight took no token: a bucket smaller than the
+    // burst refuses none of them.
+    expect([admitted.count - taken, admitted.refunded - refunded]).toEqual([1, 1])
+  })
 
   it("a revoked key is refused at the next lookup and then from the cache of refusals", async () => {
     const key = generateApiKey({ mode: "live", kind: "secret" })
