@@ -1,0 +1,49 @@
+/**
+ * partitionWorkers, which both the live projection and the rebuild feed: a batch is done for
+ * kafkajs once queued, so fetching goes on while a transaction runs; partitions apply side by
+ * side; a partition's batches apply one at a time, in offset order.
+ */
+import type { ConsumedBatch } from "@orbit/kafka"
+import { Deferred, Effect, Stream } from "effect"
+import { describe, expect, it } from "vitest"
+import { partitionWorkers } from "../src/ProjectionRunner.ts"
+
+const batch = (partition: number, offset: number): ConsumedBatch => ({
+  batch: { topic: "t", partition, messages: [{ offset: String(offset) }] } as unknown as ConsumedBatch["batch"],
+  heartbeat: Effect.void,
+  commit: () => Effect.void,
+  done: Deferred.makeUnsafe<void, unknown>()
+})
+
+describe("partitionWorkers", () => {
+  it("hands a batch back once queued, applies partitions side by side and each partition in order", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const held = yield* Deferred.make<void>()
+      const otherApplied = yield* Deferred.make<void>()
+      const applied: Array<string> = []
+      const feed = yield* partitionWorkers({ queued: 2, merged: 1 }, (records) =>
+        Effect.gen(function*() {
+          const at = `${records.partition}:${records.messages.map((m) => m.offset).join(",")}`
+          applied.push(at)
+          // Partition 0's first transaction does not end until the test says so.
+          if (at === "0:0") yield* Deferred.await(held)
+          if (records.partition === 1) yield* Deferred.succeed(otherApplied, undefined)
+        }))
+      const [p0b0, p0b1, p0b2, p1b0, p0b3] = [batch(0, 0), batch(0, 1), batch(0, 2), batch(1, 0), batch(0, 3)]
+      yield* Effect.forkScoped(feed(Stream.fromIterable([p0b0, p0b1, p0b2, p1b0, p0b3])))
+
+      // Partition 1 applies while partition 0's first transaction still runs.
+      yield* Deferred.await(otherApplied)
+      expect(applied).toEqual(["0:0", "1:0"])
+      // The batches behind it were handed back to kafkajs once queued, not once applied.
+      expect(yield* Deferred.isDone(p0b1.done)).toBe(true)
+      expect(yield* Deferred.isDone(p0b2.done)).toBe(true)
+      // Its queue (two batches) is full: the next batch waits, and so does the fetching.
+      expect(yield* Deferred.isDone(p0b3.done)).toBe(false)
+
+      yield* Deferred.succeed(held, undefined)
+      yield* Deferred.await(p0b3.done)
+      while (applied.length < 5) yield* Effect.yieldNow
+      expect(applied.filter((a) => a.startsWith("0:"))).toEqual(["0:0", "0:1", "0:2", "0:3"])
+    }))))
+})
