@@ -42,8 +42,8 @@ type ClusterConstructor = new(options: Record<string, unknown>) => KafkajsCluste
  * never caches metadata (it is built with `metadataMaxAge` 0), so every call refreshes metadata,
  * then lists the latest offsets and then the earliest; `admin.fetchOffsets` refreshes metadata
  * again for each topic. The endpoint index measures end offsets for every fan-out batch
- * (read-your-writes), so that was most of the fan-out latency and a third of the broker's requests;
- * the lag metrics read every group's positions every few seconds, idle or not. kafkajs 2.2.4 is
+ * (read-your-writes), and the lag metrics read every group's positions every few seconds, idle or
+ * not (docs/BENCHMARKS.md has what the extra round trips cost). kafkajs 2.2.4 is
  * pinned and unmaintained; its `Cluster` is internal, hence the `require` (as in `KafkajsPatch.ts`).
  *
  * Any failure drops the cluster (a broker restart closes its connection); the next call builds a

@@ -201,7 +201,7 @@ export const partitionWorkers = <R>(
         }))
   })
 
-/** When a batch's failed transaction is tried again: back-off from 100 ms up to 2 s, for ever. */
+/** When a batch's failed transaction is tried again: exponential back-off, capped, until it commits. */
 export const transactionRetries = Schedule.exponential("100 millis").pipe(
   Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
 )
