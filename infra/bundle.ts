@@ -56,6 +56,7 @@ export const newestSource = (name: ServiceName): number => {
   for (const pkg of fs.readdirSync(path.join(ROOT, "packages"))) visit(path.join(ROOT, "packages", pkg, "src"))
   // A changed dependency, or a change to how bundles are built.
   visit(path.join(ROOT, "package-lock.json"))
+  visit(path.join(ROOT, "patches"))
   visit(import.meta.filename)
   return newest
 }
