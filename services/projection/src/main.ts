@@ -4,10 +4,9 @@ import { EnsureTopics, KafkaClient, TopicAdmin } from "@orbit/kafka"
 import { Layer } from "effect"
 import { AttemptProjection } from "./AttemptProjection.ts"
 import { EndpointProjection } from "./EndpointProjection.ts"
+import { projectionSession } from "./ProjectionSession.ts"
 
-// No WAL flush wait on commit: read models are rebuildable from Kafka, and rows and offsets commit
-// atomically, so a commit lost in a Postgres crash is simply applied again.
-const ProjectionDb = Db.layerWith({ session: { synchronous_commit: "off" } })
+const ProjectionDb = Db.layerWith({ session: projectionSession })
 
 const Main = Layer.mergeAll(EndpointProjection.layer, AttemptProjection.layer, EnsureTopics).pipe(
   Layer.provide([ProjectionDb, TopicAdmin.layer]),

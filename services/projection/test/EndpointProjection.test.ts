@@ -13,6 +13,7 @@ import { postgres } from "@orbit/db"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { applyBatch } from "../src/EndpointProjection.ts"
 import { OFFSETS_CHANNEL } from "../src/OffsetStore.ts"
+import { projectionSession } from "../src/ProjectionSession.ts"
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -162,5 +163,34 @@ describe("EndpointProjection.applyBatch (real Postgres)", () => {
     expect(copied).toEqual(await all("endpoints_upserted"))
     expect(copied.find((r) => r.id === ids[1])).toMatchObject({ description: "updated", active: false })
     expect(copied.find((r) => r.id === ids[5])).toMatchObject({ tenant_id: awkward, description: `${awkward} 5` })
+  })
+
+  it("plans the batch's row lookup for the table as it is each time, never on a cached generic plan", async () => {
+    // One connection with the live projection's session: the prepared statements below are its own.
+    await sql`CREATE TABLE endpoints_planned (LIKE endpoints INCLUDING ALL)`
+    const projectionSql = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined, connection: { search_path: schema, ...projectionSession } })
+    try {
+      // A small table with its statistics, then batches of one new endpoint, a thousand at once, and
+      // one more: by the sixth execution a connection would settle on a generic plan (the sequential
+      // scan that suits the small table) and keep it as the table grows.
+      const batch = (offset: number, count: number) =>
+        messages(Array.from({ length: count }, () => encodeEndpointEvent(registered(newEndpointId()))), offset)
+      const applyOn = (b: Array<KafkaMessage>) =>
+        transactCarefullyOnDataError(projectionSql, (tx, careful) =>
+          applyBatch({ tx, projection: "planned", table: "endpoints_planned", topic, partition: 0, messages: b, onPoison: () => {}, careful, notify: false }))
+      await applyOn(batch(0, 200))
+      await sql`ANALYZE endpoints_planned`
+      const batches = [...Array.from({ length: 7 }, (_, i) => batch(200 + i, 1)), batch(207, 1000), batch(1207, 1)]
+      for (const b of batches) await applyOn(b)
+      const [lookup] = await projectionSql<Array<{ generic_plans: string; custom_plans: string }>>`
+        SELECT generic_plans, custom_plans FROM pg_prepared_statements
+        WHERE statement LIKE '%endpoints_planned%' AND statement LIKE '%FOR UPDATE%' AND statement NOT LIKE '%pg_prepared_statements%'`
+      expect(lookup).toBeDefined()
+      expect(Number(lookup!.custom_plans)).toBe(batches.length + 1)
+      expect(Number(lookup!.generic_plans)).toBe(0)
+      expect((await sql`SELECT count(*)::int AS n FROM endpoints_planned`)[0]!.n).toBe(1208)
+    } finally {
+      await projectionSql.end()
+    }
   })
 })
