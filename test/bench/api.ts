@@ -17,8 +17,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const WRITE_CONCURRENCY = Number(process.env.BENCH_WRITE_CONCURRENCY ?? 64)
 const WRITE_RATE = Number(process.env.BENCH_WRITE_RATE ?? 500)
-/** `BENCH_ONLY=reads`, `flood` or `writes` runs that phase alone (quicker A/B runs). */
-const runs = (phase: "reads" | "flood" | "writes") => process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY === phase
+/** `BENCH_ONLY=reads`, `flood` or `writes` (or a comma-separated list) runs those phases alone (quicker A/B runs). */
+const runs = (phase: "reads" | "flood" | "writes") => process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY.split(",").includes(phase)
 
 const percentile = (sorted: Array<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
