@@ -1,9 +1,9 @@
 /**
- * A finished query's rows die young. postgres.js 3.4.9 created each query's resolve and reject as
- * arrow functions assigned to properties, which V8 allocates in its old generation; their context
- * holds the query and so its result, which then survived every young-generation collection until
- * the next full one (under load, most of what the API's reads allocated). patches/postgres+3.4.9.patch
- * makes them methods; this test fails without it (the old space grows by more than the rows' text).
+ * A finished query's rows die young. Unpatched, postgres.js 3.4.9 creates each query's resolve and
+ * reject as arrow functions assigned to properties, which V8 allocates in its old generation; their
+ * context holds the query and so its result, which then survives every young-generation collection
+ * until the next full one. patches/postgres+3.4.9.patch makes them methods; this test fails without
+ * it (the old space grows by more than the rows' text).
  */
 import { spawn } from "node:child_process"
 import { join } from "node:path"

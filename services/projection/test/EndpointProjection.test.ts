@@ -2,7 +2,8 @@
  * applyBatch of the endpoint projection against the real Postgres (a schema of its own): a batch
  * and its offset are applied together; a record that cannot be read and an event whose data
  * Postgres refuses are each skipped alone; a batch applied again changes nothing; a batch with many
- * new endpoints (written by COPY) gives the rows the upsert gives.
+ * new endpoints (written by COPY) gives the rows the upsert gives; with the projection's session
+ * settings a batch's row lookup is planned afresh each time, never on a cached generic plan.
  */
 import { randomBytes } from "node:crypto"
 import { migrate, transactCarefullyOnDataError } from "@orbit/db"
