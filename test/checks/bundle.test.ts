@@ -28,6 +28,21 @@ describe("serviceEntry", () => {
     expect(serviceArgs("projection").at(-1)).toBe(entry)
   })
 
+  it("bundles the patched postgres.js, and builds again once a patch is newer than the bundle", () => {
+    const entry = serviceEntry("registration")
+    // The patched Query (patches/postgres+3.4.9.patch) settles through methods, not property arrows.
+    expect(fs.readFileSync(entry, "utf8")).toContain("this.settle=resolve")
+    // The patch is the newest input (edited now), the bundle a second older than it.
+    const patch = path.join(ROOT, "patches", "postgres+3.4.9.patch")
+    const now = new Date()
+    fs.utimesSync(patch, now, now)
+    const before = new Date(now.getTime() - 1_000)
+    fs.utimesSync(entry, before, before)
+    expect(bundleIsFresh("registration")).toBe(false)
+    expect(serviceEntry("registration")).toBe(entry)
+    expect(bundleIsFresh("registration")).toBe(true)
+  })
+
   it("runs src/main.ts with ORBIT_RUN_FROM_SOURCE=1", () => {
     process.env.ORBIT_RUN_FROM_SOURCE = "1"
     try {
