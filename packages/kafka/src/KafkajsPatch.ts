@@ -40,22 +40,32 @@ if (!internalPatchesInstalled) {
   )
 }
 
+/** kafkajs' in-flight request (`network/requestQueue/socketRequest.js`), as far as the patch uses it. */
+interface SocketRequest {
+  readonly correlationId: number
+  readonly sentAt: number
+  readonly requestTimeout: number
+  timeoutRequest(): void
+}
 const RequestQueue = require("kafkajs/src/network/requestQueue/index.js") as {
   prototype: {
     throttledUntil: number
     throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
     pending: Array<unknown>
-    inflight: Map<number, { sentAt: number; requestTimeout: number; timeoutRequest(): void }>
+    inflight: Map<number, SocketRequest>
     requestTimeout: number
     enforceRequestTimeout: boolean
-    requestTimeoutIntervalId: ReturnType<typeof setInterval> | null
+    /** kafkajs' name; the patch keeps a timeout there (its `destroy` clears either kind). */
+    requestTimeoutIntervalId: ReturnType<typeof setTimeout> | null
+    /** When the armed check fires (the patch's). */
+    requestTimeoutAt: number
     requestTimeoutCheck?: boolean
     isConnected(): boolean
     destroy(): void
     checkPendingRequests(): void
     scheduleCheckPendingRequests(): void
     scheduleRequestTimeoutCheck(): void
-    sendSocketRequest(socketRequest: unknown): void
+    sendSocketRequest(socketRequest: SocketRequest): void
   }
 }
 
@@ -71,35 +81,44 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
 }
 
 /**
- * kafkajs 2.2.4 also runs a short interval on every connected broker connection to time out its
- * requests, whether or not any is in flight: an idle client with a few connections wakes many
- * times a second. Instead the interval runs only while a request is in flight: armed when one is
- * sent, dropped at the first check that finds none (`test/RequestQueueTimer.test.ts` pins it).
+ * kafkajs 2.2.4 also runs a 100 ms interval on every connected broker connection to time out its
+ * requests, whether or not any is in flight; a long-poll fetch, parked at the broker until a record
+ * arrives, would keep it running. Instead each connection arms one timer for the earliest deadline
+ * of its requests in flight (sent at + request timeout), re-armed at each check for the next one,
+ * and none while nothing is in flight (`test/RequestQueueTimer.test.ts` pins both).
  */
-const clearRequestTimeoutCheck = (queue: typeof RequestQueue.prototype) => {
-  if (queue.requestTimeoutIntervalId !== null) clearInterval(queue.requestTimeoutIntervalId)
+const deadlineOf = (request: SocketRequest) => request.sentAt + request.requestTimeout
+const armRequestTimeoutCheck = (queue: typeof RequestQueue.prototype, at: number) => {
+  if (queue.requestTimeoutIntervalId != null) {
+    if (queue.requestTimeoutAt <= at) return
+    clearTimeout(queue.requestTimeoutIntervalId)
+  }
+  queue.requestTimeoutAt = at
+  // One past the deadline: kafkajs times a request out once strictly more than its timeout passed.
+  queue.requestTimeoutIntervalId = setTimeout(() => checkRequestTimeouts(queue), Math.max(0, at - Date.now()) + 1)
+}
+const checkRequestTimeouts = (queue: typeof RequestQueue.prototype) => {
   queue.requestTimeoutIntervalId = null
+  const now = Date.now()
+  let next = Number.POSITIVE_INFINITY
+  queue.inflight.forEach((request) => {
+    if (now - request.sentAt > request.requestTimeout) request.timeoutRequest()
+    else next = Math.min(next, deadlineOf(request))
+  })
+  if (!queue.isConnected()) queue.destroy()
+  else if (next !== Number.POSITIVE_INFINITY) armRequestTimeoutCheck(queue, next)
 }
 RequestQueue.prototype.scheduleRequestTimeoutCheck = function() {
   // Called on connect: enable the check; `sendSocketRequest` arms it.
-  clearRequestTimeoutCheck(this)
+  if (this.requestTimeoutIntervalId != null) clearTimeout(this.requestTimeoutIntervalId)
+  this.requestTimeoutIntervalId = null
   this.requestTimeoutCheck = this.enforceRequestTimeout
 }
 const originalSendSocketRequest = RequestQueue.prototype.sendSocketRequest
 RequestQueue.prototype.sendSocketRequest = function(socketRequest) {
   originalSendSocketRequest.call(this, socketRequest)
-  if (this.requestTimeoutCheck !== true || this.inflight.size === 0 || this.requestTimeoutIntervalId != null) return
-  this.requestTimeoutIntervalId = setInterval(() => {
-    this.inflight.forEach((request) => {
-      if (Date.now() - request.sentAt > request.requestTimeout) request.timeoutRequest()
-    })
-    if (!this.isConnected()) {
-      this.destroy()
-      clearRequestTimeoutCheck(this)
-    } else if (this.inflight.size === 0) {
-      clearRequestTimeoutCheck(this)
-    }
-  }, Math.min(this.requestTimeout, 100))
+  if (this.requestTimeoutCheck !== true || !this.inflight.has(socketRequest.correlationId)) return
+  armRequestTimeoutCheck(this, deadlineOf(socketRequest))
 }
 
 /**

@@ -1,7 +1,9 @@
 // kafkajs 2.2.4's RequestQueue re-arms a timer on every broker connection even when no request is
-// waiting (`KafkajsPatch.ts`): an idle client spins. With the patch, an idle queue arms nothing.
+// waiting, and checks its requests' timeouts every 100 ms (`KafkajsPatch.ts`): an idle client, or
+// one whose long-poll fetch is parked at the broker, spins. With the patch, an idle queue arms
+// nothing and a queue with requests in flight wakes at their earliest deadline.
 import { createRequire } from "node:module"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import "../src/index.ts" // the package entry installs the patch
 
 const require = createRequire(import.meta.url)
@@ -11,7 +13,12 @@ interface RequestQueue {
   inflight: Map<number, unknown>
   requestTimeoutIntervalId: ReturnType<typeof setInterval> | null | undefined
   scheduleRequestTimeoutCheck(): void
-  push(request: { entry: { correlationId: number; resolve: () => void; reject: () => void }; expectResponse: boolean; sendRequest: () => void; requestTimeout?: number }): void
+  push(request: {
+    entry: { correlationId: number; resolve: () => void; reject: (error: Error) => void }
+    expectResponse: boolean
+    sendRequest: () => void
+    requestTimeout?: number
+  }): void
   fulfillRequest(response: { correlationId: number; payload: Buffer; size: number }): void
   throttledUntil: number
   throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
@@ -22,14 +29,14 @@ const RequestQueue = require("kafkajs/src/network/requestQueue/index.js") as new
 const noop = () => undefined
 const logger = { debug: noop, info: noop, warn: noop, error: noop, namespace: () => logger }
 
-const queue = () =>
+const queue = (isConnected: () => boolean = () => true) =>
   new RequestQueue({
     maxInFlightRequests: 1,
     requestTimeout: 1_000,
     enforceRequestTimeout: true,
     clientId: "request-queue-timer-test",
     broker: "127.0.0.1:1",
-    isConnected: () => true,
+    isConnected,
     logger
   })
 
@@ -58,17 +65,45 @@ describe("kafkajs RequestQueue timer (patched)", () => {
     }
   })
 
-  it("runs the request-timeout check only while a request is in flight", async () => {
-    const q = queue()
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it("checks request timeouts only at the earliest deadline in flight, and arms nothing once none is", () => {
+    vi.useFakeTimers()
+    let checks = 0 // every check asks whether the connection is still up
+    const q = queue(() => {
+      checks++
+      return true
+    })
     try {
       q.scheduleRequestTimeoutCheck() // what kafkajs calls on connect
       expect(q.requestTimeoutIntervalId ?? null).toBeNull()
-      q.push({ entry: { correlationId: 1, resolve: () => undefined, reject: () => undefined }, expectResponse: true, sendRequest: () => undefined })
+      const errors: Array<Error> = []
+      const request = (correlationId: number, requestTimeout?: number) =>
+        q.push({
+          entry: { correlationId, resolve: () => undefined, reject: (e) => errors.push(e) },
+          expectResponse: true,
+          sendRequest: () => undefined,
+          ...(requestTimeout === undefined ? {} : { requestTimeout })
+        })
+      request(1, 5_000) // a long-poll fetch: its own, longer timeout
       expect(q.inflight.size).toBe(1)
       expect(q.requestTimeoutIntervalId ?? null).not.toBeNull()
+      vi.advanceTimersByTime(4_000)
+      expect(checks).toBe(0) // no wake-up while the fetch is parked (kafkajs: one every 100 ms)
       q.fulfillRequest({ correlationId: 1, payload: Buffer.alloc(0), size: 0 })
-      // The next check finds nothing in flight and drops the interval.
-      for (let i = 0; i < 50 && q.requestTimeoutIntervalId != null; i++) await new Promise((r) => setTimeout(r, 50))
+      request(2) // 1 s timeout, never answered
+      vi.advanceTimersByTime(999)
+      expect(checks).toBe(0)
+      expect(errors).toEqual([])
+      vi.advanceTimersByTime(2)
+      expect(checks).toBe(1)
+      expect(errors.map((e) => e.name)).toEqual(["KafkaJSRequestTimeoutError"])
+      expect(q.inflight.size).toBe(0)
+      // Nothing in flight: the check that timed it out armed nothing more.
+      vi.advanceTimersByTime(60_000)
+      expect(checks).toBe(1)
       expect(q.requestTimeoutIntervalId ?? null).toBeNull()
     } finally {
       q.destroy()
