@@ -22,6 +22,14 @@ export const metricsListenConfig = (defaultPort: number) =>
 export const MetricsTenantLabel = Config.Boolean("ORBIT_METRICS_TENANT_LABEL").pipe(Config.withDefault(false))
 
 /**
+ * How often a service samples the gauges it reads from Kafka offsets or Postgres rather than
+ * updating where things happen (lag, backlog): `ORBIT_METRICS_SAMPLE_MS`, default 15 s, the
+ * scrape interval of `infra/observability/prometheus.yml`, so an idle service asks the broker
+ * nothing more often than it is read.
+ */
+export const MetricsSampleMs = Config.Int("ORBIT_METRICS_SAMPLE_MS").pipe(Config.withDefault(15_000))
+
+/**
  * A tiny HTTP server with one route, `GET /metrics`: every metric of the process's registry in the
  * Prometheus text format (Effect's exporter). It binds `ORBIT_METRICS_HOST` (default 127.0.0.1, so
  * nothing outside the host reads it unless an operator says so) on `ORBIT_METRICS_PORT`

@@ -1,7 +1,7 @@
 import type { AttemptErrorClass, DeliveryTask } from "@orbit/domain"
 import { topicsFor } from "@orbit/domain"
 import { BacklogAge, delayTiersOf, type GroupPosition, KafkaClient, TopicAdmin } from "@orbit/kafka"
-import { MetricsTenantLabel } from "@orbit/runtime"
+import { MetricsSampleMs, MetricsTenantLabel } from "@orbit/runtime"
 import { Config, Context, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { DispatcherConfig } from "./DispatcherConfig.ts"
 import type { AttemptResult } from "./retry/RetrySchedule.ts"
@@ -81,7 +81,7 @@ export const createdAtOf = (body: string): number | undefined => {
  * The dispatcher's Prometheus metrics. Counters and histograms are updated where the thing happens
  * (the hot path runs outside Effect, so updates go straight to the registry with the layer's
  * context); lag and backlog gauges are sampled from Kafka's end and committed offsets every
- * `ORBIT_METRICS_SAMPLE_MS` (default 5 s) by one background fiber.
+ * `ORBIT_METRICS_SAMPLE_MS` (`MetricsSampleMs`, default 15 s) by one background fiber.
  */
 export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
   /** One source record fanned out durably into `tasks` delivery tasks, or moved aside as invalid. */
@@ -98,7 +98,7 @@ export class DispatcherMetrics extends Context.Service<DispatcherMetrics, {
     Effect.gen(function*() {
       const ctx = yield* Effect.context<never>()
       const tenantLabel = yield* MetricsTenantLabel
-      const sampleMs = yield* Config.Int("ORBIT_METRICS_SAMPLE_MS").pipe(Config.withDefault(5_000))
+      const sampleMs = yield* MetricsSampleMs
       const config = yield* DispatcherConfig
       const { topicPrefix } = yield* KafkaClient
       const admin = yield* TopicAdmin

@@ -1,6 +1,7 @@
 import { Db, type Queryable, query, transactCarefullyOnDataError, type Tx } from "@orbit/db"
+import { MetricsSampleMs } from "@orbit/runtime"
 import { BacklogAge, consumeBatches, type KafkaClient, logKafkaRetry, TopicAdmin, traceContextOf } from "@orbit/kafka"
-import { Cause, Clock, Config, Deferred, Duration, Effect, type Exit, Metric, Queue, References, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, type Exit, Metric, Queue, References, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
 import type { ConsumedBatch, KafkaMessage } from "@orbit/kafka"
 
 /** Records of one partition, in offset order: one fetched batch, or several merged. */
@@ -226,14 +227,14 @@ const rebuildProgress = Metric.gauge("orbit_projection_rebuild_progress_ratio", 
 })
 
 /**
- * The projection's lag and rebuild gauges, sampled every `ORBIT_METRICS_SAMPLE_MS` (default 5 s)
+ * The projection's lag and rebuild gauges, sampled every `ORBIT_METRICS_SAMPLE_MS` (default 15 s)
  * from the topic's end offsets and the offsets stored in Postgres with the rows.
  */
 const sampleLag = (options: ProjectionOptions, rebuildTarget: () => ReadonlyMap<number, bigint> | undefined, rebuilt: () => void) =>
   Effect.gen(function*() {
     const { sql } = yield* Db
     const admin = yield* TopicAdmin
-    const sampleMs = yield* Config.Int("ORBIT_METRICS_SAMPLE_MS").pipe(Config.withDefault(5_000), Effect.orDie)
+    const sampleMs = yield* MetricsSampleMs.pipe(Effect.orDie)
     const labels = { projection: options.label }
     const records = Metric.withAttributes(lagRecords, labels)
     const seconds = Metric.withAttributes(lagSeconds, labels)

@@ -1,5 +1,6 @@
 import { Db, query } from "@orbit/db"
-import { Cause, Config, Context, Effect, Exit, Layer, Metric, Schedule } from "effect"
+import { MetricsSampleMs } from "@orbit/runtime"
+import { Cause, Context, Effect, Exit, Layer, Metric, Schedule } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { withStreakStarts } from "./StreakStarts.ts"
 
@@ -133,13 +134,13 @@ const longestFailingSeconds = (sql: Db["Service"]["sql"]) =>
     FROM active c JOIN delivery_attempts a ON a.endpoint_id = c.id AND a.occurred_at > c.since`
 
 /**
- * Samples `orbit_endpoint_failing_longest_seconds` in the background every sixth
+ * Samples `orbit_endpoint_failing_longest_seconds` in the background every other
  * `ORBIT_METRICS_SAMPLE_MS` (default every 30 s): it reads the attempt log per active endpoint, and
  * the alert it serves is about an hour.
  */
 export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   const { sql } = yield* Db
-  const sampleMs = yield* Config.Int("ORBIT_METRICS_SAMPLE_MS").pipe(Config.withDefault(5_000))
+  const sampleMs = yield* MetricsSampleMs
   const sample = query(() => longestFailingSeconds(sql)).pipe(
     Effect.flatMap(([row]) => Metric.update(failingLongest, Math.max(0, row?.seconds ?? 0))),
     Effect.catchCause((cause) => Effect.logDebug("metrics: sampling failing endpoints failed; next time", { cause: String(Cause.squash(cause)) }))
@@ -151,5 +152,5 @@ export const EndpointFailingGauge = Layer.effectDiscard(Effect.gen(function*() {
   yield* Metric.value(limitSeries.key_lookup)
   yield* Metric.value(refusedSeries.invalid)
   yield* Metric.value(refusedSeries.exhausted)
-  yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs * 6)} millis`)))
+  yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${Math.max(100, sampleMs * 2)} millis`)))
 }))
