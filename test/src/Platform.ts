@@ -189,12 +189,15 @@ export const startPlatform = async (options: {
   /**
    * How many times `table` of this run's schema has been scanned (sequential plus index scans), a
    * measure of the queries that reached it. A Postgres session publishes its table statistics
-   * lazily (seconds later) but always when it ends, so the sessions of `service` are ended first:
-   * pg_terminate_backend waits for them to exit, and the service's pool opens new ones on demand.
-   * Call it while no request is in flight.
+   * lazily (up to seconds later) but always when it ends, so every session of this run's services
+   * is ended first, not only the one that queries the table: whichever service won the migration
+   * lock at start holds the migrations' scans (each CREATE INDEX or CHECK constraint scans the
+   * table once), which would otherwise land in a later reading. pg_terminate_backend waits for the
+   * sessions to exit, and the services' pools open new ones on demand. Call it while no request is
+   * in flight.
    */
-  const tableScans = async (table: string, service: ServiceName = "registration") => {
-    await sql`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = ${`${id}-${service}`}`
+  const tableScans = async (table: string) => {
+    await sql`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name LIKE ${`${id}-%`}`
     const [row] = await sql<Array<{ scans: string }>>`
       SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS scans FROM pg_stat_user_tables WHERE schemaname = ${id} AND relname = ${table}`
     return Number(row?.scans ?? 0)
