@@ -81,7 +81,7 @@ RequestQueue.prototype.scheduleCheckPendingRequests = function() {
 }
 
 /**
- * kafkajs 2.2.4 also runs a 100 ms interval on every connected broker connection to time out its
+ * kafkajs 2.2.4 also runs a short interval on every connected broker connection to time out its
  * requests, whether or not any is in flight; a long-poll fetch, parked at the broker until a record
  * arrives, would keep it running. Instead each connection arms one timer for the earliest deadline
  * of its requests in flight (sent at + request timeout), re-armed at each check for the next one,
