@@ -1,6 +1,7 @@
 import { Config, Context, Effect, Exit, Formatter, Layer, Logger, Option, Redacted, References, Tracer } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { OtlpExporter, OtlpSerialization, OtlpTracer } from "effect/observability"
+import { protobufSerialization } from "./OtlpProtobuf.ts"
 
 /** `OTEL_TRACES_SAMPLER` values understood (the OpenTelemetry SDK's built-in samplers). */
 export const SAMPLERS = [
@@ -150,7 +151,7 @@ export const tracingLayer = (serviceName: string): Layer.Layer<never, TracingCon
     ).pipe(
       Layer.provide(Layer.mergeAll(
         OtlpExporter.layerFlusher,
-        protocol === "http/json" ? OtlpSerialization.layerJson : OtlpSerialization.layerProtobuf,
+        protocol === "http/json" ? OtlpSerialization.layerJson : protobufSerialization,
         FetchHttpClient.layer
       ))
     )

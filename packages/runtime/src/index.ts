@@ -1,3 +1,4 @@
 export * from "./ServiceRuntime.ts"
 export * from "./Tracing.ts"
 export * from "./MetricsServer.ts"
+export * from "./OtlpProtobuf.ts"
