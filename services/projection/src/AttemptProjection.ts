@@ -176,6 +176,14 @@ export const pruneAttempts = async (sql: Sql, olderThan: Date, batch = 10_000): 
   }
 }
 
+/**
+ * How long the attempt log's worker waits for more records once some have arrived: under load a
+ * partition is then written in at most one transaction per interval, not one per fetch (each with
+ * its offset reads and writes and a commit). Nothing waits on the log record by record: no request
+ * reads its own attempts back, so the log may trail the attempts by this much more.
+ */
+const GATHER = "100 millis"
+
 /** How often the attempt log drops what its topic no longer keeps. */
 const PRUNE_EVERY = "1 hour"
 
@@ -203,6 +211,7 @@ export class AttemptProjection extends Context.Service<AttemptProjection, {}>()(
         // the name means a fresh read model starts from offset 0.
         groupId: `${topicPrefix}orbit-projection-attempts.${schema}`,
         topic: topicsFor(topicPrefix).attempts.name,
+        gather: GATHER,
         apply: (tx, batch, onPoison) =>
           applyAttemptBatch({
             tx,

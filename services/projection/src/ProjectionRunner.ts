@@ -27,6 +27,12 @@ export interface ProjectionOptions {
    */
   readonly partitionsConcurrently?: number
   /**
+   * How long a partition's worker waits, once records have arrived, for more to apply in the same
+   * transaction (default: none, they are applied at once). For a read model nobody waits on
+   * record by record: under load it is written in fewer, larger transactions.
+   */
+  readonly gather?: Duration.Input
+  /**
    * Applies one batch inside a transaction (including its offsets) and returns the next offset
    * it stored, or undefined when every record was already applied. Unreadable records go to
    * `onPoison` and are skipped. `careful`: a first try failed on data Postgres refuses (see
@@ -161,10 +167,11 @@ export const coalescedCommits = (delay: Duration.Input) => {
  * fetching goes on while transactions run: a slow partition holds up only itself (and, once its
  * queue is full, the fetching). A fiber per partition, in the caller's scope, takes everything
  * queued (at most `merged` batches) and applies it as one run of records; records the run already
- * holds are dropped, so its offsets stay increasing. `apply` handles its own failures.
+ * holds are dropped, so its offsets stay increasing. With `gather`, a worker that finds fewer than
+ * `merged` batches waits that long for more before applying them. `apply` handles its own failures.
  */
 export const partitionWorkers = <R>(
-  options: { readonly queued: number; readonly merged: number },
+  options: { readonly queued: number; readonly merged: number; readonly gather?: Duration.Input | undefined },
   apply: (records: PartitionRecords, taken: ReadonlyArray<ConsumedBatch>) => Effect.Effect<void, never, R>
 ) =>
   Effect.gen(function*() {
@@ -173,7 +180,13 @@ export const partitionWorkers = <R>(
     const partitions = new Map<number, Queue.Queue<ConsumedBatch>>()
     const worker = (queue: Queue.Queue<ConsumedBatch>) =>
       Effect.gen(function*() {
-        const taken = yield* Queue.takeBetween(queue, 1, options.merged)
+        let taken: ReadonlyArray<ConsumedBatch> = yield* Queue.takeBetween(queue, 1, options.merged)
+        if (options.gather !== undefined && taken.length < options.merged) {
+          yield* Effect.sleep(options.gather)
+          // What arrived meanwhile, without waiting (a minimum of 0 would take nothing).
+          const arrived = Math.min(yield* Queue.size(queue), options.merged - taken.length)
+          if (arrived > 0) taken = [...taken, ...yield* Queue.takeBetween(queue, arrived, arrived)]
+        }
         const first = taken[0]!.batch
         const messages: Array<KafkaMessage> = []
         let last = -1n
@@ -357,7 +370,7 @@ export const runProjection = (options: ProjectionOptions): Effect.Effect<void, n
     // awaited, and comes at most once per COMMIT_DELAY.
     const commits = new Map<number, ReturnType<typeof coalescedCommits>>()
     const feed = yield* partitionWorkers(
-      { queued: MAX_QUEUED_BATCHES, merged: MAX_BATCHES_PER_TRANSACTION },
+      { queued: MAX_QUEUED_BATCHES, merged: MAX_BATCHES_PER_TRANSACTION, gather: options.gather },
       (records, taken) =>
         Effect.gen(function*() {
           yield* applyRecords(records).pipe(

@@ -1,10 +1,13 @@
 /**
  * partitionWorkers, which both the live projection and the rebuild feed: a batch is done for
  * kafkajs once queued, so fetching goes on while a transaction runs; partitions apply side by
- * side; a partition's batches apply one at a time, in offset order.
+ * side; a partition's batches apply one at a time, in offset order; with `gather`, batches that
+ * arrive within it of the first are applied together.
  */
+import { it as effectIt } from "@effect/vitest"
 import type { ConsumedBatch } from "@orbit/kafka"
-import { Deferred, Effect, Stream } from "effect"
+import { Deferred, Effect, Queue, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { describe, expect, it } from "vitest"
 import { partitionWorkers } from "../src/ProjectionRunner.ts"
 
@@ -46,4 +49,33 @@ describe("partitionWorkers", () => {
       while (applied.length < 5) yield* Effect.yieldNow
       expect(applied.filter((a) => a.startsWith("0:"))).toEqual(["0:0", "0:1", "0:2", "0:3"])
     }))))
+
+  effectIt.effect("with gather, applies the batches that arrive within it of the first in one transaction", () =>
+    Effect.gen(function*() {
+      const applied: Array<string> = []
+      const feed = yield* partitionWorkers({ queued: 8, merged: 8, gather: "100 millis" }, (records) =>
+        Effect.sync(() => void applied.push(records.messages.map((m) => m.offset).join(","))))
+      const fetched = yield* Queue.unbounded<ConsumedBatch>()
+      yield* Effect.forkScoped(feed(Stream.fromQueue(fetched)))
+      const arrive = (b: ConsumedBatch) => Queue.offer(fetched, b).pipe(Effect.andThen(Deferred.await(b.done)))
+      const settled = Effect.repeat(Effect.yieldNow, { times: 20 })
+
+      yield* arrive(batch(0, 0))
+      yield* TestClock.adjust("60 millis")
+      yield* arrive(batch(0, 1))
+      yield* settled
+      expect(applied).toEqual([])
+      yield* TestClock.adjust("40 millis")
+      yield* settled
+      expect(applied).toEqual(["0,1"])
+
+      // A batch after that waits a whole gather of its own.
+      yield* arrive(batch(0, 2))
+      yield* TestClock.adjust("99 millis")
+      yield* settled
+      expect(applied).toEqual(["0,1"])
+      yield* TestClock.adjust("1 millis")
+      yield* settled
+      expect(applied).toEqual(["0,1", "2"])
+    }).pipe(Effect.scoped))
 })
