@@ -276,7 +276,7 @@ export const encodeTraces = (data: TraceData): Uint8Array => {
       w.string(1, sc.name)
       optionalString(w, 2, sc.version)
       keyValues(w, 3, sc.attributes)
-      if (sc.droppedAttributesCount) count(w, 4, sc.droppedAttributesCount)
+      count(w, 4, sc.droppedAttributesCount)
       w.close(scope)
       for (const s of ss.spans) {
         const at = w.open(2)
