@@ -19,9 +19,9 @@ import { newEventId } from "@orbit/domain"
 import { Kafka, logLevel } from "@orbit/kafka"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { bundlePath, type ServiceName } from "../../infra/bundle.ts"
-import { tcpOpen } from "../../infra/kafka.ts"
 import { type HttpsReceiver, makeSelfSignedCert, type SelfSignedCert, startHttpsReceiver } from "../src/HttpsReceiver.ts"
 import { freePort } from "../src/freePort.ts"
+import { freePortRun } from "../src/OwnKafka.ts"
 import { DATABASE_URL } from "../src/Platform.ts"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
@@ -47,14 +47,6 @@ const eventually = async <A>(what: string, f: () => A | undefined | false | Prom
   }
 }
 
-/** A free port whose successor is free too: the local broker's controller listens on KAFKA_PORT + 1. */
-const freeBrokerPort = async (): Promise<number> => {
-  for (;;) {
-    const port = await freePort()
-    if (port < 65535 && !(await tcpOpen("127.0.0.1", port + 1))) return port
-  }
-}
-
 /** The pid of the start script's child running `service`, from /proc (Linux). */
 const servicePid = (service: ServiceName): number | undefined => {
   for (const entry of fs.readdirSync("/proc")) {
@@ -77,7 +69,10 @@ const brokerKafka = () => new Kafka({ clientId: "e2e-supervised-start", brokers:
 beforeAll(async () => {
   tls = makeSelfSignedCert()
   receiver = await startHttpsReceiver(tls)
-  kafkaPort = await freeBrokerPort()
+  // Two bindable ports (the local broker's controller listens on KAFKA_PORT + 1), outside the
+  // ephemeral range: an outgoing connection's local port there once took the controller's port
+  // between the check and the broker's bind ("Address already in use").
+  kafkaPort = await freePortRun(2)
   const apiPort = await freePort()
   baseUrl = `http://127.0.0.1:${apiPort}`
   const { KAFKA_BROKERS: _brokers, ...inherited } = process.env
