@@ -21,15 +21,6 @@ type AnyValue = OtlpResource.AnyValue
 const VARINT = 0
 const FIXED64 = 1
 const LENGTH_DELIMITED = 2
-const FIXED32 = 5
-
-const HEX = new Int8Array(128).fill(-1)
-for (let i = 0; i < 16; i++) {
-  HEX["0123456789abcdef".charCodeAt(i)] = i
-  HEX["0123456789ABCDEF".charCodeAt(i)] = i
-}
-/** A hex digit's value; anything else counts as 0 (ids reach here validated). */
-const nibble = (code: number): number => (code < 128 ? Math.max(HEX[code]!, 0) : 0)
 
 const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5)
 
@@ -78,12 +69,6 @@ class Writer {
     this.pos += 8
   }
 
-  fixed32(value: number): void {
-    this.ensure(4)
-    this.buf.writeUInt32LE(value >>> 0, this.pos)
-    this.pos += 4
-  }
-
   double(value: number): void {
     this.ensure(8)
     this.buf.writeDoubleLE(value, this.pos)
@@ -125,9 +110,8 @@ class Writer {
   /** Bytes given as hex (trace and span ids). */
   hex(field: number, value: string): void {
     const at = this.open(field)
-    const n = value.length >> 1
-    this.ensure(n)
-    for (let i = 0; i < n; i++) this.buf[this.pos++] = (nibble(value.charCodeAt(2 * i)) << 4) | nibble(value.charCodeAt(2 * i + 1))
+    this.ensure(value.length >> 1)
+    this.pos += this.buf.write(value, this.pos, "hex")
     this.close(at)
   }
 
@@ -199,22 +183,12 @@ const count = (w: Writer, field: number, value: number | undefined): void => {
   }
 }
 
-/** The fields Effect's encoder also writes when present, beyond what its `TraceData` type declares. */
-interface Extra {
-  readonly traceState?: string
-  readonly flags?: number
-  readonly version?: string
-  readonly attributes?: ReadonlyArray<KeyValue>
-  readonly droppedAttributesCount?: number
-}
-
 type Span = TraceData["resourceSpans"][number]["scopeSpans"][number]["spans"][number]
 
 // opentelemetry/proto/trace/v1/trace.proto
-const span = (w: Writer, s: Span & Extra): void => {
+const span = (w: Writer, s: Span): void => {
   w.hex(1, s.traceId)
   w.hex(2, s.spanId)
-  optionalString(w, 3, s.traceState)
   if (s.parentSpanId !== undefined) w.hex(4, s.parentSpanId)
   w.string(5, s.name)
   w.tag(6, VARINT)
@@ -235,17 +209,12 @@ const span = (w: Writer, s: Span & Extra): void => {
     w.close(at)
   }
   count(w, 12, s.droppedEventsCount)
-  for (const l of s.links as ReadonlyArray<Span["links"][number] & Extra>) {
+  for (const l of s.links) {
     const at = w.open(13)
     w.hex(1, l.traceId)
     w.hex(2, l.spanId)
-    optionalString(w, 3, l.traceState)
     keyValues(w, 4, l.attributes)
     count(w, 5, l.droppedAttributesCount)
-    if (l.flags !== undefined) {
-      w.tag(6, FIXED32)
-      w.fixed32(l.flags)
-    }
     w.close(at)
   }
   count(w, 14, s.droppedLinksCount)
@@ -254,13 +223,12 @@ const span = (w: Writer, s: Span & Extra): void => {
   w.tag(3, VARINT)
   w.int64(s.status.code)
   w.close(status)
-  if (s.flags !== undefined) {
-    w.tag(16, FIXED32)
-    w.fixed32(s.flags)
-  }
 }
 
-/** An `ExportTraceServiceRequest` (the same message as `TracesData`) as protobuf bytes. */
+/**
+ * An `ExportTraceServiceRequest` (the same message as `TracesData`) as protobuf bytes, for the
+ * fields Effect's `TraceData` has (no trace state or flags on spans and links, no scope attributes).
+ */
 export const encodeTraces = (data: TraceData): Uint8Array => {
   const w = new Writer()
   for (const rs of data.resourceSpans) {
@@ -272,11 +240,8 @@ export const encodeTraces = (data: TraceData): Uint8Array => {
     for (const ss of rs.scopeSpans) {
       const scopeSpans = w.open(2)
       const scope = w.open(1)
-      const sc = ss.scope as typeof ss.scope & Extra
-      w.string(1, sc.name)
-      optionalString(w, 2, sc.version)
-      keyValues(w, 3, sc.attributes)
-      count(w, 4, sc.droppedAttributesCount)
+      w.string(1, ss.scope.name)
+      optionalString(w, 2, ss.scope.version)
       w.close(scope)
       for (const s of ss.spans) {
         const at = w.open(2)

@@ -1,4 +1,3 @@
 export * from "./ServiceRuntime.ts"
 export * from "./Tracing.ts"
 export * from "./MetricsServer.ts"
-export * from "./OtlpProtobuf.ts"
