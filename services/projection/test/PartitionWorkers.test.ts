@@ -4,11 +4,10 @@
  * side; a partition's batches apply one at a time, in offset order; with `gather`, batches that
  * arrive within it of the first are applied together.
  */
-import { it as effectIt } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { ConsumedBatch } from "@orbit/kafka"
 import { Deferred, Effect, Queue, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { describe, expect, it } from "vitest"
 import { partitionWorkers } from "../src/ProjectionRunner.ts"
 
 const batch = (partition: number, offset: number): ConsumedBatch => ({
@@ -50,7 +49,7 @@ describe("partitionWorkers", () => {
       expect(applied.filter((a) => a.startsWith("0:"))).toEqual(["0:0", "0:1", "0:2", "0:3"])
     }))))
 
-  effectIt.effect("with gather, applies the batches that arrive within it of the first in one transaction", () =>
+  it.effect("with gather, applies the batches that arrive within it of the first in one transaction", () =>
     Effect.gen(function*() {
       const applied: Array<string> = []
       const feed = yield* partitionWorkers({ queued: 8, merged: 8, gather: "100 millis" }, (records) =>
